@@ -1,1 +1,57 @@
-fn main() {}
+//! `slm`: make small language models and run them on a laptop.
+//!
+//! One file per subcommand under `cmd/`; this file only declares the command tree and
+//! dispatches. No algorithms live in the CLI crate.
+
+mod cmd;
+mod common;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "slm",
+    version,
+    about = "Make small language models and run them fast on a laptop CPU",
+    long_about = "slm turns large language models into small, fast ones: distil, prune, fine-tune, \
+evaluate, and run them on an ordinary CPU. Models are Hugging Face directories, HF cache ids \
+(org/name), GGUF files or llama2.c checkpoints.",
+    after_help = "Examples:\n  slm generate --model stories260K.bin --tokenizer tok512.bin --prompt \"Once upon a time\"\n  slm eval --model runs/teacher --ppl wiki.test.raw\n  slm inspect runs/teacher"
+)]
+struct Cli {
+    /// Worker threads for tensor math (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate text from a prompt, streaming it as tokens come.
+    Generate(cmd::generate::Args),
+    /// Measure a model: perplexity on a text file.
+    Eval(cmd::eval::Args),
+    /// Show a model's architecture, parameters by role, bytes and sparsity per tensor.
+    Inspect(cmd::inspect::Args),
+    /// Convert a model to another format.
+    #[command(subcommand)]
+    Export(cmd::export::ExportCommand),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        common::set_threads(n);
+    }
+    let result = match cli.command {
+        Command::Generate(a) => cmd::generate::run(a),
+        Command::Eval(a) => cmd::eval::run(a),
+        Command::Inspect(a) => cmd::inspect::run(a),
+        Command::Export(c) => cmd::export::run(c),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

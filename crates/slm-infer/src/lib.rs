@@ -1,1 +1,12 @@
-//! placeholder
+//! slm-infer: turning a model into text.
+//!
+//! Owns the sampler (greedy, temperature, top-k, top-p, repetition penalty), stop-string
+//! handling and the generation loop over the KV cache. Fast decode kernels live in
+//! slm-kernels; this crate decides what to compute, not how fast.
+
+pub mod generate;
+pub mod sampler;
+pub mod stop;
+
+pub use generate::{generate, generate_from_tokens, GenerateOptions, Generation, StopReason};
+pub use sampler::{Sampler, SamplerConfig};

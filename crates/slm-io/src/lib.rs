@@ -1,1 +1,164 @@
-//! placeholder
+//! slm-io: model files on disk, read into one in-memory form and written back.
+//!
+//! Owns every model format `slm` reads — Hugging Face directories (single or sharded
+//! safetensors), Hugging Face cache ids, llama2.c checkpoints (v0 and v1) and GGUF (v2, v3) — and
+//! turns each into a [`LoadedModel`]: a Hugging Face `config.json` object plus CPU tensors under
+//! Hugging Face Llama names, floats as F32, q/k projections in Hugging Face's rotate_half RoPE
+//! layout. It also writes model directories ([`save_hf_dir`]), atomically.
+//!
+//! This file holds the shared types and [`load_model`], which decides what a user's `spec`
+//! names and dispatches to the reader for it. Each format lives in its own module.
+
+pub mod atomic;
+mod bytes;
+pub mod gguf;
+pub mod hf_cache;
+pub mod hf_dir;
+pub mod llama2c;
+pub mod permute;
+pub mod safetensors_io;
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use candle_core::Tensor;
+use slm_core::error::IoContext;
+use slm_core::{Error, Result};
+
+pub use hf_dir::save_hf_dir;
+pub use safetensors_io::{read_safetensors, write_safetensors};
+
+/// A model read from disk, in Hugging Face Llama naming, f32 on CPU.
+#[derive(Debug, Clone)]
+pub struct LoadedModel {
+    /// A Hugging Face `config.json` object (`model_type` "llama" or "qwen2").
+    pub config: serde_json::Value,
+    /// HF names, e.g. `model.layers.0.self_attn.q_proj.weight`; dtype F32 (integer tensors of a
+    /// safetensors file keep their type), `Device::Cpu`.
+    pub tensors: HashMap<String, Tensor>,
+    pub tokenizer: TokenizerSource,
+    pub generation_config: Option<serde_json::Value>,
+    /// Contents of `slm.json`, if present.
+    pub slm_meta: Option<serde_json::Value>,
+    /// The file or directory read.
+    pub source: PathBuf,
+    pub format: ModelFormat,
+}
+
+/// Where the model's tokenizer comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TokenizerSource {
+    /// A Hugging Face `tokenizer.json`.
+    HfJson(PathBuf),
+    /// A llama2.c `tokenizer.bin`.
+    Llama2c(PathBuf),
+    /// The vocabulary embedded in a GGUF file.
+    Gguf(GgufVocab),
+    None,
+}
+
+/// The vocabulary stored in a GGUF file's `tokenizer.ggml.*` metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GgufVocab {
+    /// `tokenizer.ggml.model`: "llama" (SentencePiece) or "gpt2" (byte-level BPE), ...
+    pub model: String,
+    pub tokens: Vec<String>,
+    /// Empty if absent.
+    pub scores: Vec<f32>,
+    /// Empty if absent.
+    pub token_types: Vec<i32>,
+    /// Empty if absent.
+    pub merges: Vec<String>,
+    pub bos_id: Option<u32>,
+    pub eos_id: Option<u32>,
+    pub unk_id: Option<u32>,
+    /// `tokenizer.ggml.add_bos_token`, default true for "llama".
+    pub add_bos: bool,
+}
+
+/// The on-disk format a model was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelFormat {
+    HfDir,
+    Llama2c,
+    Gguf,
+}
+
+/// Loads the model `spec` names:
+///
+/// * a directory with `config.json` (Hugging Face layout);
+/// * a GGUF file (recognised by its magic, whatever its name);
+/// * a llama2.c checkpoint (any other file whose header parses and whose size matches);
+/// * a Hugging Face id `org/name[@revision]` found in the local hub cache (see [`hf_cache`]).
+///
+/// `tokenizer_override` (the CLI's `--tokenizer`) replaces whatever tokenizer the model came
+/// with: `*.json` is a Hugging Face `tokenizer.json`, anything else a llama2.c `tokenizer.bin`.
+pub fn load_model(spec: &str, tokenizer_override: Option<&Path>) -> Result<LoadedModel> {
+    let path = Path::new(spec);
+    let mut model = if path.is_dir() {
+        hf_dir::read(path)?
+    } else if path.is_file() {
+        load_file(path)?
+    } else if hf_cache::looks_like_repo_id(spec) {
+        hf_dir::read(&hf_cache::resolve(spec)?)?
+    } else {
+        return Err(Error::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such file or directory (and not a Hugging Face id of the form org/name)",
+            ),
+        ));
+    };
+    if let Some(tok) = tokenizer_override {
+        model.tokenizer = tokenizer_from_path(tok)?;
+    }
+    Ok(model)
+}
+
+/// The tokenizer a `--tokenizer PATH` names: `*.json` -> HF, otherwise llama2.c.
+pub fn tokenizer_from_path(path: &Path) -> Result<TokenizerSource> {
+    if !path.is_file() {
+        return Err(Error::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "tokenizer file not found"),
+        ));
+    }
+    let is_json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    Ok(if is_json {
+        TokenizerSource::HfJson(path.to_path_buf())
+    } else {
+        TokenizerSource::Llama2c(path.to_path_buf())
+    })
+}
+
+/// A single model file: GGUF by magic, else a llama2.c checkpoint.
+fn load_file(path: &Path) -> Result<LoadedModel> {
+    let mut head = [0u8; 4];
+    let n = std::fs::File::open(path)
+        .and_then(|f| f.take(4).read(&mut head))
+        .with_path(path)?;
+    if n == 4 && &head == gguf::MAGIC {
+        return gguf::read(path);
+    }
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    match ext.as_deref() {
+        Some("safetensors") | Some("json") => Err(Error::format(
+            path,
+            "a single .safetensors/.json file is not a model: pass the directory that holds config.json",
+        )),
+        Some("gguf") => Err(Error::format(path, "not a GGUF file (bad magic)")),
+        _ => llama2c::read(path).map_err(|e| match e {
+            Error::Format { path, msg } if msg.starts_with("not a llama2.c") => Error::Format {
+                path,
+                msg: format!("not a GGUF file, and {msg}"),
+            },
+            e => e,
+        }),
+    }
+}

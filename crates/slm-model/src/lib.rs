@@ -1,1 +1,25 @@
-//! placeholder
+//! slm-model: the Llama-family decoder and everything that describes it.
+//!
+//! Owns the typed configuration (a mirror of Hugging Face `config.json`) and size presets,
+//! the decoder (`llama.rs`), RoPE, RMSNorm, the linear-layer slot, the KV cache, hook points,
+//! and the tensor-name/shape contract every loader is checked against. It never imports
+//! training, compression or inference code.
+
+pub mod config;
+pub mod hooks;
+pub mod kv_cache;
+pub mod linear;
+pub mod load;
+pub mod llama;
+pub mod norm;
+pub mod presets;
+pub mod rope;
+pub mod weights;
+
+pub use config::{LlamaConfig, ModelType, RopeScaling};
+pub use hooks::{HookPoint, Hooks};
+pub use kv_cache::KvCache;
+pub use linear::{Linear, LinearWeights};
+pub use llama::Llama;
+pub use load::{load, save, LoadedLlama};
+pub use presets::{preset, preset_names};

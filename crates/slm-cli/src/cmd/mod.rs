@@ -1,0 +1,6 @@
+//! One module per `slm` subcommand.
+
+pub mod eval;
+pub mod export;
+pub mod generate;
+pub mod inspect;

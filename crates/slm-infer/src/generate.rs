@@ -1,0 +1,173 @@
+//! Text generation: prefill the prompt through the KV cache, then decode one token at a
+//! time, streaming text to the caller as it forms.
+//!
+//! Stops at `max_tokens`, at the end-of-sequence token, at a stop string or when the model
+//! context is full, and reports which, with timings for prefill and decode.
+
+use crate::sampler::{Sampler, SamplerConfig};
+use crate::stop::{StopCheck, StopMatcher};
+use candle_core::Tensor;
+use slm_core::{Error, Result};
+use slm_data::tokenizer::{StreamDecoder, Tokenizer};
+use slm_model::Llama;
+use std::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub max_tokens: usize,
+    pub sampler: SamplerConfig,
+    pub stop: Vec<String>,
+    /// Prepend the tokenizer's BOS token to the prompt.
+    pub add_bos: bool,
+    /// Stop when the model emits its end-of-sequence token.
+    pub stop_at_eos: bool,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        Self {
+            max_tokens: 256,
+            sampler: SamplerConfig::default(),
+            stop: Vec::new(),
+            add_bos: true,
+            stop_at_eos: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    MaxTokens,
+    Eos,
+    StopString,
+    ContextFull,
+}
+
+#[derive(Debug, Clone)]
+pub struct Generation {
+    /// Prompt tokens (with BOS when added).
+    pub prompt_tokens: Vec<u32>,
+    /// Generated tokens (the EOS token is not included).
+    pub tokens: Vec<u32>,
+    /// Generated text, stop string excluded.
+    pub text: String,
+    pub stop_reason: StopReason,
+    pub prefill_secs: f64,
+    pub decode_secs: f64,
+}
+
+impl Generation {
+    /// Decode speed: generated tokens per second after the first (which came from prefill).
+    pub fn decode_tokens_per_sec(&self) -> f64 {
+        let n = self.tokens.len().saturating_sub(1);
+        if self.decode_secs > 0.0 {
+            n as f64 / self.decode_secs
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Last-position logits [1, t, v] -> Vec<f32> of length v.
+fn last_logits(logits: &Tensor) -> Result<Vec<f32>> {
+    let t = logits.dim(1)?;
+    Ok(logits.narrow(1, t - 1, 1)?.squeeze(1)?.squeeze(0)?.to_vec1::<f32>()?)
+}
+
+/// Generates a continuation of `prompt`, calling `on_text` with each piece of new text.
+pub fn generate(
+    model: &Llama,
+    tokenizer: &dyn Tokenizer,
+    prompt: &str,
+    opts: &GenerateOptions,
+    on_text: &mut dyn FnMut(&str) -> Result<()>,
+) -> Result<Generation> {
+    let prompt_tokens = tokenizer.encode(prompt, opts.add_bos)?;
+    if prompt_tokens.is_empty() {
+        return Err(Error::invalid(
+            "the prompt is empty and the tokenizer has no BOS token to start from",
+        ));
+    }
+    let ctx = model.config.max_position_embeddings;
+    if prompt_tokens.len() >= ctx {
+        return Err(Error::invalid(format!(
+            "the prompt has {} tokens; the model context is {ctx}",
+            prompt_tokens.len()
+        )));
+    }
+    generate_from_tokens(model, tokenizer, prompt_tokens, opts, on_text)
+}
+
+/// As [`generate`], from already tokenised input.
+pub fn generate_from_tokens(
+    model: &Llama,
+    tokenizer: &dyn Tokenizer,
+    prompt_tokens: Vec<u32>,
+    opts: &GenerateOptions,
+    on_text: &mut dyn FnMut(&str) -> Result<()>,
+) -> Result<Generation> {
+    let mut sampler = Sampler::new(opts.sampler.clone())?;
+    let device = model.device();
+    let ctx = model.config.max_position_embeddings;
+    let eos = tokenizer.eos_id();
+    let mut cache = model.new_cache();
+    let mut stops = StopMatcher::new(opts.stop.clone());
+    let mut decoder = StreamDecoder::new(tokenizer);
+    for &t in &prompt_tokens {
+        decoder.push(t)?; // prime the decoder so spacing after the prompt is right
+    }
+
+    let t0 = Instant::now();
+    let input = Tensor::new(prompt_tokens.as_slice(), device)?.unsqueeze(0)?; // [1, t]
+    let mut logits = last_logits(&model.forward(&input, Some(&mut cache))?)?;
+    let prefill_secs = t0.elapsed().as_secs_f64();
+
+    let mut history = prompt_tokens.clone();
+    let mut tokens = Vec::new();
+    let mut text = String::new();
+    let mut stop_reason = StopReason::MaxTokens;
+    let t1 = Instant::now();
+    while tokens.len() < opts.max_tokens {
+        let next = sampler.sample(&logits, &history)?;
+        if opts.stop_at_eos && Some(next) == eos {
+            stop_reason = StopReason::Eos;
+            break;
+        }
+        tokens.push(next);
+        history.push(next);
+        if let Some(piece) = decoder.push(next)? {
+            match stops.push(&piece) {
+                StopCheck::Continue(s) => {
+                    on_text(&s)?;
+                    text.push_str(&s);
+                }
+                StopCheck::Stop(s) => {
+                    on_text(&s)?;
+                    text.push_str(&s);
+                    stop_reason = StopReason::StopString;
+                    break;
+                }
+            }
+        }
+        if tokens.len() >= opts.max_tokens {
+            break;
+        }
+        if history.len() >= ctx {
+            stop_reason = StopReason::ContextFull;
+            break;
+        }
+        let input = Tensor::new(&[next], device)?.unsqueeze(0)?; // [1, 1]
+        logits = model.forward(&input, Some(&mut cache))?.squeeze(0)?.squeeze(0)?.to_vec1::<f32>()?;
+    }
+    if stop_reason != StopReason::StopString {
+        let rest = decoder.finish()?.unwrap_or_default();
+        let tail = match stops.push(&rest) {
+            StopCheck::Stop(s) => s,
+            StopCheck::Continue(s) => s + &stops.finish(),
+        };
+        on_text(&tail)?;
+        text.push_str(&tail);
+    }
+    let decode_secs = t1.elapsed().as_secs_f64();
+    Ok(Generation { prompt_tokens, tokens, text, stop_reason, prefill_secs, decode_secs })
+}
