@@ -28,6 +28,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The whole pipeline offline on the built-in story corpus (a few minutes on 2 cores).
+    Quickstart(cmd::quickstart::Args),
+    /// Prepare corpora into token shards.
+    #[command(subcommand)]
+    Data(cmd::data::DataCommand),
+    /// Train tokenizers.
+    #[command(subcommand)]
+    Tokenizer(cmd::tokenizer::TokenizerCommand),
+    /// Train a model from scratch or continue a run.
+    Train(cmd::train::Args),
     /// Generate text from a prompt, streaming it as tokens come.
     Generate(cmd::generate::Args),
     /// Measure a model: perplexity on a text file.
@@ -45,6 +55,10 @@ fn main() {
         common::set_threads(n);
     }
     let result = match cli.command {
+        Command::Quickstart(a) => cmd::quickstart::run(a),
+        Command::Data(c) => cmd::data::run(c),
+        Command::Tokenizer(c) => cmd::tokenizer::run(c),
+        Command::Train(a) => cmd::train::run(a),
         Command::Generate(a) => cmd::generate::run(a),
         Command::Eval(a) => cmd::eval::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),

@@ -61,7 +61,10 @@ impl LinearRole {
     }
 
     pub fn is_attention(self) -> bool {
-        matches!(self, LinearRole::Q | LinearRole::K | LinearRole::V | LinearRole::O)
+        matches!(
+            self,
+            LinearRole::Q | LinearRole::K | LinearRole::V | LinearRole::O
+        )
     }
 }
 
@@ -76,9 +79,15 @@ impl fmt::Display for LinearRole {
 pub enum ParamRole {
     Embedding,
     /// Weight of a linear layer inside block `layer`.
-    Linear { layer: usize, role: LinearRole },
+    Linear {
+        layer: usize,
+        role: LinearRole,
+    },
     /// Bias of a linear layer (Qwen2 q/k/v).
-    Bias { layer: usize, role: LinearRole },
+    Bias {
+        layer: usize,
+        role: LinearRole,
+    },
     /// RMSNorm gains (block norms and the final norm).
     Norm,
     /// The output projection (when not tied to the embedding).
@@ -129,16 +138,28 @@ mod tests {
 
     #[test]
     fn classifies_hf_names() {
-        assert_eq!(ParamRole::of("model.embed_tokens.weight"), Some(ParamRole::Embedding));
+        assert_eq!(
+            ParamRole::of("model.embed_tokens.weight"),
+            Some(ParamRole::Embedding)
+        );
         assert_eq!(
             ParamRole::of("model.layers.12.mlp.down_proj.weight"),
-            Some(ParamRole::Linear { layer: 12, role: LinearRole::Down })
+            Some(ParamRole::Linear {
+                layer: 12,
+                role: LinearRole::Down
+            })
         );
         assert_eq!(
             ParamRole::of("model.layers.0.self_attn.k_proj.bias"),
-            Some(ParamRole::Bias { layer: 0, role: LinearRole::K })
+            Some(ParamRole::Bias {
+                layer: 0,
+                role: LinearRole::K
+            })
         );
-        assert_eq!(ParamRole::of("model.layers.1.input_layernorm.weight"), Some(ParamRole::Norm));
+        assert_eq!(
+            ParamRole::of("model.layers.1.input_layernorm.weight"),
+            Some(ParamRole::Norm)
+        );
         assert_eq!(ParamRole::of("model.layers.x.mlp.up_proj.weight"), None);
         assert_eq!(ParamRole::of("something.else"), None);
     }

@@ -1,1 +1,19 @@
-//! placeholder
+//! slm-data: everything between text on disk and token ids in a batch.
+//!
+//! This crate owns the tokenizers (`tokenizer`): Hugging Face `tokenizer.json`, llama2.c
+//! `tokenizer.bin` read natively, vocabularies embedded in GGUF files, and a streaming
+//! decoder for printing generated text token by token, and tokenizer training (`tokenizer::train`).
+//! Beside them: reading documents (`documents`), token shards (`shards`), `slm data prepare`
+//! (`prepare`), seeded training batches (`batches`) and the built-in story corpus (`corpus`).
+
+pub mod batches;
+pub mod corpus;
+pub mod documents;
+pub mod prepare;
+pub mod shards;
+pub mod tokenizer;
+
+pub use tokenizer::{
+    load_tokenizer, load_tokenizer_file, GgufTokenizer, HfTokenizer, Llama2cTokenizer,
+    SpecialToken, SpecialTokens, StreamDecoder, Tokenizer,
+};

@@ -70,7 +70,12 @@ pub fn window_nll(model: &Llama, tokens: &[u32], score_from: usize) -> Result<(f
 /// -log softmax(row)[target] in f64.
 pub fn nll_of(row: &[f32], target: u32) -> Result<f64> {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let lse = row.iter().map(|&x| (x as f64 - max).exp()).sum::<f64>().ln() + max;
+    let lse = row
+        .iter()
+        .map(|&x| (x as f64 - max).exp())
+        .sum::<f64>()
+        .ln()
+        + max;
     let logit = *row
         .get(target as usize)
         .ok_or_else(|| Error::invalid(format!("token {target} outside the vocabulary")))?
@@ -83,16 +88,24 @@ fn plan_stream(tokens: &[u32], ctx: usize, stride: Option<usize>) -> Result<Vec<
     match stride {
         None => {
             if tokens.len() < ctx {
-                out.push(Window { tokens: tokens.to_vec(), score_from: 1 });
+                out.push(Window {
+                    tokens: tokens.to_vec(),
+                    score_from: 1,
+                });
             } else {
                 for w in tokens.chunks_exact(ctx) {
-                    out.push(Window { tokens: w.to_vec(), score_from: 1 });
+                    out.push(Window {
+                        tokens: w.to_vec(),
+                        score_from: 1,
+                    });
                 }
             }
         }
         Some(stride) => {
             if stride == 0 || stride > ctx {
-                return Err(Error::invalid(format!("stride must be in 1..={ctx}, got {stride}")));
+                return Err(Error::invalid(format!(
+                    "stride must be in 1..={ctx}, got {stride}"
+                )));
             }
             let mut prev_end = 0usize;
             let mut begin = 0usize;
@@ -100,7 +113,10 @@ fn plan_stream(tokens: &[u32], ctx: usize, stride: Option<usize>) -> Result<Vec<
                 let end = (begin + ctx).min(tokens.len());
                 let trg = end - prev_end;
                 let w = &tokens[begin..end];
-                out.push(Window { tokens: w.to_vec(), score_from: w.len() - trg });
+                out.push(Window {
+                    tokens: w.to_vec(),
+                    score_from: w.len() - trg,
+                });
                 prev_end = end;
                 if end == tokens.len() {
                     break;
@@ -123,7 +139,9 @@ pub fn perplexity(
     let model_ctx = model.config.max_position_embeddings;
     let ctx = opts.ctx.unwrap_or(model_ctx);
     if ctx < 2 || ctx > model_ctx {
-        return Err(Error::invalid(format!("--ctx must be in 2..={model_ctx}, got {ctx}")));
+        return Err(Error::invalid(format!(
+            "--ctx must be in 2..={model_ctx}, got {ctx}"
+        )));
     }
     let windows = match &opts.doc_separator {
         Some(sep) => {
@@ -138,7 +156,9 @@ pub fn perplexity(
         None => plan_stream(&tokenizer.encode(text, opts.add_bos)?, ctx, opts.stride)?,
     };
     if windows.iter().all(|w| w.tokens.len() < 2) {
-        return Err(Error::invalid("the text is shorter than two tokens: nothing to score"));
+        return Err(Error::invalid(
+            "the text is shorter than two tokens: nothing to score",
+        ));
     }
     let t0 = Instant::now();
     let (mut nll_sum, mut count, mut processed) = (0.0f64, 0usize, 0usize);

@@ -34,7 +34,13 @@ pub fn is_wikitext_name(path: &Path) -> bool {
 pub fn read_eval_text(path: &Path, format: TextFormat) -> Result<String> {
     let bytes = std::fs::read(path).with_path(path)?;
     let raw = String::from_utf8(bytes).map_err(|e| {
-        Error::format(path, format!("not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()))
+        Error::format(
+            path,
+            format!(
+                "not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
     })?;
     if raw.trim().is_empty() {
         return Err(Error::format(path, "the file is empty"));
@@ -49,7 +55,10 @@ pub fn read_eval_text(path: &Path, format: TextFormat) -> Result<String> {
 
 /// Splits text into trimmed, non-empty documents on `separator`.
 pub fn split_documents<'a>(text: &'a str, separator: &str) -> Vec<&'a str> {
-    text.split(separator).map(str::trim).filter(|d| !d.is_empty()).collect()
+    text.split(separator)
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect()
 }
 
 #[cfg(test)]
@@ -60,7 +69,10 @@ mod tests {
     fn wikitext_rows_match_hf_datasets() {
         let raw = " \n = Title = \n \n Body text .\n";
         // rows: "", " = Title = \n", "", " Body text .\n"
-        assert_eq!(wikitext_join(raw), "\n\n = Title = \n\n\n\n\n Body text .\n");
+        assert_eq!(
+            wikitext_join(raw),
+            "\n\n = Title = \n\n\n\n\n Body text .\n"
+        );
         assert!(is_wikitext_name(Path::new("/x/wiki.test.raw")));
         assert!(!is_wikitext_name(Path::new("/x/stories.txt")));
     }

@@ -21,11 +21,16 @@ fn per_story_nll_matches_reference() {
         &std::fs::read(data.join("llama2c/stories260K_ppl_reference_cs336_sample.json")).unwrap(),
     )
     .unwrap();
-    let loaded = slm_model::load(data.join("llama2c/stories260K.bin").to_str().unwrap(), None).unwrap();
+    let loaded =
+        slm_model::load(data.join("llama2c/stories260K.bin").to_str().unwrap(), None).unwrap();
     let tok = slm_data::tokenizer::load_tokenizer(&loaded.tokenizer).unwrap();
-    let text = std::fs::read_to_string(data.join("tinystories/tinystories_sample_cs336.txt")).unwrap();
-    let stories: Vec<&str> =
-        text.split("<|endoftext|>").map(str::trim).filter(|s| !s.is_empty()).collect();
+    let text =
+        std::fs::read_to_string(data.join("tinystories/tinystories_sample_cs336.txt")).unwrap();
+    let stories: Vec<&str> = text
+        .split("<|endoftext|>")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
     let refs = reference["stories"].as_array().unwrap();
     assert_eq!(stories.len(), refs.len());
     for (story, r) in stories.iter().zip(refs) {
@@ -37,9 +42,20 @@ fn per_story_nll_matches_reference() {
         assert!(((nll - want) / want).abs() < 1e-3, "nll {nll} vs {want}");
     }
     // The same through the document protocol of `slm eval --doc-separator`.
-    let opts = PplOptions { doc_separator: Some("<|endoftext|>".into()), add_bos: true, ..Default::default() };
+    let opts = PplOptions {
+        doc_separator: Some("<|endoftext|>".into()),
+        add_bos: true,
+        ..Default::default()
+    };
     let rep = perplexity(&loaded.model, tok.as_ref(), &text, &opts, &mut |_, _| {}).unwrap();
     let want = reference["mean_nll"].as_f64().unwrap();
-    assert_eq!(rep.tokens as u64, reference["total_predicted"].as_u64().unwrap());
-    assert!(((rep.mean_nll - want) / want).abs() < 1e-3, "{} vs {want}", rep.mean_nll);
+    assert_eq!(
+        rep.tokens as u64,
+        reference["total_predicted"].as_u64().unwrap()
+    );
+    assert!(
+        ((rep.mean_nll - want) / want).abs() < 1e-3,
+        "{} vs {want}",
+        rep.mean_nll
+    );
 }

@@ -71,7 +71,11 @@ impl Generation {
 /// Last-position logits [1, t, v] -> Vec<f32> of length v.
 fn last_logits(logits: &Tensor) -> Result<Vec<f32>> {
     let t = logits.dim(1)?;
-    Ok(logits.narrow(1, t - 1, 1)?.squeeze(1)?.squeeze(0)?.to_vec1::<f32>()?)
+    Ok(logits
+        .narrow(1, t - 1, 1)?
+        .squeeze(1)?
+        .squeeze(0)?
+        .to_vec1::<f32>()?)
 }
 
 /// Generates a continuation of `prompt`, calling `on_text` with each piece of new text.
@@ -157,7 +161,11 @@ pub fn generate_from_tokens(
             break;
         }
         let input = Tensor::new(&[next], device)?.unsqueeze(0)?; // [1, 1]
-        logits = model.forward(&input, Some(&mut cache))?.squeeze(0)?.squeeze(0)?.to_vec1::<f32>()?;
+        logits = model
+            .forward(&input, Some(&mut cache))?
+            .squeeze(0)?
+            .squeeze(0)?
+            .to_vec1::<f32>()?;
     }
     if stop_reason != StopReason::StopString {
         let rest = decoder.finish()?.unwrap_or_default();
@@ -169,5 +177,12 @@ pub fn generate_from_tokens(
         text.push_str(&tail);
     }
     let decode_secs = t1.elapsed().as_secs_f64();
-    Ok(Generation { prompt_tokens, tokens, text, stop_reason, prefill_secs, decode_secs })
+    Ok(Generation {
+        prompt_tokens,
+        tokens,
+        text,
+        stop_reason,
+        prefill_secs,
+        decode_secs,
+    })
 }

@@ -22,21 +22,39 @@ pub struct SamplerConfig {
 
 impl Default for SamplerConfig {
     fn default() -> Self {
-        Self { temperature: 0.8, top_k: 0, top_p: 0.95, repetition_penalty: 1.0, seed: 42 }
+        Self {
+            temperature: 0.8,
+            top_k: 0,
+            top_p: 0.95,
+            repetition_penalty: 1.0,
+            seed: 42,
+        }
     }
 }
 
 impl SamplerConfig {
     pub fn greedy() -> Self {
-        Self { temperature: 0.0, top_k: 0, top_p: 1.0, repetition_penalty: 1.0, seed: 0 }
+        Self {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            repetition_penalty: 1.0,
+            seed: 0,
+        }
     }
 
     pub fn validate(&self) -> Result<()> {
         if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
-            return Err(Error::invalid(format!("temperature must be ≥ 0, got {}", self.temperature)));
+            return Err(Error::invalid(format!(
+                "temperature must be ≥ 0, got {}",
+                self.temperature
+            )));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return Err(Error::invalid(format!("top-p must be in (0, 1], got {}", self.top_p)));
+            return Err(Error::invalid(format!(
+                "top-p must be in (0, 1], got {}",
+                self.top_p
+            )));
         }
         if !(self.repetition_penalty > 0.0 && self.repetition_penalty.is_finite()) {
             return Err(Error::invalid(format!(
@@ -60,7 +78,12 @@ impl Sampler {
     pub fn new(config: SamplerConfig) -> Result<Self> {
         config.validate()?;
         let rng = StdRng::seed_from_u64(config.seed);
-        Ok(Self { config, rng, scratch: Vec::new(), order: Vec::new() })
+        Ok(Self {
+            config,
+            rng,
+            scratch: Vec::new(),
+            order: Vec::new(),
+        })
     }
 
     pub fn config(&self) -> &SamplerConfig {
@@ -80,7 +103,11 @@ impl Sampler {
         if cfg.repetition_penalty != 1.0 {
             for &t in history {
                 if let Some(l) = x.get_mut(t as usize) {
-                    *l = if *l > 0.0 { *l / cfg.repetition_penalty } else { *l * cfg.repetition_penalty };
+                    *l = if *l > 0.0 {
+                        *l / cfg.repetition_penalty
+                    } else {
+                        *l * cfg.repetition_penalty
+                    };
                 }
             }
         }
@@ -106,9 +133,8 @@ impl Sampler {
         let cut = cfg.top_k > 0 || cfg.top_p < 1.0;
         let mut keep = x.len();
         if cut {
-            order.sort_unstable_by(|&a, &b| {
-                x[b as usize].total_cmp(&x[a as usize]).then(a.cmp(&b))
-            });
+            order
+                .sort_unstable_by(|&a, &b| x[b as usize].total_cmp(&x[a as usize]).then(a.cmp(&b)));
             if cfg.top_k > 0 {
                 keep = keep.min(cfg.top_k);
             }
@@ -154,7 +180,11 @@ mod tests {
     fn greedy_takes_argmax_and_penalty_can_change_it() {
         let mut s = Sampler::new(SamplerConfig::greedy()).unwrap();
         assert_eq!(s.sample(&[0.1, 2.0, 1.9, -1.0], &[]).unwrap(), 1);
-        let mut s = Sampler::new(SamplerConfig { repetition_penalty: 1.2, ..SamplerConfig::greedy() }).unwrap();
+        let mut s = Sampler::new(SamplerConfig {
+            repetition_penalty: 1.2,
+            ..SamplerConfig::greedy()
+        })
+        .unwrap();
         assert_eq!(s.sample(&[0.1, 2.0, 1.9, -1.0], &[1]).unwrap(), 2);
     }
 
@@ -162,13 +192,25 @@ mod tests {
     fn top_k_one_is_greedy_and_seed_repeats() {
         let logits: Vec<f32> = (0..50).map(|i| ((i * 7919) % 13) as f32 * 0.3).collect();
         let best = argmax(&logits);
-        let mut s = Sampler::new(SamplerConfig { temperature: 1.5, top_k: 1, ..Default::default() }).unwrap();
+        let mut s = Sampler::new(SamplerConfig {
+            temperature: 1.5,
+            top_k: 1,
+            ..Default::default()
+        })
+        .unwrap();
         for _ in 0..20 {
             assert_eq!(s.sample(&logits, &[]).unwrap(), best);
         }
         let draw = |seed| {
-            let mut s = Sampler::new(SamplerConfig { temperature: 1.0, seed, ..Default::default() }).unwrap();
-            (0..30).map(|_| s.sample(&logits, &[]).unwrap()).collect::<Vec<_>>()
+            let mut s = Sampler::new(SamplerConfig {
+                temperature: 1.0,
+                seed,
+                ..Default::default()
+            })
+            .unwrap();
+            (0..30)
+                .map(|_| s.sample(&logits, &[]).unwrap())
+                .collect::<Vec<_>>()
         };
         assert_eq!(draw(7), draw(7));
         assert_ne!(draw(7), draw(8));
@@ -178,11 +220,21 @@ mod tests {
     fn top_p_keeps_only_the_nucleus() {
         // probabilities ≈ [0.6, 0.3, 0.1]: top-p 0.5 keeps only the first token.
         let logits = [0.6f32.ln(), 0.3f32.ln(), 0.1f32.ln()];
-        let mut s = Sampler::new(SamplerConfig { temperature: 1.0, top_p: 0.5, ..Default::default() }).unwrap();
+        let mut s = Sampler::new(SamplerConfig {
+            temperature: 1.0,
+            top_p: 0.5,
+            ..Default::default()
+        })
+        .unwrap();
         for _ in 0..50 {
             assert_eq!(s.sample(&logits, &[]).unwrap(), 0);
         }
-        let mut s = Sampler::new(SamplerConfig { temperature: 1.0, top_p: 0.85, ..Default::default() }).unwrap();
+        let mut s = Sampler::new(SamplerConfig {
+            temperature: 1.0,
+            top_p: 0.85,
+            ..Default::default()
+        })
+        .unwrap();
         let draws: Vec<u32> = (0..400).map(|_| s.sample(&logits, &[]).unwrap()).collect();
         assert!(draws.contains(&1) && !draws.contains(&2));
     }
@@ -190,16 +242,35 @@ mod tests {
     #[test]
     fn sampling_follows_the_distribution() {
         let logits = [0.0f32, (3.0f32).ln()]; // p = [0.25, 0.75]
-        let mut s = Sampler::new(SamplerConfig { temperature: 1.0, top_p: 1.0, ..Default::default() }).unwrap();
-        let ones = (0..4000).filter(|_| s.sample(&logits, &[]).unwrap() == 1).count();
+        let mut s = Sampler::new(SamplerConfig {
+            temperature: 1.0,
+            top_p: 1.0,
+            ..Default::default()
+        })
+        .unwrap();
+        let ones = (0..4000)
+            .filter(|_| s.sample(&logits, &[]).unwrap() == 1)
+            .count();
         let share = ones as f64 / 4000.0;
         assert!((share - 0.75).abs() < 0.03, "{share}");
     }
 
     #[test]
     fn bad_settings_are_rejected() {
-        assert!(Sampler::new(SamplerConfig { temperature: -1.0, ..Default::default() }).is_err());
-        assert!(Sampler::new(SamplerConfig { top_p: 0.0, ..Default::default() }).is_err());
-        assert!(Sampler::new(SamplerConfig { repetition_penalty: 0.0, ..Default::default() }).is_err());
+        assert!(Sampler::new(SamplerConfig {
+            temperature: -1.0,
+            ..Default::default()
+        })
+        .is_err());
+        assert!(Sampler::new(SamplerConfig {
+            top_p: 0.0,
+            ..Default::default()
+        })
+        .is_err());
+        assert!(Sampler::new(SamplerConfig {
+            repetition_penalty: 0.0,
+            ..Default::default()
+        })
+        .is_err());
     }
 }

@@ -6,7 +6,10 @@ use slm_infer::{generate_from_tokens, GenerateOptions, SamplerConfig};
 use std::path::PathBuf;
 
 fn shared() -> Option<PathBuf> {
-    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/llama2c"));
+    let p = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/data/llama2c"
+    ));
     if p.join("stories260K.bin").exists() {
         Some(p)
     } else {
@@ -16,11 +19,16 @@ fn shared() -> Option<PathBuf> {
 }
 
 fn reference(dir: &std::path::Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(dir.join("stories260K_greedy_reference.json")).unwrap()).unwrap()
+    serde_json::from_slice(&std::fs::read(dir.join("stories260K_greedy_reference.json")).unwrap())
+        .unwrap()
 }
 
 fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 /// Greedy decoding as llama2.c does: stop at BOS (=1) or when `total` positions are filled.
@@ -35,7 +43,14 @@ fn greedy(prompt: Vec<u32>, total: usize) -> Vec<u32> {
         add_bos: true,
         stop_at_eos: false,
     };
-    let g = generate_from_tokens(&loaded.model, tok.as_ref(), prompt.clone(), &opts, &mut |_| Ok(())).unwrap();
+    let g = generate_from_tokens(
+        &loaded.model,
+        tok.as_ref(),
+        prompt.clone(),
+        &opts,
+        &mut |_| Ok(()),
+    )
+    .unwrap();
     let mut all = prompt;
     for t in g.tokens {
         if t == 1 {
@@ -72,13 +87,25 @@ fn prompt_tokens_and_top5_logits_match_reference() {
     let tok = slm_data::tokenizer::load_tokenizer(&loaded.tokenizer).unwrap();
     let prompt = tok.encode(r["prompt"].as_str().unwrap(), true).unwrap();
     assert_eq!(prompt, ids(&r["prompt_tokens"]));
-    let input = Tensor::new(prompt.as_slice(), &candle_core::Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let input = Tensor::new(prompt.as_slice(), &candle_core::Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
     let logits = loaded.model.forward(&input, None).unwrap();
-    let last = logits.squeeze(0).unwrap().get(prompt.len() - 1).unwrap().to_vec1::<f32>().unwrap();
+    let last = logits
+        .squeeze(0)
+        .unwrap()
+        .get(prompt.len() - 1)
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     for pair in r["last_position_logits_top5"].as_array().unwrap() {
         let id = pair[0].as_u64().unwrap() as usize;
         let want = pair[1].as_f64().unwrap();
         let got = last[id] as f64;
-        assert!((got - want).abs() < 1e-4 * want.abs().max(1.0), "token {id}: {got} vs {want}");
+        assert!(
+            (got - want).abs() < 1e-4 * want.abs().max(1.0),
+            "token {id}: {got} vs {want}"
+        );
     }
 }

@@ -5,6 +5,7 @@
 //! model.safetensors                 one file, or
 //! model.safetensors.index.json      {"weight_map": {tensor name: shard file}} + the shards
 //! tokenizer.json                    optional -> TokenizerSource::HfJson
+//! tokenizer.bin (llama2.c)          optional -> TokenizerSource::Llama2c (when no tokenizer.json)
 //! generation_config.json, slm.json  optional
 //! ```
 //!
@@ -28,6 +29,8 @@ pub const CONFIG: &str = "config.json";
 pub const WEIGHTS: &str = "model.safetensors";
 pub const WEIGHTS_INDEX: &str = "model.safetensors.index.json";
 pub const TOKENIZER: &str = "tokenizer.json";
+/// A llama2.c `tokenizer.bin`, used when there is no `tokenizer.json`.
+pub const LLAMA2C_TOKENIZER: &str = "tokenizer.bin";
 pub const GENERATION_CONFIG: &str = "generation_config.json";
 pub const SLM_META: &str = "slm.json";
 
@@ -49,8 +52,12 @@ pub fn read(dir: &Path) -> Result<LoadedModel> {
     }
     let tensors = read_weights(dir)?;
     let tokenizer_path = dir.join(TOKENIZER);
+    let llama2c_tokenizer = dir.join(LLAMA2C_TOKENIZER);
     let tokenizer = if tokenizer_path.is_file() {
         TokenizerSource::HfJson(tokenizer_path)
+    } else if llama2c_tokenizer.is_file() {
+        // slm writes a llama2.c vocabulary beside the weights when it has no tokenizer.json.
+        TokenizerSource::Llama2c(llama2c_tokenizer)
     } else {
         TokenizerSource::None
     };

@@ -1,1 +1,83 @@
-//! placeholder
+//! slm-kernels: CPU hot paths that candle lacks, each fast kernel beside a naive reference.
+//!
+//! Every kernel works on flat `f32` slices in row-major layout, never allocates buffers
+//! proportional to its inputs, and has a `*_naive` twin written as plain loops that is
+//! obviously correct; the property tests compare the two on odd shapes.
+//!
+//! Families (one file each):
+//! - [`matmul`]: linear layers over the `gemm` crate (forward, input and weight gradients).
+//! - [`rmsnorm`]: RMSNorm forward (saving `rstd`) and backward.
+//! - [`rope`]: rotary embeddings in the Hugging Face "rotate half" layout, forward and inverse.
+//! - [`attention`]: causal grouped-query attention forward and backward.
+//! - [`swiglu`]: `silu(gate) * up` forward and backward.
+//! - [`cross_entropy`]: fused softmax cross-entropy over the vocabulary.
+//! - [`embedding`]: token-embedding gather and scatter-add.
+//! - [`adamw`]: one AdamW step on a flat buffer, PyTorch's formula.
+//!
+//! [`simd`] holds the runtime CPU-feature dispatch and the vectorisable math the kernels
+//! share; [`par`] the threading helpers. Written here rather than taken from a crate because
+//! these fused forms with hand-written backward passes are the product (DESIGN.md).
+
+pub mod adamw;
+pub mod attention;
+pub mod cross_entropy;
+pub mod embedding;
+pub mod matmul;
+pub mod par;
+pub mod rmsnorm;
+pub mod rope;
+pub mod simd;
+pub mod swiglu;
+
+pub use cross_entropy::IGNORE_INDEX;
+
+use slm_core::{Error, Result};
+
+/// Fails with a message naming `what` unless a buffer of `len` elements matches a shape of
+/// `needed` elements exactly.
+pub(crate) fn check_len(what: &str, len: usize, needed: usize) -> Result<()> {
+    if len != needed {
+        return Err(Error::invalid(format!(
+            "{what}: buffer holds {len} elements, the shape needs {needed}"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    /// Deterministic values in [-1, 1) from a 64-bit LCG.
+    pub fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Asserts max |a − b| ≤ tol · max(1, max |b|).
+    pub fn assert_close(a: &[f32], b: &[f32], tol: f32, what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}: lengths differ");
+        let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
+        let (mut worst, mut at) = (0f32, 0);
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            let d = (x - y).abs();
+            if d > worst || d.is_nan() {
+                worst = d;
+                at = i;
+            }
+        }
+        assert!(
+            worst <= tol * scale,
+            "{what}: max |diff| {worst} at {at} ({} vs {}), scale {scale}",
+            a[at],
+            b[at]
+        );
+    }
+}

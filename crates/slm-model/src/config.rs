@@ -125,7 +125,9 @@ fn parse_rope_scaling(v: &Value) -> Result<Option<RopeScaling>> {
     };
     match kind {
         "default" => Ok(None),
-        "linear" => Ok(Some(RopeScaling::Linear { factor: num("factor")? })),
+        "linear" => Ok(Some(RopeScaling::Linear {
+            factor: num("factor")?,
+        })),
         "llama3" => Ok(Some(RopeScaling::Llama3 {
             factor: num("factor")?,
             low_freq_factor: num("low_freq_factor")?,
@@ -154,11 +156,15 @@ impl LlamaConfig {
         };
         if let Some(act) = raw.hidden_act.as_deref() {
             if act != "silu" {
-                return Err(Error::Unsupported(format!("hidden_act `{act}` (only silu)")));
+                return Err(Error::Unsupported(format!(
+                    "hidden_act `{act}` (only silu)"
+                )));
             }
         }
         if raw.use_sliding_window == Some(true) {
-            return Err(Error::Unsupported("use_sliding_window = true (sliding-window attention)".into()));
+            return Err(Error::Unsupported(
+                "use_sliding_window = true (sliding-window attention)".into(),
+            ));
         }
         if raw.mlp_bias == Some(true) {
             return Err(Error::Unsupported("mlp_bias = true".into()));
@@ -173,7 +179,11 @@ impl LlamaConfig {
             num_hidden_layers: raw.num_hidden_layers,
             num_attention_heads: heads,
             num_key_value_heads: kv_heads,
-            head_dim: raw.head_dim.unwrap_or(if heads == 0 { 0 } else { raw.hidden_size / heads }),
+            head_dim: raw.head_dim.unwrap_or(if heads == 0 {
+                0
+            } else {
+                raw.hidden_size / heads
+            }),
             max_position_embeddings: raw.max_position_embeddings.unwrap_or(2048),
             rms_norm_eps: raw.rms_norm_eps.unwrap_or(1e-6),
             rope_theta: raw
@@ -224,7 +234,10 @@ impl LlamaConfig {
             )));
         }
         if self.head_dim % 2 != 0 {
-            return Err(Error::config(format!("head_dim ({}) must be even for RoPE", self.head_dim)));
+            return Err(Error::config(format!(
+                "head_dim ({}) must be even for RoPE",
+                self.head_dim
+            )));
         }
         Ok(())
     }
@@ -255,14 +268,26 @@ impl LlamaConfig {
         m.insert("hidden_size".into(), self.hidden_size.into());
         m.insert("intermediate_size".into(), self.intermediate_size.into());
         m.insert("num_hidden_layers".into(), self.num_hidden_layers.into());
-        m.insert("num_attention_heads".into(), self.num_attention_heads.into());
-        m.insert("num_key_value_heads".into(), self.num_key_value_heads.into());
+        m.insert(
+            "num_attention_heads".into(),
+            self.num_attention_heads.into(),
+        );
+        m.insert(
+            "num_key_value_heads".into(),
+            self.num_key_value_heads.into(),
+        );
         m.insert("head_dim".into(), self.head_dim.into());
-        m.insert("max_position_embeddings".into(), self.max_position_embeddings.into());
+        m.insert(
+            "max_position_embeddings".into(),
+            self.max_position_embeddings.into(),
+        );
         m.insert("rms_norm_eps".into(), self.rms_norm_eps.into());
         m.insert("rope_theta".into(), self.rope_theta.into());
         m.insert("hidden_act".into(), "silu".into());
-        m.insert("tie_word_embeddings".into(), self.tie_word_embeddings.into());
+        m.insert(
+            "tie_word_embeddings".into(),
+            self.tie_word_embeddings.into(),
+        );
         if self.model_type == ModelType::Llama {
             m.insert("attention_bias".into(), self.qkv_bias.into());
             m.insert("mlp_bias".into(), false.into());
@@ -302,9 +327,15 @@ impl LlamaConfig {
             + self.q_dim() * d
             + 3 * d * self.intermediate_size
             + 2 * d
-            + if self.qkv_bias { self.q_dim() + 2 * self.kv_dim() } else { 0 };
+            + if self.qkv_bias {
+                self.q_dim() + 2 * self.kv_dim()
+            } else {
+                0
+            };
         let emb = self.vocab_size * d;
-        emb + self.num_hidden_layers * per_layer + d + if self.tie_word_embeddings { 0 } else { emb }
+        emb + self.num_hidden_layers * per_layer
+            + d
+            + if self.tie_word_embeddings { 0 } else { emb }
     }
 }
 
@@ -327,7 +358,13 @@ mod tests {
         assert_eq!(c.kv_dim(), 16);
         assert!(c.extra.contains_key("use_cache"));
         let back = LlamaConfig::from_hf_json(&c.to_hf_json()).unwrap();
-        assert_eq!(back, LlamaConfig { extra: back.extra.clone(), ..c });
+        assert_eq!(
+            back,
+            LlamaConfig {
+                extra: back.extra.clone(),
+                ..c
+            }
+        );
     }
 
     #[test]
@@ -342,13 +379,22 @@ mod tests {
     fn rejects_bad_head_split_and_activation() {
         let mut v = base();
         v["num_key_value_heads"] = json!(3);
-        assert!(LlamaConfig::from_hf_json(&v).unwrap_err().to_string().contains("multiple"));
+        assert!(LlamaConfig::from_hf_json(&v)
+            .unwrap_err()
+            .to_string()
+            .contains("multiple"));
         let mut v = base();
         v["hidden_act"] = json!("gelu");
-        assert!(LlamaConfig::from_hf_json(&v).unwrap_err().to_string().contains("gelu"));
+        assert!(LlamaConfig::from_hf_json(&v)
+            .unwrap_err()
+            .to_string()
+            .contains("gelu"));
         let mut v = base();
         v["rope_scaling"] = json!({"rope_type":"yarn","factor":2.0});
-        assert!(LlamaConfig::from_hf_json(&v).unwrap_err().to_string().contains("yarn"));
+        assert!(LlamaConfig::from_hf_json(&v)
+            .unwrap_err()
+            .to_string()
+            .contains("yarn"));
     }
 
     #[test]

@@ -17,7 +17,11 @@ pub struct KvCache {
 impl KvCache {
     /// An empty cache for `num_layers` layers holding at most `max_len` positions.
     pub fn new(num_layers: usize, max_len: usize) -> Self {
-        Self { layers: vec![None; num_layers], len: 0, max_len }
+        Self {
+            layers: vec![None; num_layers],
+            len: 0,
+            max_len,
+        }
     }
 
     /// Number of positions stored.

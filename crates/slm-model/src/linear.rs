@@ -24,7 +24,10 @@ pub struct Linear {
 
 impl Linear {
     pub fn dense(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self { weights: LinearWeights::Dense(weight), bias }
+        Self {
+            weights: LinearWeights::Dense(weight),
+            bias,
+        }
     }
 
     /// The effective dense weight [out, in] (materialised for non-dense slots).

@@ -63,7 +63,15 @@ pub struct Llama {
 fn causal_mask(t: usize, start: usize, device: &Device) -> Result<Tensor> {
     let total = start + t;
     let mask: Vec<f32> = (0..t)
-        .flat_map(|i| (0..total).map(move |j| if j > start + i { f32::NEG_INFINITY } else { 0.0 }))
+        .flat_map(|i| {
+            (0..total).map(move |j| {
+                if j > start + i {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+        })
         .collect();
     Ok(Tensor::from_vec(mask, (t, total), device)?)
 }
@@ -75,7 +83,9 @@ fn repeat_kv(x: Tensor, n_rep: usize) -> Result<Tensor> {
     }
     let (b, g, tt, e) = x.dims4()?;
     // [b, g, T, e] -> [b, g, 1, T, e] -> [b, g, rep, T, e] -> [b, g*rep, T, e]
-    Ok(x.unsqueeze(2)?.expand((b, g, n_rep, tt, e))?.reshape((b, g * n_rep, tt, e))?)
+    Ok(x.unsqueeze(2)?
+        .expand((b, g, n_rep, tt, e))?
+        .reshape((b, g * n_rep, tt, e))?)
 }
 
 impl Attention {
@@ -94,9 +104,24 @@ impl Attention {
             emit(hooks, HookPoint::LinearInput { layer, role }, x)?;
         }
         // [b, t, h*e] -> [b, t, h, e] -> [b, h, t, e]
-        let q = self.q_proj.forward(x)?.reshape((b, t, h, e))?.transpose(1, 2)?.contiguous()?;
-        let k = self.k_proj.forward(x)?.reshape((b, t, g, e))?.transpose(1, 2)?.contiguous()?;
-        let v = self.v_proj.forward(x)?.reshape((b, t, g, e))?.transpose(1, 2)?.contiguous()?;
+        let q = self
+            .q_proj
+            .forward(x)?
+            .reshape((b, t, h, e))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let k = self
+            .k_proj
+            .forward(x)?
+            .reshape((b, t, g, e))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let v = self
+            .v_proj
+            .forward(x)?
+            .reshape((b, t, g, e))?
+            .transpose(1, 2)?
+            .contiguous()?;
         let q = rope.apply(&q, start)?;
         let k = rope.apply(&k, start)?;
         // With a cache, attend over everything seen so far: [b, g, T, e].
@@ -116,20 +141,53 @@ impl Attention {
         let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
         // [b, h, t, T] @ [b, h, T, e] -> [b, h, t, e] -> [b, t, h, e] -> [b, t, h*e]
         let y = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h * e))?;
-        emit(hooks, HookPoint::LinearInput { layer, role: LinearRole::O }, &y)?;
+        emit(
+            hooks,
+            HookPoint::LinearInput {
+                layer,
+                role: LinearRole::O,
+            },
+            &y,
+        )?;
         self.o_proj.forward(&y)
     }
 }
 
 impl Mlp {
     /// SwiGLU: down(silu(gate(x)) * up(x)).
-    fn forward(&self, x: &Tensor, layer: usize, hooks: &mut Option<&mut dyn Hooks>) -> Result<Tensor> {
-        emit(hooks, HookPoint::LinearInput { layer, role: LinearRole::Gate }, x)?;
-        emit(hooks, HookPoint::LinearInput { layer, role: LinearRole::Up }, x)?;
+    fn forward(
+        &self,
+        x: &Tensor,
+        layer: usize,
+        hooks: &mut Option<&mut dyn Hooks>,
+    ) -> Result<Tensor> {
+        emit(
+            hooks,
+            HookPoint::LinearInput {
+                layer,
+                role: LinearRole::Gate,
+            },
+            x,
+        )?;
+        emit(
+            hooks,
+            HookPoint::LinearInput {
+                layer,
+                role: LinearRole::Up,
+            },
+            x,
+        )?;
         let gate = self.gate_proj.forward(x)?;
         let act = (&gate * candle_nn::ops::sigmoid(&gate)?)?; // silu
         let hidden = (act * self.up_proj.forward(x)?)?;
-        emit(hooks, HookPoint::LinearInput { layer, role: LinearRole::Down }, &hidden)?;
+        emit(
+            hooks,
+            HookPoint::LinearInput {
+                layer,
+                role: LinearRole::Down,
+            },
+            &hidden,
+        )?;
         self.down_proj.forward(&hidden)
     }
 }
@@ -155,7 +213,9 @@ impl DecoderLayer {
             hooks,
         )?;
         let x = (x + attn)?;
-        let mlp = self.mlp.forward(&self.post_attention_layernorm.forward(&x)?, layer, hooks)?;
+        let mlp = self
+            .mlp
+            .forward(&self.post_attention_layernorm.forward(&x)?, layer, hooks)?;
         Ok((x + mlp)?)
     }
 
@@ -208,7 +268,11 @@ impl Llama {
                 let w = take(format!("{}.weight", role.hf_prefix(l)))?;
                 let has_bias = config.qkv_bias
                     && matches!(role, LinearRole::Q | LinearRole::K | LinearRole::V);
-                let b = if has_bias { Some(take(format!("{}.bias", role.hf_prefix(l)))?) } else { None };
+                let b = if has_bias {
+                    Some(take(format!("{}.bias", role.hf_prefix(l)))?)
+                } else {
+                    None
+                };
                 Ok(Linear::dense(w, b))
             };
             let self_attn = Attention {
@@ -243,7 +307,14 @@ impl Llama {
             Some(Linear::dense(take("lm_head.weight".into())?, None))
         };
         let rope = Rope::new(&config, embed_tokens.device())?;
-        Ok(Self { config, embed_tokens, layers, norm, lm_head, rope })
+        Ok(Self {
+            config,
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            rope,
+        })
     }
 
     /// A model with seeded random weights: N(0, 0.02) matrices, output projections of each
@@ -255,13 +326,22 @@ impl Llama {
 
     /// The parameters in Hugging Face naming, canonical order (what `save` writes).
     pub fn tensors(&self) -> Vec<(String, Tensor)> {
-        let mut out = vec![("model.embed_tokens.weight".to_string(), self.embed_tokens.clone())];
+        let mut out = vec![(
+            "model.embed_tokens.weight".to_string(),
+            self.embed_tokens.clone(),
+        )];
         for (l, layer) in self.layers.iter().enumerate() {
             let p = format!("model.layers.{l}");
-            out.push((format!("{p}.input_layernorm.weight"), layer.input_layernorm.weight.clone()));
+            out.push((
+                format!("{p}.input_layernorm.weight"),
+                layer.input_layernorm.weight.clone(),
+            ));
             for role in LinearRole::ALL {
                 let lin = layer.linear(role);
-                out.push((format!("{}.weight", role.hf_prefix(l)), lin.weight().clone()));
+                out.push((
+                    format!("{}.weight", role.hf_prefix(l)),
+                    lin.weight().clone(),
+                ));
                 if let Some(b) = &lin.bias {
                     out.push((format!("{}.bias", role.hf_prefix(l)), b.clone()));
                 }
@@ -284,14 +364,20 @@ impl Llama {
 
     /// A fresh KV cache sized to the model context for this model.
     pub fn new_cache(&self) -> KvCache {
-        KvCache::new(self.config.num_hidden_layers, self.config.max_position_embeddings)
+        KvCache::new(
+            self.config.num_hidden_layers,
+            self.config.max_position_embeddings,
+        )
     }
 
     /// Token ids [b, t] (u32) -> residual stream [b, t, d].
     pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
         let flat = ids.flatten_all()?;
-        Ok(self.embed_tokens.index_select(&flat, 0)?.reshape((b, t, self.config.hidden_size))?)
+        Ok(self
+            .embed_tokens
+            .index_select(&flat, 0)?
+            .reshape((b, t, self.config.hidden_size))?)
     }
 
     /// Residual stream [b, t, d] -> logits [b, t, v].
@@ -372,7 +458,10 @@ pub fn random_tensors(
             let normal = Normal::new(0.0f64, std).map_err(|e| Error::msg(e.to_string()))?;
             (0..n).map(|_| normal.sample(&mut rng) as f32).collect()
         };
-        out.insert(name, Tensor::from_vec(data, shape, device)?.to_dtype(DType::F32)?);
+        out.insert(
+            name,
+            Tensor::from_vec(data, shape, device)?.to_dtype(DType::F32)?,
+        );
     }
     Ok(out)
 }

@@ -43,5 +43,10 @@ pub fn from_loaded(loaded: LoadedModel) -> Result<LoadedLlama> {
 /// Saves `model` as a Hugging Face directory (`config.json`, `model.safetensors`) plus
 /// `extra_files` such as `tokenizer.json` or `slm.json`.
 pub fn save(model: &Llama, dir: &Path, extra_files: &[(&str, Vec<u8>)]) -> Result<()> {
-    slm_io::save_hf_dir(dir, &model.config.to_hf_json(), &model.tensors(), extra_files)
+    slm_io::save_hf_dir(
+        dir,
+        &model.config.to_hf_json(),
+        &model.tensors(),
+        extra_files,
+    )
 }

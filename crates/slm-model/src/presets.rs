@@ -24,8 +24,10 @@ pub fn preset_names() -> Vec<&'static str> {
 
 /// The configuration of a named preset (tied embeddings, RoPE theta 10000, RMSNorm eps 1e-5).
 pub fn preset(name: &str) -> Result<LlamaConfig> {
-    let &(_, dim, layers, heads, kv_heads, hidden, vocab, ctx) =
-        PRESETS.iter().find(|p| p.0 == name.to_ascii_lowercase()).ok_or_else(|| {
+    let &(_, dim, layers, heads, kv_heads, hidden, vocab, ctx) = PRESETS
+        .iter()
+        .find(|p| p.0 == name.to_ascii_lowercase())
+        .ok_or_else(|| {
             Error::invalid(format!(
                 "unknown preset `{name}` (known: {})",
                 preset_names().join(", ")

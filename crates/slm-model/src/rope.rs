@@ -13,8 +13,9 @@ use slm_core::{Error, Result};
 pub fn inverse_frequencies(cfg: &LlamaConfig) -> Vec<f64> {
     let d = cfg.head_dim;
     // transformers computes the exponent in float32; we follow in f64 and round at the end.
-    let base: Vec<f64> =
-        (0..d / 2).map(|i| 1.0 / cfg.rope_theta.powf((2 * i) as f64 / d as f64)).collect();
+    let base: Vec<f64> = (0..d / 2)
+        .map(|i| 1.0 / cfg.rope_theta.powf((2 * i) as f64 / d as f64))
+        .collect();
     match &cfg.rope_scaling {
         None => base,
         Some(RopeScaling::Linear { factor }) => base.iter().map(|f| f / factor).collect(),
@@ -146,10 +147,29 @@ mod tests {
         let rope = Rope::new(&c, &Device::Cpu).unwrap();
         let x = Tensor::randn(0f32, 1.0, (1, 2, 3, c.head_dim), &Device::Cpu).unwrap();
         let y = rope.apply(&x, 0).unwrap();
-        let x0 = x.narrow(2, 0, 1).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let y0 = y.narrow(2, 0, 1).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let x0 = x
+            .narrow(2, 0, 1)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let y0 = y
+            .narrow(2, 0, 1)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         assert_eq!(x0, y0);
-        let n = |t: &Tensor| t.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+        let n = |t: &Tensor| {
+            t.sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
         assert!((n(&x) - n(&y)).abs() < 1e-3);
         assert!(rope.apply(&x, c.max_position_embeddings).is_err());
     }

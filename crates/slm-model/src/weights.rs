@@ -13,7 +13,10 @@ use std::path::Path;
 /// Every tensor the model needs, in canonical order, with its shape.
 pub fn expected_shapes(cfg: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
     let d = cfg.hidden_size;
-    let mut out = vec![("model.embed_tokens.weight".to_string(), vec![cfg.vocab_size, d])];
+    let mut out = vec![(
+        "model.embed_tokens.weight".to_string(),
+        vec![cfg.vocab_size, d],
+    )];
     for l in 0..cfg.num_hidden_layers {
         let p = format!("model.layers.{l}");
         out.push((format!("{p}.input_layernorm.weight"), vec![d]));
@@ -66,8 +69,10 @@ pub fn check_tensors(
         }
     }
     let known: std::collections::HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
-    let mut unknown: Vec<&String> =
-        tensors.keys().filter(|n| !known.contains(n.as_str()) && !ignorable(n, cfg)).collect();
+    let mut unknown: Vec<&String> = tensors
+        .keys()
+        .filter(|n| !known.contains(n.as_str()) && !ignorable(n, cfg))
+        .collect();
     unknown.sort();
     if let Some(first) = unknown.first() {
         return Err(Error::format(

@@ -14,7 +14,16 @@ fn tiny_gqa() -> LlamaConfig {
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap()
 }
 
 #[test]
@@ -24,8 +33,13 @@ fn kv_cache_decoding_matches_full_forward() {
         let model = Llama::random(cfg.clone(), seed, &dev).unwrap();
         for prompt_len in [1usize, 3, 8, 20] {
             let total = prompt_len + 6;
-            let ids: Vec<u32> = (0..total).map(|i| ((i * 37 + 11) % cfg.vocab_size) as u32).collect();
-            let all = Tensor::new(ids.as_slice(), &dev).unwrap().unsqueeze(0).unwrap();
+            let ids: Vec<u32> = (0..total)
+                .map(|i| ((i * 37 + 11) % cfg.vocab_size) as u32)
+                .collect();
+            let all = Tensor::new(ids.as_slice(), &dev)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap();
             let full = model.forward(&all, None).unwrap(); // [1, total, v]
 
             let mut cache = model.new_cache();
@@ -34,9 +48,14 @@ fn kv_cache_decoding_matches_full_forward() {
             let d = max_abs_diff(&first, &full.narrow(1, 0, prompt_len).unwrap());
             assert!(d < 1e-4, "prefill diff {d} at prompt {prompt_len}");
             for pos in prompt_len..total {
-                let step = model.forward(&all.narrow(1, pos, 1).unwrap(), Some(&mut cache)).unwrap();
+                let step = model
+                    .forward(&all.narrow(1, pos, 1).unwrap(), Some(&mut cache))
+                    .unwrap();
                 let d = max_abs_diff(&step, &full.narrow(1, pos, 1).unwrap());
-                assert!(d < 1e-4, "decode diff {d} at position {pos} (prompt {prompt_len})");
+                assert!(
+                    d < 1e-4,
+                    "decode diff {d} at position {pos} (prompt {prompt_len})"
+                );
             }
             assert_eq!(cache.len(), total);
         }
@@ -52,7 +71,9 @@ fn batched_forward_equals_single_rows() {
     let batch = Tensor::new(&rows, &dev).unwrap();
     let both = model.forward(&batch, None).unwrap();
     for (i, row) in rows.iter().enumerate() {
-        let one = model.forward(&Tensor::new(row, &dev).unwrap().unsqueeze(0).unwrap(), None).unwrap();
+        let one = model
+            .forward(&Tensor::new(row, &dev).unwrap().unsqueeze(0).unwrap(), None)
+            .unwrap();
         assert!(max_abs_diff(&one, &both.narrow(0, i, 1).unwrap()) < 1e-5);
     }
 }
@@ -64,8 +85,14 @@ fn hooks_see_block_and_linear_inputs() {
     let model = Llama::random(cfg.clone(), 4, &dev).unwrap();
     let ids = Tensor::new(&[[1u32, 2, 3, 4]], &dev).unwrap();
     let mut rec = Recorder::default();
-    model.forward_with_hooks(&ids, None, Some(&mut rec)).unwrap();
-    let blocks: Vec<_> = rec.seen.iter().filter(|(p, _)| matches!(p, HookPoint::BlockInput(_))).collect();
+    model
+        .forward_with_hooks(&ids, None, Some(&mut rec))
+        .unwrap();
+    let blocks: Vec<_> = rec
+        .seen
+        .iter()
+        .filter(|(p, _)| matches!(p, HookPoint::BlockInput(_)))
+        .collect();
     assert_eq!(blocks.len(), cfg.num_hidden_layers);
     // 7 linears per block, plus the final hidden state.
     assert_eq!(rec.seen.len(), cfg.num_hidden_layers * 8 + 1);
@@ -89,7 +116,9 @@ fn tied_and_untied_heads_both_work() {
     assert!(model.lm_head.is_none());
     assert!(!model.tensors().iter().any(|(n, _)| n == "lm_head.weight"));
     assert_eq!(model.num_parameters(), cfg.num_parameters());
-    let logits = model.forward(&Tensor::new(&[[3u32, 4]], &dev).unwrap(), None).unwrap();
+    let logits = model
+        .forward(&Tensor::new(&[[3u32, 4]], &dev).unwrap(), None)
+        .unwrap();
     assert_eq!(logits.dims(), &[1, 2, cfg.vocab_size]);
 }
 
@@ -102,12 +131,29 @@ fn wrong_shape_and_missing_tensor_are_named() {
         "model.layers.1.mlp.up_proj.weight".into(),
         Tensor::zeros((3, 4), candle_core::DType::F32, &dev).unwrap(),
     );
-    let e = Llama::from_tensors(cfg.clone(), t.clone(), std::path::Path::new("m.safetensors"))
+    let e = Llama::from_tensors(
+        cfg.clone(),
+        t.clone(),
+        std::path::Path::new("m.safetensors"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("model.layers.1.mlp.up_proj.weight")
+            && e.contains("[3, 4]")
+            && e.contains("[172, 64]"),
+        "{e}"
+    );
+    t.remove("model.norm.weight");
+    t.insert(
+        "model.layers.1.mlp.up_proj.weight".into(),
+        Tensor::zeros((172, 64), candle_core::DType::F32, &dev).unwrap(),
+    );
+    let e = Llama::from_tensors(cfg, t, std::path::Path::new("m.safetensors"))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("model.layers.1.mlp.up_proj.weight") && e.contains("[3, 4]") && e.contains("[172, 64]"), "{e}");
-    t.remove("model.norm.weight");
-    t.insert("model.layers.1.mlp.up_proj.weight".into(), Tensor::zeros((172, 64), candle_core::DType::F32, &dev).unwrap());
-    let e = Llama::from_tensors(cfg, t, std::path::Path::new("m.safetensors")).unwrap_err().to_string();
-    assert!(e.contains("model.norm.weight") && e.contains("missing"), "{e}");
+    assert!(
+        e.contains("model.norm.weight") && e.contains("missing"),
+        "{e}"
+    );
 }

@@ -6,7 +6,11 @@ use candle_core::{Device, Tensor};
 use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/hf")).join(name)
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/hf"
+    ))
+    .join(name)
 }
 
 /// Max abs difference between our logits for the fixture inputs and transformers' logits.
@@ -15,7 +19,11 @@ fn max_diff_against_reference(model: &slm_model::Llama, reference: &Path) -> f32
     let ids: Vec<Vec<u32>> = serde_json::from_value(r["input_ids"].clone()).unwrap();
     let want: Vec<Vec<Vec<f32>>> = serde_json::from_value(r["logits"].clone()).unwrap();
     let input = Tensor::new(ids, &Device::Cpu).unwrap();
-    let got = model.forward(&input, None).unwrap().to_vec3::<f32>().unwrap();
+    let got = model
+        .forward(&input, None)
+        .unwrap()
+        .to_vec3::<f32>()
+        .unwrap();
     let mut max = 0f32;
     for (gb, wb) in got.iter().zip(&want) {
         for (gt, wt) in gb.iter().zip(wb) {
@@ -38,7 +46,10 @@ fn check(name: &str) {
     let tmp = tempfile::tempdir().unwrap();
     slm_model::save(&loaded.model, tmp.path(), &[]).unwrap();
     let again = slm_model::load(tmp.path().to_str().unwrap(), None).unwrap();
-    assert_eq!(again.model.config.to_hf_json(), loaded.model.config.to_hf_json());
+    assert_eq!(
+        again.model.config.to_hf_json(),
+        loaded.model.config.to_hf_json()
+    );
     let d2 = max_diff_against_reference(&again.model, &dir.join("logits.json"));
     assert!(d2 < 1e-4, "{name} after save/load: {d2}");
 }
@@ -74,13 +85,23 @@ fn linear_rope_scaling_matches_transformers() {
 #[test]
 fn legacy_config_layout_reads_the_same() {
     // config.legacy.json: the same config with rope_theta/rope_scaling as pre-v5 transformers wrote.
-    for name in ["tiny-llama", "tiny-llama-rope-llama3", "tiny-llama-rope-linear", "tiny-qwen2"] {
+    for name in [
+        "tiny-llama",
+        "tiny-llama-rope-llama3",
+        "tiny-llama-rope-linear",
+        "tiny-qwen2",
+    ] {
         let dir = fixture(name);
         let read = |f: &str| {
-            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join(f)).unwrap()).unwrap();
+            let v: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(dir.join(f)).unwrap()).unwrap();
             slm_model::LlamaConfig::from_hf_json(&v).unwrap()
         };
         let (new, old) = (read("config.json"), read("config.legacy.json"));
-        assert_eq!((new.rope_theta, new.rope_scaling.clone()), (old.rope_theta, old.rope_scaling.clone()), "{name}");
+        assert_eq!(
+            (new.rope_theta, new.rope_scaling.clone()),
+            (old.rope_theta, old.rope_scaling.clone()),
+            "{name}"
+        );
     }
 }

@@ -8,11 +8,13 @@ use slm_eval::{perplexity, read_eval_text, PplOptions, TextFormat};
 use std::path::PathBuf;
 
 #[derive(ClapArgs, Debug)]
-#[command(after_help = "Protocol: WikiText files (wiki.*.raw) are read as Hugging Face rows joined with \"\\n\\n\" \
+#[command(
+    after_help = "Protocol: WikiText files (wiki.*.raw) are read as Hugging Face rows joined with \"\\n\\n\" \
 and cut into non-overlapping windows of the model context, the tail dropped, as SparseGPT and Wanda do. \
 Other text is tokenised as it is. --stride gives sliding windows; --doc-separator scores documents one by one.\n\n\
 Examples:\n  slm eval -m runs/teacher --ppl ../shared/data/wikitext-2-raw/wiki.test.raw --ctx 256\n  \
-slm eval -m stories260K.bin --tokenizer tok512.bin --ppl stories.txt --doc-separator '<|endoftext|>' --json")]
+slm eval -m stories260K.bin --tokenizer tok512.bin --ppl stories.txt --doc-separator '<|endoftext|>' --json"
+)]
 pub struct Args {
     #[command(flatten)]
     pub model: ModelArgs,
@@ -61,10 +63,16 @@ pub fn run(args: Args) -> Result<()> {
         ProgressStyle::with_template("perplexity {bar:30} {pos}/{len} windows [{elapsed} < {eta}]")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let report = perplexity(&loaded.model, tokenizer.as_ref(), &text, &opts, &mut |done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    })?;
+    let report = perplexity(
+        &loaded.model,
+        tokenizer.as_ref(),
+        &text,
+        &opts,
+        &mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+    )?;
     bar.finish_and_clear();
     if args.json {
         let mut v = serde_json::to_value(&report)?;
@@ -73,10 +81,16 @@ pub fn run(args: Args) -> Result<()> {
         println!("{v}");
     } else {
         println!("file        {}", path.display());
-        println!("tokens      {} scored in {} windows of ≤{}", report.tokens, report.windows, report.ctx);
+        println!(
+            "tokens      {} scored in {} windows of ≤{}",
+            report.tokens, report.windows, report.ctx
+        );
         println!("mean NLL    {:.4}", report.mean_nll);
         println!("perplexity  {:.4}", report.ppl);
-        println!("speed       {:.0} tokens/s ({:.1} s)", report.tokens_per_sec, report.seconds);
+        println!(
+            "speed       {:.0} tokens/s ({:.1} s)",
+            report.tokens_per_sec, report.seconds
+        );
     }
     Ok(())
 }

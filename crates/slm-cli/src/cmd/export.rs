@@ -10,7 +10,9 @@ use std::path::PathBuf;
 pub enum ExportCommand {
     /// A Hugging Face directory (config.json, model.safetensors, tokenizer) that transformers,
     /// llama.cpp's converter and slm read.
-    #[command(after_help = "Example:\n  slm export hf -m stories260K.bin --tokenizer tok512.bin --out runs/stories260K-hf")]
+    #[command(
+        after_help = "Example:\n  slm export hf -m stories260K.bin --tokenizer tok512.bin --out runs/stories260K-hf"
+    )]
     Hf(HfArgs),
 }
 

@@ -7,7 +7,9 @@ use slm_infer::{generate, GenerateOptions, SamplerConfig};
 use std::io::Write;
 
 #[derive(ClapArgs, Debug)]
-#[command(after_help = "Examples:\n  slm generate -m stories260K.bin --tokenizer tok512.bin --prompt \"Once upon a time\" --temperature 0\n  slm generate -m runs/teacher --prompt \"Tom had a\" --top-p 0.9 --seed 7 --stop \"THE END\"")]
+#[command(
+    after_help = "Examples:\n  slm generate -m stories260K.bin --tokenizer tok512.bin --prompt \"Once upon a time\" --temperature 0\n  slm generate -m runs/teacher --prompt \"Tom had a\" --top-p 0.9 --seed 7 --stop \"THE END\""
+)]
 pub struct Args {
     #[command(flatten)]
     pub model: ModelArgs,
@@ -70,9 +72,17 @@ pub fn run(args: Args) -> Result<()> {
         write!(out, "{}", args.prompt)?;
         out.flush()?;
     }
-    let gen = generate(&loaded.model, tokenizer.as_ref(), &args.prompt, &opts, &mut |s| {
-        write!(out, "{s}").and_then(|_| out.flush()).map_err(|e| slm_core::Error::msg(e.to_string()))
-    })?;
+    let gen = generate(
+        &loaded.model,
+        tokenizer.as_ref(),
+        &args.prompt,
+        &opts,
+        &mut |s| {
+            write!(out, "{s}")
+                .and_then(|_| out.flush())
+                .map_err(|e| slm_core::Error::msg(e.to_string()))
+        },
+    )?;
     writeln!(out)?;
     if args.stats {
         eprintln!(

@@ -30,18 +30,28 @@ struct TensorInfo {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let loaded = load_model(&ModelArgs { model: args.model.clone(), tokenizer: args.tokenizer.clone() })?;
+    let loaded = load_model(&ModelArgs {
+        model: args.model.clone(),
+        tokenizer: args.tokenizer.clone(),
+    })?;
     let model = &loaded.model;
     let cfg = &model.config;
     let mut infos = Vec::new();
     for (name, t) in model.tensors() {
         let v = t.flatten_all()?.to_vec1::<f32>()?;
         let zeros = v.iter().filter(|x| **x == 0.0).count();
-        infos.push(TensorInfo { name, shape: t.dims().to_vec(), numel: v.len(), zeros });
+        infos.push(TensorInfo {
+            name,
+            shape: t.dims().to_vec(),
+            numel: v.len(),
+            zeros,
+        });
     }
     let mut by_role: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for i in &infos {
-        let group = ParamRole::of(&i.name).map(|r| r.group()).unwrap_or_else(|| "other".into());
+        let group = ParamRole::of(&i.name)
+            .map(|r| r.group())
+            .unwrap_or_else(|| "other".into());
         let e = by_role.entry(group).or_default();
         e.0 += i.numel;
         e.1 += i.zeros;
@@ -56,7 +66,12 @@ pub fn run(args: Args) -> Result<()> {
             .collect();
         let roles: BTreeMap<_, _> = by_role
             .iter()
-            .map(|(k, (n, z))| (k.clone(), serde_json::json!({"params": n, "sparsity": *z as f64 / (*n).max(1) as f64})))
+            .map(|(k, (n, z))| {
+                (
+                    k.clone(),
+                    serde_json::json!({"params": n, "sparsity": *z as f64 / (*n).max(1) as f64}),
+                )
+            })
             .collect();
         let v = serde_json::json!({
             "source": loaded.source.display().to_string(),
@@ -73,7 +88,11 @@ pub fn run(args: Args) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!("model       {} ({:?})", loaded.source.display(), loaded.format);
+    println!(
+        "model       {} ({:?})",
+        loaded.source.display(),
+        loaded.format
+    );
     println!(
         "arch        {:?}: {} layers, hidden {}, MLP {}, heads {} (kv {}), head_dim {}, vocab {}, context {}",
         cfg.model_type,
@@ -89,7 +108,10 @@ pub fn run(args: Args) -> Result<()> {
     println!(
         "rope        theta {}{}; norm eps {:e}; tied embeddings: {}; qkv bias: {}",
         cfg.rope_theta,
-        cfg.rope_scaling.as_ref().map(|s| format!(", scaling {s:?}")).unwrap_or_default(),
+        cfg.rope_scaling
+            .as_ref()
+            .map(|s| format!(", scaling {s:?}"))
+            .unwrap_or_default(),
         cfg.rms_norm_eps,
         cfg.tie_word_embeddings,
         cfg.qkv_bias
@@ -101,7 +123,10 @@ pub fn run(args: Args) -> Result<()> {
         total * 4,
         100.0 * zeros as f64 / total.max(1) as f64
     );
-    println!("\n{:<16} {:>12} {:>8} {:>9}", "role", "params", "share", "sparsity");
+    println!(
+        "\n{:<16} {:>12} {:>8} {:>9}",
+        "role", "params", "share", "sparsity"
+    );
     for (role, (n, z)) in &by_role {
         println!(
             "{:<16} {:>12} {:>7.1}% {:>8.2}%",

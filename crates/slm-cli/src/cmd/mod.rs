@@ -1,6 +1,10 @@
 //! One module per `slm` subcommand.
 
+pub mod data;
 pub mod eval;
 pub mod export;
 pub mod generate;
 pub mod inspect;
+pub mod quickstart;
+pub mod tokenizer;
+pub mod train;

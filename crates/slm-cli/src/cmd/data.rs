@@ -1,0 +1,101 @@
+//! `slm data`: corpora to token shards.
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use slm_data::documents::{expand_inputs, Split};
+use slm_data::prepare::{prepare, PrepareOptions};
+use std::path::PathBuf;
+
+#[derive(Subcommand, Debug)]
+pub enum DataCommand {
+    /// Tokenise .txt/.jsonl files, folders or globs into train/val token shards.
+    #[command(
+        after_help = "Documents: .txt files are split on --separator when present, else on blank lines; \
+.jsonl lines need a `text` field or chat `messages`. Each document becomes [BOS] tokens [EOS].\n\n\
+Example:\n  slm data prepare corpus/*.txt --tokenizer runs/tok/tokenizer.json --out data/"
+    )]
+    Prepare(PrepareArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PrepareArgs {
+    /// Input files, folders or glob patterns.
+    #[arg(required = true)]
+    pub inputs: Vec<String>,
+    /// Tokenizer: tokenizer.json or llama2.c tokenizer.bin (copied into --out).
+    #[arg(long)]
+    pub tokenizer: PathBuf,
+    /// Output folder for train.bin, val.bin, data.json and the tokenizer.
+    #[arg(long, short = 'o')]
+    pub out: PathBuf,
+    /// Document separator in .txt files.
+    #[arg(long, default_value = "<|endoftext|>")]
+    pub separator: String,
+    /// How to split .txt files: auto (separator if present, else blank lines), blank-lines,
+    /// separator, whole-file.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "blank-lines", "separator", "whole-file"])]
+    pub split: String,
+    /// Share of documents held out for validation.
+    #[arg(long, default_value_t = 0.05)]
+    pub val_fraction: f64,
+    #[arg(long, default_value_t = 1337)]
+    pub seed: u64,
+}
+
+pub fn run(cmd: DataCommand) -> Result<()> {
+    match cmd {
+        DataCommand::Prepare(a) => run_prepare(a),
+    }
+}
+
+pub fn run_prepare(a: PrepareArgs) -> Result<()> {
+    let files = expand_inputs(&a.inputs)?;
+    let tok = slm_data::tokenizer::load_tokenizer_file(&a.tokenizer)
+        .with_context(|| format!("loading tokenizer {}", a.tokenizer.display()))?;
+    let split = match a.split.as_str() {
+        "blank-lines" => Split::BlankLines,
+        "separator" => Split::Separator(a.separator.clone()),
+        "whole-file" => Split::WholeFile,
+        _ => Split::Auto(a.separator.clone()),
+    };
+    let opts = PrepareOptions {
+        split,
+        val_fraction: a.val_fraction,
+        seed: a.seed,
+    };
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "tokenising {bar:30} {pos}/{len} documents [{elapsed} < {eta}]",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let s = prepare(&files, tok.as_ref(), &a.out, &opts, &|done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    let name = if a.tokenizer.extension().and_then(|e| e.to_str()) == Some("json") {
+        "tokenizer.json"
+    } else {
+        "tokenizer.bin"
+    };
+    let dest = a.out.join(name);
+    if dest != a.tokenizer {
+        std::fs::copy(&a.tokenizer, &dest)
+            .with_context(|| format!("copying the tokenizer to {}", dest.display()))?;
+    }
+    println!(
+        "{} files -> {}: train {} tokens ({} documents), val {} tokens ({} documents), {}-byte tokens, vocabulary {}",
+        files.len(),
+        a.out.display(),
+        s.train_tokens,
+        s.train_documents,
+        s.val_tokens,
+        s.val_documents,
+        s.token_bytes,
+        s.vocab_size
+    );
+    Ok(())
+}

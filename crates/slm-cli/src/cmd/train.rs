@@ -1,0 +1,211 @@
+//! `slm train`: train a model from scratch (or continue one) on prepared token shards.
+
+use anyhow::{bail, Context, Result};
+use clap::Args as ClapArgs;
+use indicatif::{ProgressBar, ProgressStyle};
+use slm_train::engine::FastModel;
+use slm_train::trainer::{read_summary, Observer, StepMetrics};
+use slm_train::{TrainConfig, Trainer};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+#[derive(ClapArgs, Debug)]
+#[command(
+    after_help = "Settings come from defaults, then --config FILE (TOML), then --set key=value. \
+Keys: data preset init layers dim heads kv_heads hidden context seq_len batch_size grad_accum steps \
+lr min_lr warmup_steps weight_decay beta1 beta2 eps grad_clip eval_every eval_windows checkpoint_every seed.\n\
+The run directory gets config.toml, metrics.jsonl, checkpoints/, report.md, plots/loss.png and, at the end, \
+the model in Hugging Face layout. Ctrl-C writes a checkpoint; --resume continues exactly.\n\n\
+Examples:\n  slm train --preset 15m --data data/ --out runs/teacher\n  \
+slm train --data data/ --out runs/tiny --set layers=4 --set dim=128 --set steps=2000\n  slm train --resume runs/tiny"
+)]
+pub struct Args {
+    /// Folder made by `slm data prepare`.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Size preset (260k, 1m, 4m, 15m, 42m, 110m).
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Run directory.
+    #[arg(long, short = 'o')]
+    pub out: Option<PathBuf>,
+    /// TOML file with settings.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Override a setting (repeatable), e.g. --set lr=3e-4.
+    #[arg(long = "set")]
+    pub set: Vec<String>,
+    /// Continue the run in this directory from its latest checkpoint.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// With --resume: train until this many steps in total.
+    #[arg(long)]
+    pub steps: Option<u64>,
+}
+
+/// Progress bar with loss, tokens/s and ETA.
+pub struct BarObserver {
+    bar: ProgressBar,
+    pub last_val: Option<f64>,
+}
+
+impl BarObserver {
+    pub fn new() -> Self {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "train {bar:30} {pos}/{len} steps  {msg}  [{elapsed} < {eta}]",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        Self {
+            bar,
+            last_val: None,
+        }
+    }
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl Observer for BarObserver {
+    fn on_start(&mut self, start: u64, total: u64) {
+        self.bar.set_length(total);
+        self.bar.set_position(start);
+    }
+    fn on_step(&mut self, m: &StepMetrics) {
+        self.bar.set_position(m.step);
+        let val = self
+            .last_val
+            .map(|v| format!(" val {v:.3}"))
+            .unwrap_or_default();
+        self.bar.set_message(format!(
+            "loss {:.3}{val}  {:.0} tok/s  lr {:.1e}",
+            m.loss, m.tokens_per_sec, m.lr
+        ));
+    }
+    fn on_eval(&mut self, _step: u64, v: f64) {
+        self.last_val = Some(v);
+    }
+    fn on_message(&mut self, msg: &str) {
+        self.bar.println(msg);
+    }
+}
+
+/// A stop flag set by Ctrl-C (the trainer checkpoints and returns).
+pub fn ctrlc_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    // A second Ctrl-C exits at once.
+    let _ = ctrlc::set_handler(move || {
+        if f.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after this step: writing a checkpoint (Ctrl-C again to quit now)");
+    });
+    flag
+}
+
+/// Builds the starting model: `init` if given, else random weights for the preset.
+pub fn initial_model(cfg: &TrainConfig) -> Result<FastModel> {
+    let summary = read_summary(Path::new(&cfg.data))?;
+    let llama = match &cfg.init {
+        Some(spec) => {
+            let loaded = slm_model::load(spec, None)
+                .with_context(|| format!("loading --set init={spec}"))?;
+            if loaded.model.config.vocab_size < summary.vocab_size {
+                bail!(
+                    "the init model's vocabulary ({}) is smaller than the data's tokenizer ({})",
+                    loaded.model.config.vocab_size,
+                    summary.vocab_size
+                );
+            }
+            loaded.model
+        }
+        None => slm_model::Llama::random(
+            cfg.model_config(summary.vocab_size)?,
+            cfg.seed,
+            &candle_core::Device::Cpu,
+        )?,
+    };
+    Ok(FastModel::from_llama(&llama)?)
+}
+
+/// Trains, saves the model, writes the report; returns the outcome.
+pub fn train_run(trainer: &mut Trainer) -> Result<slm_train::Outcome> {
+    let flag = ctrlc_flag();
+    let mut obs = BarObserver::new();
+    let outcome = trainer.run(&flag, &mut obs)?;
+    obs.finish();
+    if !outcome.interrupted {
+        trainer.save_model(&outcome, serde_json::json!({}))?;
+    }
+    slm_train::report::write_train_report(trainer.run_dir(), &trainer.cfg, &outcome)?;
+    Ok(outcome)
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let mut trainer = if let Some(dir) = &a.resume {
+        if !a.set.is_empty() || a.config.is_some() {
+            bail!("--resume continues with the run's own config.toml; only --steps may change");
+        }
+        Trainer::resume(dir, a.steps)?
+    } else {
+        let text = match &a.config {
+            Some(p) => Some(std::fs::read_to_string(p).with_context(|| p.display().to_string())?),
+            None => None,
+        };
+        let mut sets = Vec::new();
+        if let Some(d) = &a.data {
+            sets.push(format!("data={}", toml_str(&d.display().to_string())));
+        }
+        if let Some(p) = &a.preset {
+            sets.push(format!("preset={}", toml_str(p)));
+        }
+        sets.extend(a.set.iter().cloned());
+        let cfg = TrainConfig::resolve(text.as_deref(), &sets)?;
+        let Some(out) = &a.out else {
+            bail!("give --out DIR for the run directory")
+        };
+        let model = initial_model(&cfg)?;
+        println!(
+            "model: {} parameters ({} layers, dim {}, vocab {}); {} steps of {} × {} tokens",
+            model.num_parameters(),
+            model.config().num_hidden_layers,
+            model.config().hidden_size,
+            model.config().vocab_size,
+            cfg.steps,
+            cfg.batch_size * cfg.grad_accum,
+            cfg.seq_len
+        );
+        Trainer::new(cfg, model, out)?
+    };
+    let outcome = train_run(&mut trainer)?;
+    if outcome.interrupted {
+        println!(
+            "interrupted at step {}: resume with `slm train --resume {}`",
+            outcome.step,
+            trainer.run_dir().display()
+        );
+    } else {
+        println!(
+            "done: {} steps, {} tokens in {:.1} s; train loss {:.4}, val loss {}; model in {}",
+            outcome.step,
+            outcome.tokens_seen,
+            outcome.seconds,
+            outcome.train_loss,
+            outcome
+                .val_loss
+                .map(|v| format!("{v:.4}"))
+                .unwrap_or("-".into()),
+            trainer.run_dir().display()
+        );
+    }
+    Ok(())
+}
+
+/// A TOML string literal.
+pub fn toml_str(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}

@@ -1,0 +1,151 @@
+//! Picks the tokenizer implementation: for what a model loader found
+//! ([`load_tokenizer`], from `slm_io::TokenizerSource`) or for a file on disk
+//! ([`load_tokenizer_file`]).
+//!
+//! `*.json` is a Hugging Face `tokenizer.json`; anything else is read as a llama2.c
+//! `tokenizer.bin`, which checks its own layout strictly enough to reject other files.
+//! A GGUF file is recognised by its magic and refused with a pointer to the model loader,
+//! which reads the vocabulary from the metadata (`TokenizerSource::Gguf`).
+
+use std::io::Read;
+use std::path::Path;
+
+use slm_core::{Error, Result};
+
+use slm_io::TokenizerSource;
+
+use super::{GgufTokenizer, HfTokenizer, Llama2cTokenizer, Tokenizer};
+
+/// Builds the tokenizer a model came with (`slm_io::LoadedModel::tokenizer`).
+pub fn load_tokenizer(source: &TokenizerSource) -> Result<Box<dyn Tokenizer>> {
+    match source {
+        TokenizerSource::HfJson(path) => Ok(Box::new(HfTokenizer::from_file(path)?)),
+        TokenizerSource::Llama2c(path) => Ok(Box::new(Llama2cTokenizer::from_file(path)?)),
+        TokenizerSource::Gguf(v) => Ok(Box::new(GgufTokenizer::new(
+            &v.model,
+            v.tokens.clone(),
+            v.scores.clone(),
+            v.token_types.clone(),
+            v.merges.clone(),
+            v.bos_id,
+            v.eos_id,
+            v.unk_id,
+            v.add_bos,
+        )?)),
+        TokenizerSource::None => Err(Error::Tokenizer(
+            "the model carries no tokenizer; name one (tokenizer.json or tokenizer.bin)".into(),
+        )),
+    }
+}
+
+/// Loads `tokenizer.json` (by extension) or a llama2.c `tokenizer.bin` (anything else).
+pub fn load_tokenizer_file(path: &Path) -> Result<Box<dyn Tokenizer>> {
+    if !path.exists() {
+        return Err(Error::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "tokenizer file not found"),
+        ));
+    }
+    if path.is_dir() {
+        return Err(Error::format(
+            path,
+            "is a directory; expected tokenizer.json or a llama2.c tokenizer.bin",
+        ));
+    }
+    let is_json = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    if is_json {
+        return Ok(Box::new(HfTokenizer::from_file(path)?));
+    }
+    if starts_with_gguf_magic(path)? {
+        return Err(Error::format(
+            path,
+            "is a GGUF file: its tokenizer is read from the model metadata, load it as a model",
+        ));
+    }
+    Ok(Box::new(Llama2cTokenizer::from_file(path)?))
+}
+
+fn starts_with_gguf_magic(path: &Path) -> Result<bool> {
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut magic = [0u8; 4];
+    match file.read_exact(&mut magic) {
+        Ok(()) => Ok(&magic == b"GGUF"),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_none_is_a_clear_error() {
+        let err = load_tokenizer(&TokenizerSource::None).err().unwrap();
+        assert!(err.to_string().contains("no tokenizer"), "{err}");
+        let vocab = slm_io::GgufVocab {
+            model: "llama".into(),
+            tokens: vec!["<unk>".into(), "<s>".into(), "</s>".into(), "▁a".into()],
+            scores: vec![],
+            token_types: vec![],
+            merges: vec![],
+            bos_id: Some(1),
+            eos_id: Some(2),
+            unk_id: Some(0),
+            add_bos: true,
+        };
+        let t = load_tokenizer(&TokenizerSource::Gguf(vocab)).unwrap();
+        assert_eq!(t.kind(), "gguf-llama");
+        assert_eq!(t.encode("a", true).unwrap(), vec![1, 3]);
+    }
+
+    #[test]
+    fn clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.bin");
+        let err = load_tokenizer_file(&missing).err().unwrap();
+        assert!(matches!(err, Error::Io { .. }), "{err}");
+        assert!(err.to_string().contains("nope.bin"));
+
+        let json = dir.path().join("tokenizer.json");
+        std::fs::write(&json, "{\"hello\": 1}").unwrap();
+        let err = load_tokenizer_file(&json).err().unwrap();
+        assert!(matches!(err, Error::Format { .. }), "{err}");
+
+        let gguf = dir.path().join("model.gguf");
+        std::fs::write(&gguf, b"GGUF\x03\0\0\0").unwrap();
+        let err = load_tokenizer_file(&gguf).err().unwrap();
+        assert!(err.to_string().contains("GGUF"), "{err}");
+
+        let text = dir.path().join("notes.txt");
+        std::fs::write(&text, "just some text, not a tokenizer at all").unwrap();
+        let err = load_tokenizer_file(&text).err().unwrap();
+        assert!(
+            err.to_string().contains("not a llama2.c tokenizer.bin"),
+            "{err}"
+        );
+
+        assert!(load_tokenizer_file(dir.path()).is_err());
+    }
+
+    #[test]
+    fn loads_a_written_tokenizer_bin() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tok.bin");
+        let pieces: [&[u8]; 4] = [b"<unk>", b"\n<s>\n", b"\n</s>\n", b" a"];
+        let mut bytes = 6i32.to_le_bytes().to_vec();
+        for (i, p) in pieces.iter().enumerate() {
+            bytes.extend_from_slice(&(-(i as f32)).to_le_bytes());
+            bytes.extend_from_slice(&(p.len() as i32).to_le_bytes());
+            bytes.extend_from_slice(p);
+        }
+        std::fs::write(&path, bytes).unwrap();
+        let t = load_tokenizer_file(&path).unwrap();
+        assert_eq!(t.kind(), "llama2c");
+        assert_eq!(t.vocab_size(), 4);
+        assert_eq!(t.decode(&[1, 3, 3]).unwrap(), "a a");
+    }
+}

@@ -1,0 +1,198 @@
+//! Rotary position embeddings in the Hugging Face "rotate half" layout, in place.
+//!
+//! Within each head of width `e`, element `i < e/2` pairs with `i + e/2`:
+//! forward `(a, b) → (a·cos − b·sin, b·cos + a·sin)`; the backward applies the transposed
+//! (inverse) rotation `(a, b) → (a·cos + b·sin, b·cos − a·sin)` to the gradient.
+//! The tables hold `cos/sin(pos · inv_freq[i])` as `[positions, e/2]`, made by the model's
+//! `Rope` code; row `r` of the activation matrix is at position `r % seq`.
+
+use crate::check_len;
+use crate::par::rows_per_task;
+use rayon::prelude::*;
+use slm_core::{Error, Result};
+
+/// Where the heads sit in a row-major activation matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RopeLayout {
+    /// Rows of the matrix (batch · seq tokens).
+    pub rows: usize,
+    /// Elements per row.
+    pub row_stride: usize,
+    /// Column of the first head's first element.
+    pub col0: usize,
+    /// Number of consecutive heads to rotate.
+    pub heads: usize,
+    /// Width of one head (even).
+    pub head_dim: usize,
+    /// Sequence length: row r is at position r % seq.
+    pub seq: usize,
+}
+
+impl RopeLayout {
+    fn check(&self, len: usize, cos: &[f32], sin: &[f32]) -> Result<()> {
+        check_len("rope input", len, self.rows * self.row_stride)?;
+        if self.head_dim % 2 != 0 || self.seq == 0 {
+            return Err(Error::invalid(format!(
+                "rope: head_dim {} must be even and seq {} positive",
+                self.head_dim, self.seq
+            )));
+        }
+        if self.col0 + self.heads * self.head_dim > self.row_stride {
+            return Err(Error::invalid(format!(
+                "rope: heads end at column {} beyond the row of {}",
+                self.col0 + self.heads * self.head_dim,
+                self.row_stride
+            )));
+        }
+        let need = self.seq * self.head_dim / 2;
+        if cos.len() < need || sin.len() < need {
+            return Err(Error::invalid(format!(
+                "rope: tables hold {} / {} values, {} positions need {need}",
+                cos.len(),
+                sin.len(),
+                self.seq
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[inline(always)]
+fn rows_impl(
+    x: &mut [f32],
+    first_row: usize,
+    l: RopeLayout,
+    cos: &[f32],
+    sin: &[f32],
+    inverse: bool,
+) {
+    let half = l.head_dim / 2;
+    // x: [rows in this chunk, row_stride]
+    for (i, row) in x.chunks_exact_mut(l.row_stride).enumerate() {
+        let pos = (first_row + i) % l.seq;
+        let (c, s) = (
+            &cos[pos * half..(pos + 1) * half],
+            &sin[pos * half..(pos + 1) * half],
+        );
+        for h in 0..l.heads {
+            let base = l.col0 + h * l.head_dim;
+            let (x1, x2) = row[base..base + l.head_dim].split_at_mut(half);
+            for (((a, b), &cv), &sv) in x1.iter_mut().zip(x2.iter_mut()).zip(c).zip(s) {
+                let (av, bv) = (*a, *b);
+                if inverse {
+                    *a = av * cv + bv * sv;
+                    *b = bv * cv - av * sv;
+                } else {
+                    *a = av * cv - bv * sv;
+                    *b = bv * cv + av * sv;
+                }
+            }
+        }
+    }
+}
+
+crate::dispatch!(fn rows_kernel(x: &mut [f32], first_row: usize, l: RopeLayout, cos: &[f32], sin: &[f32], inverse: bool) => rows_impl);
+
+fn run(x: &mut [f32], l: RopeLayout, cos: &[f32], sin: &[f32], inverse: bool) -> Result<()> {
+    l.check(x.len(), cos, sin)?;
+    if l.rows == 0 || l.row_stride == 0 || l.heads == 0 {
+        return Ok(());
+    }
+    let per = rows_per_task(l.rows, l.heads * l.head_dim);
+    x.par_chunks_mut(per * l.row_stride)
+        .enumerate()
+        .for_each(|(i, chunk)| rows_kernel(chunk, i * per, l, cos, sin, inverse));
+    Ok(())
+}
+
+/// Rotates the heads of `x` in place.
+pub fn rope_fwd(x: &mut [f32], l: RopeLayout, cos: &[f32], sin: &[f32]) -> Result<()> {
+    run(x, l, cos, sin, false)
+}
+
+/// Backward of [`rope_fwd`]: rotates the gradient `dx` back in place.
+pub fn rope_bwd(dx: &mut [f32], l: RopeLayout, cos: &[f32], sin: &[f32]) -> Result<()> {
+    run(dx, l, cos, sin, true)
+}
+
+/// Naive twin of [`rope_fwd`] / [`rope_bwd`] (`inverse` selects the backward).
+pub fn rope_naive(x: &mut [f32], l: RopeLayout, cos: &[f32], sin: &[f32], inverse: bool) {
+    let half = l.head_dim / 2;
+    for r in 0..l.rows {
+        let pos = r % l.seq;
+        for h in 0..l.heads {
+            for i in 0..half {
+                let ia = r * l.row_stride + l.col0 + h * l.head_dim + i;
+                let ib = ia + half;
+                let (a, b) = (x[ia], x[ib]);
+                let (c, s) = (cos[pos * half + i], sin[pos * half + i]);
+                let s = if inverse { -s } else { s };
+                x[ia] = a * c - b * s;
+                x[ib] = b * c + a * s;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{assert_close, rand_vec};
+    use proptest::prelude::*;
+
+    fn tables(positions: usize, half: usize) -> (Vec<f32>, Vec<f32>) {
+        let mut c = Vec::new();
+        let mut s = Vec::new();
+        for p in 0..positions {
+            for i in 0..half {
+                let a = p as f32 / 10000f32.powf(2.0 * i as f32 / (2 * half) as f32);
+                c.push(a.cos());
+                s.push(a.sin());
+            }
+        }
+        (c, s)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        #[test]
+        fn rope_matches_naive_and_inverts(batch in 1usize..4, seq in 1usize..40, heads in 1usize..5,
+                                          half in 1usize..9, extra in 0usize..7, seed in 0u64..1000) {
+            let e = 2 * half;
+            let col0 = extra.min(3);
+            let stride = col0 + heads * e + extra;
+            let l = RopeLayout { rows: batch * seq, row_stride: stride, col0, heads, head_dim: e, seq };
+            let (c, s) = tables(seq + 5, half);
+            let x = rand_vec(batch * seq * stride, seed);
+            let (mut a, mut b) = (x.clone(), x.clone());
+            rope_fwd(&mut a, l, &c, &s).unwrap();
+            rope_naive(&mut b, l, &c, &s, false);
+            assert_close(&a, &b, 1e-6, "fwd");
+            rope_bwd(&mut a, l, &c, &s).unwrap();
+            assert_close(&a, &x, 1e-5, "inverse");
+        }
+    }
+
+    #[test]
+    fn bad_layouts_are_errors() {
+        let (c, s) = tables(4, 2);
+        let l = RopeLayout {
+            rows: 2,
+            row_stride: 4,
+            col0: 1,
+            heads: 1,
+            head_dim: 4,
+            seq: 2,
+        };
+        assert!(rope_fwd(&mut [0.0; 8], l, &c, &s).is_err());
+        let l = RopeLayout {
+            rows: 2,
+            row_stride: 4,
+            col0: 0,
+            heads: 1,
+            head_dim: 4,
+            seq: 5,
+        };
+        assert!(rope_fwd(&mut [0.0; 8], l, &c, &s).is_err());
+    }
+}

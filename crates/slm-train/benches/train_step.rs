@@ -1,0 +1,175 @@
+//! Training-step throughput of the fast engine (forward + backward + AdamW), in tokens/s.
+//!
+//! The PyTorch twin is tools/reference/torch_train_bench.py (same presets, batch, seq and
+//! thread count); run both and compare the ratio. Plain timing: warm-up steps, then the
+//! median (and best/worst) over timed steps. Threads come from the rayon pool
+//! (`RAYON_NUM_THREADS`), which the engine also hands to `gemm`.
+//!
+//! ```text
+//! RAYON_NUM_THREADS=2 cargo bench -p slm-train --bench train_step -- 4m 15m
+//!   options: --batch 8 --seq 256 --steps 10 --warmup 2 --breakdown
+//! ```
+//! `--breakdown` also times forward-only (`forward_loss`) steps, so backward ≈ step − forward.
+
+use slm_kernels::adamw::{adamw_step, AdamWConfig};
+use slm_train::FastModel;
+use std::time::Instant;
+
+struct Args {
+    presets: Vec<String>,
+    batch: usize,
+    seq: usize,
+    steps: usize,
+    warmup: usize,
+    breakdown: bool,
+}
+
+fn parse() -> Args {
+    let mut a = Args {
+        presets: Vec::new(),
+        batch: 8,
+        seq: 256,
+        steps: 10,
+        warmup: 2,
+        breakdown: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(s) = it.next() {
+        let mut num = |name: &str| -> usize {
+            it.next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{name} needs a number"))
+        };
+        match s.as_str() {
+            "--batch" => a.batch = num("--batch"),
+            "--seq" => a.seq = num("--seq"),
+            "--steps" => a.steps = num("--steps"),
+            "--warmup" => a.warmup = num("--warmup"),
+            "--breakdown" => a.breakdown = true,
+            "--bench" => {} // passed by `cargo bench`
+            p if !p.starts_with('-') => a.presets.push(p.to_string()),
+            other => panic!("unknown option {other}"),
+        }
+    }
+    if a.presets.is_empty() {
+        a.presets = vec!["4m".into(), "15m".into()];
+    }
+    a
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+fn tokens(vocab: usize, n: usize, seed: u64) -> Vec<u32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 33) % vocab as u64) as u32
+        })
+        .collect()
+}
+
+fn main() {
+    let args = parse();
+    let threads = rayon::current_num_threads();
+    for name in &args.presets {
+        let cfg = slm_model::preset(name).expect("preset");
+        let device = candle_core::Device::Cpu;
+        let tensors = slm_model::llama::random_tensors(&cfg, 0, &device).expect("random tensors");
+        let mut model = FastModel::new(&cfg, &tensors).expect("model");
+        let (b, t) = (args.batch, args.seq);
+        let seq = tokens(cfg.vocab_size, b * (t + 1), 1);
+        // inputs = seq[:, :-1], targets = seq[:, 1:]
+        let inputs: Vec<u32> = seq.chunks(t + 1).flat_map(|r| r[..t].to_vec()).collect();
+        let targets: Vec<u32> = seq.chunks(t + 1).flat_map(|r| r[1..].to_vec()).collect();
+        let n = model.num_parameters();
+        let (mut m, mut v) = (vec![0f32; n], vec![0f32; n]);
+        let hp = AdamWConfig {
+            lr: 1e-4,
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            weight_decay: 0.1,
+        };
+        let mut step_no = 0u64;
+        let mut step = |model: &mut FastModel| -> (f32, f64, f64) {
+            step_no += 1;
+            let t0 = Instant::now();
+            model.zero_grad();
+            let loss = model
+                .forward_backward(&inputs, &targets, b, t)
+                .expect("step");
+            let t1 = Instant::now();
+            for p in model.params_mut() {
+                let wd = if p.info.is_matrix() {
+                    hp.weight_decay
+                } else {
+                    0.0
+                };
+                let r = p.info.range();
+                adamw_step(
+                    p.value,
+                    p.grad,
+                    &mut m[r.clone()],
+                    &mut v[r],
+                    step_no,
+                    &AdamWConfig {
+                        weight_decay: wd,
+                        ..hp
+                    },
+                )
+                .expect("adamw");
+            }
+            let t2 = Instant::now();
+            (loss, (t2 - t0).as_secs_f64(), (t2 - t1).as_secs_f64())
+        };
+        for _ in 0..args.warmup {
+            step(&mut model);
+        }
+        let (mut times, mut opt_times, mut last) = (Vec::new(), Vec::new(), 0.0);
+        for _ in 0..args.steps {
+            let (loss, dt, dopt) = step(&mut model);
+            times.push(dt);
+            opt_times.push(dopt);
+            last = loss;
+        }
+        let ntok = (b * t) as f64;
+        let med = median(times.clone());
+        let best = times.iter().cloned().fold(f64::INFINITY, f64::min);
+        let worst = times.iter().cloned().fold(0.0, f64::max);
+        let mut line = format!(
+            "{{\"impl\": \"slm-fast\", \"preset\": \"{name}\", \"params\": {n}, \"batch\": {b}, \"seq\": {t}, \
+             \"threads\": {threads}, \"steps\": {}, \"median_step_s\": {med:.4}, \"tokens_per_s\": {:.1}, \
+             \"tokens_per_s_best\": {:.1}, \"tokens_per_s_worst\": {:.1}, \"adamw_s\": {:.4}, \"last_loss\": {last:.4}, \
+             \"activation_mib\": {:.0}",
+            args.steps,
+            ntok / med,
+            ntok / best,
+            ntok / worst,
+            median(opt_times),
+            model.activation_bytes() as f64 / (1 << 20) as f64,
+        );
+        if args.breakdown {
+            let mut fwd = Vec::new();
+            for _ in 0..args.steps.max(3) {
+                let t0 = Instant::now();
+                model
+                    .forward_loss(&inputs, &targets, b, t)
+                    .expect("forward");
+                fwd.push(t0.elapsed().as_secs_f64());
+            }
+            line += &format!(", \"forward_s\": {:.4}", median(fwd));
+        }
+        println!("{line}}}");
+    }
+}

@@ -1,0 +1,410 @@
+//! The fast training engine: a Llama-family decoder with hand-written forward and backward
+//! passes over preallocated flat `f32` buffers (in the style of llm.c).
+//!
+//! It computes exactly what `slm_model::Llama` computes (same parameters, same names, same
+//! RoPE tables), but instead of candle's autograd it runs fused kernels from `slm-kernels`:
+//! matmuls through `gemm` with transposes as strides and residual adds fused, one matmul for
+//! q|k|v and one for gate|up, hand-written RMSNorm/RoPE/attention/SwiGLU backward, and a
+//! fused softmax cross-entropy over row chunks of the logits. The candle model stays the
+//! reference; `tests/` compare the two (and PyTorch) parameter by parameter.
+//!
+//! # Gradient convention
+//! [`FastModel::forward_backward`] returns the mean cross-entropy over the non-ignored
+//! targets of the micro-batch it is given and **adds** the gradient of that mean to the
+//! gradient buffer. Gradients are never cleared implicitly: call [`FastModel::zero_grad`]
+//! before each optimiser step. To accumulate k micro-batches into one step, call
+//! `forward_backward` k times and then `scale_grads(1/k)` (the mean of the micro-batch means).
+//!
+//! # Threads
+//! All work runs on the current rayon pool (the global one, sized by `RAYON_NUM_THREADS`,
+//! unless the caller runs inside another pool); matmuls get the same thread count.
+//!
+//! # Memory
+//! Activations for the largest (batch, seq) used so far are kept and reused: after the
+//! first call at a given size, a training step allocates nothing proportional to the model
+//! or the batch.
+
+mod buffers;
+mod layout;
+mod passes;
+
+pub use layout::ParamBuf;
+
+use buffers::Buffers;
+use candle_core::{DType, Device, Tensor};
+use layout::Layout;
+use passes::{Dims, Model};
+use slm_core::{Error, Result};
+use slm_kernels::IGNORE_INDEX;
+use slm_model::weights::{check_tensors, expected_shapes};
+use slm_model::{Llama, LlamaConfig};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// One parameter with its value and gradient, borrowed mutably (see
+/// [`FastModel::params_mut`]).
+#[derive(Debug)]
+pub struct ParamMut<'a> {
+    pub info: &'a ParamBuf,
+    pub value: &'a mut [f32],
+    pub grad: &'a mut [f32],
+}
+
+/// The fast training engine (see the module documentation).
+#[derive(Debug)]
+pub struct FastModel {
+    config: LlamaConfig,
+    layout: Layout,
+    /// All parameters, packed in storage order (see [`FastModel::params`]).
+    params: Vec<f32>,
+    /// Gradients, same layout as `params`.
+    grads: Vec<f32>,
+    /// RoPE tables [max_position_embeddings, head_dim/2].
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    bufs: Buffers,
+}
+
+/// Copies a tensor's values as f32 in row-major order.
+fn tensor_values(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+}
+
+/// Runs `f` on a thread of the current rayon pool, so the kernels' parallel loops fork from
+/// inside the pool instead of waking it from outside at every call.
+fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
+}
+
+impl FastModel {
+    /// Builds the engine from Hugging Face-named tensors (checked against the config like
+    /// every loader: each name present, each shape right).
+    pub fn new(config: &LlamaConfig, tensors: &HashMap<String, Tensor>) -> Result<Self> {
+        config.validate()?;
+        check_tensors(config, tensors, Path::new("<FastModel::new>"))?;
+        let layout = Layout::new(config);
+        let mut params = vec![0f32; layout.total];
+        for p in &layout.params {
+            let t = tensors.get(&p.name).ok_or_else(|| Error::MissingTensor {
+                path: "<FastModel::new>".into(),
+                tensor: p.name.clone(),
+            })?;
+            params[p.range()].copy_from_slice(&tensor_values(t)?);
+        }
+        // RoPE tables exactly as slm_model::rope::Rope builds them (f32 angle, then cos/sin).
+        let inv: Vec<f32> = slm_model::rope::inverse_frequencies(config)
+            .iter()
+            .map(|&f| f as f32)
+            .collect();
+        let positions = config.max_position_embeddings;
+        let mut cos = Vec::with_capacity(positions * inv.len());
+        let mut sin = Vec::with_capacity(positions * inv.len());
+        for pos in 0..positions {
+            for &f in &inv {
+                let angle = pos as f32 * f;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+            }
+        }
+        Ok(Self {
+            config: config.clone(),
+            grads: vec![0f32; layout.total],
+            layout,
+            params,
+            cos,
+            sin,
+            bufs: Buffers::default(),
+        })
+    }
+
+    /// Builds the engine from a candle model (copies its parameters).
+    pub fn from_llama(model: &Llama) -> Result<Self> {
+        let tensors: HashMap<String, Tensor> = model.tensors().into_iter().collect();
+        Self::new(&model.config, &tensors)
+    }
+
+    /// The parameters as tensors on the CPU, in canonical checkpoint order
+    /// (`slm_model::weights::expected_shapes`).
+    pub fn to_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        self.export(&self.params)
+    }
+
+    /// The gradients as tensors, named and ordered like [`FastModel::to_tensors`].
+    pub fn grads_to_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        self.export(&self.grads)
+    }
+
+    fn export(&self, flat: &[f32]) -> Result<Vec<(String, Tensor)>> {
+        expected_shapes(&self.config)
+            .into_iter()
+            .map(|(name, shape)| {
+                let p = self.layout.get(&name).ok_or_else(|| {
+                    Error::msg(format!("FastModel layout has no `{name}` (internal error)"))
+                })?;
+                let t = Tensor::from_slice(&flat[p.range()], shape, &Device::Cpu)?;
+                Ok((name, t))
+            })
+            .collect()
+    }
+
+    /// A candle model with the current parameters.
+    pub fn to_llama(&self) -> Result<Llama> {
+        let tensors = self.to_tensors()?.into_iter().collect();
+        Llama::from_tensors(self.config.clone(), tensors, Path::new("<FastModel>"))
+    }
+
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+
+    /// Every parameter's name, shape and place in the flat buffers, in storage order
+    /// (which is not the checkpoint order; use names to identify parameters).
+    pub fn params(&self) -> &[ParamBuf] {
+        &self.layout.params
+    }
+
+    /// Total number of parameters (a tied embedding counted once).
+    pub fn num_parameters(&self) -> usize {
+        self.layout.total
+    }
+
+    /// All parameter values, packed as described by [`FastModel::params`].
+    pub fn flat_params(&self) -> &[f32] {
+        &self.params
+    }
+
+    /// All gradients, same layout as [`FastModel::flat_params`].
+    pub fn flat_grads(&self) -> &[f32] {
+        &self.grads
+    }
+
+    /// The layout, parameters and gradients at once, for optimisers that update the whole
+    /// flat buffer in one pass.
+    pub fn flat_mut(&mut self) -> (&[ParamBuf], &mut [f32], &mut [f32]) {
+        (&self.layout.params, &mut self.params, &mut self.grads)
+    }
+
+    /// Each parameter with its value and gradient, mutably, in storage order: what an
+    /// optimiser or a sparsity mask walks.
+    pub fn params_mut(&mut self) -> impl Iterator<Item = ParamMut<'_>> {
+        let mut values: &mut [f32] = &mut self.params;
+        let mut grads: &mut [f32] = &mut self.grads;
+        // The layout packs parameters back to back from offset 0, so splitting off `len`
+        // elements in order yields each parameter's range.
+        self.layout.params.iter().map(move |info| {
+            let (v, rest_v) = std::mem::take(&mut values).split_at_mut(info.len);
+            let (g, rest_g) = std::mem::take(&mut grads).split_at_mut(info.len);
+            values = rest_v;
+            grads = rest_g;
+            ParamMut {
+                info,
+                value: v,
+                grad: g,
+            }
+        })
+    }
+
+    /// The values of parameter `name`.
+    pub fn param(&self, name: &str) -> Option<&[f32]> {
+        self.layout.get(name).map(|p| &self.params[p.range()])
+    }
+
+    /// The values of parameter `name`, mutably.
+    pub fn param_mut(&mut self, name: &str) -> Option<&mut [f32]> {
+        let r = self.layout.get(name)?.range();
+        Some(&mut self.params[r])
+    }
+
+    /// The gradient of parameter `name`.
+    pub fn grad(&self, name: &str) -> Option<&[f32]> {
+        self.layout.get(name).map(|p| &self.grads[p.range()])
+    }
+
+    /// Sets every gradient to zero.
+    pub fn zero_grad(&mut self) {
+        self.grads.fill(0.0);
+    }
+
+    /// Multiplies every gradient by `s` (e.g. 1/k after accumulating k micro-batches, or a
+    /// clipping factor).
+    pub fn scale_grads(&mut self, s: f32) {
+        self.grads.iter_mut().for_each(|g| *g *= s);
+    }
+
+    /// The global L2 norm of the gradients (accumulated in f64).
+    pub fn grad_norm(&self) -> f64 {
+        self.grads
+            .iter()
+            .map(|&g| (g as f64) * (g as f64))
+            .sum::<f64>()
+            .sqrt()
+    }
+
+    /// Bytes held by activation buffers (grows with the largest batch·seq used).
+    pub fn activation_bytes(&self) -> usize {
+        self.bufs.bytes()
+    }
+
+    fn check_batch(
+        &self,
+        inputs: &[u32],
+        targets: Option<&[u32]>,
+        batch: usize,
+        seq: usize,
+    ) -> Result<()> {
+        if batch == 0 || seq == 0 {
+            return Err(Error::invalid(format!(
+                "batch ({batch}) and seq ({seq}) must be positive"
+            )));
+        }
+        if seq > self.config.max_position_embeddings {
+            return Err(Error::invalid(format!(
+                "seq {seq} is beyond the model context of {} tokens",
+                self.config.max_position_embeddings
+            )));
+        }
+        let n = batch * seq;
+        let v = self.config.vocab_size;
+        if inputs.len() != n {
+            return Err(Error::invalid(format!(
+                "{} input ids for batch {batch} × seq {seq}",
+                inputs.len()
+            )));
+        }
+        if let Some(&bad) = inputs.iter().find(|&&t| t as usize >= v) {
+            return Err(Error::invalid(format!(
+                "input id {bad} is outside the vocabulary of {v}"
+            )));
+        }
+        if let Some(targets) = targets {
+            if targets.len() != n {
+                return Err(Error::invalid(format!(
+                    "{} targets for batch {batch} × seq {seq}",
+                    targets.len()
+                )));
+            }
+            if let Some(&bad) = targets
+                .iter()
+                .find(|&&t| t != IGNORE_INDEX && t as usize >= v)
+            {
+                return Err(Error::invalid(format!(
+                    "target {bad} is outside the vocabulary of {v}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Forward and backward on one micro-batch: `inputs` and `targets` are [batch, seq]
+    /// row-major token ids (`u32::MAX` marks a target to ignore). Returns the mean
+    /// cross-entropy over the non-ignored targets and adds its gradient to the gradient
+    /// buffer (see the module documentation). A batch whose targets are all ignored returns
+    /// 0 and leaves the gradients untouched.
+    pub fn forward_backward(
+        &mut self,
+        inputs: &[u32],
+        targets: &[u32],
+        batch: usize,
+        seq: usize,
+    ) -> Result<f32> {
+        self.check_batch(inputs, Some(targets), batch, seq)?;
+        let count = targets.iter().filter(|&&t| t != IGNORE_INDEX).count();
+        if count == 0 {
+            return Ok(0.0);
+        }
+        self.bufs.ensure(&self.config, batch, seq);
+        let k = Dims::new(&self.config, batch, seq);
+        let Self {
+            layout,
+            params,
+            grads,
+            cos,
+            sin,
+            bufs,
+            ..
+        } = self;
+        let m = Model {
+            layout,
+            params,
+            cos,
+            sin,
+        };
+        let total = on_pool(|| -> Result<f64> {
+            passes::forward(&m, bufs, inputs, k)?;
+            let total = passes::head(
+                &m,
+                bufs,
+                targets,
+                k,
+                Some((grads.as_mut_slice(), 1.0 / count as f32)),
+            )?;
+            passes::backward(&m, bufs, grads, inputs, k)?;
+            Ok(total)
+        })?;
+        Ok((total / count as f64) as f32)
+    }
+
+    /// The mean cross-entropy over the non-ignored targets, without gradients (evaluation).
+    /// 0 when every target is ignored.
+    pub fn forward_loss(
+        &mut self,
+        inputs: &[u32],
+        targets: &[u32],
+        batch: usize,
+        seq: usize,
+    ) -> Result<f32> {
+        self.check_batch(inputs, Some(targets), batch, seq)?;
+        let count = targets.iter().filter(|&&t| t != IGNORE_INDEX).count();
+        if count == 0 {
+            return Ok(0.0);
+        }
+        self.bufs.ensure(&self.config, batch, seq);
+        let k = Dims::new(&self.config, batch, seq);
+        let Self {
+            layout,
+            params,
+            cos,
+            sin,
+            bufs,
+            ..
+        } = self;
+        let m = Model {
+            layout,
+            params,
+            cos,
+            sin,
+        };
+        let total = on_pool(|| -> Result<f64> {
+            passes::forward(&m, bufs, inputs, k)?;
+            passes::head(&m, bufs, targets, k, None)
+        })?;
+        Ok((total / count as f64) as f32)
+    }
+
+    /// Logits [batch, seq, vocab] (row-major) for `inputs` [batch, seq].
+    pub fn logits(&mut self, inputs: &[u32], batch: usize, seq: usize) -> Result<Vec<f32>> {
+        self.check_batch(inputs, None, batch, seq)?;
+        self.bufs.ensure(&self.config, batch, seq);
+        let k = Dims::new(&self.config, batch, seq);
+        let mut out = vec![0f32; k.n * k.vocab];
+        let Self {
+            layout,
+            params,
+            cos,
+            sin,
+            bufs,
+            ..
+        } = self;
+        let m = Model {
+            layout,
+            params,
+            cos,
+            sin,
+        };
+        on_pool(|| -> Result<()> {
+            passes::forward(&m, bufs, inputs, k)?;
+            passes::logits(&m, bufs, &mut out, k)
+        })?;
+        Ok(out)
+    }
+}

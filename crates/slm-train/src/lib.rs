@@ -1,0 +1,18 @@
+//! slm-train: training for `slm` models.
+//!
+//! [`engine`] holds the fast training engine, [`FastModel`]: hand-written forward and
+//! backward passes over flat buffers, tested against the composed candle model
+//! (`slm_model::Llama` with candle autograd), which stays the reference.
+
+pub mod engine;
+
+pub use engine::{FastModel, ParamBuf, ParamMut};
+pub mod checkpoint;
+pub mod config;
+pub mod optim;
+pub mod schedule;
+pub mod trainer;
+
+pub use config::TrainConfig;
+pub use trainer::{Observer, Outcome, Silent, StepMetrics, Trainer};
+pub mod report;

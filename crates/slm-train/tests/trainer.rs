@@ -1,0 +1,179 @@
+//! The trainer resumes exactly, holds pruning masks, and learns.
+
+use slm_data::prepare::{prepare, PrepareOptions};
+use slm_data::tokenizer::train::{save, train_chars};
+use slm_data::tokenizer::{HfTokenizer, Tokenizer};
+use slm_train::engine::FastModel;
+use slm_train::trainer::{read_curves, Observer, StepMetrics};
+use slm_train::{TrainConfig, Trainer};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+fn make_data(dir: &Path) -> usize {
+    let text: String = (0..300)
+        .map(|i| {
+            format!(
+                "the cat number {} sat on the mat and saw {} birds.\n\n",
+                i % 17,
+                i % 5
+            )
+        })
+        .collect();
+    std::fs::write(dir.join("in.txt"), &text).unwrap();
+    let tk = train_chars([text.as_str()].iter(), &["<|endoftext|>".into()]).unwrap();
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    save(&tk, &data.join("tokenizer.json")).unwrap();
+    let tok = HfTokenizer::from_file(data.join("tokenizer.json")).unwrap();
+    prepare(
+        &[dir.join("in.txt")],
+        &tok,
+        &data,
+        &PrepareOptions::default(),
+        &|_, _| {},
+    )
+    .unwrap();
+    tok.vocab_size()
+}
+
+fn config(data: &Path, steps: u64) -> TrainConfig {
+    TrainConfig::resolve(
+        None,
+        &[
+            format!("data=\"{}\"", data.display()),
+            "preset=\"1m\"".into(),
+            "layers=2".into(),
+            "dim=32".into(),
+            "heads=4".into(),
+            "kv_heads=2".into(),
+            "hidden=64".into(),
+            "seq_len=16".into(),
+            "batch_size=4".into(),
+            format!("steps={steps}"),
+            "warmup_steps=3".into(),
+            "eval_every=5".into(),
+            "eval_windows=4".into(),
+            "checkpoint_every=4".into(),
+            "lr=3e-3".into(),
+        ],
+    )
+    .unwrap()
+}
+
+fn new_model(cfg: &TrainConfig, vocab: usize) -> FastModel {
+    let mcfg = cfg.model_config(vocab).unwrap();
+    let llama = slm_model::Llama::random(mcfg, cfg.seed, &candle_core::Device::Cpu).unwrap();
+    FastModel::from_llama(&llama).unwrap()
+}
+
+/// Sets the stop flag after `at` steps (what Ctrl-C does).
+struct StopAt<'a> {
+    at: u64,
+    flag: &'a AtomicBool,
+}
+impl Observer for StopAt<'_> {
+    fn on_step(&mut self, m: &StepMetrics) {
+        if m.step == self.at {
+            self.flag.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+#[test]
+fn ten_steps_resume_ten_steps_equals_twenty_steps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vocab = make_data(tmp.path());
+    let cfg = config(&tmp.path().join("data"), 20);
+
+    let a = tmp.path().join("a");
+    let mut t = Trainer::new(cfg.clone(), new_model(&cfg, vocab), &a).unwrap();
+    let out = t
+        .run(&AtomicBool::new(false), &mut slm_train::Silent)
+        .unwrap();
+    assert_eq!(out.step, 20);
+    let (full, _) = read_curves(&a).unwrap();
+
+    let b = tmp.path().join("b");
+    let flag = AtomicBool::new(false);
+    let mut t = Trainer::new(cfg.clone(), new_model(&cfg, vocab), &b).unwrap();
+    let out = t
+        .run(
+            &flag,
+            &mut StopAt {
+                at: 10,
+                flag: &flag,
+            },
+        )
+        .unwrap();
+    assert!(out.interrupted);
+    assert_eq!(out.step, 10);
+    drop(t);
+    let mut t = Trainer::resume(&b, None).unwrap();
+    assert_eq!(t.step, 10);
+    t.run(&AtomicBool::new(false), &mut slm_train::Silent)
+        .unwrap();
+    let (resumed, _) = read_curves(&b).unwrap();
+    assert_eq!(full.len(), 20);
+    assert_eq!(resumed.len(), 20);
+    for ((s1, l1), (s2, l2)) in full.iter().zip(&resumed) {
+        assert_eq!(s1, s2);
+        assert!((l1 - l2).abs() < 1e-6, "step {s1}: {l1} vs {l2}");
+    }
+    // The loss went down.
+    assert!(full[19].1 < full[0].1 - 0.5, "{:?}", (full[0], full[19]));
+}
+
+#[test]
+fn masks_keep_pruned_weights_at_zero() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vocab = make_data(tmp.path());
+    let cfg = config(&tmp.path().join("data"), 6);
+    let mut model = new_model(&cfg, vocab);
+    // Zero every other weight of every linear layer.
+    let names: Vec<String> = model
+        .params()
+        .iter()
+        .filter(|p| p.name.contains("_proj.weight"))
+        .map(|p| p.name.clone())
+        .collect();
+    for n in &names {
+        for (i, w) in model.param_mut(n).unwrap().iter_mut().enumerate() {
+            if i % 2 == 0 {
+                *w = 0.0;
+            }
+        }
+    }
+    let mut t = Trainer::new(cfg, model, &tmp.path().join("run")).unwrap();
+    t.hold_masks().unwrap();
+    t.run(&AtomicBool::new(false), &mut slm_train::Silent)
+        .unwrap();
+    for n in &names {
+        let w = t.model.param(n).unwrap();
+        assert!(w.iter().step_by(2).all(|&x| x == 0.0), "{n} lost its mask");
+        assert!(
+            w.iter().skip(1).step_by(2).any(|&x| x != 0.0),
+            "{n} kept nothing"
+        );
+    }
+}
+
+#[test]
+fn bad_data_fails_before_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vocab = make_data(tmp.path());
+    let mut cfg = config(&tmp.path().join("data"), 5);
+    cfg.batch_size = 100_000;
+    let e = Trainer::new(cfg.clone(), new_model(&cfg, vocab), &tmp.path().join("r"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("fewer than one batch"), "{e}");
+    let mut cfg2 = config(&tmp.path().join("nowhere"), 5);
+    cfg2.batch_size = 2;
+    assert!(Trainer::new(
+        cfg2.clone(),
+        new_model(&cfg2, vocab),
+        &tmp.path().join("r2")
+    )
+    .is_err());
+}
