@@ -38,6 +38,9 @@ enum Command {
     Tokenizer(cmd::tokenizer::TokenizerCommand),
     /// Train a model from scratch or continue a run.
     Train(cmd::train::Args),
+    /// Measure speed (medians over repetitions).
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCommand),
     /// Generate text from a prompt, streaming it as tokens come.
     Generate(cmd::generate::Args),
     /// Measure a model: perplexity on a text file.
@@ -59,6 +62,7 @@ fn main() {
         Command::Data(c) => cmd::data::run(c),
         Command::Tokenizer(c) => cmd::tokenizer::run(c),
         Command::Train(a) => cmd::train::run(a),
+        Command::Bench(c) => cmd::bench::run(c),
         Command::Generate(a) => cmd::generate::run(a),
         Command::Eval(a) => cmd::eval::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),

@@ -15,9 +15,19 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct PrepareOptions {
     pub split: Split,
-    /// Share of documents held out for validation.
+    /// Share held out for validation (of documents, or of tokens with `ValMode::Tail`).
     pub val_fraction: f64,
+    pub val_mode: ValMode,
     pub seed: u64,
+}
+
+/// How the validation set is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValMode {
+    /// Whole documents, picked by a seeded hash of their index.
+    RandomDocuments,
+    /// The last `val_fraction` of the token stream (nanoGPT's split of tinyshakespeare).
+    Tail,
 }
 
 impl Default for PrepareOptions {
@@ -25,6 +35,7 @@ impl Default for PrepareOptions {
         Self {
             split: Split::default(),
             val_fraction: 0.05,
+            val_mode: ValMode::RandomDocuments,
             seed: 1337,
         }
     }
@@ -96,22 +107,38 @@ pub fn prepare(
         && !(0..docs.len()).any(|i| is_val(i, opts.seed, opts.val_fraction));
     let (mut ntrain, mut nval) = (0, 0);
     let total = docs.len();
-    let chunk = 512;
-    for (c, block) in docs.chunks(chunk).enumerate() {
-        let toks: Vec<Result<Vec<u32>>> =
-            block.par_iter().map(|d| document_tokens(tok, d)).collect();
-        for (j, t) in toks.into_iter().enumerate() {
-            let i = c * chunk + j;
-            let t = t?;
-            if is_val(i, opts.seed, opts.val_fraction) || (forced_val && i + 1 == total) {
-                val.write(&t)?;
-                nval += 1;
-            } else {
-                train.write(&t)?;
-                ntrain += 1;
+    if opts.val_mode == ValMode::Tail {
+        let mut all = Vec::new();
+        for (c, block) in docs.chunks(512).enumerate() {
+            let toks: Vec<Result<Vec<u32>>> =
+                block.par_iter().map(|d| document_tokens(tok, d)).collect();
+            for t in toks {
+                all.extend(t?);
             }
+            progress((c * 512 + block.len()).min(total), total);
         }
-        progress((c * chunk + block.len()).min(total), total);
+        let cut = all.len() - (all.len() as f64 * opts.val_fraction).round() as usize;
+        train.write(&all[..cut])?;
+        val.write(&all[cut..])?;
+        ntrain = total;
+    } else {
+        let chunk = 512;
+        for (c, block) in docs.chunks(chunk).enumerate() {
+            let toks: Vec<Result<Vec<u32>>> =
+                block.par_iter().map(|d| document_tokens(tok, d)).collect();
+            for (j, t) in toks.into_iter().enumerate() {
+                let i = c * chunk + j;
+                let t = t?;
+                if is_val(i, opts.seed, opts.val_fraction) || (forced_val && i + 1 == total) {
+                    val.write(&t)?;
+                    nval += 1;
+                } else {
+                    train.write(&t)?;
+                    ntrain += 1;
+                }
+            }
+            progress((c * chunk + block.len()).min(total), total);
+        }
     }
     let summary = DataSummary {
         train_tokens: train.finish()?,
@@ -167,7 +194,29 @@ mod tests {
             train.iter().filter(|&&t| t == eot).count(),
             s.train_documents
         );
-        let again = prepare(&[input], &tok, &dir.path().join("data2"), &opts, &|_, _| {}).unwrap();
+        let again = prepare(
+            &[input.clone()],
+            &tok,
+            &dir.path().join("data2"),
+            &opts,
+            &|_, _| {},
+        )
+        .unwrap();
         assert_eq!(again.val_tokens, s.val_tokens);
+        // Tail mode: the last 10% of the token stream, in order.
+        let tail = PrepareOptions {
+            val_fraction: 0.1,
+            val_mode: ValMode::Tail,
+            split: Split::WholeFile,
+            ..Default::default()
+        };
+        let t = prepare(&[input], &tok, &dir.path().join("data3"), &tail, &|_, _| {}).unwrap();
+        let val = Shard::open(&dir.path().join("data3").join(VAL_SHARD))
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        let all = document_tokens(&tok, &text).unwrap();
+        assert_eq!(t.train_tokens + t.val_tokens, all.len() as u64);
+        assert_eq!(val, all[all.len() - val.len()..].to_vec());
     }
 }

@@ -12,11 +12,15 @@ fn main() -> Result<(), slm_core::Error> {
         .unwrap_or_else(|| PathBuf::from("/tmp/slm_chart_example.png"));
 
     let mut chart = LineChart::new("Training loss (15m teacher)", "step", "loss");
-    // A noisy decaying training loss, logged every 10 steps.
-    let train = (0..=300).map(|i| {
+    // A noisy decaying training loss, logged every 10 steps (xorshift noise, no dependencies).
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let train = (0..=300).map(move |i| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let noise = (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
         let step = i as f64 * 10.0;
-        let noise = ((i * 7919) % 97) as f64 / 97.0 - 0.5;
-        (step, 1.9 + 8.5 / (1.0 + step / 150.0) + 0.12 * noise)
+        (step, 1.9 + 8.5 / (1.0 + step / 150.0) + 0.25 * noise)
     });
     chart.add("train", train);
     // Validation loss every 250 steps: a short series, so it gets markers.

@@ -27,7 +27,9 @@ pub fn nice_ticks(lo: f64, hi: f64, max_ticks: usize) -> Vec<f64> {
     loop {
         for m in NICE {
             let step = Step { mantissa: m, exp };
-            let (first, last) = step.index_range(lo, hi);
+            let Some((first, last)) = step.index_range(lo, hi) else {
+                continue; // too fine a step to count in integers: try a coarser one
+            };
             if last < first {
                 // No multiple inside the range: nothing smaller-or-equal fits either.
                 return Vec::new();
@@ -45,35 +47,35 @@ pub fn nice_ticks(lo: f64, hi: f64, max_ticks: usize) -> Vec<f64> {
 
 /// Ticks for a logarithmic axis covering the positive values `[lo, hi]`.
 ///
-/// Prefers powers of ten (thinned to every 2nd, 3rd, 5th, 10th... decade when there are too
-/// many), then 1-2-5 in each decade, then linear nice ticks; the first choice that gives
-/// between 3 and `max_ticks` ticks wins, else the linear ticks. Empty when `lo <= 0`.
+/// Powers of ten when at least four fit (thinned to every 2nd, 3rd, 5th, 10th... decade when
+/// there are too many); else 1-2-5 in each decade when that gives 3 to `max_ticks` ticks; else
+/// the powers of ten if there are two or three; else linear nice ticks (ranges shorter than a
+/// decade). Empty when `lo <= 0`.
 pub fn log_ticks(lo: f64, hi: f64, max_ticks: usize) -> Vec<f64> {
-    if !(lo > 0.0) || !hi.is_finite() || lo > hi || max_ticks == 0 {
+    if !lo.is_finite() || lo <= 0.0 || !hi.is_finite() || lo > hi || max_ticks == 0 {
         return Vec::new();
     }
-    let (dlo, dhi) = (lo.log10(), hi.log10());
-    let first_decade = (dlo - 1e-9).floor() as i32;
-    let last_decade = (dhi + 1e-9).ceil() as i32;
-    let inside = |v: f64| v >= lo * (1.0 - 1e-9) && v <= hi * (1.0 + 1e-9);
-    let acceptable = |t: &Vec<f64>| t.len() >= 3 && t.len() <= max_ticks;
+    let first_decade = (lo.log10() - 1e-9).floor() as i32;
+    let last_decade = (hi.log10() + 1e-9).ceil() as i32;
+    let inside = |v: &f64| *v >= lo * (1.0 - 1e-9) && *v <= hi * (1.0 + 1e-9);
 
-    // Powers of ten, every `stride`-th decade.
+    // Powers of ten, every `stride`-th decade: the densest that fits.
+    let mut powers = Vec::new();
     for stride in [1, 2, 3, 5, 10, 20, 50, 100] {
-        let ticks: Vec<f64> = (first_decade..=last_decade)
+        powers = (first_decade..=last_decade)
             .filter(|k| k.rem_euclid(stride) == 0)
             .map(pow10)
-            .filter(|v| inside(*v))
+            .filter(inside)
             .collect();
-        if ticks.len() <= max_ticks {
-            if acceptable(&ticks) {
-                return ticks;
-            }
-            break; // a wider stride only gives fewer ticks
+        if powers.len() <= max_ticks {
+            break;
         }
     }
+    if powers.len() >= 4 && powers.len() <= max_ticks {
+        return powers;
+    }
     // 1, 2 and 5 in each decade.
-    let ticks: Vec<f64> = (first_decade..=last_decade)
+    let one_two_five: Vec<f64> = (first_decade..=last_decade)
         .flat_map(|k| {
             NICE.iter().map(move |m| {
                 Step {
@@ -83,10 +85,13 @@ pub fn log_ticks(lo: f64, hi: f64, max_ticks: usize) -> Vec<f64> {
                 .value(1)
             })
         })
-        .filter(|v| inside(*v))
+        .filter(inside)
         .collect();
-    if acceptable(&ticks) {
-        return ticks;
+    if one_two_five.len() >= 3 && one_two_five.len() <= max_ticks {
+        return one_two_five;
+    }
+    if powers.len() >= 2 && powers.len() <= max_ticks {
+        return powers;
     }
     nice_ticks(lo, hi, max_ticks)
 }
@@ -104,13 +109,18 @@ impl Step {
     }
 
     /// The first and last integers `i` with `i × step` inside `[lo, hi]` (with a little slack
-    /// for rounding). `last < first` when there is none.
-    fn index_range(self, lo: f64, hi: f64) -> (i64, i64) {
+    /// for rounding); `last < first` when there is none. `None` when the indices are too
+    /// large to be exact (the step is far finer than the values).
+    fn index_range(self, lo: f64, hi: f64) -> Option<(i64, i64)> {
         let s = self.size();
         let first = (lo / s - 1e-9).ceil();
         let last = (hi / s + 1e-9).floor();
-        let clamp = |v: f64| v.clamp(-1e15, 1e15) as i64;
-        (clamp(first), clamp(last))
+        let exact = |v: f64| v.is_finite() && v.abs() <= 1e15;
+        if exact(first) && exact(last) {
+            Some((first as i64, last as i64))
+        } else {
+            None
+        }
     }
 
     /// `i × step`, computed so that the result is the double nearest the exact decimal value.
@@ -237,7 +247,7 @@ mod tests {
         assert_eq!(t[3], 0.3);
         assert_eq!(t[7], 0.7);
         assert_eq!(
-            nice_ticks(1.9, 2.6, 8),
+            nice_ticks(1.95, 2.6, 8),
             vec![2.0, 2.1, 2.2, 2.3, 2.4, 2.5, 2.6]
         );
     }
@@ -260,11 +270,33 @@ mod tests {
     }
 
     #[test]
+    fn nice_ticks_tiny_span_far_from_zero() {
+        let (lo, hi) = (1.0, 1.0 + 1e-13);
+        let t = nice_ticks(lo, hi, 5);
+        assert!(
+            t.len() <= 5 && t.iter().all(|v| *v >= lo && *v <= hi),
+            "{t:?}"
+        );
+        let t = nice_ticks(1e20, 1e20 + 1e6, 5);
+        assert!(t.iter().all(|v| *v >= 1e20 && *v <= 1e20 + 1e6), "{t:?}");
+    }
+
+    #[test]
     fn log_ticks_powers_of_ten() {
         assert_eq!(log_ticks(0.005, 20.0, 8), vec![0.01, 0.1, 1.0, 10.0]);
         let wide = log_ticks(1e-9, 1e9, 6);
         assert!(wide.len() >= 3 && wide.len() <= 6, "{wide:?}");
         assert!(wide.contains(&1.0), "{wide:?}");
+    }
+
+    #[test]
+    fn log_ticks_two_or_three_decades_use_1_2_5() {
+        assert_eq!(
+            log_ticks(11.0, 3000.0, 8),
+            vec![20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0]
+        );
+        // Too many for 1-2-5: back to powers of ten.
+        assert_eq!(log_ticks(11.0, 3000.0, 4), vec![100.0, 1000.0]);
     }
 
     #[test]

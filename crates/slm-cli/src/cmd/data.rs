@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use slm_data::documents::{expand_inputs, Split};
-use slm_data::prepare::{prepare, PrepareOptions};
+use slm_data::prepare::{prepare, PrepareOptions, ValMode};
 use std::path::PathBuf;
 
 #[derive(Subcommand, Debug)]
@@ -36,9 +36,12 @@ pub struct PrepareArgs {
     /// separator, whole-file.
     #[arg(long, default_value = "auto", value_parser = ["auto", "blank-lines", "separator", "whole-file"])]
     pub split: String,
-    /// Share of documents held out for validation.
+    /// Share held out for validation.
     #[arg(long, default_value_t = 0.05)]
     pub val_fraction: f64,
+    /// documents: random whole documents; tail: the last share of the token stream (nanoGPT).
+    #[arg(long, default_value = "documents", value_parser = ["documents", "tail"])]
+    pub val_split: String,
     #[arg(long, default_value_t = 1337)]
     pub seed: u64,
 }
@@ -59,9 +62,15 @@ pub fn run_prepare(a: PrepareArgs) -> Result<()> {
         "whole-file" => Split::WholeFile,
         _ => Split::Auto(a.separator.clone()),
     };
+    let val_mode = if a.val_split == "tail" {
+        ValMode::Tail
+    } else {
+        ValMode::RandomDocuments
+    };
     let opts = PrepareOptions {
         split,
         val_fraction: a.val_fraction,
+        val_mode,
         seed: a.seed,
     };
     let bar = ProgressBar::new(0);

@@ -1,5 +1,6 @@
 //! One module per `slm` subcommand.
 
+pub mod bench;
 pub mod data;
 pub mod eval;
 pub mod export;

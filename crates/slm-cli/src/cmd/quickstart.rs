@@ -93,6 +93,7 @@ pub fn run(a: Args) -> Result<()> {
             split: Split::Auto(slm_data::corpus::STORY_SEPARATOR.into()),
             val_fraction: 0.05,
             seed: a.seed,
+            ..Default::default()
         },
         &|_, _| {},
     )?;

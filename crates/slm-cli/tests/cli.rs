@@ -1,0 +1,166 @@
+//! The `slm` binary end to end: help texts, the quickstart pipeline, generation and evaluation
+//! of a real model, and clear errors.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn slm() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_slm"));
+    c.env("RAYON_NUM_THREADS", "2");
+    c
+}
+
+fn shared(rel: &str) -> Option<PathBuf> {
+    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data")).join(rel);
+    if p.exists() {
+        Some(p)
+    } else {
+        println!("skipping: ../shared/data not found");
+        None
+    }
+}
+
+fn run_ok(c: &mut Command) -> String {
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "failed: {:?}\nstdout: {}\nstderr: {}",
+        c,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    let top = run_ok(slm().arg("--help"));
+    for cmd in [
+        "quickstart",
+        "generate",
+        "eval",
+        "inspect",
+        "export",
+        "train",
+        "data",
+        "tokenizer",
+        "bench",
+    ] {
+        assert!(top.contains(cmd), "top-level help lacks {cmd}");
+    }
+    for args in [
+        vec!["quickstart", "--help"],
+        vec!["generate", "--help"],
+        vec!["eval", "--help"],
+        vec!["inspect", "--help"],
+        vec!["export", "hf", "--help"],
+        vec!["train", "--help"],
+        vec!["data", "prepare", "--help"],
+        vec!["tokenizer", "train", "--help"],
+        vec!["bench", "train", "--help"],
+    ] {
+        let h = run_ok(slm().args(&args));
+        assert!(h.contains("Usage") && h.len() > 200, "{args:?}: {h}");
+    }
+}
+
+#[test]
+fn quickstart_tiny_runs_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run_ok(
+        slm()
+            .args(["quickstart", "--tiny", "--out"])
+            .arg(tmp.path()),
+    );
+    assert!(out.contains("validation loss"), "{out}");
+    let model = tmp.path().join("model");
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "slm.json",
+        "report.md",
+        "metrics.jsonl",
+        "config.toml",
+        "plots/loss.png",
+        "checkpoints/latest.ckpt",
+    ] {
+        assert!(model.join(f).is_file(), "missing {f}");
+    }
+    // The trained model is an ordinary model directory for the other commands.
+    let g = run_ok(
+        slm()
+            .args(["generate", "-n", "5", "-t", "0", "--prompt", "Once", "-m"])
+            .arg(&model),
+    );
+    assert!(g.starts_with("Once"));
+    let i = run_ok(slm().args(["inspect", "--json"]).arg(&model));
+    let v: serde_json::Value = serde_json::from_str(&i).unwrap();
+    assert!(v["parameters"].as_u64().unwrap() > 10_000);
+}
+
+#[test]
+fn stories260k_generate_and_eval_through_the_binary() {
+    let Some(dir) = shared("llama2c") else { return };
+    let r: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.join("stories260K_greedy_reference.json")).unwrap(),
+    )
+    .unwrap();
+    let text = run_ok(
+        slm()
+            .args([
+                "generate",
+                "-t",
+                "0",
+                "-n",
+                "60",
+                "--prompt",
+                "Once upon a time",
+                "-m",
+            ])
+            .arg(dir.join("stories260K.bin")),
+    );
+    let want = r["greedy_text"].as_str().unwrap();
+    let got = text.trim_end_matches('\n');
+    assert!(want.starts_with(got) && got.len() > 150, "got {got:?}");
+
+    let sample = dir.join("../tinystories/tinystories_sample_cs336.txt");
+    let j = run_ok(
+        slm()
+            .args(["eval", "--json", "--doc-separator", "<|endoftext|>", "-m"])
+            .arg(dir.join("stories260K.bin"))
+            .arg("--ppl")
+            .arg(&sample),
+    );
+    let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+    let ppl = v["ppl"].as_f64().unwrap();
+    assert!((ppl - 3.5482).abs() < 0.01, "{ppl}");
+}
+
+#[test]
+fn bad_input_gives_a_message_not_a_panic() {
+    let out = slm()
+        .args(["generate", "-m", "/no/such/model"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("error") && err.contains("/no/such/model") && !err.contains("panicked"),
+        "{err}"
+    );
+    let out = slm()
+        .args([
+            "train",
+            "--out",
+            "/tmp/x",
+            "--set",
+            "bogus_key=1",
+            "--data",
+            "/tmp",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("bogus_key"), "{err}");
+}
