@@ -23,6 +23,7 @@ pub mod attention;
 pub mod cross_entropy;
 pub mod embedding;
 pub mod matmul;
+pub mod matvec;
 pub mod par;
 pub mod rmsnorm;
 pub mod rope;

@@ -5,7 +5,7 @@
 //! quantised and LoRA variants are added here as new cases so the model code never changes.
 //! Weights are stored `[out_features, in_features]` like PyTorch.
 
-use candle_core::{Module, Tensor};
+use candle_core::{DType, Module, Tensor};
 use slm_core::Result;
 
 #[derive(Debug, Clone)]
@@ -49,8 +49,20 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let w = self.weight();
         let dims = x.dims().to_vec();
-        let in_f = dims[dims.len() - 1];
+        let Some(&in_f) = dims.last() else {
+            return Err(slm_core::Error::invalid(
+                "linear layer input must have at least one dimension",
+            ));
+        };
         let rows: usize = dims[..dims.len() - 1].iter().product();
+        if rows <= slm_kernels::matvec::MAX_ROWS {
+            if let Some(y) = self.forward_matvec(x, rows, in_f)? {
+                let mut out_dims = dims;
+                let last = out_dims.len() - 1;
+                out_dims[last] = w.dims()[0];
+                return Ok(y.reshape(out_dims)?);
+            }
+        }
         // [..., in] -> [rows, in] @ [in, out] -> [rows, out] -> [..., out]
         let y = x.reshape((rows, in_f))?.matmul(&w.t()?)?;
         let y = match &self.bias {
@@ -61,6 +73,48 @@ impl Linear {
         let last = out_dims.len() - 1;
         out_dims[last] = w.dims()[0];
         Ok(y.reshape(out_dims)?)
+    }
+}
+
+impl Linear {
+    /// Decoding path: a few input rows, weights streamed once by `slm_kernels::matvec`.
+    /// `None` when it does not apply (gradients tracked, not f32 on the CPU): the caller then
+    /// uses the general matmul, which is the reference this path is tested against.
+    fn forward_matvec(&self, x: &Tensor, rows: usize, in_f: usize) -> Result<Option<Tensor>> {
+        let w = self.weight();
+        if w.track_op()
+            || x.track_op()
+            || !x.device().is_cpu()
+            || w.dtype() != DType::F32
+            || x.dtype() != DType::F32
+        {
+            return Ok(None);
+        }
+        if self
+            .bias
+            .as_ref()
+            .is_some_and(|b| b.track_op() || b.dtype() != DType::F32)
+        {
+            return Ok(None);
+        }
+        let out_f = w.dims()[0];
+        let xs = x.flatten_all()?.to_vec1::<f32>()?;
+        let bias = match &self.bias {
+            Some(b) => Some(b.to_vec1::<f32>()?),
+            None => None,
+        };
+        let mut y = vec![0f32; rows * out_f];
+        let (storage, layout) = w.storage_and_layout();
+        let candle_core::Storage::Cpu(cpu) = &*storage else {
+            return Ok(None);
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            return Ok(None);
+        };
+        let ws = &cpu.as_slice::<f32>()?[start..end];
+        slm_kernels::matvec::matvec(ws, bias.as_deref(), &xs, rows, in_f, out_f, &mut y)?;
+        drop(storage);
+        Ok(Some(Tensor::from_vec(y, (rows, out_f), x.device())?))
     }
 }
 
