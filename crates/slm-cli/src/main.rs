@@ -38,6 +38,8 @@ enum Command {
     Tokenizer(cmd::tokenizer::TokenizerCommand),
     /// Train a model from scratch or continue a run.
     Train(cmd::train::Args),
+    /// Prune a model (magnitude, OBD, Wanda, SparseGPT; unstructured or N:M), or sweep.
+    Prune(cmd::prune::PruneArgs),
     /// Measure speed (medians over repetitions).
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
@@ -62,6 +64,7 @@ fn main() {
         Command::Data(c) => cmd::data::run(c),
         Command::Tokenizer(c) => cmd::tokenizer::run(c),
         Command::Train(a) => cmd::train::run(a),
+        Command::Prune(a) => cmd::prune::run(a),
         Command::Bench(c) => cmd::bench::run(c),
         Command::Generate(a) => cmd::generate::run(a),
         Command::Eval(a) => cmd::eval::run(a),

@@ -16,3 +16,4 @@ pub mod trainer;
 pub use config::TrainConfig;
 pub use trainer::{Observer, Outcome, Silent, StepMetrics, Trainer};
 pub mod report;
+pub mod fisher;

@@ -6,6 +6,7 @@ pub mod eval;
 pub mod export;
 pub mod generate;
 pub mod inspect;
+pub mod prune;
 pub mod quickstart;
 pub mod tokenizer;
 pub mod train;
