@@ -89,11 +89,13 @@ pub fn cross_entropy_fwd_bwd(
         return Ok(0.0);
     }
     let per = rows_per_task(targets.len(), vocab);
-    Ok(logits
+    // Per-task sums collected in order, so the total does not depend on scheduling.
+    let parts: Vec<f64> = logits
         .par_chunks_mut(per * vocab)
         .zip(targets.par_chunks(per))
         .map(|(l, t)| fwd_bwd_rows(l, t, vocab, grad_scale))
-        .sum())
+        .collect();
+    Ok(parts.iter().sum())
 }
 
 /// Σ loss over non-ignored rows of `logits` [rows, vocab] (no gradient).
@@ -103,11 +105,12 @@ pub fn cross_entropy_loss(logits: &[f32], targets: &[u32], vocab: usize) -> Resu
         return Ok(0.0);
     }
     let per = rows_per_task(targets.len(), vocab);
-    Ok(logits
+    let parts: Vec<f64> = logits
         .par_chunks(per * vocab)
         .zip(targets.par_chunks(per))
         .map(|(l, t)| loss_rows(l, t, vocab))
-        .sum())
+        .collect();
+    Ok(parts.iter().sum())
 }
 
 /// Naive twin of [`cross_entropy_fwd_bwd`] (f64 throughout).

@@ -10,6 +10,7 @@
 //!   options: --batch 8 --seq 256 --steps 10 --warmup 2 --breakdown
 //! ```
 //! `--breakdown` also times forward-only (`forward_loss`) steps, so backward ≈ step − forward.
+//! With `SLM_ENGINE_PROFILE=1` the time of every phase (summed over all steps) goes to stderr.
 
 use slm_kernels::adamw::{adamw_step, AdamWConfig};
 use slm_train::FastModel;
@@ -171,5 +172,9 @@ fn main() {
             line += &format!(", \"forward_s\": {:.4}", median(fwd));
         }
         println!("{line}}}");
+        // With SLM_ENGINE_PROFILE set: time per phase over all steps above.
+        for (phase, secs, calls) in slm_train::engine::profile_report() {
+            eprintln!("  {name} {phase:<16} {secs:8.3} s {calls:6} calls");
+        }
     }
 }

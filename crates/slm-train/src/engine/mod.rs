@@ -19,6 +19,10 @@
 //! All work runs on the current rayon pool (the global one, sized by `RAYON_NUM_THREADS`,
 //! unless the caller runs inside another pool); matmuls get the same thread count.
 //!
+//! # Profiling
+//! With `SLM_ENGINE_PROFILE` set, every phase of the passes is timed; [`profile_report`]
+//! returns the table.
+//!
 //! # Memory
 //! Activations for the largest (batch, seq) used so far are kept and reused: after the
 //! first call at a given size, a training step allocates nothing proportional to the model
@@ -27,8 +31,10 @@
 mod buffers;
 mod layout;
 mod passes;
+mod profile;
 
 pub use layout::ParamBuf;
+pub use profile::report as profile_report;
 
 use buffers::Buffers;
 use candle_core::{DType, Device, Tensor};

@@ -20,6 +20,7 @@
 
 use super::buffers::{logits_chunk_rows, slot, slot_mut, slots_ij, Buffers};
 use super::layout::Layout;
+use super::profile::time;
 use slm_core::Result;
 use slm_kernels::attention::{attention_bwd, attention_fwd, AttnShape};
 use slm_kernels::cross_entropy::{cross_entropy_fwd_bwd, cross_entropy_loss};
@@ -111,88 +112,108 @@ pub(crate) fn forward(m: &Model, a: &mut Buffers, ids: &[u32], k: Dims) -> Resul
     let (n, d) = (k.n, k.d);
     let p = m.params;
     let nd = n * d;
-    embedding_fwd(
-        slot_mut(&mut a.resid, 0, nd),
-        &p[m.layout.embed.clone()],
-        ids,
-        d,
-    )?;
+    time("fwd.embed", || {
+        embedding_fwd(
+            slot_mut(&mut a.resid, 0, nd),
+            &p[m.layout.embed.clone()],
+            ids,
+            d,
+        )
+    })?;
     for (l, r) in m.layout.layers.iter().enumerate() {
         // block input x = resid[2l] -> normed[2l]
-        rmsnorm_fwd(
-            slot_mut(&mut a.normed, 2 * l, nd),
-            slot_mut(&mut a.rstd, 2 * l, n),
-            slot(&a.resid, 2 * l, nd),
-            &p[r.norm1.clone()],
-            n,
-            k.eps,
-        )?;
+        time("fwd.norm", || {
+            rmsnorm_fwd(
+                slot_mut(&mut a.normed, 2 * l, nd),
+                slot_mut(&mut a.rstd, 2 * l, n),
+                slot(&a.resid, 2 * l, nd),
+                &p[r.norm1.clone()],
+                n,
+                k.eps,
+            )
+        })?;
         let qkv = slot_mut(&mut a.qkv, l, n * k.w);
-        linear_fwd(
-            qkv,
-            slot(&a.normed, 2 * l, nd),
-            &p[r.wqkv.clone()],
-            r.bqkv.clone().map(|b| &p[b]),
-            LinearDims::new(n, d, k.w),
-            false,
-        )?;
-        rope_fwd(qkv, k.rope(), m.cos, m.sin)?;
-        attention_fwd(
-            slot_mut(&mut a.att, l, n * k.q),
-            slot_mut(&mut a.probs, l, k.probs()),
-            slot(&a.qkv, l, n * k.w),
-            k.attn(),
-        )?;
+        time("fwd.qkv", || {
+            linear_fwd(
+                qkv,
+                slot(&a.normed, 2 * l, nd),
+                &p[r.wqkv.clone()],
+                r.bqkv.clone().map(|b| &p[b]),
+                LinearDims::new(n, d, k.w),
+                false,
+            )
+        })?;
+        time("fwd.rope", || rope_fwd(qkv, k.rope(), m.cos, m.sin))?;
+        time("fwd.attn", || {
+            attention_fwd(
+                slot_mut(&mut a.att, l, n * k.q),
+                slot_mut(&mut a.probs, l, k.probs()),
+                slot(&a.qkv, l, n * k.w),
+                k.attn(),
+            )
+        })?;
         // mid = x + att·Woᵀ
         let (x, mid) = slots_ij(&mut a.resid, 2 * l, 2 * l + 1, nd);
         mid.copy_from_slice(x);
-        linear_fwd(
-            mid,
-            slot(&a.att, l, n * k.q),
-            &p[r.wo.clone()],
-            None,
-            LinearDims::new(n, k.q, d),
-            true,
-        )?;
-        rmsnorm_fwd(
-            slot_mut(&mut a.normed, 2 * l + 1, nd),
-            slot_mut(&mut a.rstd, 2 * l + 1, n),
-            slot(&a.resid, 2 * l + 1, nd),
-            &p[r.norm2.clone()],
-            n,
-            k.eps,
-        )?;
+        time("fwd.o", || {
+            linear_fwd(
+                mid,
+                slot(&a.att, l, n * k.q),
+                &p[r.wo.clone()],
+                None,
+                LinearDims::new(n, k.q, d),
+                true,
+            )
+        })?;
+        time("fwd.norm", || {
+            rmsnorm_fwd(
+                slot_mut(&mut a.normed, 2 * l + 1, nd),
+                slot_mut(&mut a.rstd, 2 * l + 1, n),
+                slot(&a.resid, 2 * l + 1, nd),
+                &p[r.norm2.clone()],
+                n,
+                k.eps,
+            )
+        })?;
         let gu = slot_mut(&mut a.gu, l, n * 2 * k.inter);
-        linear_fwd(
-            gu,
-            slot(&a.normed, 2 * l + 1, nd),
-            &p[r.wgu.clone()],
-            None,
-            LinearDims::new(n, d, 2 * k.inter),
-            false,
-        )?;
-        swiglu_fwd(slot_mut(&mut a.act, l, n * k.inter), gu, n, k.inter)?;
+        time("fwd.gate_up", || {
+            linear_fwd(
+                gu,
+                slot(&a.normed, 2 * l + 1, nd),
+                &p[r.wgu.clone()],
+                None,
+                LinearDims::new(n, d, 2 * k.inter),
+                false,
+            )
+        })?;
+        time("fwd.swiglu", || {
+            swiglu_fwd(slot_mut(&mut a.act, l, n * k.inter), gu, n, k.inter)
+        })?;
         // out = mid + act·Wdownᵀ
         let (mid, out) = slots_ij(&mut a.resid, 2 * l + 1, 2 * l + 2, nd);
         out.copy_from_slice(mid);
-        linear_fwd(
-            out,
-            slot(&a.act, l, n * k.inter),
-            &p[r.wdown.clone()],
-            None,
-            LinearDims::new(n, k.inter, d),
-            true,
-        )?;
+        time("fwd.down", || {
+            linear_fwd(
+                out,
+                slot(&a.act, l, n * k.inter),
+                &p[r.wdown.clone()],
+                None,
+                LinearDims::new(n, k.inter, d),
+                true,
+            )
+        })?;
     }
     let last = 2 * k.layers;
-    rmsnorm_fwd(
-        slot_mut(&mut a.normed, last, nd),
-        slot_mut(&mut a.rstd, last, n),
-        slot(&a.resid, last, nd),
-        &p[m.layout.norm_f.clone()],
-        n,
-        k.eps,
-    )?;
+    time("fwd.norm", || {
+        rmsnorm_fwd(
+            slot_mut(&mut a.normed, last, nd),
+            slot_mut(&mut a.rstd, last, n),
+            slot(&a.resid, last, nd),
+            &p[m.layout.norm_f.clone()],
+            n,
+            k.eps,
+        )
+    })?;
     Ok(())
 }
 
@@ -217,13 +238,25 @@ pub(crate) fn head(
         let dims = LinearDims::new(r1 - r0, d, v);
         let logits = &mut a.logits[..(r1 - r0) * v]; // [rows, vocab]
         let x = &xn[r0 * d..r1 * d]; // [rows, d]
-        linear_fwd(logits, x, w_lm, None, dims, false)?;
+        time("head.logits", || {
+            linear_fwd(logits, x, w_lm, None, dims, false)
+        })?;
         match grads.as_mut() {
-            None => total += cross_entropy_loss(logits, &targets[r0..r1], v)?,
+            None => {
+                total += time("head.ce", || {
+                    cross_entropy_loss(logits, &targets[r0..r1], v)
+                })?
+            }
             Some((g, scale)) => {
-                total += cross_entropy_fwd_bwd(logits, &targets[r0..r1], v, *scale)?;
-                linear_bwd_input(&mut a.d_xn[r0 * d..r1 * d], logits, w_lm, dims, false)?;
-                linear_bwd_weight(&mut g[m.layout.lm_head.clone()], logits, x, dims)?;
+                total += time("head.ce", || {
+                    cross_entropy_fwd_bwd(logits, &targets[r0..r1], v, *scale)
+                })?;
+                time("head.dx", || {
+                    linear_bwd_input(&mut a.d_xn[r0 * d..r1 * d], logits, w_lm, dims, false)
+                })?;
+                time("head.dw", || {
+                    linear_bwd_weight(&mut g[m.layout.lm_head.clone()], logits, x, dims)
+                })?;
             }
         }
     }
@@ -234,14 +267,16 @@ pub(crate) fn head(
 pub(crate) fn logits(m: &Model, a: &Buffers, out: &mut [f32], k: Dims) -> Result<()> {
     let xn = slot(&a.normed, 2 * k.layers, k.n * k.d);
     let w_lm = &m.params[m.layout.lm_head.clone()];
-    linear_fwd(
-        out,
-        xn,
-        w_lm,
-        None,
-        LinearDims::new(k.n, k.d, k.vocab),
-        false,
-    )
+    time("logits", || {
+        linear_fwd(
+            out,
+            xn,
+            w_lm,
+            None,
+            LinearDims::new(k.n, k.d, k.vocab),
+            false,
+        )
+    })
 }
 
 /// Backward from `a.d_xn` (∂L/∂final normed states, written by [`head`]) to every
@@ -263,78 +298,106 @@ pub(crate) fn backward(
     let d_gu = &mut a.d_gu[..n * 2 * k.inter];
     let d_att = &mut a.d_att[..n * k.q];
     let d_qkv = &mut a.d_qkv[..n * k.w];
-    rmsnorm_bwd(
-        d_res,
-        &mut g[m.layout.norm_f.clone()],
-        d_xn,
-        slot(&a.resid, last, nd),
-        slot(&a.rstd, last, n),
-        &p[m.layout.norm_f.clone()],
-        n,
-        false,
-    )?;
+    time("bwd.norm", || {
+        rmsnorm_bwd(
+            d_res,
+            &mut g[m.layout.norm_f.clone()],
+            d_xn,
+            slot(&a.resid, last, nd),
+            slot(&a.rstd, last, n),
+            &p[m.layout.norm_f.clone()],
+            n,
+            false,
+        )
+    })?;
     for (l, r) in m.layout.layers.iter().enumerate().rev() {
         // MLP: out = mid + act·Wdownᵀ
         let dims = LinearDims::new(n, k.inter, d);
-        linear_bwd_input(d_act, d_res, &p[r.wdown.clone()], dims, false)?;
-        linear_bwd_weight(
-            &mut g[r.wdown.clone()],
-            d_res,
-            slot(&a.act, l, n * k.inter),
-            dims,
-        )?;
-        swiglu_bwd(d_gu, d_act, slot(&a.gu, l, n * 2 * k.inter), n, k.inter)?;
+        time("bwd.down.dx", || {
+            linear_bwd_input(d_act, d_res, &p[r.wdown.clone()], dims, false)
+        })?;
+        time("bwd.down.dw", || {
+            linear_bwd_weight(
+                &mut g[r.wdown.clone()],
+                d_res,
+                slot(&a.act, l, n * k.inter),
+                dims,
+            )
+        })?;
+        time("bwd.swiglu", || {
+            swiglu_bwd(d_gu, d_act, slot(&a.gu, l, n * 2 * k.inter), n, k.inter)
+        })?;
         let dims = LinearDims::new(n, d, 2 * k.inter);
-        linear_bwd_input(d_xn, d_gu, &p[r.wgu.clone()], dims, false)?;
-        linear_bwd_weight(
-            &mut g[r.wgu.clone()],
-            d_gu,
-            slot(&a.normed, 2 * l + 1, nd),
-            dims,
-        )?;
-        rmsnorm_bwd(
-            d_res,
-            &mut g[r.norm2.clone()],
-            d_xn,
-            slot(&a.resid, 2 * l + 1, nd),
-            slot(&a.rstd, 2 * l + 1, n),
-            &p[r.norm2.clone()],
-            n,
-            true,
-        )?;
+        time("bwd.gate_up.dx", || {
+            linear_bwd_input(d_xn, d_gu, &p[r.wgu.clone()], dims, false)
+        })?;
+        time("bwd.gate_up.dw", || {
+            linear_bwd_weight(
+                &mut g[r.wgu.clone()],
+                d_gu,
+                slot(&a.normed, 2 * l + 1, nd),
+                dims,
+            )
+        })?;
+        time("bwd.norm", || {
+            rmsnorm_bwd(
+                d_res,
+                &mut g[r.norm2.clone()],
+                d_xn,
+                slot(&a.resid, 2 * l + 1, nd),
+                slot(&a.rstd, 2 * l + 1, n),
+                &p[r.norm2.clone()],
+                n,
+                true,
+            )
+        })?;
         // Attention: mid = x + att·Woᵀ
         let dims = LinearDims::new(n, k.q, d);
-        linear_bwd_input(d_att, d_res, &p[r.wo.clone()], dims, false)?;
-        linear_bwd_weight(&mut g[r.wo.clone()], d_res, slot(&a.att, l, n * k.q), dims)?;
-        attention_bwd(
-            d_qkv,
-            d_att,
-            slot(&a.qkv, l, n * k.w),
-            slot(&a.probs, l, k.probs()),
-            k.attn(),
-        )?;
-        rope_bwd(d_qkv, k.rope(), m.cos, m.sin)?;
+        time("bwd.o.dx", || {
+            linear_bwd_input(d_att, d_res, &p[r.wo.clone()], dims, false)
+        })?;
+        time("bwd.o.dw", || {
+            linear_bwd_weight(&mut g[r.wo.clone()], d_res, slot(&a.att, l, n * k.q), dims)
+        })?;
+        time("bwd.attn", || {
+            attention_bwd(
+                d_qkv,
+                d_att,
+                slot(&a.qkv, l, n * k.w),
+                slot(&a.probs, l, k.probs()),
+                k.attn(),
+            )
+        })?;
+        time("bwd.rope", || rope_bwd(d_qkv, k.rope(), m.cos, m.sin))?;
         if let Some(b) = r.bqkv.clone() {
-            bias_bwd(&mut g[b], d_qkv, n, k.w)?;
+            time("bwd.bias", || bias_bwd(&mut g[b], d_qkv, n, k.w))?;
         }
         let dims = LinearDims::new(n, d, k.w);
-        linear_bwd_input(d_xn, d_qkv, &p[r.wqkv.clone()], dims, false)?;
-        linear_bwd_weight(
-            &mut g[r.wqkv.clone()],
-            d_qkv,
-            slot(&a.normed, 2 * l, nd),
-            dims,
-        )?;
-        rmsnorm_bwd(
-            d_res,
-            &mut g[r.norm1.clone()],
-            d_xn,
-            slot(&a.resid, 2 * l, nd),
-            slot(&a.rstd, 2 * l, n),
-            &p[r.norm1.clone()],
-            n,
-            true,
-        )?;
+        time("bwd.qkv.dx", || {
+            linear_bwd_input(d_xn, d_qkv, &p[r.wqkv.clone()], dims, false)
+        })?;
+        time("bwd.qkv.dw", || {
+            linear_bwd_weight(
+                &mut g[r.wqkv.clone()],
+                d_qkv,
+                slot(&a.normed, 2 * l, nd),
+                dims,
+            )
+        })?;
+        time("bwd.norm", || {
+            rmsnorm_bwd(
+                d_res,
+                &mut g[r.norm1.clone()],
+                d_xn,
+                slot(&a.resid, 2 * l, nd),
+                slot(&a.rstd, 2 * l, n),
+                &p[r.norm1.clone()],
+                n,
+                true,
+            )
+        })?;
     }
-    embedding_bwd(&mut g[m.layout.embed.clone()], d_res, ids, d)
+    time("bwd.embed", || {
+        embedding_bwd(&mut g[m.layout.embed.clone()], d_res, ids, d)
+    })
 }

@@ -1,0 +1,116 @@
+//! Capturing the input statistics of one block's linears through the model's hooks.
+//!
+//! A decoder block has four distinct linear inputs: the normed residual (read by q, k and v),
+//! the attention output (o), the normed residual after attention (gate and up) and the MLP
+//! hidden state (down). [`LayerCapture`] listens to `HookPoint::LinearInput` for one layer
+//! and accumulates [`InputStats`] once per distinct input it was asked for, so q/k/v and
+//! gate/up share one Gram.
+
+use crate::gram::InputStats;
+use candle_core::Tensor;
+use slm_core::{LinearRole, Result};
+use slm_model::{HookPoint, Hooks, LlamaConfig};
+use std::collections::BTreeMap;
+
+/// One distinct input of a block's linears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum InputSlot {
+    /// The normed block input, read by q, k and v `[.., hidden]`.
+    Attn,
+    /// The attention output, read by o `[.., heads · head_dim]`.
+    AttnOut,
+    /// The normed residual after attention, read by gate and up `[.., hidden]`.
+    Mlp,
+    /// The MLP hidden state, read by down `[.., intermediate]`.
+    MlpHidden,
+}
+
+impl InputSlot {
+    pub const ALL: [InputSlot; 4] = [
+        InputSlot::Attn,
+        InputSlot::AttnOut,
+        InputSlot::Mlp,
+        InputSlot::MlpHidden,
+    ];
+
+    /// The slot a linear reads from.
+    pub fn of(role: LinearRole) -> Self {
+        match role {
+            LinearRole::Q | LinearRole::K | LinearRole::V => InputSlot::Attn,
+            LinearRole::O => InputSlot::AttnOut,
+            LinearRole::Gate | LinearRole::Up => InputSlot::Mlp,
+            LinearRole::Down => InputSlot::MlpHidden,
+        }
+    }
+
+    /// The linears reading this slot, in the order the block runs them.
+    pub fn roles(self) -> &'static [LinearRole] {
+        match self {
+            InputSlot::Attn => &[LinearRole::Q, LinearRole::K, LinearRole::V],
+            InputSlot::AttnOut => &[LinearRole::O],
+            InputSlot::Mlp => &[LinearRole::Gate, LinearRole::Up],
+            InputSlot::MlpHidden => &[LinearRole::Down],
+        }
+    }
+
+    /// The role whose hook event is counted for this slot (the first emitted).
+    fn canonical(self) -> LinearRole {
+        self.roles()[0]
+    }
+
+    /// The input width of this slot for `cfg`.
+    pub fn width(self, cfg: &LlamaConfig) -> usize {
+        match self {
+            InputSlot::Attn | InputSlot::Mlp => cfg.hidden_size,
+            InputSlot::AttnOut => cfg.q_dim(),
+            InputSlot::MlpHidden => cfg.intermediate_size,
+        }
+    }
+}
+
+/// A [`Hooks`] listener that accumulates the statistics of chosen input slots of one layer.
+#[derive(Debug, Clone)]
+pub struct LayerCapture {
+    layer: usize,
+    stats: BTreeMap<InputSlot, InputStats>,
+}
+
+impl LayerCapture {
+    /// Listens to layer `layer` for `slots` of `cfg`; `with_gram` accumulates XᵀX, else only
+    /// the column norms.
+    pub fn new(cfg: &LlamaConfig, layer: usize, slots: &[InputSlot], with_gram: bool) -> Self {
+        let stats = slots
+            .iter()
+            .map(|&s| (s, InputStats::new(s.width(cfg), with_gram)))
+            .collect();
+        Self { layer, stats }
+    }
+
+    pub fn layer(&self) -> usize {
+        self.layer
+    }
+
+    /// The statistics of `slot`, if captured.
+    pub fn stats(&self, slot: InputSlot) -> Option<&InputStats> {
+        self.stats.get(&slot)
+    }
+
+    /// The statistics of the input of `role`, if captured.
+    pub fn stats_for(&self, role: LinearRole) -> Option<&InputStats> {
+        self.stats(InputSlot::of(role))
+    }
+}
+
+impl Hooks for LayerCapture {
+    fn observe(&mut self, point: HookPoint, x: &Tensor) -> Result<()> {
+        if let HookPoint::LinearInput { layer, role } = point {
+            let slot = InputSlot::of(role);
+            if layer == self.layer && role == slot.canonical() {
+                if let Some(s) = self.stats.get_mut(&slot) {
+                    s.add(x)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

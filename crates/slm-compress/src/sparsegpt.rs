@@ -1,0 +1,271 @@
+//! SparseGPT (Frantar & Alistarh 2023, "SparseGPT: Massive Language Models Can Be Accurately
+//! Pruned in One-Shot"): prune a layer column by column and update the remaining weights so
+//! that ‖WX − ŴX‖² stays small (Optimal Brain Surgeon with a shared row Hessian).
+//!
+//! A transcription of the official `sparsegpt.py` `fasterprune` (without quantisation), in
+//! f64, given H = 2/n · Σ xxᵀ as the official `add_batch` accumulates it (n = number of
+//! calibration sequences; [`crate::gram::InputStats::sparsegpt_hessian`]). Every step is
+//! invariant to the scale of H except the dead-input fix, which sets H_ii = 1 and so shifts
+//! the dampening by a scale-dependent amount: pass H at this scale to reproduce the
+//! reference exactly.
+//!
+//! 1. dead inputs (H_ii = 0): H_ii = 1 and W[:, i] = 0;
+//! 2. dampening: H += damp · mean(diag H) · I;
+//! 3. U = the upper Cholesky factor of H⁻¹ (faer: Cholesky of H, inverse, Cholesky again);
+//! 4. columns in blocks of `block_size`; in each block
+//!    * unstructured: the mask is chosen once for the block over all rows, from
+//!      w²/U_cc² with the threshold `sort(tmp)[int(numel · s)]` and `tmp <= thresh` (the
+//!      reference prunes that many plus one, ties included; at sparsity 0 we prune nothing
+//!      where the reference would still prune one weight per block);
+//!    * N:M: at the start of each group of `m` columns inside the block, the `m − n` smallest
+//!      w²/U_cc² of the group in each row (so `block_size` must be a multiple of `m`);
+//!    * column by column: q = w with the mask applied, err = (w − q)/U_cc, and the block's
+//!      later columns get W[:, j] −= err · U_cj (OBS update);
+//! 5. after each block, the lazy update W[:, after] −= Err · U[block, after] (one matrix
+//!    product).
+//!
+//! Shapes: W `[rows = out, cols = in]` (row-major in and out, column-major inside so that
+//! column updates are contiguous), H and U `[cols, cols]`.
+
+use crate::pattern::Pattern;
+use faer::linalg::matmul::matmul;
+use faer::{Accum, Mat, MatMut, MatRef, Par, Side};
+use slm_core::{Error, Result};
+
+/// What [`sparsegpt_prune`] returns.
+#[derive(Debug, Clone)]
+pub struct SparseGptOutput {
+    /// The pruned and updated weight `[rows, cols]` row-major; pruned entries are exactly 0.
+    pub weight: Vec<f32>,
+    /// `[rows, cols]` row-major, `true` = pruned.
+    pub mask: Vec<bool>,
+    /// The official code's `Losses` summed over rows: Σ ½(w − q)²/U_cc², the OBS estimate of
+    /// the error added (in units of the H passed).
+    pub loss: f64,
+}
+
+/// The settings of one SparseGPT run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SparseGptOptions {
+    pub pattern: Pattern,
+    /// Fraction pruned for an unstructured pattern (ignored for N:M).
+    pub sparsity: f64,
+    /// Columns per lazy block (128 in the paper).
+    pub block_size: usize,
+    /// Relative dampening: H += damp · mean(diag H) · I (0.01 in the paper).
+    pub damp: f64,
+}
+
+impl Default for SparseGptOptions {
+    fn default() -> Self {
+        Self {
+            pattern: Pattern::Unstructured,
+            sparsity: 0.5,
+            block_size: 128,
+            damp: 0.01,
+        }
+    }
+}
+
+/// Prunes `w` `[rows, cols]` with SparseGPT given the Hessian `hessian` `[cols, cols]`
+/// (2/n · XᵀX; see the module doc on its scale).
+pub fn sparsegpt_prune(
+    w: &[f32],
+    rows: usize,
+    cols: usize,
+    hessian: MatRef<'_, f64>,
+    opts: &SparseGptOptions,
+) -> Result<SparseGptOutput> {
+    let SparseGptOptions {
+        pattern,
+        sparsity,
+        block_size,
+        damp,
+    } = *opts;
+    if w.len() != rows * cols || hessian.nrows() != cols || hessian.ncols() != cols {
+        return Err(Error::invalid(format!(
+            "sparsegpt: weight has {} entries and H is {}x{}, expected {rows} x {cols} and {cols}x{cols}",
+            w.len(),
+            hessian.nrows(),
+            hessian.ncols()
+        )));
+    }
+    if !(0.0..1.0).contains(&sparsity) {
+        return Err(Error::invalid(format!(
+            "sparsity {sparsity} is outside [0, 1)"
+        )));
+    }
+    if block_size == 0 || !damp.is_finite() || damp < 0.0 {
+        return Err(Error::invalid(format!(
+            "sparsegpt: block size {block_size} must be ≥ 1 and damp {damp} ≥ 0"
+        )));
+    }
+    pattern.validate()?;
+    pattern.check_width(cols, "the tensor")?;
+    if let Pattern::NM { m, .. } = pattern {
+        if block_size % m != 0 {
+            return Err(Error::invalid(format!(
+                "sparsegpt: block size {block_size} must be a multiple of {m} for pattern {pattern}"
+            )));
+        }
+    }
+
+    // W column-major f64: wc[c * rows + r] = W[r, c].
+    let mut wc = vec![0.0f64; rows * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            wc[c * rows + r] = w[r * cols + c] as f64;
+        }
+    }
+    let mut h = hessian.to_owned();
+    for i in 0..cols {
+        if h[(i, i)] == 0.0 {
+            h[(i, i)] = 1.0;
+            wc[i * rows..(i + 1) * rows].fill(0.0);
+        }
+    }
+    let mean_diag = (0..cols).map(|i| h[(i, i)]).sum::<f64>() / cols.max(1) as f64;
+    let d = damp * mean_diag;
+    for i in 0..cols {
+        h[(i, i)] += d;
+    }
+    let u = inverse_upper_cholesky(h)?;
+
+    let mut mask = vec![false; rows * cols]; // row-major output
+    let mut loss = 0.0f64;
+    // Scratch, reused across blocks: the block's columns, errors and scores, column-major.
+    let mut w1 = vec![0.0f64; rows * block_size];
+    let mut err1 = vec![0.0f64; rows * block_size];
+    let mut mask1 = vec![false; rows * block_size];
+    let mut tmp: Vec<f64> = Vec::with_capacity(rows * block_size);
+    let mut idx: Vec<usize> = Vec::new();
+
+    let mut i1 = 0;
+    while i1 < cols {
+        let i2 = (i1 + block_size).min(cols);
+        let count = i2 - i1;
+        let w1 = &mut w1[..rows * count];
+        let err1 = &mut err1[..rows * count];
+        let mask1 = &mut mask1[..rows * count];
+        w1.copy_from_slice(&wc[i1 * rows..i2 * rows]);
+        err1.fill(0.0);
+        mask1.fill(false);
+
+        if pattern == Pattern::Unstructured && sparsity > 0.0 {
+            tmp.clear();
+            for c in 0..count {
+                let dc = u[(i1 + c, i1 + c)];
+                tmp.extend(
+                    w1[c * rows..(c + 1) * rows]
+                        .iter()
+                        .map(|&x| x * x / (dc * dc)),
+                );
+            }
+            let k = (tmp.len() as f64 * sparsity) as usize;
+            if k < tmp.len() {
+                let mut sorted = tmp.clone();
+                let (_, kth, _) = sorted.select_nth_unstable_by(k, |a, b| a.total_cmp(b));
+                let thresh = *kth;
+                for (m, &t) in mask1.iter_mut().zip(tmp.iter()) {
+                    *m = t <= thresh;
+                }
+            }
+        }
+
+        for i in 0..count {
+            let dcol = u[(i1 + i, i1 + i)];
+            if let Pattern::NM { n, m } = pattern {
+                if i % m == 0 {
+                    let g = m.min(count - i);
+                    let prune = (m - n).min(g);
+                    for r in 0..rows {
+                        tmp.clear();
+                        for j in 0..g {
+                            let dj = u[(i1 + i + j, i1 + i + j)];
+                            let x = w1[(i + j) * rows + r];
+                            tmp.push(x * x / (dj * dj));
+                        }
+                        idx.clear();
+                        idx.extend(0..g);
+                        idx.sort_by(|&a, &b| tmp[a].total_cmp(&tmp[b]).then(a.cmp(&b)));
+                        for &j in &idx[..prune] {
+                            mask1[(i + j) * rows + r] = true;
+                        }
+                    }
+                }
+            }
+            // q = w masked; err = (w − q)/d; the column keeps q.
+            let (done, rest) = w1.split_at_mut((i + 1) * rows);
+            let col = &mut done[i * rows..];
+            let e = &mut err1[i * rows..(i + 1) * rows];
+            for r in 0..rows {
+                if mask1[i * rows + r] {
+                    let x = col[r];
+                    loss += 0.5 * x * x / (dcol * dcol);
+                    e[r] = x / dcol;
+                    col[r] = 0.0;
+                }
+            }
+            // W1[:, j] −= err · U[i, j] for the block's later columns.
+            for (jj, cj) in rest.chunks_exact_mut(rows).enumerate() {
+                let uij = u[(i1 + i, i1 + i + 1 + jj)];
+                if uij != 0.0 {
+                    for (x, &er) in cj.iter_mut().zip(e.iter()) {
+                        *x -= er * uij;
+                    }
+                }
+            }
+        }
+        wc[i1 * rows..i2 * rows].copy_from_slice(w1);
+        for c in 0..count {
+            for r in 0..rows {
+                if mask1[c * rows + r] {
+                    mask[r * cols + i1 + c] = true;
+                }
+            }
+        }
+        // Lazy update of everything after the block: W[:, i2:] −= Err1 · U[i1:i2, i2:].
+        if i2 < cols {
+            let (_, after) = wc.split_at_mut(i2 * rows);
+            let dst = MatMut::from_column_major_slice_mut(after, rows, cols - i2);
+            let lhs = MatRef::from_column_major_slice(err1, rows, count);
+            let rhs = u.as_ref().submatrix(i1, i2, count, cols - i2);
+            matmul(dst, Accum::Add, lhs, rhs, -1.0, Par::rayon(0));
+        }
+        i1 = i2;
+    }
+
+    let mut out = vec![0.0f32; rows * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[r * cols + c] = if mask[r * cols + c] {
+                0.0
+            } else {
+                wc[c * rows + r] as f32
+            };
+        }
+    }
+    Ok(SparseGptOutput {
+        weight: out,
+        mask,
+        loss,
+    })
+}
+
+/// The upper triangular U with UᵀU = H⁻¹ (torch: `cholesky(cholesky_inverse(cholesky(H)),
+/// upper=True)`).
+fn inverse_upper_cholesky(h: Mat<f64>) -> Result<Mat<f64>> {
+    let not_pd = |what: &str| {
+        Error::msg(format!(
+            "sparsegpt: {what} is not positive definite; raise the dampening (damp)"
+        ))
+    };
+    let hinv = {
+        use faer::linalg::solvers::DenseSolveCore;
+        h.llt(Side::Lower)
+            .map_err(|_| not_pd("H + damp·I"))?
+            .inverse()
+    };
+    let l = hinv.llt(Side::Lower).map_err(|_| not_pd("H⁻¹"))?;
+    Ok(l.L().transpose().to_owned())
+}

@@ -1,0 +1,190 @@
+//! Throughput of the training kernels at the shapes of one preset's training step
+//! (batch 8, seq 256 by default): GFLOP/s for the matmuls and attention, GB/s-ish wall time
+//! for the elementwise kernels. Plain timing, median of repeated calls.
+//!
+//! ```text
+//! RAYON_NUM_THREADS=2 cargo bench -p slm-kernels --bench kernels -- [4m|15m] [--reps N]
+//!     [--only linear|attention|elementwise]
+//! ```
+
+use slm_kernels::attention::{attention_bwd, attention_fwd, AttnShape};
+use slm_kernels::cross_entropy::cross_entropy_fwd_bwd;
+use slm_kernels::matmul::{linear_bwd_input, linear_bwd_weight, linear_fwd, LinearDims};
+use slm_kernels::rmsnorm::{rmsnorm_bwd, rmsnorm_fwd};
+use slm_kernels::swiglu::{swiglu_bwd, swiglu_fwd};
+use std::time::Instant;
+
+fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut v: Vec<f64> = (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    let mut preset = "4m".to_string();
+    let mut reps = 10;
+    let mut only = String::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--reps" => reps = args.next().and_then(|v| v.parse().ok()).expect("--reps N"),
+            "--only" => only = args.next().expect("--only NAME"),
+            "--bench" => {}
+            p => preset = p.to_string(),
+        }
+    }
+    // (dim, heads, kv_heads, hidden, vocab) as in slm-model's presets
+    let (d, h, g, inter, vocab) = match preset.as_str() {
+        "15m" => (288, 6, 6, 768, 32000),
+        _ => (256, 8, 8, 704, 4096),
+    };
+    let (b, t) = (8, 256);
+    let n = b * t;
+    let e = d / h;
+    println!(
+        "preset {preset}: n {n}, d {d}, heads {h}/{g}, inter {inter}, vocab {vocab}, threads {}",
+        rayon::current_num_threads()
+    );
+    let want = |name: &str| only.is_empty() || name.contains(only.as_str());
+    let report = |name: &str, secs: f64, flops: f64| {
+        if flops > 0.0 {
+            println!(
+                "{name:<28} {:8.3} ms  {:6.1} GFLOP/s",
+                secs * 1e3,
+                flops / secs / 1e9
+            );
+        } else {
+            println!("{name:<28} {:8.3} ms", secs * 1e3);
+        }
+    };
+
+    for (name, k, o) in [
+        ("qkv", d, (h + 2 * g) * e),
+        ("o", h * e, d),
+        ("gate_up", d, 2 * inter),
+        ("down", inter, d),
+    ] {
+        if !want("linear") {
+            continue;
+        }
+        let dims = LinearDims::new(n, k, o);
+        let x = rand_vec(n * k, 1);
+        let w = rand_vec(o * k, 2);
+        let mut y = vec![0.0; n * o];
+        let fl = 2.0 * (n * k * o) as f64;
+        report(
+            &format!("linear_fwd {name}"),
+            median_secs(reps, || {
+                linear_fwd(&mut y, &x, &w, None, dims, false).unwrap()
+            }),
+            fl,
+        );
+        let mut dx = vec![0.0; n * k];
+        report(
+            &format!("linear_bwd_input {name}"),
+            median_secs(reps, || {
+                linear_bwd_input(&mut dx, &y, &w, dims, false).unwrap()
+            }),
+            fl,
+        );
+        let mut dw = vec![0.0; o * k];
+        report(
+            &format!("linear_bwd_weight {name}"),
+            median_secs(reps, || linear_bwd_weight(&mut dw, &y, &x, dims).unwrap()),
+            fl,
+        );
+    }
+
+    if want("attention") {
+        let s = AttnShape {
+            batch: b,
+            seq: t,
+            heads: h,
+            kv_heads: g,
+            head_dim: e,
+        };
+        let qkv = rand_vec(n * s.qkv_width(), 3);
+        let mut y = vec![0.0; n * h * e];
+        let mut p = vec![0.0; b * h * t * t];
+        // causal half of QKᵀ and PV
+        let fl = 2.0 * 2.0 * (b * h * e) as f64 * (t * (t + 1) / 2) as f64;
+        report(
+            "attention_fwd",
+            median_secs(reps, || attention_fwd(&mut y, &mut p, &qkv, s).unwrap()),
+            fl,
+        );
+        let mut dqkv = vec![0.0; qkv.len()];
+        let dy = rand_vec(y.len(), 4);
+        report(
+            "attention_bwd",
+            median_secs(reps, || attention_bwd(&mut dqkv, &dy, &qkv, &p, s).unwrap()),
+            2.0 * fl,
+        );
+    }
+    if !want("elementwise") {
+        return;
+    }
+
+    let rows = (4 << 20) / vocab;
+    let logits0 = rand_vec(rows * vocab, 5);
+    let targets: Vec<u32> = (0..rows).map(|i| (i * 7 % vocab) as u32).collect();
+    let mut logits = logits0.clone();
+    report(
+        &format!("cross_entropy {rows} rows"),
+        median_secs(reps, || {
+            logits.copy_from_slice(&logits0);
+            cross_entropy_fwd_bwd(&mut logits, &targets, vocab, 1.0).unwrap();
+        }),
+        0.0,
+    );
+    let gu = rand_vec(n * 2 * inter, 6);
+    let mut act = vec![0.0; n * inter];
+    report(
+        "swiglu_fwd",
+        median_secs(reps, || swiglu_fwd(&mut act, &gu, n, inter).unwrap()),
+        0.0,
+    );
+    let mut dgu = vec![0.0; gu.len()];
+    report(
+        "swiglu_bwd",
+        median_secs(reps, || swiglu_bwd(&mut dgu, &act, &gu, n, inter).unwrap()),
+        0.0,
+    );
+    let x = rand_vec(n * d, 7);
+    let w = rand_vec(d, 8);
+    let (mut yn, mut r) = (vec![0.0; n * d], vec![0.0; n]);
+    report(
+        "rmsnorm_fwd",
+        median_secs(reps, || {
+            rmsnorm_fwd(&mut yn, &mut r, &x, &w, n, 1e-5).unwrap()
+        }),
+        0.0,
+    );
+    let (mut dx, mut dw) = (vec![0.0; n * d], vec![0.0; d]);
+    report(
+        "rmsnorm_bwd",
+        median_secs(reps, || {
+            rmsnorm_bwd(&mut dx, &mut dw, &yn, &x, &r, &w, n, true).unwrap()
+        }),
+        0.0,
+    );
+}
