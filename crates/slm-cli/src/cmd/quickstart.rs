@@ -55,7 +55,7 @@ pub fn run(a: Args) -> Result<()> {
     std::fs::create_dir_all(&a.out).with_context(|| a.out.display().to_string())?;
 
     println!(
-        "[1/5] writing {corpus_bytes} bytes of built-in stories (seed {})",
+        "[1/6] writing {corpus_bytes} bytes of built-in stories (seed {})",
         a.seed
     );
     let corpus = slm_data::corpus::generate_corpus(a.seed, corpus_bytes);
@@ -68,7 +68,7 @@ pub fn run(a: Args) -> Result<()> {
         .collect();
 
     println!(
-        "[2/5] training a {vocab}-token byte-level BPE tokenizer on {} stories",
+        "[2/6] training a {vocab}-token byte-level BPE tokenizer on {} stories",
         docs.len()
     );
     let data = a.out.join("data");
@@ -84,7 +84,7 @@ pub fn run(a: Args) -> Result<()> {
     save(&tok, &tok_path)?;
     let tokenizer = slm_data::tokenizer::load_tokenizer_file(&tok_path)?;
 
-    println!("[3/5] tokenising into train/val shards");
+    println!("[3/6] tokenising into train/val shards");
     let summary = prepare(
         std::slice::from_ref(&corpus_path),
         tokenizer.as_ref(),
@@ -139,7 +139,7 @@ pub fn run(a: Args) -> Result<()> {
     let mcfg = cfg.model_config(summary.vocab_size)?;
     let llama = slm_model::Llama::random(mcfg, cfg.seed, &candle_core::Device::Cpu)?;
     println!(
-        "[4/5] training a {:.2}M-parameter model ({} layers, dim {}) for {} steps of {}×{} tokens",
+        "[4/6] training a {:.2}M-parameter model ({} layers, dim {}) for {} steps of {}×{} tokens",
         llama.num_parameters() as f64 / 1e6,
         llama.config.num_hidden_layers,
         llama.config.hidden_size,
@@ -158,7 +158,7 @@ pub fn run(a: Args) -> Result<()> {
         return Ok(());
     }
 
-    println!("[5/5] samples from {}", model_dir.display());
+    println!("[5/6] samples from {}", model_dir.display());
     let loaded = slm_model::load(&model_dir.display().to_string(), None)?;
     let tok = slm_data::tokenizer::load_tokenizer(&loaded.tokenizer)?;
     for (i, prompt) in ["Once upon a time", "One day, a little"].iter().enumerate() {
@@ -177,12 +177,34 @@ pub fn run(a: Args) -> Result<()> {
     }
     let val = outcome.val_loss.unwrap_or(f64::NAN);
     println!(
-        "\nvalidation loss {val:.4}, perplexity {:.2} | {} tokens trained in {:.0} s | total {:.0} s",
+        "\nvalidation loss {val:.4}, perplexity {:.2} | {} tokens trained in {:.0} s",
         val.exp(),
         outcome.tokens_seen,
         outcome.seconds,
-        t0.elapsed().as_secs_f64()
     );
+
+    // Stage 6: prune to 50% with Wanda and compare perplexity on fresh stories.
+    println!("[6/6] pruning to 50% (Wanda, calibrated on the training stories)");
+    let held_out = slm_data::corpus::generate_corpus(a.seed + 1_000_003, if a.tiny { 8_000 } else { 60_000 });
+    let popts = slm_eval::PplOptions { add_bos: true, doc_separator: Some(slm_data::corpus::STORY_SEPARATOR.into()), ..Default::default() };
+    let dense = slm_eval::perplexity(&loaded.model, tok.as_ref(), &held_out, &popts, &mut |_, _| {})?;
+    let mut pruned = loaded.model.clone();
+    let calib = crate::cmd::prune::CalibArgs {
+        calib: Some(corpus_path.clone()),
+        nsamples: if a.tiny { 8 } else { 64 },
+        seqlen: Some(loaded.model.config.max_position_embeddings),
+        seed: a.seed,
+        roles: "q,k,v,o,gate,up,down".into(),
+    };
+    let report = crate::cmd::prune::prune_model(&mut pruned, tok.as_ref(), slm_compress::Method::Wanda, 0.5, slm_compress::Pattern::Unstructured, &calib)?;
+    let sparse = slm_eval::perplexity(&pruned, tok.as_ref(), &held_out, &popts, &mut |_, _| {})?;
+    let pruned_dir = a.out.join("model-wanda50");
+    let tok_bytes = std::fs::read(data.join("tokenizer.json"))?;
+    let meta = serde_json::json!({"stage": "prune", "parent": model_dir.display().to_string(), "method": "wanda", "sparsity": report.overall_sparsity()});
+    slm_model::save(&pruned, &pruned_dir, &[("tokenizer.json", tok_bytes), ("slm.json", serde_json::to_vec_pretty(&meta)?)])?;
+    println!("      perplexity on {} held-out story tokens: dense {:.3}, 50% Wanda {:.3} ({:+.1}%); pruned model in {}",
+        dense.tokens, dense.ppl, sparse.ppl, 100.0 * (sparse.ppl / dense.ppl - 1.0), pruned_dir.display());
+    println!("\ntotal {:.0} s", t0.elapsed().as_secs_f64());
     println!("report: {}", model_dir.join("report.md").display());
     Ok(())
 }
