@@ -10,7 +10,7 @@
 //!
 //! Every per-layer method is a pure function on plain row-major `[out, in]` weights
 //! (`&[f32]`) and, where it needs one, the input Gram matrix XᵀX (`faer::MatRef<f64>`,
-//! `[in, in]`) or its diagonal, so it can be tested on fixture layers; [`prune`] wires them to
+//! `[in, in]`) or its diagonal, so it can be tested on fixture layers; [`prune()`] wires them to
 //! a [`slm_model::Llama`]. Masks are `Vec<bool>` in the weight's row-major order with
 //! `true` = pruned (zeroed).
 //!

@@ -4,7 +4,7 @@
 //! Two Hessian diagonals are offered:
 //!
 //! * **Fisher** ([`obd_saliency`]): h_kk is the diagonal of the empirical Fisher of the real
-//!   training loss, E[g_k²], the mean over calibration batches of the squared gradient of the
+//!   training loss, E(g_k²), the mean over calibration batches of the squared gradient of the
 //!   loss with respect to w_k. This is LeCun's method on the model's own objective. The
 //!   squared gradients come from whoever can compute them (the trainer) through
 //!   [`FisherDiag`]; this crate never runs a backward pass.

@@ -14,9 +14,9 @@
 //! 3. U = the upper Cholesky factor of H⁻¹ (faer: Cholesky of H, inverse, Cholesky again);
 //! 4. columns in blocks of `block_size`; in each block
 //!    * unstructured: the mask is chosen once for the block over all rows, from
-//!      w²/U_cc² with the threshold `sort(tmp)[int(numel · s)]` and `tmp <= thresh` (the
-//!      reference prunes that many plus one, ties included; at sparsity 0 we prune nothing
-//!      where the reference would still prune one weight per block);
+//!      w²/U_cc² with the threshold `sort(tmp)[int(numel · s)]` and `tmp <= thresh`, so, as in
+//!      the reference, `int(numel · s) + 1` weights of each block go (more on ties); at
+//!      sparsity 0 we prune nothing, where the reference would still prune one per block;
 //!    * N:M: at the start of each group of `m` columns inside the block, the `m − n` smallest
 //!      w²/U_cc² of the group in each row (so `block_size` must be a multiple of `m`);
 //!    * column by column: q = w with the mask applied, err = (w − q)/U_cc, and the block's
@@ -29,6 +29,7 @@
 
 use crate::pattern::Pattern;
 use faer::linalg::matmul::matmul;
+use faer::linalg::solvers::DenseSolveCore;
 use faer::{Accum, Mat, MatMut, MatRef, Par, Side};
 use slm_core::{Error, Result};
 
@@ -260,12 +261,93 @@ fn inverse_upper_cholesky(h: Mat<f64>) -> Result<Mat<f64>> {
             "sparsegpt: {what} is not positive definite; raise the dampening (damp)"
         ))
     };
-    let hinv = {
-        use faer::linalg::solvers::DenseSolveCore;
-        h.llt(Side::Lower)
-            .map_err(|_| not_pd("H + damp·I"))?
-            .inverse()
-    };
+    let hinv = h
+        .llt(Side::Lower)
+        .map_err(|_| not_pd("H + damp·I"))?
+        .inverse();
     let l = hinv.llt(Side::Lower).map_err(|_| not_pd("H⁻¹"))?;
     Ok(l.L().transpose().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(pattern: Pattern, sparsity: f64, damp: f64) -> SparseGptOptions {
+        SparseGptOptions {
+            pattern,
+            sparsity,
+            block_size: 4,
+            damp,
+        }
+    }
+
+    #[test]
+    fn sparsity_zero_changes_nothing_but_dead_columns() {
+        let w: Vec<f32> = (0..16).map(|i| i as f32 / 7.0 - 1.0).collect();
+        // [4, 4], input 2 dead.
+        let mut h = Mat::<f64>::identity(4, 4);
+        h[(2, 2)] = 0.0;
+        h[(0, 1)] = 0.3;
+        h[(1, 0)] = 0.3;
+        let out = sparsegpt_prune(
+            &w,
+            4,
+            4,
+            h.as_ref(),
+            &opts(Pattern::Unstructured, 0.0, 0.01),
+        )
+        .unwrap();
+        assert!(out.mask.iter().all(|&m| !m));
+        for (i, (&a, &b)) in out.weight.iter().zip(&w).enumerate() {
+            assert_eq!(a, if i % 4 == 2 { 0.0 } else { b });
+        }
+        assert_eq!(out.loss, 0.0);
+    }
+
+    #[test]
+    fn rejects_what_cannot_work() {
+        let w = vec![1.0f32; 8];
+        let h = Mat::<f64>::from_fn(4, 4, |i, j| if i == j { 1.0 } else { 2.0 });
+        let e = sparsegpt_prune(&w, 2, 4, h.as_ref(), &opts(Pattern::Unstructured, 0.5, 0.0))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("positive definite"), "{e}");
+        let id = Mat::<f64>::identity(4, 4);
+        let mut o = opts(Pattern::NM { n: 2, m: 4 }, 0.0, 0.01);
+        o.block_size = 6;
+        assert!(sparsegpt_prune(&w, 2, 4, id.as_ref(), &o).is_err());
+        assert!(sparsegpt_prune(
+            &w,
+            2,
+            3,
+            id.as_ref(),
+            &opts(Pattern::Unstructured, 0.5, 0.01)
+        )
+        .is_err());
+        assert!(sparsegpt_prune(
+            &w,
+            2,
+            4,
+            id.as_ref(),
+            &opts(Pattern::Unstructured, 1.0, 0.01)
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn identity_hessian_is_magnitude_pruning() {
+        // With H = I there is nothing to compensate: the kept weights stay, the smallest go.
+        let w = [0.5f32, -0.1, 0.2, -0.9, 0.05, 0.3, -0.7, 0.4];
+        let id = Mat::<f64>::identity(4, 4);
+        let out = sparsegpt_prune(
+            &w,
+            2,
+            4,
+            id.as_ref(),
+            &opts(Pattern::NM { n: 2, m: 4 }, 0.0, 0.0),
+        )
+        .unwrap();
+        assert_eq!(out.weight, [0.5, 0.0, 0.0, -0.9, 0.0, 0.0, -0.7, 0.4]);
+    }
 }

@@ -10,7 +10,7 @@ use crate::pattern::Pattern;
 use crate::select::{select_mask, Group};
 use slm_core::{Error, Result};
 
-/// Wanda scores |W_ij| · sqrt(col_sq_norms[j]) for `w` `[rows, cols]` row-major and
+/// Wanda scores |W_ij| · sqrt(col_sq_norms\[j\]) for `w` `[rows, cols]` row-major and
 /// `col_sq_norms` `[cols]` = ‖X_j‖² (the diagonal of XᵀX).
 pub fn wanda_scores(w: &[f32], rows: usize, cols: usize, col_sq_norms: &[f64]) -> Result<Vec<f64>> {
     if w.len() != rows * cols || col_sq_norms.len() != cols {
