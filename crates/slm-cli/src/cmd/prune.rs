@@ -347,14 +347,22 @@ fn run_sweep(a: SweepArgs) -> Result<()> {
             };
             for &s in &levels {
                 let mut model = loaded.model.clone();
-                let report = prune_model(
+                let report = match prune_model(
                     &mut model,
                     tok.as_ref(),
                     parse_method(m)?,
                     s,
                     *pattern,
                     &a.calib,
-                )?;
+                ) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        // One impossible combination (e.g. 4:8 on a width not divisible by 8)
+                        // must not lose the rest of the sweep.
+                        println!("{m:<12} {:<12} skipped: {e:#}", pattern_label(pattern));
+                        continue;
+                    }
+                };
                 let p = slm_eval::perplexity(&model, tok.as_ref(), &text, &popts, &mut |_, _| {})?;
                 let label = pattern_label(pattern);
                 println!(
