@@ -11,6 +11,8 @@
 //! ```
 //! `--breakdown` also times forward-only (`forward_loss`) steps, so backward ≈ step − forward.
 //! With `SLM_ENGINE_PROFILE=1` the time of every phase (summed over all steps) goes to stderr.
+//! `--candle` also times the composed reference path (`slm_model::Llama` under candle
+//! autograd, cross-entropy from candle ops, candle-nn's AdamW) on the same batch.
 
 use slm_kernels::adamw::{adamw_step, AdamWConfig};
 use slm_train::FastModel;
@@ -23,6 +25,7 @@ struct Args {
     steps: usize,
     warmup: usize,
     breakdown: bool,
+    candle: bool,
 }
 
 fn parse() -> Args {
@@ -33,6 +36,7 @@ fn parse() -> Args {
         steps: 10,
         warmup: 2,
         breakdown: false,
+        candle: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(s) = it.next() {
@@ -47,6 +51,7 @@ fn parse() -> Args {
             "--steps" => a.steps = num("--steps"),
             "--warmup" => a.warmup = num("--warmup"),
             "--breakdown" => a.breakdown = true,
+            "--candle" => a.candle = true,
             "--bench" => {} // passed by `cargo bench`
             p if !p.starts_with('-') => a.presets.push(p.to_string()),
             other => panic!("unknown option {other}"),
@@ -78,6 +83,67 @@ fn tokens(vocab: usize, n: usize, seed: u64) -> Vec<u32> {
             ((s >> 33) % vocab as u64) as u32
         })
         .collect()
+}
+
+/// One timed configuration of the composed candle path: forward, composed cross-entropy,
+/// backward and candle-nn's AdamW over `Var`s. Returns the median step time.
+fn candle_steps(cfg: &slm_model::LlamaConfig, inputs: &[u32], targets: &[u32], args: &Args) -> f64 {
+    use candle_core::{Device, Tensor, Var, D};
+    use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+    let (b, t) = (args.batch, args.seq);
+    let dev = Device::Cpu;
+    let tensors = slm_model::llama::random_tensors(cfg, 0, &dev).expect("random tensors");
+    let vars: Vec<(String, Var)> = tensors
+        .iter()
+        .map(|(n, t)| (n.clone(), Var::from_tensor(t).expect("var")))
+        .collect();
+    let model = slm_model::Llama::from_tensors(
+        cfg.clone(),
+        vars.iter()
+            .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+            .collect(),
+        std::path::Path::new("<bench>"),
+    )
+    .expect("model");
+    let params = ParamsAdamW {
+        lr: 1e-4,
+        beta1: 0.9,
+        beta2: 0.95,
+        eps: 1e-8,
+        weight_decay: 0.1,
+    };
+    let mut opt = AdamW::new(vars.iter().map(|(_, v)| v.clone()).collect(), params).expect("adamw");
+    let ids = Tensor::from_slice(inputs, (b, t), &dev).expect("ids");
+    let tgt = Tensor::from_slice(targets, (b * t, 1), &dev).expect("targets");
+    let mut step = || {
+        let logits = model
+            .forward(&ids, None)
+            .expect("forward")
+            .reshape((b * t, cfg.vocab_size))
+            .expect("reshape");
+        let logp = candle_nn::ops::log_softmax(&logits, D::Minus1).expect("log_softmax");
+        let loss = (logp
+            .gather(&tgt, 1)
+            .expect("gather")
+            .sum_all()
+            .expect("sum")
+            .neg()
+            .expect("neg")
+            / (b * t) as f64)
+            .expect("mean");
+        opt.backward_step(&loss).expect("backward + adamw");
+    };
+    for _ in 0..args.warmup {
+        step();
+    }
+    let times: Vec<f64> = (0..args.steps)
+        .map(|_| {
+            let t0 = Instant::now();
+            step();
+            t0.elapsed().as_secs_f64()
+        })
+        .collect();
+    median(times)
 }
 
 fn main() {
@@ -172,6 +238,15 @@ fn main() {
             line += &format!(", \"forward_s\": {:.4}", median(fwd));
         }
         println!("{line}}}");
+        if args.candle {
+            let med = candle_steps(&cfg, &inputs, &targets, &args);
+            println!(
+                "{{\"impl\": \"candle-composed\", \"preset\": \"{name}\", \"batch\": {b}, \"seq\": {t}, \
+                 \"threads\": {threads}, \"steps\": {}, \"median_step_s\": {med:.4}, \"tokens_per_s\": {:.1}}}",
+                args.steps,
+                ntok / med
+            );
+        }
         // With SLM_ENGINE_PROFILE set: time per phase over all steps above.
         for (phase, secs, calls) in slm_train::engine::profile_report() {
             eprintln!("  {name} {phase:<16} {secs:8.3} s {calls:6} calls");
