@@ -88,7 +88,11 @@ fn quickstart_tiny_runs_end_to_end() {
         assert!(model.join(f).is_file(), "missing {f}");
     }
     assert!(out.contains("50% Wanda"), "{out}");
-    let pruned = run_ok(slm().args(["inspect", "--json"]).arg(tmp.path().join("model-wanda50")));
+    let pruned = run_ok(
+        slm()
+            .args(["inspect", "--json"])
+            .arg(tmp.path().join("model-wanda50")),
+    );
     let v: serde_json::Value = serde_json::from_str(&pruned).unwrap();
     let s = v["roles"]["linear.q"]["sparsity"].as_f64().unwrap();
     assert!((s - 0.5).abs() < 0.01, "{s}");

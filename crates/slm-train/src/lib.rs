@@ -15,5 +15,5 @@ pub mod trainer;
 
 pub use config::TrainConfig;
 pub use trainer::{Observer, Outcome, Silent, StepMetrics, Trainer};
-pub mod report;
 pub mod fisher;
+pub mod report;

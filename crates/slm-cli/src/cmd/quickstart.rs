@@ -33,7 +33,7 @@ pub struct Args {
     #[arg(long, default_value_t = 2048)]
     pub vocab_size: usize,
     /// Training steps.
-    #[arg(long, default_value_t = 700)]
+    #[arg(long, default_value_t = 500)]
     pub steps: u64,
     /// Extra training settings (as in `slm train --set`).
     #[arg(long = "set")]
@@ -185,9 +185,20 @@ pub fn run(a: Args) -> Result<()> {
 
     // Stage 6: prune to 50% with Wanda and compare perplexity on fresh stories.
     println!("[6/6] pruning to 50% (Wanda, calibrated on the training stories)");
-    let held_out = slm_data::corpus::generate_corpus(a.seed + 1_000_003, if a.tiny { 8_000 } else { 60_000 });
-    let popts = slm_eval::PplOptions { add_bos: true, doc_separator: Some(slm_data::corpus::STORY_SEPARATOR.into()), ..Default::default() };
-    let dense = slm_eval::perplexity(&loaded.model, tok.as_ref(), &held_out, &popts, &mut |_, _| {})?;
+    let held_out =
+        slm_data::corpus::generate_corpus(a.seed + 1_000_003, if a.tiny { 8_000 } else { 60_000 });
+    let popts = slm_eval::PplOptions {
+        add_bos: true,
+        doc_separator: Some(slm_data::corpus::STORY_SEPARATOR.into()),
+        ..Default::default()
+    };
+    let dense = slm_eval::perplexity(
+        &loaded.model,
+        tok.as_ref(),
+        &held_out,
+        &popts,
+        &mut |_, _| {},
+    )?;
     let mut pruned = loaded.model.clone();
     let calib = crate::cmd::prune::CalibArgs {
         calib: Some(corpus_path.clone()),
@@ -196,12 +207,26 @@ pub fn run(a: Args) -> Result<()> {
         seed: a.seed,
         roles: "q,k,v,o,gate,up,down".into(),
     };
-    let report = crate::cmd::prune::prune_model(&mut pruned, tok.as_ref(), slm_compress::Method::Wanda, 0.5, slm_compress::Pattern::Unstructured, &calib)?;
+    let report = crate::cmd::prune::prune_model(
+        &mut pruned,
+        tok.as_ref(),
+        slm_compress::Method::Wanda,
+        0.5,
+        slm_compress::Pattern::Unstructured,
+        &calib,
+    )?;
     let sparse = slm_eval::perplexity(&pruned, tok.as_ref(), &held_out, &popts, &mut |_, _| {})?;
     let pruned_dir = a.out.join("model-wanda50");
     let tok_bytes = std::fs::read(data.join("tokenizer.json"))?;
     let meta = serde_json::json!({"stage": "prune", "parent": model_dir.display().to_string(), "method": "wanda", "sparsity": report.overall_sparsity()});
-    slm_model::save(&pruned, &pruned_dir, &[("tokenizer.json", tok_bytes), ("slm.json", serde_json::to_vec_pretty(&meta)?)])?;
+    slm_model::save(
+        &pruned,
+        &pruned_dir,
+        &[
+            ("tokenizer.json", tok_bytes),
+            ("slm.json", serde_json::to_vec_pretty(&meta)?),
+        ],
+    )?;
     println!("      perplexity on {} held-out story tokens: dense {:.3}, 50% Wanda {:.3} ({:+.1}%); pruned model in {}",
         dense.tokens, dense.ppl, sparse.ppl, 100.0 * (sparse.ppl / dense.ppl - 1.0), pruned_dir.display());
     println!("\ntotal {:.0} s", t0.elapsed().as_secs_f64());
