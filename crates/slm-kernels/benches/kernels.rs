@@ -7,7 +7,9 @@
 //!     [--only linear|attention|elementwise]
 //! ```
 
-use slm_kernels::attention::{attention_bwd, attention_fwd, AttnShape};
+use slm_kernels::attention::{
+    attention_bwd, attention_bwd_lse, attention_fwd, attention_fwd_lse, AttnShape,
+};
 use slm_kernels::cross_entropy::cross_entropy_fwd_bwd;
 use slm_kernels::matmul::{linear_bwd_input, linear_bwd_weight, linear_fwd, LinearDims};
 use slm_kernels::rmsnorm::{rmsnorm_bwd, rmsnorm_fwd};
@@ -137,6 +139,21 @@ fn main() {
         report(
             "attention_bwd",
             median_secs(reps, || attention_bwd(&mut dqkv, &dy, &qkv, &p, s).unwrap()),
+            2.0 * fl,
+        );
+        let mut lse = vec![0.0; b * h * t];
+        report(
+            "attention_fwd_lse",
+            median_secs(reps, || {
+                attention_fwd_lse(&mut y, &mut lse, &qkv, s).unwrap()
+            }),
+            fl,
+        );
+        report(
+            "attention_bwd_lse",
+            median_secs(reps, || {
+                attention_bwd_lse(&mut dqkv, &dy, &qkv, &lse, s).unwrap()
+            }),
             2.0 * fl,
         );
     }

@@ -4,8 +4,12 @@
 //! - `qkv` [b·t, W]: row n = token (n / t, n % t); columns `[q_0 … q_{h-1} | k_0 … k_{g-1} |
 //!   v_0 … v_{g-1}]`, each head e wide (q and k already rotated by RoPE).
 //! - `y` [b·t, h·e]: attention output per head, the input of the output projection.
-//! - `probs` [b, h, t, t]: softmax probabilities saved for the backward. Only `j ≤ i` of row i
-//!   is meaningful (the rest is zero or never written, and never read).
+//! - saved for the backward, one of:
+//!   - `probs` [b, h, t, t] ([`attention_fwd`] / [`attention_bwd`]): the probabilities. Only
+//!     `j ≤ i` of row i is meaningful (the rest is zero or never written, and never read).
+//!   - `lse` [b, h, t] ([`attention_fwd_lse`] / [`attention_bwd_lse`]): each row's
+//!     log-sum-exp; the backward recomputes `P = e^(S − lse)` block by block (one more
+//!     QKᵀ product), so memory stays linear in t.
 //!
 //! Query head `h` reads kv head `h / (h_total / g)`. Scores are scaled by 1/√e.
 //!
@@ -14,7 +18,8 @@
 //! single-threaded `gemm`s: QKᵀ and PV forward; dP = dY·Vᵀ, dV += Pᵀ·dY, dQ = dS·K,
 //! dK += dSᵀ·Q backward. Rows are processed in blocks of [`BLOCK`] queries so that a block
 //! only multiplies the keys it can see, skipping most of the masked upper triangle.
-//! The backward's `dS = P ⊙ (dP − rowsum(P ⊙ dP)) / √e` uses one t×t scratch per thread.
+//! The backward's `dS = P ⊙ (dP − rowsum(P ⊙ dP)) / √e` uses t×t scratch matrices kept per
+//! thread (dS, and P when it is recomputed).
 
 use crate::check_len;
 use crate::matmul::gemm_raw;
@@ -44,7 +49,7 @@ impl AttnShape {
         (self.heads + 2 * self.kv_heads) * self.head_dim
     }
 
-    fn check(&self, qkv: usize, y: usize, probs: usize) -> Result<()> {
+    fn check(&self, qkv: usize, y: usize) -> Result<()> {
         if self.kv_heads == 0 || self.heads % self.kv_heads != 0 {
             return Err(Error::invalid(format!(
                 "attention: {} query heads are not a multiple of {} kv heads",
@@ -53,12 +58,7 @@ impl AttnShape {
         }
         let n = self.batch * self.seq;
         check_len("attention qkv", qkv, n * self.qkv_width())?;
-        check_len("attention y", y, n * self.heads * self.head_dim)?;
-        check_len(
-            "attention probs",
-            probs,
-            self.batch * self.heads * self.seq * self.seq,
-        )
+        check_len("attention y", y, n * self.heads * self.head_dim)
     }
 
     fn scale(&self) -> f32 {
@@ -66,17 +66,32 @@ impl AttnShape {
     }
 }
 
-/// Row `i` of a causal block: softmax over `row[..=i]`, zeros on `row[i+1..]`.
+/// Row `i` of a causal block: softmax over `row[..=i]`, zeros on `row[i+1..]`; returns the
+/// row's log-sum-exp.
 #[inline(always)]
-fn softmax_row_impl(row: &mut [f32], i: usize) {
+fn softmax_row_impl(row: &mut [f32], i: usize) -> f32 {
     let (live, dead) = row.split_at_mut(i + 1);
     let m = simd::max(live);
     let s = simd::exp_shift_sum(live, m);
     simd::scale(live, 1.0 / s);
     dead.fill(0.0);
+    m + s.ln()
 }
 
-crate::dispatch!(fn softmax_row(row: &mut [f32], i: usize) => softmax_row_impl);
+crate::dispatch!(fn softmax_row(row: &mut [f32], i: usize) -> f32 => softmax_row_impl);
+
+/// Row `i` recomputed from scores and the saved log-sum-exp: `e^(s − lse)` on `..=i`, zeros
+/// after.
+#[inline(always)]
+fn probs_row_impl(row: &mut [f32], i: usize, lse: f32) {
+    let (live, dead) = row.split_at_mut(i + 1);
+    for x in live.iter_mut() {
+        *x = simd::exp(*x - lse);
+    }
+    dead.fill(0.0);
+}
+
+crate::dispatch!(fn probs_row(row: &mut [f32], i: usize, lse: f32) => probs_row_impl);
 
 /// Row `i` of the backward: `ds ← scale · p ⊙ (ds − Σ p⊙ds)` on `..=i`, zeros after.
 #[inline(always)]
@@ -92,13 +107,72 @@ fn ds_row_impl(ds: &mut [f32], p: &[f32], i: usize, scale: f32) {
 crate::dispatch!(fn ds_row(ds: &mut [f32], p: &[f32], i: usize, scale: f32) => ds_row_impl);
 
 thread_local! {
-    /// One t×t dS scratch per thread, grown on first use and kept.
+    /// Per-thread t×t work matrices (P when it is not saved, and dS), grown on first use
+    /// and kept.
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Forward: y and probs from qkv.
-pub fn attention_fwd(y: &mut [f32], probs: &mut [f32], qkv: &[f32], s: AttnShape) -> Result<()> {
-    s.check(qkv.len(), y.len(), probs.len())?;
+/// Runs `f` with this thread's scratch holding at least `n` elements.
+fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| {
+        let mut v = cell.borrow_mut();
+        if v.len() < n {
+            v.resize(n, 0.0);
+        }
+        f(&mut v[..n])
+    })
+}
+
+/// Pointers to one batch's heads inside the packed q|k|v matrix and the output.
+#[derive(Clone, Copy)]
+struct Heads {
+    /// Row stride of qkv (W) and of y / dy (h·e).
+    w: isize,
+    ye: isize,
+    scale: f32,
+}
+
+/// S[r0..r1, 0..r1] = scale · Q[r0..r1] · K[0..r1]ᵀ into `p` ([t, t] row-major).
+#[allow(clippy::too_many_arguments)] // one block of one head: the sizes and two pointers
+///
+/// # Safety
+/// `q` and `k` must address rows `< r1` of one head (row stride `hs.w`, `e` columns).
+unsafe fn scores(
+    p: &mut [f32],
+    t: usize,
+    e: usize,
+    r0: usize,
+    r1: usize,
+    q: *const f32,
+    k: *const f32,
+    hs: Heads,
+) {
+    // SAFETY: caller's contract for q/k; p holds t·t elements. Kᵀ: rs 1, cs w.
+    unsafe {
+        gemm_raw(
+            r1 - r0,
+            r1,
+            e,
+            (p.as_mut_ptr().add(r0 * t), t as isize, 1),
+            false,
+            (q.offset(r0 as isize * hs.w), hs.w, 1),
+            (k, 1, hs.w),
+            hs.scale,
+            Parallelism::None,
+        )
+    }
+}
+
+/// Forward of one (batch b, head hh): P into `p` [t, t], Y_h through `yp`, and the
+/// log-sum-exp of every row into `lse` when given.
+fn fwd_task(
+    qkv: &[f32],
+    yp: SendPtr,
+    s: AttnShape,
+    task: usize,
+    p: &mut [f32],
+    mut lse: Option<&mut [f32]>,
+) {
     let AttnShape {
         seq: t,
         heads: h,
@@ -106,67 +180,238 @@ pub fn attention_fwd(y: &mut [f32], probs: &mut [f32], qkv: &[f32], s: AttnShape
         head_dim: e,
         ..
     } = s;
-    if y.is_empty() || t == 0 {
+    let hs = Heads {
+        w: s.qkv_width() as isize,
+        ye: (h * e) as isize,
+        scale: s.scale(),
+    };
+    let (b, hh) = (task / h, task % h);
+    let gg = hh / (h / g);
+    let base = qkv.as_ptr().wrapping_add(b * t * hs.w as usize);
+    let q = base.wrapping_add(hh * e); // Q_h [t, e], row stride w
+    let k = base.wrapping_add((h + gg) * e); // K_g [t, e]
+    let v = base.wrapping_add((h + g + gg) * e); // V_g [t, e]
+    let yb = yp.get().wrapping_add(b * t * hs.ye as usize + hh * e); // Y_h [t, e], rs h·e
+    for r0 in (0..t).step_by(BLOCK) {
+        let r1 = (r0 + BLOCK).min(t);
+        // SAFETY: q, k address rows < t of batch b inside qkv (length checked by the caller).
+        unsafe { scores(p, t, e, r0, r1, q, k, hs) };
+        for i in r0..r1 {
+            let l = softmax_row(&mut p[i * t..i * t + r1], i);
+            if let Some(lse) = lse.as_deref_mut() {
+                lse[i] = l;
+            }
+        }
+        // SAFETY: V_g rows < r1 of batch b; Y_h of (b, hh) is written by this task only
+        // (tasks differ in b or hh), inside y (length checked by the caller).
+        unsafe {
+            // Y[r0..r1] = P[r0..r1, 0..r1] · V[0..r1]
+            gemm_raw(
+                r1 - r0,
+                e,
+                r1,
+                (yb.offset(r0 as isize * hs.ye), hs.ye, 1),
+                false,
+                (p.as_ptr().add(r0 * t), t as isize, 1),
+                (v, hs.w, 1),
+                1.0,
+                Parallelism::None,
+            )
+        };
+    }
+}
+
+/// Forward: y and the probabilities `probs` [b, h, t, t] from qkv.
+pub fn attention_fwd(y: &mut [f32], probs: &mut [f32], qkv: &[f32], s: AttnShape) -> Result<()> {
+    s.check(qkv.len(), y.len())?;
+    check_len(
+        "attention probs",
+        probs.len(),
+        s.batch * s.heads * s.seq * s.seq,
+    )?;
+    if y.is_empty() {
         return Ok(());
     }
-    let (w, ye, rep, scale) = (s.qkv_width() as isize, (h * e) as isize, h / g, s.scale());
-    let yp = SendPtr(y.as_mut_ptr());
+    let (t, yp) = (s.seq, SendPtr(y.as_mut_ptr()));
     probs
         .par_chunks_mut(t * t)
         .enumerate()
-        .for_each(|(task, p)| {
-            let (b, hh) = (task / h, task % h);
-            let gg = hh / rep;
-            let base = qkv.as_ptr().wrapping_add(b * t * w as usize);
-            let q = base.wrapping_add(hh * e); // Q_h [t, e], row stride w
-            let k = base.wrapping_add((h + gg) * e); // K_g [t, e]
-            let v = base.wrapping_add((h + g + gg) * e); // V_g [t, e]
-            let yb = yp.get().wrapping_add(b * t * ye as usize + hh * e); // Y_h [t, e], row stride h·e
-            for r0 in (0..t).step_by(BLOCK) {
-                let r1 = (r0 + BLOCK).min(t);
-                let pp = p.as_mut_ptr(); // P [t, t]
-                                         // SAFETY: all pointers address rows < t and columns < e (or < t) of this task's
-                                         // batch inside buffers whose lengths `check` verified; P is this task's own chunk;
-                                         // Y_h of (b, hh) is written by this task only (tasks differ in b or in hh).
-                unsafe {
-                    // S[r0..r1, 0..r1] = scale · Q[r0..r1] · K[0..r1]ᵀ  (Kᵀ: rs 1, cs w)
-                    gemm_raw(
-                        r1 - r0,
-                        r1,
-                        e,
-                        (pp.add(r0 * t), t as isize, 1),
-                        false,
-                        (q.offset(r0 as isize * w), w, 1),
-                        (k, 1, w),
-                        scale,
-                        Parallelism::None,
-                    );
-                }
-                for i in r0..r1 {
-                    softmax_row(&mut p[i * t..i * t + r1], i);
-                }
-                let pp = p.as_ptr();
-                // SAFETY: as above.
-                unsafe {
-                    // Y[r0..r1] = P[r0..r1, 0..r1] · V[0..r1]
-                    gemm_raw(
-                        r1 - r0,
-                        e,
-                        r1,
-                        (yb.offset(r0 as isize * ye), ye, 1),
-                        false,
-                        (pp.add(r0 * t), t as isize, 1),
-                        (v, w, 1),
-                        1.0,
-                        Parallelism::None,
-                    );
-                }
-            }
-        });
+        .for_each(|(task, p)| fwd_task(qkv, yp, s, task, p, None));
     Ok(())
 }
 
-/// Backward: overwrites dqkv [b·t, W] with the gradients of q, k and v given dy [b·t, h·e].
+/// Forward saving only the row log-sum-exps `lse` [b, h, t] (the backward recomputes the
+/// probabilities: one more QKᵀ product, but no [b, h, t, t] buffer).
+pub fn attention_fwd_lse(y: &mut [f32], lse: &mut [f32], qkv: &[f32], s: AttnShape) -> Result<()> {
+    s.check(qkv.len(), y.len())?;
+    check_len("attention lse", lse.len(), s.batch * s.heads * s.seq)?;
+    if y.is_empty() {
+        return Ok(());
+    }
+    let (t, yp) = (s.seq, SendPtr(y.as_mut_ptr()));
+    lse.par_chunks_mut(t)
+        .enumerate()
+        .for_each(|(task, l)| with_scratch(t * t, |p| fwd_task(qkv, yp, s, task, p, Some(l))));
+    Ok(())
+}
+
+/// Where the backward gets P from.
+#[derive(Clone, Copy)]
+enum Saved<'a> {
+    /// [b, h, t, t]
+    Probs(&'a [f32]),
+    /// [b, h, t]
+    Lse(&'a [f32]),
+}
+
+/// Backward of one (batch b, kv head gg) for every query head of its group. `work` is
+/// 2·t·t scratch: dS, then P when it is recomputed.
+fn bwd_task(
+    dp: SendPtr,
+    dy: &[f32],
+    qkv: &[f32],
+    saved: Saved,
+    s: AttnShape,
+    task: usize,
+    work: &mut [f32],
+) {
+    let AttnShape {
+        seq: t,
+        heads: h,
+        kv_heads: g,
+        head_dim: e,
+        ..
+    } = s;
+    let hs = Heads {
+        w: s.qkv_width() as isize,
+        ye: (h * e) as isize,
+        scale: s.scale(),
+    };
+    let (w, ye) = (hs.w, hs.ye);
+    let rep = h / g;
+    let (b, gg) = (task / g, task % g);
+    let (ds, pbuf) = work.split_at_mut(t * t); // dS [t, t], P [t, t]
+    let base = qkv.as_ptr().wrapping_add(b * t * w as usize);
+    let dbase = dp.get().wrapping_add(b * t * w as usize);
+    let k = base.wrapping_add((h + gg) * e);
+    let v = base.wrapping_add((h + g + gg) * e);
+    let dk = dbase.wrapping_add((h + gg) * e);
+    let dv = dbase.wrapping_add((h + g + gg) * e);
+    for hh in gg * rep..(gg + 1) * rep {
+        let first = hh == gg * rep;
+        let q = base.wrapping_add(hh * e);
+        let dq = dbase.wrapping_add(hh * e);
+        let dyh = dy.as_ptr().wrapping_add(b * t * ye as usize + hh * e); // [t, e], rs h·e
+        let head = b * h + hh;
+        if let Saved::Lse(lse) = saved {
+            let lse = &lse[head * t..(head + 1) * t];
+            for r0 in (0..t).step_by(BLOCK) {
+                let r1 = (r0 + BLOCK).min(t);
+                // SAFETY: q, k address rows < t of batch b inside qkv (length checked).
+                unsafe { scores(pbuf, t, e, r0, r1, q, k, hs) };
+                for i in r0..r1 {
+                    probs_row(&mut pbuf[i * t..i * t + r1], i, lse[i]);
+                }
+            }
+        }
+        let p: &[f32] = match saved {
+            Saved::Probs(probs) => &probs[head * t * t..(head + 1) * t * t],
+            Saved::Lse(_) => pbuf,
+        };
+        for r0 in (0..t).step_by(BLOCK) {
+            let r1 = (r0 + BLOCK).min(t);
+            // SAFETY: reads stay inside the dy/qkv rows of batch b (lengths checked); dS is
+            // this thread's scratch.
+            unsafe {
+                // dP[r0..r1, 0..r1] = dY[r0..r1] · V[0..r1]ᵀ
+                gemm_raw(
+                    r1 - r0,
+                    r1,
+                    e,
+                    (ds.as_mut_ptr().add(r0 * t), t as isize, 1),
+                    false,
+                    (dyh.offset(r0 as isize * ye), ye, 1),
+                    (v, 1, w),
+                    1.0,
+                    Parallelism::None,
+                );
+            }
+            for i in r0..r1 {
+                ds_row(
+                    &mut ds[i * t..i * t + r1],
+                    &p[i * t..i * t + r1],
+                    i,
+                    hs.scale,
+                );
+            }
+        }
+        let (pp, dsp) = (p.as_ptr(), ds.as_ptr());
+        for c0 in (0..t).step_by(BLOCK) {
+            let c1 = (c0 + BLOCK).min(t);
+            let (m, kk) = (c1 - c0, t - c0);
+            // SAFETY: writes go to dQ_h / dK_g / dV_g rows of batch b, columns of head hh /
+            // kv head gg: this task owns (b, gg) and every query head of group gg, so no
+            // other task writes them. Reads as above.
+            unsafe {
+                // dV[c0..c1] (+)= P[c0.., c0..c1]ᵀ · dY[c0..]   (Pᵀ: rs 1, cs t)
+                gemm_raw(
+                    m,
+                    e,
+                    kk,
+                    (dv.offset(c0 as isize * w), w, 1),
+                    !first,
+                    (pp.add(c0 * t + c0), 1, t as isize),
+                    (dyh.offset(c0 as isize * ye), ye, 1),
+                    1.0,
+                    Parallelism::None,
+                );
+                // dK[c0..c1] (+)= dS[c0.., c0..c1]ᵀ · Q[c0..]
+                gemm_raw(
+                    m,
+                    e,
+                    kk,
+                    (dk.offset(c0 as isize * w), w, 1),
+                    !first,
+                    (dsp.add(c0 * t + c0), 1, t as isize),
+                    (q.offset(c0 as isize * w), w, 1),
+                    1.0,
+                    Parallelism::None,
+                );
+                // dQ[c0..c1] = dS[c0..c1, 0..c1] · K[0..c1]
+                gemm_raw(
+                    m,
+                    e,
+                    c1,
+                    (dq.offset(c0 as isize * w), w, 1),
+                    false,
+                    (dsp.add(c0 * t), t as isize, 1),
+                    (k, w, 1),
+                    1.0,
+                    Parallelism::None,
+                );
+            }
+        }
+    }
+}
+
+fn bwd(dqkv: &mut [f32], dy: &[f32], qkv: &[f32], saved: Saved, s: AttnShape) -> Result<()> {
+    s.check(qkv.len(), dy.len())?;
+    check_len("attention dqkv", dqkv.len(), qkv.len())?;
+    if dy.is_empty() {
+        return Ok(());
+    }
+    let t = s.seq;
+    let dp = SendPtr(dqkv.as_mut_ptr());
+    (0..s.batch * s.kv_heads).into_par_iter().for_each(|task| {
+        with_scratch(2 * t * t, |work| {
+            bwd_task(dp, dy, qkv, saved, s, task, work)
+        })
+    });
+    Ok(())
+}
+
+/// Backward from saved probabilities: overwrites dqkv [b·t, W] with the gradients of q, k
+/// and v given dy [b·t, h·e].
 pub fn attention_bwd(
     dqkv: &mut [f32],
     dy: &[f32],
@@ -174,114 +419,24 @@ pub fn attention_bwd(
     probs: &[f32],
     s: AttnShape,
 ) -> Result<()> {
-    s.check(qkv.len(), dy.len(), probs.len())?;
-    check_len("attention dqkv", dqkv.len(), qkv.len())?;
-    let AttnShape {
-        batch,
-        seq: t,
-        heads: h,
-        kv_heads: g,
-        head_dim: e,
-    } = s;
-    if dy.is_empty() || t == 0 {
-        return Ok(());
-    }
-    let (w, ye, rep, scale) = (s.qkv_width() as isize, (h * e) as isize, h / g, s.scale());
-    let dp = SendPtr(dqkv.as_mut_ptr());
-    (0..batch * g).into_par_iter().for_each(|task| {
-        let (b, gg) = (task / g, task % g);
-        SCRATCH.with(|cell| {
-            let mut scratch = cell.borrow_mut();
-            if scratch.len() < t * t {
-                scratch.resize(t * t, 0.0);
-            }
-            let ds = &mut scratch[..t * t]; // dS [t, t]
-            let base = qkv.as_ptr().wrapping_add(b * t * w as usize);
-            let dbase = dp.get().wrapping_add(b * t * w as usize);
-            let k = base.wrapping_add((h + gg) * e);
-            let v = base.wrapping_add((h + g + gg) * e);
-            let dk = dbase.wrapping_add((h + gg) * e);
-            let dv = dbase.wrapping_add((h + g + gg) * e);
-            for hh in gg * rep..(gg + 1) * rep {
-                let first = hh == gg * rep;
-                let q = base.wrapping_add(hh * e);
-                let dq = dbase.wrapping_add(hh * e);
-                let dyh = dy.as_ptr().wrapping_add(b * t * ye as usize + hh * e); // [t, e], rs h·e
-                let p = &probs[(b * h + hh) * t * t..(b * h + hh + 1) * t * t]; // [t, t]
-                let pp = p.as_ptr();
-                for r0 in (0..t).step_by(BLOCK) {
-                    let r1 = (r0 + BLOCK).min(t);
-                    let dsp = ds.as_mut_ptr();
-                    // SAFETY: reads stay inside qkv/dy/probs rows of batch b (lengths checked);
-                    // dS is this thread's scratch.
-                    unsafe {
-                        // dP[r0..r1, 0..r1] = dY[r0..r1] · V[0..r1]ᵀ
-                        gemm_raw(
-                            r1 - r0,
-                            r1,
-                            e,
-                            (dsp.add(r0 * t), t as isize, 1),
-                            false,
-                            (dyh.offset(r0 as isize * ye), ye, 1),
-                            (v, 1, w),
-                            1.0,
-                            Parallelism::None,
-                        );
-                    }
-                    for i in r0..r1 {
-                        ds_row(&mut ds[i * t..i * t + r1], &p[i * t..i * t + r1], i, scale);
-                    }
-                }
-                let dsp = ds.as_ptr();
-                for c0 in (0..t).step_by(BLOCK) {
-                    let c1 = (c0 + BLOCK).min(t);
-                    let (m, kk) = (c1 - c0, t - c0);
-                    // SAFETY: writes go to dQ_h / dK_g / dV_g rows of batch b, columns of head
-                    // hh / kv head gg: this task owns (b, gg) and every query head of group gg,
-                    // so no other task writes them. Reads as above.
-                    unsafe {
-                        // dV[c0..c1] (+)= P[c0.., c0..c1]ᵀ · dY[c0..]   (Pᵀ: rs 1, cs t)
-                        gemm_raw(
-                            m,
-                            e,
-                            kk,
-                            (dv.offset(c0 as isize * w), w, 1),
-                            !first,
-                            (pp.add(c0 * t + c0), 1, t as isize),
-                            (dyh.offset(c0 as isize * ye), ye, 1),
-                            1.0,
-                            Parallelism::None,
-                        );
-                        // dK[c0..c1] (+)= dS[c0.., c0..c1]ᵀ · Q[c0..]
-                        gemm_raw(
-                            m,
-                            e,
-                            kk,
-                            (dk.offset(c0 as isize * w), w, 1),
-                            !first,
-                            (dsp.add(c0 * t + c0), 1, t as isize),
-                            (q.offset(c0 as isize * w), w, 1),
-                            1.0,
-                            Parallelism::None,
-                        );
-                        // dQ[c0..c1] = dS[c0..c1, 0..c1] · K[0..c1]
-                        gemm_raw(
-                            m,
-                            e,
-                            c1,
-                            (dq.offset(c0 as isize * w), w, 1),
-                            false,
-                            (dsp.add(c0 * t), t as isize, 1),
-                            (k, w, 1),
-                            1.0,
-                            Parallelism::None,
-                        );
-                    }
-                }
-            }
-        });
-    });
-    Ok(())
+    check_len(
+        "attention probs",
+        probs.len(),
+        s.batch * s.heads * s.seq * s.seq,
+    )?;
+    bwd(dqkv, dy, qkv, Saved::Probs(probs), s)
+}
+
+/// Backward from saved log-sum-exps (see [`attention_fwd_lse`]).
+pub fn attention_bwd_lse(
+    dqkv: &mut [f32],
+    dy: &[f32],
+    qkv: &[f32],
+    lse: &[f32],
+    s: AttnShape,
+) -> Result<()> {
+    check_len("attention lse", lse.len(), s.batch * s.heads * s.seq)?;
+    bwd(dqkv, dy, qkv, Saved::Lse(lse), s)
 }
 
 /// Naive twin of [`attention_fwd`] (writes zeros above the diagonal of probs).
@@ -398,6 +553,29 @@ mod tests {
         attention_bwd(&mut d, &dy, &qkv, &p, s).unwrap();
         attention_bwd_naive(&mut dn, &dy, &qkv, &pn, s);
         assert_close(&d, &dn, 1e-4, "dqkv");
+
+        // The log-sum-exp variant: same output, same gradients.
+        let mut y2 = vec![f32::NAN; y.len()];
+        let mut lse = vec![f32::NAN; s.batch * s.heads * s.seq];
+        attention_fwd_lse(&mut y2, &mut lse, &qkv, s).unwrap();
+        assert_close(&y2, &yn, 1e-5, "y (lse)");
+        let (t, e, w) = (s.seq, s.head_dim, s.qkv_width());
+        for (r, &l) in lse.iter().enumerate() {
+            // p_i0 = e^(s_i0 − lse_i), so lse_i = s_i0 − ln p_i0 with s_i0 = q_i·k_0 / √e.
+            let (b, hh, i) = (r / (s.heads * t), (r / t) % s.heads, r % t);
+            let gg = hh / (s.heads / s.kv_heads);
+            let qi = &qkv[(b * t + i) * w + hh * e..][..e];
+            let k0 = &qkv[(b * t) * w + (s.heads + gg) * e..][..e];
+            let s0: f32 = qi.iter().zip(k0).map(|(a, c)| a * c).sum::<f32>() * s.scale();
+            let want = s0 - pn[r * t].ln();
+            assert!(
+                (l - want).abs() < 1e-4 * want.abs().max(1.0),
+                "lse[{r}] {l} vs {want}"
+            );
+        }
+        let mut d2 = vec![f32::NAN; qkv.len()];
+        attention_bwd_lse(&mut d2, &dy, &qkv, &lse, s).unwrap();
+        assert_close(&d2, &dn, 1e-4, "dqkv (lse)");
     }
 
     proptest! {

@@ -28,28 +28,39 @@ fn check(cfg: &LlamaConfig, b: usize, t: usize, ignore_every: usize, seed: u64) 
         );
     }
 
-    let mut fast = FastModel::new(cfg, &tensors).unwrap();
-    let loss = fast.forward_backward(&inputs, &targets, b, t).unwrap();
-    assert!(
-        ((loss - ref_loss) / ref_loss).abs() < 1e-5,
-        "loss {loss} vs candle {ref_loss}"
-    );
-    assert_eq!(ref_grads.len(), fast.params().len());
-    let mut worst = 0f32;
-    for (name, want) in &ref_grads {
-        let got = fast
-            .grad(name)
-            .unwrap_or_else(|| panic!("no fast gradient for {name}"));
-        let rel = rel_max_diff(got, want);
-        assert!(rel < 1e-4, "{name}: max |diff| / max |g| = {rel}");
-        worst = worst.max(rel);
+    // Both ways of saving attention state: probabilities, and log-sum-exps with the
+    // probabilities recomputed in the backward.
+    for budget in [slm_train::engine::DEFAULT_PROBS_BUDGET, 0] {
+        let mut fast = FastModel::new(cfg, &tensors).unwrap();
+        fast.set_attention_probs_budget(budget);
+        let loss = fast.forward_backward(&inputs, &targets, b, t).unwrap();
+        assert!(
+            ((loss - ref_loss) / ref_loss).abs() < 1e-5,
+            "loss {loss} vs candle {ref_loss}"
+        );
+        assert_eq!(ref_grads.len(), fast.params().len());
+        let mut worst = 0f32;
+        for (name, want) in &ref_grads {
+            let got = fast
+                .grad(name)
+                .unwrap_or_else(|| panic!("no fast gradient for {name}"));
+            let rel = rel_max_diff(got, want);
+            assert!(
+                rel < 1e-4,
+                "{name} (budget {budget}): max |diff| / max |g| = {rel}"
+            );
+            worst = worst.max(rel);
+        }
+        eprintln!(
+            "probs budget {budget}: loss {loss} vs candle {ref_loss}; \
+             worst gradient max|diff|/max|g| {worst:.2e}"
+        );
+        let eval = fast.forward_loss(&inputs, &targets, b, t).unwrap();
+        assert!(
+            ((eval - loss) / loss).abs() < 1e-6,
+            "forward_loss {eval} vs {loss}"
+        );
     }
-    eprintln!("loss {loss} vs candle {ref_loss}; worst gradient max|diff|/max|g| {worst:.2e}");
-    let eval = fast.forward_loss(&inputs, &targets, b, t).unwrap();
-    assert!(
-        ((eval - loss) / loss).abs() < 1e-6,
-        "forward_loss {eval} vs {loss}"
-    );
 }
 
 #[test]

@@ -8,8 +8,11 @@
 //! - `resid` [2L+1, n, d]: slot 2l = input of block l, 2l+1 = after its attention, 2L = final.
 //! - `normed` [2L+1, n, d] and `rstd` [2L+1, n]: the RMSNorm of each `resid` slot (input
 //!   norm, post-attention norm, final norm) and its reciprocal RMS.
-//! - `qkv` [L, n, W] (after RoPE), `att` [L, n, q], `probs` [L, batch, h, seq, seq],
-//!   `gu` [L, n, 2I] (gate|up pre-activations), `act` [L, n, I] (silu(gate)·up).
+//! - `qkv` [L, n, W] (after RoPE), `att` [L, n, q], `gu` [L, n, 2I] (gate|up
+//!   pre-activations), `act` [L, n, I] (silu(gate)·up).
+//! - what attention saves: `probs` [L, batch, h, seq, seq] while that fits
+//!   [`DEFAULT_PROBS_BUDGET`] (a little faster), else `lse` [L, batch, h, seq] (the backward
+//!   recomputes the probabilities; memory linear in seq).
 //! - `logits` [chunk, vocab]: one row-chunk of logits, then its gradient.
 //! - backward scratch, one layer at a time: `d_res`, `d_xn` [n, d], `d_act` [n, I],
 //!   `d_gu` [n, 2I], `d_att` [n, q], `d_qkv` [n, W].
@@ -22,6 +25,11 @@ use slm_model::LlamaConfig;
 /// head than 256-1024-row chunks.
 pub(crate) const LOGITS_CHUNK_ELEMS: usize = 8 << 20;
 
+/// Largest saved attention-probability buffer (all layers), in bytes, before the engine
+/// switches to saving log-sum-exps: 256 MiB. (4m and 15m at batch 8 × seq 256 need 64 and
+/// 72 MiB; 42m at seq 1024 would need 2 GiB.)
+pub const DEFAULT_PROBS_BUDGET: usize = 256 << 20;
+
 /// Fewest rows per logits chunk, whatever the vocabulary (see [`LOGITS_CHUNK_ELEMS`]).
 pub(crate) const MIN_LOGITS_CHUNK_ROWS: usize = 256;
 
@@ -33,6 +41,7 @@ pub(crate) struct Buffers {
     pub qkv: Vec<f32>,
     pub att: Vec<f32>,
     pub probs: Vec<f32>,
+    pub lse: Vec<f32>,
     pub gu: Vec<f32>,
     pub act: Vec<f32>,
     pub logits: Vec<f32>,
@@ -51,6 +60,11 @@ fn grow(v: &mut Vec<f32>, n: usize) {
     }
 }
 
+/// Bytes of saved attention probabilities for all layers.
+pub(crate) fn probs_bytes(cfg: &LlamaConfig, batch: usize, seq: usize) -> usize {
+    4 * cfg.num_hidden_layers * batch * cfg.num_attention_heads * seq * seq
+}
+
 /// Rows of logits per chunk for `n` tokens.
 pub(crate) fn logits_chunk_rows(n: usize, vocab: usize) -> usize {
     (LOGITS_CHUNK_ELEMS / vocab.max(1))
@@ -59,8 +73,9 @@ pub(crate) fn logits_chunk_rows(n: usize, vocab: usize) -> usize {
 }
 
 impl Buffers {
-    /// Makes every buffer large enough for `batch` sequences of `seq` tokens.
-    pub fn ensure(&mut self, cfg: &LlamaConfig, batch: usize, seq: usize) {
+    /// Makes every buffer large enough for `batch` sequences of `seq` tokens, saving
+    /// attention probabilities when `save_probs`, else log-sum-exps.
+    pub fn ensure(&mut self, cfg: &LlamaConfig, batch: usize, seq: usize, save_probs: bool) {
         let n = batch * seq;
         let l = cfg.num_hidden_layers;
         let (d, i, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
@@ -71,7 +86,11 @@ impl Buffers {
         grow(&mut self.rstd, (2 * l + 1) * n);
         grow(&mut self.qkv, l * n * w);
         grow(&mut self.att, l * n * q);
-        grow(&mut self.probs, l * batch * h * seq * seq);
+        if save_probs {
+            grow(&mut self.probs, l * batch * h * seq * seq);
+        } else {
+            grow(&mut self.lse, l * batch * h * seq);
+        }
         grow(&mut self.gu, l * n * 2 * i);
         grow(&mut self.act, l * n * i);
         grow(&mut self.logits, logits_chunk_rows(n, v) * v);
@@ -92,6 +111,7 @@ impl Buffers {
             &self.qkv,
             &self.att,
             &self.probs,
+            &self.lse,
             &self.gu,
             &self.act,
             &self.logits,

@@ -33,6 +33,7 @@ mod layout;
 mod passes;
 mod profile;
 
+pub use buffers::DEFAULT_PROBS_BUDGET;
 pub use layout::ParamBuf;
 pub use profile::report as profile_report;
 
@@ -69,6 +70,8 @@ pub struct FastModel {
     cos: Vec<f32>,
     sin: Vec<f32>,
     bufs: Buffers,
+    /// Largest saved attention-probability buffer before switching to log-sum-exps.
+    probs_budget: usize,
 }
 
 /// Copies a tensor's values as f32 in row-major order.
@@ -120,6 +123,7 @@ impl FastModel {
             cos,
             sin,
             bufs: Buffers::default(),
+            probs_budget: buffers::DEFAULT_PROBS_BUDGET,
         })
     }
 
@@ -246,6 +250,21 @@ impl FastModel {
             .sqrt()
     }
 
+    /// Sets the largest buffer of saved attention probabilities (all layers, bytes) the
+    /// engine may keep; above it attention saves one log-sum-exp per row and the backward
+    /// recomputes the probabilities (slightly slower, memory linear in seq). Default
+    /// [`DEFAULT_PROBS_BUDGET`]; 0 always recomputes.
+    pub fn set_attention_probs_budget(&mut self, bytes: usize) {
+        self.probs_budget = bytes;
+    }
+
+    /// Sizes the buffers for (batch, seq) and returns the pass dimensions.
+    fn prepare(&mut self, batch: usize, seq: usize) -> Dims {
+        let save_probs = buffers::probs_bytes(&self.config, batch, seq) <= self.probs_budget;
+        self.bufs.ensure(&self.config, batch, seq, save_probs);
+        Dims::new(&self.config, batch, seq, save_probs)
+    }
+
     /// Bytes held by activation buffers (grows with the largest batch·seq used).
     pub fn activation_bytes(&self) -> usize {
         self.bufs.bytes()
@@ -318,8 +337,7 @@ impl FastModel {
         if count == 0 {
             return Ok(0.0);
         }
-        self.bufs.ensure(&self.config, batch, seq);
-        let k = Dims::new(&self.config, batch, seq);
+        let k = self.prepare(batch, seq);
         let Self {
             layout,
             params,
@@ -364,8 +382,7 @@ impl FastModel {
         if count == 0 {
             return Ok(0.0);
         }
-        self.bufs.ensure(&self.config, batch, seq);
-        let k = Dims::new(&self.config, batch, seq);
+        let k = self.prepare(batch, seq);
         let Self {
             layout,
             params,
@@ -390,8 +407,7 @@ impl FastModel {
     /// Logits [batch, seq, vocab] (row-major) for `inputs` [batch, seq].
     pub fn logits(&mut self, inputs: &[u32], batch: usize, seq: usize) -> Result<Vec<f32>> {
         self.check_batch(inputs, None, batch, seq)?;
-        self.bufs.ensure(&self.config, batch, seq);
-        let k = Dims::new(&self.config, batch, seq);
+        let k = self.prepare(batch, seq);
         let mut out = vec![0f32; k.n * k.vocab];
         let Self {
             layout,

@@ -4,7 +4,7 @@
 //! ```text
 //! xn1  = rmsnorm(x)·w1                 rstd saved
 //! qkv  = xn1 · Wqkvᵀ (+ bqkv)          one matmul for q|k|v, then RoPE on q and k in place
-//! att  = causal_gqa(qkv)               probs saved
+//! att  = causal_gqa(qkv)               probs (or row log-sum-exps) saved
 //! mid  = x + att · Woᵀ                 residual add fused into the matmul (accumulate)
 //! xn2  = rmsnorm(mid)·w2
 //! gu   = xn2 · Wguᵀ                    one matmul for gate|up
@@ -22,7 +22,9 @@ use super::buffers::{logits_chunk_rows, slot, slot_mut, slots_ij, Buffers};
 use super::layout::Layout;
 use super::profile::time;
 use slm_core::Result;
-use slm_kernels::attention::{attention_bwd, attention_fwd, AttnShape};
+use slm_kernels::attention::{
+    attention_bwd, attention_bwd_lse, attention_fwd, attention_fwd_lse, AttnShape,
+};
 use slm_kernels::cross_entropy::{cross_entropy_fwd_bwd, cross_entropy_loss};
 use slm_kernels::embedding::{embedding_bwd, embedding_fwd};
 use slm_kernels::matmul::{bias_bwd, linear_bwd_input, linear_bwd_weight, linear_fwd, LinearDims};
@@ -50,10 +52,12 @@ pub(crate) struct Dims {
     pub kv_heads: usize,
     pub head_dim: usize,
     pub eps: f32,
+    /// Attention saves probabilities (else log-sum-exps).
+    pub save_probs: bool,
 }
 
 impl Dims {
-    pub fn new(cfg: &LlamaConfig, batch: usize, seq: usize) -> Self {
+    pub fn new(cfg: &LlamaConfig, batch: usize, seq: usize, save_probs: bool) -> Self {
         Self {
             batch,
             seq,
@@ -68,6 +72,7 @@ impl Dims {
             kv_heads: cfg.num_key_value_heads,
             head_dim: cfg.head_dim,
             eps: cfg.rms_norm_eps as f32,
+            save_probs,
         }
     }
 
@@ -96,6 +101,11 @@ impl Dims {
     /// Elements of one `probs` layer slot.
     fn probs(&self) -> usize {
         self.batch * self.heads * self.seq * self.seq
+    }
+
+    /// Elements of one `lse` layer slot.
+    fn lse(&self) -> usize {
+        self.batch * self.heads * self.seq
     }
 }
 
@@ -145,12 +155,12 @@ pub(crate) fn forward(m: &Model, a: &mut Buffers, ids: &[u32], k: Dims) -> Resul
         })?;
         time("fwd.rope", || rope_fwd(qkv, k.rope(), m.cos, m.sin))?;
         time("fwd.attn", || {
-            attention_fwd(
-                slot_mut(&mut a.att, l, n * k.q),
-                slot_mut(&mut a.probs, l, k.probs()),
-                slot(&a.qkv, l, n * k.w),
-                k.attn(),
-            )
+            let (att, qkv) = (slot_mut(&mut a.att, l, n * k.q), slot(&a.qkv, l, n * k.w));
+            if k.save_probs {
+                attention_fwd(att, slot_mut(&mut a.probs, l, k.probs()), qkv, k.attn())
+            } else {
+                attention_fwd_lse(att, slot_mut(&mut a.lse, l, k.lse()), qkv, k.attn())
+            }
         })?;
         // mid = x + att·Woᵀ
         let (x, mid) = slots_ij(&mut a.resid, 2 * l, 2 * l + 1, nd);
@@ -360,13 +370,12 @@ pub(crate) fn backward(
             linear_bwd_weight(&mut g[r.wo.clone()], d_res, slot(&a.att, l, n * k.q), dims)
         })?;
         time("bwd.attn", || {
-            attention_bwd(
-                d_qkv,
-                d_att,
-                slot(&a.qkv, l, n * k.w),
-                slot(&a.probs, l, k.probs()),
-                k.attn(),
-            )
+            let qkv = slot(&a.qkv, l, n * k.w);
+            if k.save_probs {
+                attention_bwd(d_qkv, d_att, qkv, slot(&a.probs, l, k.probs()), k.attn())
+            } else {
+                attention_bwd_lse(d_qkv, d_att, qkv, slot(&a.lse, l, k.lse()), k.attn())
+            }
         })?;
         time("bwd.rope", || rope_bwd(d_qkv, k.rope(), m.cos, m.sin))?;
         if let Some(b) = r.bqkv.clone() {
