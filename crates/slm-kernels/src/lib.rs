@@ -11,6 +11,7 @@
 //! - [`attention`]: causal grouped-query attention forward and backward.
 //! - [`swiglu`]: `silu(gate) * up` forward and backward.
 //! - [`cross_entropy`]: fused softmax cross-entropy over the vocabulary.
+//! - [`distill`]: fused distillation loss (hard-label CE mixed with a teacher divergence).
 //! - [`embedding`]: token-embedding gather and scatter-add.
 //! - [`adamw`]: one AdamW step on a flat buffer, PyTorch's formula.
 //!
@@ -21,6 +22,7 @@
 pub mod adamw;
 pub mod attention;
 pub mod cross_entropy;
+pub mod distill;
 pub mod embedding;
 pub mod matmul;
 pub mod matvec;

@@ -5,8 +5,10 @@
 //! `--set preset="15m"` a string). The resolved table is written to the run directory as
 //! `config.toml`, which `--resume` reads back.
 
+use crate::gradual::GradualPruning;
 use serde::{Deserialize, Serialize};
 use slm_core::{Error, Result};
+use slm_kernels::distill::{DistillSpec, KdLoss};
 use slm_model::LlamaConfig;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,6 +55,30 @@ pub struct TrainConfig {
     pub checkpoint_every: u64,
     /// Seed for initialisation and data order.
     pub seed: u64,
+    /// Keep the zeros of the starting model's linear weights at exactly zero through every
+    /// step (recovery training after `slm prune`).
+    pub hold_masks: bool,
+    /// Distil from this model (HF directory, GGUF, llama2.c): the loss becomes
+    /// (1 − kd_weight)·CE + kd_weight·T²·D(teacher ‖ student). For pruning recovery, the
+    /// dense parent.
+    pub teacher: Option<String>,
+    /// The divergence D: `fkl` (forward KL) or `rkl` (reverse KL).
+    pub kd_loss: String,
+    /// Weight of the teacher term, in [0, 1].
+    pub kd_weight: f64,
+    /// Softening temperature T for teacher and student.
+    pub kd_temperature: f64,
+    /// Gradual magnitude pruning to this sparsity during training (0 = off), on Zhu &
+    /// Gupta's cubic schedule (see `slm_train::gradual`).
+    pub prune_sparsity: f64,
+    /// Sparsity at the first pruning update.
+    pub prune_initial: f64,
+    /// Step of the first pruning update.
+    pub prune_start: u64,
+    /// Step the target sparsity is reached (default: three quarters of `steps`).
+    pub prune_end: Option<u64>,
+    /// Steps between pruning updates (default: 16 updates between start and end).
+    pub prune_every: Option<u64>,
 }
 
 impl Default for TrainConfig {
@@ -83,6 +109,16 @@ impl Default for TrainConfig {
             eval_windows: 32,
             checkpoint_every: 500,
             seed: 1337,
+            hold_masks: false,
+            teacher: None,
+            kd_loss: "fkl".into(),
+            kd_weight: 1.0,
+            kd_temperature: 1.0,
+            prune_sparsity: 0.0,
+            prune_initial: 0.0,
+            prune_start: 0,
+            prune_end: None,
+            prune_every: None,
         }
     }
 }
@@ -143,6 +179,18 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
             return Err(Error::config("betas must be in [0, 1)"));
         }
+        self.distill_spec()?;
+        if let Some(g) = self.gradual_pruning() {
+            g.validate()?;
+            if g.end > self.steps {
+                return Err(Error::config(format!(
+                    "`prune_end` ({}) is after the last step ({})",
+                    g.end, self.steps
+                )));
+            }
+        } else if self.prune_sparsity < 0.0 {
+            return Err(Error::config("`prune_sparsity` must be in [0, 1)"));
+        }
         if let Some(c) = self.context {
             if c < self.seq_len {
                 return Err(Error::config(format!(
@@ -152,6 +200,41 @@ impl TrainConfig {
             }
         }
         Ok(())
+    }
+
+    /// The distillation loss when a teacher is set.
+    pub fn distill_spec(&self) -> Result<Option<DistillSpec>> {
+        if self.teacher.is_none() {
+            return Ok(None);
+        }
+        let spec = DistillSpec {
+            loss: KdLoss::parse(&self.kd_loss).map_err(|e| Error::config(e.to_string()))?,
+            temperature: self.kd_temperature as f32,
+            kd_weight: self.kd_weight as f32,
+        };
+        spec.validate().map_err(|e| Error::config(e.to_string()))?;
+        Ok(Some(spec))
+    }
+
+    /// The gradual pruning schedule, when `prune_sparsity` > 0.
+    pub fn gradual_pruning(&self) -> Option<GradualPruning> {
+        if self.prune_sparsity <= 0.0 {
+            return None;
+        }
+        let end = self
+            .prune_end
+            .unwrap_or(self.steps * 3 / 4)
+            .max(self.prune_start);
+        let every = self
+            .prune_every
+            .unwrap_or(((end - self.prune_start) / 16).max(1));
+        Some(GradualPruning {
+            initial: self.prune_initial,
+            target: self.prune_sparsity,
+            start: self.prune_start,
+            end,
+            every,
+        })
     }
 
     pub fn to_toml(&self) -> Result<String> {

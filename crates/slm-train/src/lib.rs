@@ -16,4 +16,5 @@ pub mod trainer;
 pub use config::TrainConfig;
 pub use trainer::{Observer, Outcome, Silent, StepMetrics, Trainer};
 pub mod fisher;
+pub mod gradual;
 pub mod report;

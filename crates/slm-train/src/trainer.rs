@@ -16,6 +16,7 @@ use slm_data::batches::{eval_windows, BatchPosition, BatchStream};
 use slm_data::prepare::{DataSummary, SUMMARY, TRAIN_SHARD, VAL_SHARD};
 use slm_data::shards::Shard;
 use slm_kernels::adamw::AdamWConfig;
+use slm_kernels::distill::DistillSpec;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -103,6 +104,35 @@ pub struct Trainer {
     run_dir: PathBuf,
     train: std::sync::Arc<Shard>,
     val: Shard,
+    /// The teacher and its loss, when distilling (`cfg.teacher`).
+    teacher: Option<(FastModel, DistillSpec)>,
+}
+
+/// Loads the teacher named by the config and checks it can score the student's batches.
+fn load_teacher(
+    cfg: &TrainConfig,
+    student: &FastModel,
+) -> Result<Option<(FastModel, DistillSpec)>> {
+    let (Some(spec_path), Some(spec)) = (&cfg.teacher, cfg.distill_spec()?) else {
+        return Ok(None);
+    };
+    let loaded = slm_model::load(spec_path, None)?;
+    let teacher = FastModel::from_llama(&loaded.model)?;
+    let (tv, sv) = (teacher.config().vocab_size, student.config().vocab_size);
+    if tv != sv {
+        return Err(Error::config(format!(
+            "the teacher {spec_path} has a vocabulary of {tv} tokens, the student {sv}: \
+             logit distillation needs the same tokenizer"
+        )));
+    }
+    let ctx = teacher.config().max_position_embeddings;
+    if cfg.seq_len > ctx {
+        return Err(Error::config(format!(
+            "seq_len {} exceeds the teacher's context {ctx}",
+            cfg.seq_len
+        )));
+    }
+    Ok(Some((teacher, spec)))
 }
 
 impl Trainer {
@@ -138,9 +168,11 @@ impl Trainer {
             cfg.seed,
             BatchPosition::default(),
         )?;
+        let teacher = load_teacher(&cfg, &model)?;
         std::fs::create_dir_all(run_dir.join(CHECKPOINT_DIR)).with_path(run_dir)?;
         slm_io::atomic::write_atomic(&run_dir.join(CONFIG), cfg.to_toml()?.as_bytes())?;
-        Ok(Self {
+        let hold = cfg.hold_masks;
+        let mut trainer = Self {
             cfg,
             model,
             opt,
@@ -151,7 +183,12 @@ impl Trainer {
             run_dir: run_dir.to_path_buf(),
             train,
             val,
-        })
+            teacher,
+        };
+        if hold {
+            trainer.hold_masks()?;
+        }
+        Ok(trainer)
     }
 
     /// Continues the run in `run_dir` from its latest checkpoint. `steps` may extend the run.
@@ -194,6 +231,22 @@ impl Trainer {
     pub fn hold_masks(&mut self) -> Result<()> {
         self.masks = linear_masks(&self.model);
         slm_io::atomic::write_atomic(&self.run_dir.join(CHECKPOINT_DIR).join(MASKED_MARKER), b"1")?;
+        Ok(())
+    }
+
+    /// Prunes every linear weight of the decoder blocks to `sparsity` by magnitude within
+    /// its tensor and holds the new masks (gradual pruning's update).
+    fn prune_linears_to(&mut self, sparsity: f64) -> Result<()> {
+        for p in self.model.params_mut() {
+            if p.info
+                .role()
+                .is_some_and(|r| matches!(r, slm_core::ParamRole::Linear { .. }))
+            {
+                crate::gradual::prune_smallest(p.value, sparsity);
+            }
+        }
+        self.hold_masks()?;
+        self.masks.apply(&mut self.model);
         Ok(())
     }
 
@@ -263,17 +316,30 @@ impl Trainer {
         obs.on_start(self.step, cfg.steps);
         let mut last_loss = f64::NAN;
         let mut val_loss = None;
+        let gradual = cfg.gradual_pruning();
         self.masks.apply(&mut self.model);
         while self.step < cfg.steps {
             let t0 = Instant::now();
             let lr = learning_rate(self.step, cfg.steps, cfg.warmup_steps, cfg.lr, cfg.min_lr);
             self.model.zero_grad();
-            let mut loss = 0.0f64;
+            let (mut loss, mut ce, mut kd) = (0.0f64, 0.0f64, 0.0f64);
             for _ in 0..cfg.grad_accum {
                 stream.next_batch(&mut inputs, &mut targets)?;
-                loss += self.model.forward_backward(&inputs, &targets, b, t)? as f64;
+                match &mut self.teacher {
+                    None => loss += self.model.forward_backward(&inputs, &targets, b, t)? as f64,
+                    Some((teacher, spec)) => {
+                        let soft = teacher.logits(&inputs, b, t)?; // [b, t, vocab]
+                        let l = self
+                            .model
+                            .forward_backward_distill(&inputs, &targets, &soft, spec, b, t)?;
+                        loss += l.total as f64;
+                        ce += l.ce as f64;
+                        kd += l.kd as f64;
+                    }
+                }
             }
-            loss /= cfg.grad_accum as f64;
+            let accum = cfg.grad_accum as f64;
+            loss /= accum;
             if !loss.is_finite() {
                 return Err(Error::msg(format!(
                     "loss became {loss} at step {}: stopping. The last good checkpoint is intact in {}; \
@@ -292,6 +358,11 @@ impl Trainer {
             self.opt.update(&mut self.model, lr)?;
             self.masks.apply(&mut self.model);
             self.step += 1;
+            if let Some(g) = gradual.filter(|g| g.updates_at(self.step)) {
+                let s = g.sparsity_at(self.step);
+                self.prune_linears_to(s)?;
+                self.log(serde_json::json!({"step": self.step, "pruned_to": s}))?;
+            }
             self.pos = stream.position();
             let tokens = (b * t * cfg.grad_accum) as u64;
             self.tokens_seen += tokens;
@@ -304,7 +375,12 @@ impl Trainer {
                 tokens_per_sec: tokens as f64 / t0.elapsed().as_secs_f64().max(1e-9),
                 elapsed: started.elapsed().as_secs_f64(),
             };
-            self.log(serde_json::json!({"step": m.step, "loss": m.loss, "lr": m.lr, "grad_norm": m.grad_norm, "tokens_per_sec": m.tokens_per_sec, "elapsed": m.elapsed, "tokens": self.tokens_seen}))?;
+            let mut line = serde_json::json!({"step": m.step, "loss": m.loss, "lr": m.lr, "grad_norm": m.grad_norm, "tokens_per_sec": m.tokens_per_sec, "elapsed": m.elapsed, "tokens": self.tokens_seen});
+            if self.teacher.is_some() {
+                line["ce"] = (ce / accum).into();
+                line["kd"] = (kd / accum).into();
+            }
+            self.log(line)?;
             obs.on_step(&m);
             let last = self.step == cfg.steps;
             if (cfg.eval_every > 0 && self.step % cfg.eval_every == 0) || last {

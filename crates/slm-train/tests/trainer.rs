@@ -177,3 +177,128 @@ fn bad_data_fails_before_work() {
     )
     .is_err());
 }
+
+fn linear_names(model: &FastModel) -> Vec<String> {
+    model
+        .params()
+        .iter()
+        .filter(|p| p.name.contains("_proj.weight"))
+        .map(|p| p.name.clone())
+        .collect()
+}
+
+fn zero_fraction(w: &[f32]) -> f64 {
+    w.iter().filter(|&&x| x == 0.0).count() as f64 / w.len() as f64
+}
+
+#[test]
+fn gradual_pruning_follows_the_cubic_schedule_and_holds_its_masks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vocab = make_data(tmp.path());
+    let mut cfg = config(&tmp.path().join("data"), 16);
+    cfg.prune_sparsity = 0.75;
+    cfg.prune_start = 2;
+    cfg.prune_end = Some(10);
+    cfg.prune_every = Some(4);
+    let schedule = cfg.gradual_pruning().unwrap();
+    let run = tmp.path().join("run");
+    let mut t = Trainer::new(cfg.clone(), new_model(&cfg, vocab), &run).unwrap();
+    // Stop right after the update at step 6 and check the sparsity is s_6 exactly.
+    let flag = AtomicBool::new(false);
+    t.run(&flag, &mut StopAt { at: 6, flag: &flag }).unwrap();
+    let s6 = schedule.sparsity_at(6);
+    assert!(s6 > 0.3 && s6 < 0.75, "{s6}");
+    for n in linear_names(&t.model) {
+        let f = zero_fraction(t.model.param(&n).unwrap());
+        assert!(
+            (f - s6).abs() < 0.01,
+            "{n}: {f} zeros at step 6, schedule says {s6}"
+        );
+    }
+    let zeros_at_6: Vec<Vec<bool>> = linear_names(&t.model)
+        .iter()
+        .map(|n| {
+            t.model
+                .param(n)
+                .unwrap()
+                .iter()
+                .map(|&x| x == 0.0)
+                .collect()
+        })
+        .collect();
+    drop(t);
+    // Resume to the end: the target is reached and earlier zeros stayed zero.
+    let mut t = Trainer::resume(&run, None).unwrap();
+    t.run(&AtomicBool::new(false), &mut slm_train::Silent)
+        .unwrap();
+    for (n, before) in linear_names(&t.model).iter().zip(&zeros_at_6) {
+        let w = t.model.param(n).unwrap();
+        assert!(
+            (zero_fraction(w) - 0.75).abs() < 0.01,
+            "{n}: {}",
+            zero_fraction(w)
+        );
+        assert!(
+            w.iter().zip(before).all(|(&x, &z)| !z || x == 0.0),
+            "{n}: a weight pruned at step 6 came back"
+        );
+    }
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert_eq!(
+        metrics.matches("pruned_to").count(),
+        3,
+        "updates at 2, 6, 10"
+    );
+}
+
+#[test]
+fn recovery_with_a_teacher_distils_and_holds_masks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vocab = make_data(tmp.path());
+    // The teacher: a briefly trained dense model, saved as a model directory.
+    let cfg = config(&tmp.path().join("data"), 30);
+    let teacher_dir = tmp.path().join("teacher");
+    let mut t = Trainer::new(cfg.clone(), new_model(&cfg, vocab), &teacher_dir).unwrap();
+    let out = t
+        .run(&AtomicBool::new(false), &mut slm_train::Silent)
+        .unwrap();
+    t.save_model(&out, serde_json::json!({})).unwrap();
+    // The student: the teacher with half of each linear weight zeroed.
+    let mut student = t.model;
+    for n in linear_names(&student) {
+        crate_prune_half(student.param_mut(&n).unwrap());
+    }
+    let mut rc = cfg.clone();
+    rc.steps = 8;
+    rc.teacher = Some(teacher_dir.display().to_string());
+    rc.hold_masks = true;
+    rc.kd_weight = 1.0;
+    let run = tmp.path().join("recover");
+    let mut r = Trainer::new(rc, student, &run).unwrap();
+    r.run(&AtomicBool::new(false), &mut slm_train::Silent)
+        .unwrap();
+    for n in linear_names(&r.model) {
+        let f = zero_fraction(r.model.param(&n).unwrap());
+        assert!((f - 0.5).abs() < 0.02, "{n}: {f}");
+    }
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v.get("kd").is_some())
+        .collect();
+    assert_eq!(lines.len(), 8);
+    let kd = |i: usize| lines[i]["kd"].as_f64().unwrap();
+    let loss = |i: usize| lines[i]["loss"].as_f64().unwrap();
+    // With kd_weight 1 the loss is the divergence, and recovery shrinks it.
+    assert!((loss(0) - kd(0)).abs() < 1e-5);
+    assert!(kd(7) < kd(0), "KD did not fall: {} → {}", kd(0), kd(7));
+    // A teacher with another vocabulary is refused before any work.
+    let mut bad = cfg.clone();
+    bad.teacher = Some("/nonexistent/teacher".into());
+    assert!(Trainer::new(bad, new_model(&cfg, vocab), &tmp.path().join("x")).is_err());
+}
+
+fn crate_prune_half(w: &mut [f32]) {
+    slm_train::gradual::prune_smallest(w, 0.5);
+}

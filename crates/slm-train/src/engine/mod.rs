@@ -42,6 +42,7 @@ use candle_core::{DType, Device, Tensor};
 use layout::Layout;
 use passes::{Dims, Model};
 use slm_core::{Error, Result};
+use slm_kernels::distill::{DistillSpec, DistillSums};
 use slm_kernels::IGNORE_INDEX;
 use slm_model::weights::{check_tensors, expected_shapes};
 use slm_model::{Llama, LlamaConfig};
@@ -55,6 +56,17 @@ pub struct ParamMut<'a> {
     pub info: &'a ParamBuf,
     pub value: &'a mut [f32],
     pub grad: &'a mut [f32],
+}
+
+/// Mean losses of one micro-batch over its non-ignored targets.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DistillLoss {
+    /// Hard-label cross-entropy.
+    pub ce: f32,
+    /// T² · divergence from the teacher (0 without one).
+    pub kd: f32,
+    /// What the gradient is of: (1 − w)·ce + w·kd, or ce without a teacher.
+    pub total: f32,
 }
 
 /// The fast training engine (see the module documentation).
@@ -332,10 +344,77 @@ impl FastModel {
         batch: usize,
         seq: usize,
     ) -> Result<f32> {
+        Ok(self.run(inputs, targets, None, true, batch, seq)?.ce)
+    }
+
+    /// The mean cross-entropy over the non-ignored targets, without gradients (evaluation).
+    /// 0 when every target is ignored.
+    pub fn forward_loss(
+        &mut self,
+        inputs: &[u32],
+        targets: &[u32],
+        batch: usize,
+        seq: usize,
+    ) -> Result<f32> {
+        Ok(self.run(inputs, targets, None, false, batch, seq)?.ce)
+    }
+
+    /// Forward and backward of the distillation loss against `teacher_logits`
+    /// [batch, seq, vocab] for the same inputs (e.g. from a teacher's
+    /// [`FastModel::logits`]): per non-ignored target, (1 − w)·CE + w·T²·D(teacher ‖ student)
+    /// as `spec` says (`slm_kernels::distill`). Adds the gradient of the mean mixed loss,
+    /// with the same conventions as [`FastModel::forward_backward`].
+    pub fn forward_backward_distill(
+        &mut self,
+        inputs: &[u32],
+        targets: &[u32],
+        teacher_logits: &[f32],
+        spec: &DistillSpec,
+        batch: usize,
+        seq: usize,
+    ) -> Result<DistillLoss> {
+        let soft = passes::Soft {
+            teacher: teacher_logits,
+            spec: *spec,
+        };
+        self.run(inputs, targets, Some(&soft), true, batch, seq)
+    }
+
+    /// The distillation losses without gradients (see
+    /// [`FastModel::forward_backward_distill`]).
+    pub fn forward_loss_distill(
+        &mut self,
+        inputs: &[u32],
+        targets: &[u32],
+        teacher_logits: &[f32],
+        spec: &DistillSpec,
+        batch: usize,
+        seq: usize,
+    ) -> Result<DistillLoss> {
+        let soft = passes::Soft {
+            teacher: teacher_logits,
+            spec: *spec,
+        };
+        self.run(inputs, targets, Some(&soft), false, batch, seq)
+    }
+
+    /// The one forward (+ backward) path every loss entry point shares.
+    fn run(
+        &mut self,
+        inputs: &[u32],
+        targets: &[u32],
+        soft: Option<&passes::Soft>,
+        backward: bool,
+        batch: usize,
+        seq: usize,
+    ) -> Result<DistillLoss> {
         self.check_batch(inputs, Some(targets), batch, seq)?;
+        if let Some(s) = soft {
+            s.spec.validate()?;
+        }
         let count = targets.iter().filter(|&&t| t != IGNORE_INDEX).count();
         if count == 0 {
-            return Ok(0.0);
+            return Ok(DistillLoss::default());
         }
         let k = self.prepare(batch, seq);
         let Self {
@@ -353,55 +432,26 @@ impl FastModel {
             cos,
             sin,
         };
-        let total = on_pool(|| -> Result<f64> {
+        let sums = on_pool(|| -> Result<DistillSums> {
             passes::forward(&m, bufs, inputs, k)?;
-            let total = passes::head(
-                &m,
-                bufs,
-                targets,
-                k,
-                Some((grads.as_mut_slice(), 1.0 / count as f32)),
-            )?;
+            if !backward {
+                return passes::head(&m, bufs, targets, k, None, soft);
+            }
+            let g = Some((grads.as_mut_slice(), 1.0 / count as f32));
+            let sums = passes::head(&m, bufs, targets, k, g, soft)?;
             passes::backward(&m, bufs, grads, inputs, k)?;
-            Ok(total)
+            Ok(sums)
         })?;
-        Ok((total / count as f64) as f32)
-    }
-
-    /// The mean cross-entropy over the non-ignored targets, without gradients (evaluation).
-    /// 0 when every target is ignored.
-    pub fn forward_loss(
-        &mut self,
-        inputs: &[u32],
-        targets: &[u32],
-        batch: usize,
-        seq: usize,
-    ) -> Result<f32> {
-        self.check_batch(inputs, Some(targets), batch, seq)?;
-        let count = targets.iter().filter(|&&t| t != IGNORE_INDEX).count();
-        if count == 0 {
-            return Ok(0.0);
-        }
-        let k = self.prepare(batch, seq);
-        let Self {
-            layout,
-            params,
-            cos,
-            sin,
-            bufs,
-            ..
-        } = self;
-        let m = Model {
-            layout,
-            params,
-            cos,
-            sin,
+        let c = count as f64;
+        let total = match soft {
+            Some(s) => sums.total(&s.spec),
+            None => sums.ce,
         };
-        let total = on_pool(|| -> Result<f64> {
-            passes::forward(&m, bufs, inputs, k)?;
-            passes::head(&m, bufs, targets, k, None)
-        })?;
-        Ok((total / count as f64) as f32)
+        Ok(DistillLoss {
+            ce: (sums.ce / c) as f32,
+            kd: (sums.kd / c) as f32,
+            total: (total / c) as f32,
+        })
     }
 
     /// Logits [batch, seq, vocab] (row-major) for `inputs` [batch, seq].

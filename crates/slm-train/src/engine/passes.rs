@@ -26,6 +26,7 @@ use slm_kernels::attention::{
     attention_bwd, attention_bwd_lse, attention_fwd, attention_fwd_lse, AttnShape,
 };
 use slm_kernels::cross_entropy::{cross_entropy_fwd_bwd, cross_entropy_loss};
+use slm_kernels::distill::{distill_fwd_bwd, DistillSpec, DistillSums};
 use slm_kernels::embedding::{embedding_bwd, embedding_fwd};
 use slm_kernels::matmul::{bias_bwd, linear_bwd_input, linear_bwd_weight, linear_fwd, LinearDims};
 use slm_kernels::rmsnorm::{rmsnorm_bwd, rmsnorm_fwd};
@@ -227,48 +228,78 @@ pub(crate) fn forward(m: &Model, a: &mut Buffers, ids: &[u32], k: Dims) -> Resul
     Ok(())
 }
 
-/// Σ cross-entropy over non-ignored targets from the final normed states, chunk by chunk.
+/// The teacher side of a distillation step: teacher logits [n, vocab] for the same rows.
+pub(crate) struct Soft<'a> {
+    pub teacher: &'a [f32],
+    pub spec: DistillSpec,
+}
+
+/// Σ losses over non-ignored targets from the final normed states, chunk by chunk: the
+/// cross-entropy, or with `soft` the distillation mix (see `slm_kernels::distill`).
 /// With `grads`, also writes ∂L/∂xn_final into `a.d_xn` and adds ∂L/∂W_lm to the gradient,
-/// where L = grad_scale · Σ loss.
+/// where L = grad_scale · Σ loss (the mixed loss when distilling).
 pub(crate) fn head(
     m: &Model,
     a: &mut Buffers,
     targets: &[u32],
     k: Dims,
     grads: Option<(&mut [f32], f32)>,
-) -> Result<f64> {
+    soft: Option<&Soft>,
+) -> Result<DistillSums> {
     let (n, d, v) = (k.n, k.d, k.vocab);
+    if let Some(s) = soft {
+        if s.teacher.len() != n * v {
+            return Err(slm_core::Error::invalid(format!(
+                "teacher logits hold {} values; batch × seq × vocab is {}",
+                s.teacher.len(),
+                n * v
+            )));
+        }
+    }
     let xn = slot(&a.normed, 2 * k.layers, n * d);
     let w_lm = &m.params[m.layout.lm_head.clone()];
     let rows = logits_chunk_rows(n, v);
-    let mut total = 0f64;
+    let mut total = DistillSums::default();
     let mut grads = grads;
     for r0 in (0..n).step_by(rows) {
         let r1 = (r0 + rows).min(n);
         let dims = LinearDims::new(r1 - r0, d, v);
         let logits = &mut a.logits[..(r1 - r0) * v]; // [rows, vocab]
         let x = &xn[r0 * d..r1 * d]; // [rows, d]
+        let y = &targets[r0..r1];
         time("head.logits", || {
             linear_fwd(logits, x, w_lm, None, dims, false)
         })?;
-        match grads.as_mut() {
-            None => {
-                total += time("head.ce", || {
-                    cross_entropy_loss(logits, &targets[r0..r1], v)
-                })?
-            }
-            Some((g, scale)) => {
-                total += time("head.ce", || {
-                    cross_entropy_fwd_bwd(logits, &targets[r0..r1], v, *scale)
-                })?;
-                time("head.dx", || {
-                    linear_bwd_input(&mut a.d_xn[r0 * d..r1 * d], logits, w_lm, dims, false)
-                })?;
-                time("head.dw", || {
-                    linear_bwd_weight(&mut g[m.layout.lm_head.clone()], logits, x, dims)
-                })?;
-            }
-        }
+        let Some((g, scale)) = grads.as_mut() else {
+            let part = match soft {
+                None => DistillSums {
+                    ce: time("head.ce", || cross_entropy_loss(logits, y, v))?,
+                    kd: 0.0,
+                },
+                // The loss alone: the chunk buffer is scratch, so the kernel may overwrite it.
+                Some(s) => time("head.kd", || {
+                    distill_fwd_bwd(logits, &s.teacher[r0 * v..r1 * v], y, v, &s.spec, 0.0)
+                })?,
+            };
+            total = total.add(part);
+            continue;
+        };
+        let part = match soft {
+            None => DistillSums {
+                ce: time("head.ce", || cross_entropy_fwd_bwd(logits, y, v, *scale))?,
+                kd: 0.0,
+            },
+            Some(s) => time("head.kd", || {
+                distill_fwd_bwd(logits, &s.teacher[r0 * v..r1 * v], y, v, &s.spec, *scale)
+            })?,
+        };
+        total = total.add(part);
+        time("head.dx", || {
+            linear_bwd_input(&mut a.d_xn[r0 * d..r1 * d], logits, w_lm, dims, false)
+        })?;
+        time("head.dw", || {
+            linear_bwd_weight(&mut g[m.layout.lm_head.clone()], logits, x, dims)
+        })?;
     }
     Ok(total)
 }
