@@ -10,11 +10,20 @@
 //! ```
 //!
 //! The T² factor (Hinton et al. 2015) keeps the soft-target gradient on the same scale as
-//! the hard one when T changes. Divergences ([`KdLoss`]):
+//! the hard one when T changes. Divergences ([`KdLoss`]), all ≥ 0 and 0 when p = q:
 //! - forward KL, `KL(p‖q) = Σ p (log p − log q)`: mean-seeking, the classic choice;
-//!   ∂/∂z = (q − p) / T.
-//! - reverse KL, `KL(q‖p) = Σ q (log q − log p)`: mode-seeking (MiniLLM);
-//!   ∂/∂z_j = q_j (log q_j − log p_j − KL) / T.
+//! - reverse KL, `KL(q‖p)`: mode-seeking (MiniLLM);
+//! - generalised JSD(β) of GKD with m = β·p + (1 − β)·q: `β·KL(p‖m) + (1 − β)·KL(q‖m)`,
+//!   with β = 0 and β = 1 taken as forward and reverse KL (as Hugging Face TRL does);
+//! - skew KL(α) of DistiLLM, `KL(p ‖ α·p + (1 − α)·q)`, and skew reverse KL(α),
+//!   `KL(q ‖ α·q + (1 − α)·p)` (α = 0 gives the plain KLs);
+//! - total variation, `½ Σ |p − q|`.
+//!
+//! # Gradient
+//! With u = z/T, every divergence's gradient passes through the softmax the same way:
+//! ∂D/∂u_j = q_j·g_j − q_j·Σ_k q_k·g_k, where g = ∂D/∂q. Each loss supplies its term of D
+//! and q_j·g_j, written so that nothing divides by a vanishing q (forward KL has
+//! q_j·g_j = −p_j, which gives the familiar q − p). Then ∂(T²·D)/∂z = T·∂D/∂u.
 //!
 //! Rows whose target is [`IGNORE_INDEX`] add nothing and get a zero gradient, so prompt
 //! tokens and padding are excluded from both terms alike. Like [`crate::cross_entropy`], no
@@ -29,29 +38,135 @@ use rayon::prelude::*;
 use slm_core::{Error, Result};
 
 /// Which divergence between teacher (p) and student (q) distributions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum KdLoss {
     /// KL(p‖q).
     ForwardKl,
     /// KL(q‖p).
     ReverseKl,
+    /// Generalised JSD(β) (GKD): β·KL(p‖m) + (1 − β)·KL(q‖m), m = β·p + (1 − β)·q.
+    Jsd { beta: f32 },
+    /// Skew KL(α) (DistiLLM): KL(p ‖ α·p + (1 − α)·q).
+    SkewKl { alpha: f32 },
+    /// Skew reverse KL(α) (DistiLLM): KL(q ‖ α·q + (1 − α)·p).
+    SkewReverseKl { alpha: f32 },
+    /// Total variation distance ½·Σ|p − q|.
+    Tvd,
 }
 
 impl KdLoss {
+    /// Parses `fkl`, `rkl`, `jsd:β`, `skl:α`, `srkl:α` or `tvd` (e.g. `jsd:0.5`; JSD's β
+    /// defaults to 0.5 and the skew α to 0.1).
     pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "fkl" | "forward_kl" | "kl" => Ok(Self::ForwardKl),
-            "rkl" | "reverse_kl" => Ok(Self::ReverseKl),
+        let (name, arg) = match s.split_once(':') {
+            Some((n, a)) => (n.trim(), Some(a.trim())),
+            None => (s.trim(), None),
+        };
+        let unit = |what: &str, default: f32| -> Result<f32> {
+            let v = match arg {
+                Some(a) => a.parse::<f32>().map_err(|_| {
+                    Error::invalid(format!(
+                        "distillation loss `{s}`: {what} `{a}` is not a number"
+                    ))
+                })?,
+                None => default,
+            };
+            if !(0.0..=1.0).contains(&v) {
+                return Err(Error::invalid(format!(
+                    "distillation loss `{s}`: {what} must be in [0, 1]"
+                )));
+            }
+            Ok(v)
+        };
+        let plain = |l: KdLoss| -> Result<KdLoss> {
+            match arg {
+                None => Ok(l),
+                Some(_) => Err(Error::invalid(format!(
+                    "distillation loss `{name}` takes no argument"
+                ))),
+            }
+        };
+        match name {
+            "fkl" | "forward_kl" | "kl" => plain(Self::ForwardKl),
+            "rkl" | "reverse_kl" => plain(Self::ReverseKl),
+            "tvd" => plain(Self::Tvd),
+            "jsd" => Ok(Self::Jsd {
+                beta: unit("β", 0.5)?,
+            }),
+            "skl" | "skew_kl" => Ok(Self::SkewKl {
+                alpha: unit("α", 0.1)?,
+            }),
+            "srkl" | "skew_reverse_kl" => Ok(Self::SkewReverseKl {
+                alpha: unit("α", 0.1)?,
+            }),
             _ => Err(Error::invalid(format!(
-                "unknown distillation loss `{s}`: expected fkl (forward KL) or rkl (reverse KL)"
+                "unknown distillation loss `{s}`: expected fkl, rkl, jsd:β, skl:α, srkl:α or tvd"
             ))),
         }
     }
 
-    pub fn name(self) -> &'static str {
+    /// The name [`KdLoss::parse`] reads back.
+    pub fn name(self) -> String {
         match self {
-            Self::ForwardKl => "fkl",
-            Self::ReverseKl => "rkl",
+            Self::ForwardKl => "fkl".into(),
+            Self::ReverseKl => "rkl".into(),
+            Self::Tvd => "tvd".into(),
+            Self::Jsd { beta } => format!("jsd:{beta}"),
+            Self::SkewKl { alpha } => format!("skl:{alpha}"),
+            Self::SkewReverseKl { alpha } => format!("srkl:{alpha}"),
+        }
+    }
+
+    /// JSD at its end points is the plain KL it interpolates (TRL's convention).
+    fn canonical(self) -> Self {
+        match self {
+            Self::Jsd { beta } if beta <= 0.0 => Self::ForwardKl,
+            Self::Jsd { beta } if beta >= 1.0 => Self::ReverseKl,
+            l => l,
+        }
+    }
+
+    /// One vocabulary entry: (its term of D, q_j·g_j) from log q_j and log p_j.
+    #[inline(always)]
+    fn term(self, lq: f32, lp: f32) -> (f32, f32) {
+        let (q, p) = (simd::exp(lq), simd::exp(lp));
+        // ln of a mixture, clamped so an entry where both are 0 stays finite (its terms
+        // are 0·finite = 0).
+        let ln = |m: f32| m.max(f32::MIN_POSITIVE).ln();
+        match self {
+            Self::ForwardKl => (p * (lp - lq), -p),
+            Self::ReverseKl => (q * (lq - lp), q * (lq - lp)),
+            Self::Jsd { beta } => {
+                let lm = ln(beta * p + (1.0 - beta) * q);
+                let d = beta * p * (lp - lm) + (1.0 - beta) * q * (lq - lm);
+                (d, (1.0 - beta) * q * (lq - lm))
+            }
+            Self::SkewKl { alpha } => {
+                let m = alpha * p + (1.0 - alpha) * q;
+                let qg = if m > 0.0 {
+                    -(1.0 - alpha) * q * p / m
+                } else {
+                    0.0
+                };
+                (p * (lp - ln(m)), qg)
+            }
+            Self::SkewReverseKl { alpha } => {
+                let m = alpha * q + (1.0 - alpha) * p;
+                let lm = ln(m);
+                let pull = if m > 0.0 { alpha * q * q / m } else { 0.0 };
+                (q * (lq - lm), q * (lq - lm) - pull)
+            }
+            Self::Tvd => {
+                let d = q - p;
+                let sign = if d > 0.0 {
+                    1.0
+                } else if d < 0.0 {
+                    -1.0
+                } else {
+                    0.0
+                };
+                (0.5 * d.abs(), 0.5 * q * sign)
+            }
         }
     }
 }
@@ -93,14 +208,17 @@ pub struct DistillSums {
     pub kd: f64,
 }
 
-impl DistillSums {
-    pub fn add(self, o: Self) -> Self {
+impl std::ops::Add for DistillSums {
+    type Output = Self;
+    fn add(self, o: Self) -> Self {
         Self {
             ce: self.ce + o.ce,
             kd: self.kd + o.kd,
         }
     }
+}
 
+impl DistillSums {
     /// (1 − w) · ce + w · kd.
     pub fn total(&self, spec: &DistillSpec) -> f64 {
         (1.0 - spec.kd_weight as f64) * self.ce + spec.kd_weight as f64 * self.kd
@@ -129,10 +247,9 @@ fn check(
     Ok(())
 }
 
-/// Per-row normalisers: max and Σ e^(x·s − max) of a row scaled by `s`.
+/// Per-row normalisers: max and Σ e^(x·s − max) of a row scaled by `s` > 0.
 #[inline(always)]
 fn scaled_max_sum(row: &[f32], s: f32) -> (f32, f32) {
-    // max(x·s) = s·max(x) for s > 0.
     let m = simd::max(row) * s;
     let mut acc = [0f32; 16];
     let mut c = row.chunks_exact(16);
@@ -152,8 +269,9 @@ fn row_impl(
     t: &[f32],
     y: usize,
     spec: &DistillSpec,
-    grad_scale: Option<f32>,
+    grad_scale: f32,
 ) -> DistillSums {
+    let loss = spec.loss.canonical();
     let inv_t = 1.0 / spec.temperature;
     let tt = spec.temperature as f64 * spec.temperature as f64;
     let (m1, s1) = scaled_max_sum(z, 1.0); // hard CE at T = 1
@@ -161,51 +279,36 @@ fn row_impl(
     let (mp, sp) = scaled_max_sum(t, inv_t); // teacher at T
     let (lse1, lq, lp) = (m1 + s1.ln(), mq + sq.ln(), mp + sp.ln());
     let ce = (lse1 - z[y]) as f64;
-    // log q_j = z_j/T − lq, log p_j = t_j/T − lp.
-    let mut div = 0f64;
-    {
-        let mut acc = [0f32; 16];
-        let mut zc = z.chunks_exact(16);
-        let mut tc = t.chunks_exact(16);
-        let term = |zj: f32, tj: f32| -> f32 {
-            let (lqj, lpj) = (zj * inv_t - lq, tj * inv_t - lp);
-            match spec.loss {
-                KdLoss::ForwardKl => simd::exp(lpj) * (lpj - lqj),
-                KdLoss::ReverseKl => simd::exp(lqj) * (lqj - lpj),
-            }
-        };
-        for (a, b) in (&mut zc).zip(&mut tc) {
-            for l in 0..16 {
-                acc[l] += term(a[l], b[l]);
-            }
+    // log q_j = z_j/T − lq, log p_j = t_j/T − lp. First sweep: D and Σ_k q_k·g_k.
+    let (mut div, mut qg_sum) = ([0f32; 16], [0f32; 16]);
+    let mut zc = z.chunks_exact(16);
+    let mut tc = t.chunks_exact(16);
+    for (a, b) in (&mut zc).zip(&mut tc) {
+        for l in 0..16 {
+            let (d, qg) = loss.term(a[l] * inv_t - lq, b[l] * inv_t - lp);
+            div[l] += d;
+            qg_sum[l] += qg;
         }
-        let tail: f32 = zc
-            .remainder()
-            .iter()
-            .zip(tc.remainder())
-            .map(|(&a, &b)| term(a, b))
-            .sum();
-        div += (acc.iter().sum::<f32>() + tail) as f64;
     }
-    let sums = DistillSums { ce, kd: tt * div };
-    if let Some(scale) = grad_scale {
-        let w = spec.kd_weight;
-        let (hard, soft) = (scale * (1.0 - w), scale * w * spec.temperature);
-        let kl = div as f32;
-        for (zj, &tj) in z.iter_mut().zip(t) {
-            let p1 = simd::exp(*zj - lse1);
-            let (lqj, lpj) = (*zj * inv_t - lq, tj * inv_t - lp);
-            let q = simd::exp(lqj);
-            // ∂(T²·D)/∂z_j, with D's own 1/T folded into `soft` = w·T.
-            let dsoft = match spec.loss {
-                KdLoss::ForwardKl => q - simd::exp(lpj),
-                KdLoss::ReverseKl => q * (lqj - lpj - kl),
-            };
-            *zj = hard * p1 + soft * dsoft;
-        }
-        z[y] -= hard;
+    let (mut div_tail, mut qg_tail) = (0f32, 0f32);
+    for (&a, &b) in zc.remainder().iter().zip(tc.remainder()) {
+        let (d, qg) = loss.term(a * inv_t - lq, b * inv_t - lp);
+        div_tail += d;
+        qg_tail += qg;
     }
-    sums
+    let div = (div.iter().sum::<f32>() + div_tail) as f64;
+    let g_mean = qg_sum.iter().sum::<f32>() + qg_tail;
+    // Second sweep: the gradient. ∂(T²·D)/∂z = T·∂D/∂u, folded into `soft` = scale·w·T.
+    let w = spec.kd_weight;
+    let (hard, soft) = (grad_scale * (1.0 - w), grad_scale * w * spec.temperature);
+    for (zj, &tj) in z.iter_mut().zip(t) {
+        let p1 = simd::exp(*zj - lse1);
+        let lqj = *zj * inv_t - lq;
+        let (_, qg) = loss.term(lqj, tj * inv_t - lp);
+        *zj = hard * p1 + soft * (qg - simd::exp(lqj) * g_mean);
+    }
+    z[y] -= hard;
+    DistillSums { ce, kd: tt * div }
 }
 
 #[inline(always)]
@@ -227,7 +330,7 @@ fn rows_impl(
             zr.fill(0.0);
             continue;
         }
-        sums = sums.add(row_impl(zr, tr, y as usize, spec, Some(grad_scale)));
+        sums = sums + row_impl(zr, tr, y as usize, spec, grad_scale);
     }
     sums
 }
@@ -248,7 +351,7 @@ pub fn distill_fwd_bwd(
     if vocab == 0 || targets.is_empty() {
         return Ok(DistillSums::default());
     }
-    let per = rows_per_task(targets.len(), 3 * vocab);
+    let per = rows_per_task(targets.len(), 4 * vocab);
     // Per-task sums collected in order, so the total does not depend on scheduling.
     let parts: Vec<DistillSums> = student
         .par_chunks_mut(per * vocab)
@@ -256,12 +359,52 @@ pub fn distill_fwd_bwd(
         .zip(targets.par_chunks(per))
         .map(|((z, t), y)| fwd_bwd_rows(z, t, y, vocab, spec, grad_scale))
         .collect();
-    Ok(parts
-        .into_iter()
-        .fold(DistillSums::default(), DistillSums::add))
+    Ok(parts.into_iter().fold(DistillSums::default(), |a, b| a + b))
 }
 
-/// Naive twin of [`distill_fwd_bwd`]: f64 throughout, probabilities materialised.
+/// KL(a‖b) in f64 (entries with a = 0 contribute 0).
+fn kl64(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .filter(|(x, _)| **x > 0.0)
+        .map(|(x, y)| x * (x.ln() - y.ln()))
+        .sum()
+}
+
+/// Softmax of `x·s` in f64.
+fn softmax64(x: &[f32], s: f64) -> Vec<f64> {
+    let m = x
+        .iter()
+        .fold(f64::NEG_INFINITY, |a, &b| a.max(b as f64 * s));
+    let e: Vec<f64> = x.iter().map(|&v| (v as f64 * s - m).exp()).collect();
+    let sum: f64 = e.iter().sum();
+    e.into_iter().map(|v| v / sum).collect()
+}
+
+/// The divergence D(p, q) in f64 straight from its definition.
+pub fn divergence_naive(loss: KdLoss, p: &[f64], q: &[f64]) -> f64 {
+    let mix = |a: &[f64], b: &[f64], wa: f64| -> Vec<f64> {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| wa * x + (1.0 - wa) * y)
+            .collect()
+    };
+    match loss.canonical() {
+        KdLoss::ForwardKl => kl64(p, q),
+        KdLoss::ReverseKl => kl64(q, p),
+        KdLoss::Jsd { beta } => {
+            let b = beta as f64;
+            let m = mix(p, q, b);
+            b * kl64(p, &m) + (1.0 - b) * kl64(q, &m)
+        }
+        KdLoss::SkewKl { alpha } => kl64(p, &mix(p, q, alpha as f64)),
+        KdLoss::SkewReverseKl { alpha } => kl64(q, &mix(q, p, alpha as f64)),
+        KdLoss::Tvd => 0.5 * p.iter().zip(q).map(|(a, b)| (a - b).abs()).sum::<f64>(),
+    }
+}
+
+/// Naive twin of [`distill_fwd_bwd`]: f64 throughout, probabilities materialised, the
+/// divergence from its definition and q_j·g_j from the closed forms of ∂D/∂q.
 pub fn distill_fwd_bwd_naive(
     student: &mut [f32],
     teacher: &[f32],
@@ -272,14 +415,6 @@ pub fn distill_fwd_bwd_naive(
 ) -> DistillSums {
     let temp = spec.temperature as f64;
     let w = spec.kd_weight as f64;
-    let softmax = |x: &[f32], s: f64| -> Vec<f64> {
-        let m = x
-            .iter()
-            .fold(f64::NEG_INFINITY, |a, &b| a.max(b as f64 * s));
-        let e: Vec<f64> = x.iter().map(|&v| (v as f64 * s - m).exp()).collect();
-        let sum: f64 = e.iter().sum();
-        e.into_iter().map(|v| v / sum).collect()
-    };
     let mut sums = DistillSums::default();
     for (r, &y) in targets.iter().enumerate() {
         let z = &mut student[r * vocab..(r + 1) * vocab];
@@ -288,24 +423,40 @@ pub fn distill_fwd_bwd_naive(
             continue;
         }
         let t = &teacher[r * vocab..(r + 1) * vocab];
-        let p1 = softmax(z, 1.0);
-        let q = softmax(z, 1.0 / temp);
-        let p = softmax(t, 1.0 / temp);
+        let p1 = softmax64(z, 1.0);
+        let q = softmax64(z, 1.0 / temp);
+        let p = softmax64(t, 1.0 / temp);
         let ce = -p1[y as usize].ln();
-        let div: f64 = match spec.loss {
-            KdLoss::ForwardKl => (0..vocab).map(|j| p[j] * (p[j].ln() - q[j].ln())).sum(),
-            KdLoss::ReverseKl => (0..vocab).map(|j| q[j] * (q[j].ln() - p[j].ln())).sum(),
-        };
-        sums = sums.add(DistillSums {
-            ce,
-            kd: temp * temp * div,
-        });
+        let div = divergence_naive(spec.loss, &p, &q);
+        let qg: Vec<f64> = (0..vocab)
+            .map(|j| match spec.loss.canonical() {
+                KdLoss::ForwardKl => -p[j],
+                KdLoss::ReverseKl => q[j] * (q[j].ln() - p[j].ln()),
+                KdLoss::Jsd { beta } => {
+                    let b = beta as f64;
+                    (1.0 - b) * q[j] * (q[j] / (b * p[j] + (1.0 - b) * q[j])).ln()
+                }
+                KdLoss::SkewKl { alpha } => {
+                    let a = alpha as f64;
+                    -(1.0 - a) * q[j] * p[j] / (a * p[j] + (1.0 - a) * q[j])
+                }
+                KdLoss::SkewReverseKl { alpha } => {
+                    let a = alpha as f64;
+                    let m = a * q[j] + (1.0 - a) * p[j];
+                    q[j] * (q[j] / m).ln() - a * q[j] * q[j] / m
+                }
+                KdLoss::Tvd => 0.5 * q[j] * (q[j] - p[j]).signum(),
+            })
+            .collect();
+        let g_mean: f64 = qg.iter().sum();
+        sums = sums
+            + DistillSums {
+                ce,
+                kd: temp * temp * div,
+            };
         for j in 0..vocab {
             let hard = p1[j] - if j == y as usize { 1.0 } else { 0.0 };
-            let dsoft = match spec.loss {
-                KdLoss::ForwardKl => q[j] - p[j],
-                KdLoss::ReverseKl => q[j] * (q[j].ln() - p[j].ln() - div),
-            };
+            let dsoft = qg[j] - q[j] * g_mean;
             z[j] = (grad_scale as f64 * ((1.0 - w) * hard + w * temp * dsoft)) as f32;
         }
     }
@@ -326,22 +477,31 @@ mod tests {
         }
     }
 
+    const ALL: [KdLoss; 6] = [
+        KdLoss::ForwardKl,
+        KdLoss::ReverseKl,
+        KdLoss::Jsd { beta: 0.3 },
+        KdLoss::SkewKl { alpha: 0.2 },
+        KdLoss::SkewReverseKl { alpha: 0.2 },
+        KdLoss::Tvd,
+    ];
+
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(32))]
+        #![proptest_config(ProptestConfig::with_cases(48))]
         #[test]
-        fn distill_matches_naive(rows in 1usize..30, vocab in 1usize..500, seed in 0u64..1000,
-                                 reverse in any::<bool>(), temperature in 0.5f32..4.0, w in 0.0f32..1.0) {
+        fn distill_matches_naive(rows in 1usize..20, vocab in 1usize..400, seed in 0u64..1000,
+                                 which in 0usize..6, temperature in 0.5f32..4.0, w in 0.0f32..1.0) {
             let z: Vec<f32> = rand_vec(rows * vocab, seed).iter().map(|v| v * 6.0).collect();
             let t: Vec<f32> = rand_vec(rows * vocab, seed + 7).iter().map(|v| v * 6.0).collect();
             let targets: Vec<u32> = (0..rows)
                 .map(|r| if r % 4 == 3 { IGNORE_INDEX } else { ((r * 7919 + seed as usize) % vocab) as u32 })
                 .collect();
-            let s = spec(if reverse { KdLoss::ReverseKl } else { KdLoss::ForwardKl }, temperature, w);
+            let s = spec(ALL[which], temperature, w);
             let (mut a, mut b) = (z.clone(), z.clone());
             let la = distill_fwd_bwd(&mut a, &t, &targets, vocab, &s, 0.5).unwrap();
             let lb = distill_fwd_bwd_naive(&mut b, &t, &targets, vocab, &s, 0.5);
             prop_assert!((la.ce - lb.ce).abs() <= 1e-4 * lb.ce.abs().max(1.0), "ce {} vs {}", la.ce, lb.ce);
-            prop_assert!((la.kd - lb.kd).abs() <= 1e-4 * lb.kd.abs().max(1.0), "kd {} vs {}", la.kd, lb.kd);
+            prop_assert!((la.kd - lb.kd).abs() <= 1e-4 * lb.kd.abs().max(1.0), "{:?} kd {} vs {}", s.loss, la.kd, lb.kd);
             assert_close(&a, &b, 2e-5, "grad");
         }
     }
@@ -354,7 +514,7 @@ mod tests {
         let z: Vec<f32> = rand_vec(2 * vocab, 3).iter().map(|v| v * 3.0).collect();
         let t: Vec<f32> = rand_vec(2 * vocab, 4).iter().map(|v| v * 3.0).collect();
         let targets = [2u32, 5];
-        for loss in [KdLoss::ForwardKl, KdLoss::ReverseKl] {
+        for loss in ALL {
             let s = spec(loss, 2.0, 0.7);
             let total = |zz: &[f32]| {
                 let mut c = zz.to_vec();
@@ -363,7 +523,7 @@ mod tests {
             let mut g = z.clone();
             distill_fwd_bwd_naive(&mut g, &t, &targets, vocab, &s, 1.0);
             for i in 0..z.len() {
-                let h = 1e-2f32;
+                let h = 1e-3f32;
                 let (mut up, mut dn) = (z.clone(), z.clone());
                 up[i] += h;
                 dn[i] -= h;
@@ -377,19 +537,59 @@ mod tests {
         }
     }
 
+    /// Closed-form values on hand-made distributions.
+    #[test]
+    fn divergences_have_their_closed_form_values() {
+        let p = [0.5, 0.5];
+        let q = [0.9, 0.1];
+        let kl_pq = 0.5 * (0.5f64 / 0.9).ln() + 0.5 * (0.5f64 / 0.1).ln();
+        let kl_qp = 0.9 * (0.9f64 / 0.5).ln() + 0.1 * (0.1f64 / 0.5).ln();
+        let d = |l| divergence_naive(l, &p, &q);
+        assert!((d(KdLoss::ForwardKl) - kl_pq).abs() < 1e-12);
+        assert!((d(KdLoss::ReverseKl) - kl_qp).abs() < 1e-12);
+        assert!((d(KdLoss::Tvd) - 0.4).abs() < 1e-12);
+        // JSD(β) at the end points is forward / reverse KL; in between, with m = (p + q)/2 at
+        // β = ½, it is the classic Jensen–Shannon divergence.
+        assert_eq!(d(KdLoss::Jsd { beta: 0.0 }), d(KdLoss::ForwardKl));
+        assert_eq!(d(KdLoss::Jsd { beta: 1.0 }), d(KdLoss::ReverseKl));
+        let m = [0.7, 0.3];
+        let js = 0.5 * kl64(&p, &m) + 0.5 * kl64(&q, &m);
+        assert!((d(KdLoss::Jsd { beta: 0.5 }) - js).abs() < 1e-12);
+        // Skew KL at α = 0 is the plain KL; at α = 1 it vanishes.
+        assert!((d(KdLoss::SkewKl { alpha: 0.0 }) - kl_pq).abs() < 1e-12);
+        assert!((d(KdLoss::SkewReverseKl { alpha: 0.0 }) - kl_qp).abs() < 1e-12);
+        assert!(d(KdLoss::SkewKl { alpha: 1.0 }).abs() < 1e-12);
+        // Equal distributions: every divergence is 0.
+        for l in ALL {
+            assert!(divergence_naive(l, &p, &p).abs() < 1e-12, "{l:?}");
+        }
+        // The fast kernel agrees at the end points too (β = 0 is forward KL there).
+        let (z, tt) = (vec![0.3f32, -1.0, 2.0], vec![1.0f32, 0.0, -0.5]);
+        let run = |l| {
+            let mut g = z.clone();
+            distill_fwd_bwd(&mut g, &tt, &[0], 3, &spec(l, 1.0, 1.0), 1.0)
+                .unwrap()
+                .kd
+        };
+        assert!((run(KdLoss::Jsd { beta: 0.0 }) - run(KdLoss::ForwardKl)).abs() < 1e-7);
+    }
+
     #[test]
     fn identical_distributions_have_zero_divergence_and_gradient() {
         let vocab = 50;
         let z = rand_vec(3 * vocab, 9);
-        for loss in [KdLoss::ForwardKl, KdLoss::ReverseKl] {
+        for loss in ALL {
             let mut g = z.clone();
             let s = spec(loss, 1.5, 1.0);
             let sums = distill_fwd_bwd(&mut g, &z, &[1, 2, 3], vocab, &s, 1.0).unwrap();
             assert!(sums.kd.abs() < 1e-5, "{loss:?}: {}", sums.kd);
-            assert!(
-                g.iter().all(|v| v.abs() < 1e-5),
-                "{loss:?}: gradient not zero"
-            );
+            if loss != KdLoss::Tvd {
+                // (TVD's subgradient at p = q is any sign; the others are smooth there.)
+                assert!(
+                    g.iter().all(|v| v.abs() < 1e-5),
+                    "{loss:?}: gradient not zero"
+                );
+            }
         }
     }
 
@@ -400,25 +600,16 @@ mod tests {
         let ok = spec(KdLoss::ForwardKl, 1.0, 0.5);
         assert!(distill_fwd_bwd(&mut z, &t, &[0, 3], 3, &ok, 1.0).is_err());
         assert!(distill_fwd_bwd(&mut z, &t[..3], &[0, 1], 3, &ok, 1.0).is_err());
-        assert!(distill_fwd_bwd(
-            &mut z,
-            &t,
-            &[0, 1],
-            3,
-            &spec(KdLoss::ForwardKl, 0.0, 0.5),
-            1.0
-        )
-        .is_err());
-        assert!(distill_fwd_bwd(
-            &mut z,
-            &t,
-            &[0, 1],
-            3,
-            &spec(KdLoss::ForwardKl, 1.0, 1.5),
-            1.0
-        )
-        .is_err());
-        assert!(KdLoss::parse("jsd?").is_err());
-        assert_eq!(KdLoss::parse("fkl").unwrap(), KdLoss::ForwardKl);
+        let bad_t = spec(KdLoss::ForwardKl, 0.0, 0.5);
+        assert!(distill_fwd_bwd(&mut z, &t, &[0, 1], 3, &bad_t, 1.0).is_err());
+        let bad_w = spec(KdLoss::ForwardKl, 1.0, 1.5);
+        assert!(distill_fwd_bwd(&mut z, &t, &[0, 1], 3, &bad_w, 1.0).is_err());
+        for bad in ["jsd?", "jsd:2", "skl:x", "fkl:0.3"] {
+            assert!(KdLoss::parse(bad).is_err(), "{bad}");
+        }
+        for l in ALL {
+            assert_eq!(KdLoss::parse(&l.name()).unwrap(), l);
+        }
+        assert_eq!(KdLoss::parse("jsd").unwrap(), KdLoss::Jsd { beta: 0.5 });
     }
 }

@@ -281,7 +281,7 @@ pub(crate) fn head(
                     distill_fwd_bwd(logits, &s.teacher[r0 * v..r1 * v], y, v, &s.spec, 0.0)
                 })?,
             };
-            total = total.add(part);
+            total = total + part;
             continue;
         };
         let part = match soft {
@@ -293,7 +293,7 @@ pub(crate) fn head(
                 distill_fwd_bwd(logits, &s.teacher[r0 * v..r1 * v], y, v, &s.spec, *scale)
             })?,
         };
-        total = total.add(part);
+        total = total + part;
         time("head.dx", || {
             linear_bwd_input(&mut a.d_xn[r0 * d..r1 * d], logits, w_lm, dims, false)
         })?;
