@@ -38,6 +38,9 @@ enum Command {
     Tokenizer(cmd::tokenizer::TokenizerCommand),
     /// Train a model from scratch or continue a run.
     Train(cmd::train::Args),
+    /// Distil a teacher into a student: teacher-written data, logit distillation.
+    #[command(subcommand)]
+    Distill(cmd::distill::DistillCommand),
     /// Prune a model (magnitude, OBD, Wanda, SparseGPT; unstructured or N:M), or sweep.
     Prune(cmd::prune::PruneArgs),
     /// Measure speed (medians over repetitions).
@@ -65,6 +68,7 @@ fn main() {
         Command::Tokenizer(c) => cmd::tokenizer::run(c),
         Command::Train(a) => cmd::train::run(a),
         Command::Prune(a) => cmd::prune::run(a),
+        Command::Distill(c) => cmd::distill::run(c),
         Command::Bench(c) => cmd::bench::run(c),
         Command::Generate(a) => cmd::generate::run(a),
         Command::Eval(a) => cmd::eval::run(a),

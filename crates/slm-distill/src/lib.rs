@@ -1,0 +1,13 @@
+//! slm-distill: knowledge distillation — teachers, teacher-written data, and the pieces of
+//! logit distillation above the training loop.
+//!
+//! - [`vocab`]: the shared-vocabulary check logit losses need (names both tokenizers and the
+//!   first differing token).
+//! - [`generate`]: `slm distill generate` — prompt templates with slots, sampling, de-duplication,
+//!   quality filters, resumable JSONL output (the TinyStories recipe).
+//!
+//! The divergences themselves (forward/reverse KL, JSD(β), skew KL, TVD) are fused kernels in
+//! `slm_kernels::distill`; the training loop with an online teacher is `slm_train::Trainer`.
+
+pub mod generate;
+pub mod vocab;
