@@ -159,18 +159,36 @@ def head_logits(model, hidden):
     return model.lm_head(model.model.norm(hidden))
 
 
-def check_layerwise(model, ids, batch, tol):
-    """Layer-by-layer logits (captured embeddings -> layers -> norm -> lm_head) vs model(ids)."""
+def layerwise_logits(model, ids, batch):
     inps, kwargs = capture(model, ids, batch)
     for layer in model.model.layers:
         inps = run_layer(layer, inps, kwargs)
-    mine = torch.cat([head_logits(model, h) for h in inps])
+    return torch.cat([head_logits(model, h) for h in inps]), kwargs[0]
+
+
+def check_layerwise(model, ids, batch, tol):
+    """Layer-by-layer logits (captured embeddings -> layers -> norm -> lm_head) vs model(ids).
+
+    Also checks that the layer-wise path is causal: changing the middle token of every window
+    leaves the logits of the earlier positions unchanged and changes the later ones.
+    """
+    mine, kw = layerwise_logits(model, ids, batch)
     ref = torch.cat([model(input_ids=ids[b : b + batch], use_cache=False).logits for b in range(0, ids.shape[0], batch)])
     diff = float((mine - ref).abs().max())
     scale = float(ref.abs().max())
     if not diff <= tol:
         raise AssertionError(f"layer-wise logits differ from the model's: max abs diff {diff:.3e} > {tol}")
-    return diff, scale
+    mid = ids.shape[1] // 2
+    changed = ids.clone()
+    changed[:, mid] = (changed[:, mid] + 1) % model.config.vocab_size
+    other, _ = layerwise_logits(model, changed, batch)
+    before = float((other[:, :mid] - mine[:, :mid]).abs().max())
+    after = float((other[:, mid:] - mine[:, mid:]).abs().max())
+    if not (before <= tol and after > 1e-3):
+        raise AssertionError(f"layer-wise path is not causal: earlier logits moved {before:.3e}, later {after:.3e}")
+    mask = kw["attention_mask"]
+    mask_desc = "None (sdpa is_causal)" if mask is None else f"{type(mask).__name__} {tuple(getattr(mask, 'shape', ()))}"
+    return diff, scale, before, after, mask_desc
 
 
 # ------------------------------------------------------------------------ method statistics
@@ -337,8 +355,12 @@ def main():
     )
 
     check_ids = ids[: args.check_windows]
-    diff, scale = check_layerwise(dense, check_ids, args.batch, args.check_tol)
-    print(f"layer-wise path vs model logits (dense, {check_ids.shape[0]} windows): max abs diff {diff:.3e} (max |logit| {scale:.2f})")
+    diff, scale, before, after, mask_desc = check_layerwise(dense, check_ids, args.batch, args.check_tol)
+    print(
+        f"layer-wise path vs model logits (dense, {check_ids.shape[0]} windows): max abs diff {diff:.3e} "
+        f"(max |logit| {scale:.2f}); attention_mask {mask_desc}; causal check: token {seqlen // 2} changed -> "
+        f"earlier logits moved {before:.1e}, later {after:.2f}"
+    )
 
     dense_ppl = perplexity(dense, windows, args.batch)
     print(f"dense ppl {dense_ppl:.4f}", flush=True)
@@ -398,6 +420,7 @@ def main():
             "ppl_windows": int(windows.shape[0]),
             "attn_implementation": attn_impl,
             "layerwise_vs_model_logits_max_abs_diff": diff,
+            "layerwise_attention_mask": mask_desc,
             "torch_version": torch.__version__,
             "transformers_version": transformers.__version__,
             "numpy_version": np.__version__,

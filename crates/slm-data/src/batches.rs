@@ -23,6 +23,8 @@ pub struct BatchStream<'a> {
     seed: u64,
     order: Vec<u32>,
     pos: BatchPosition,
+    /// Window ids of the last batch, row by row.
+    last: Vec<u32>,
 }
 
 /// SplitMix64: a tiny, portable generator so the data order is the same everywhere.
@@ -69,6 +71,7 @@ impl<'a> BatchStream<'a> {
             seed,
             order,
             pos,
+            last: Vec::new(),
         })
     }
 
@@ -80,12 +83,19 @@ impl<'a> BatchStream<'a> {
         self.pos
     }
 
+    /// The window ids (window w holds tokens `w·(seq+1) .. (w+1)·(seq+1)`) of the rows of the
+    /// last batch: what an offline teacher cache is indexed by.
+    pub fn last_windows(&self) -> &[u32] {
+        &self.last
+    }
+
     /// Fills `inputs` and `targets` (each batch × seq, row-major) with the next batch.
     pub fn next_batch(&mut self, inputs: &mut Vec<u32>, targets: &mut Vec<u32>) -> Result<()> {
         let (b, t) = (self.batch, self.seq);
         inputs.resize(b * t, 0);
         targets.resize(b * t, 0);
         let mut window = vec![0u32; t + 1];
+        self.last.clear();
         for row in 0..b {
             if self.pos.index as usize >= self.order.len() {
                 self.pos = BatchPosition {
@@ -96,6 +106,7 @@ impl<'a> BatchStream<'a> {
             }
             let w = self.order[self.pos.index as usize] as usize;
             self.pos.index += 1;
+            self.last.push(w as u32);
             self.shard.read_into(w * (t + 1), &mut window)?;
             inputs[row * t..(row + 1) * t].copy_from_slice(&window[..t]);
             targets[row * t..(row + 1) * t].copy_from_slice(&window[1..]);

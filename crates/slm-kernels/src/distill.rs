@@ -362,6 +362,231 @@ pub fn distill_fwd_bwd(
     Ok(parts.into_iter().fold(DistillSums::default(), |a, b| a + b))
 }
 
+/// The largest k the sparse loss takes (beyond it, a dense teacher is cheaper anyway).
+pub const MAX_TOP_K: usize = 256;
+
+/// A teacher's top-k summary of `rows` positions (an offline cache): for each row, `k` token
+/// ids with their log-probabilities at T = 1, and the probability mass of every other token.
+#[derive(Debug, Clone, Copy)]
+pub struct TopK<'a> {
+    pub k: usize,
+    /// [rows, k]
+    pub ids: &'a [u32],
+    /// [rows, k] log p of each id.
+    pub logp: &'a [f32],
+    /// [rows] 1 − Σ p over the k ids.
+    pub tail: &'a [f32],
+}
+
+impl TopK<'_> {
+    fn check(&self, rows: usize, vocab: usize) -> Result<()> {
+        if self.k == 0 || self.k > MAX_TOP_K || self.k > vocab {
+            return Err(Error::invalid(format!(
+                "top-k: k = {} must be in 1..={} and at most the vocabulary ({vocab})",
+                self.k, MAX_TOP_K
+            )));
+        }
+        check_len("top-k ids", self.ids.len(), rows * self.k)?;
+        check_len("top-k log-probs", self.logp.len(), rows * self.k)?;
+        check_len("top-k tail", self.tail.len(), rows)?;
+        if let Some(&bad) = self.ids.iter().find(|&&i| i as usize >= vocab) {
+            return Err(Error::invalid(format!(
+                "top-k id {bad} is outside the vocabulary of {vocab}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One row of the sparse forward KL: buckets = the k teacher ids + one bucket for the rest.
+/// KL = Σ_i p_i (log p_i − log q_i) + p_r (log p_r − log q_r), q_r = 1 − Σ_i q_i.
+/// ∂/∂z_j = q_j − p_j for a listed id, q_j·(1 − p_r/q_r) for the rest.
+#[inline(always)]
+fn topk_row(
+    z: &mut [f32],
+    ids: &[u32],
+    logp: &[f32],
+    tail: f32,
+    y: usize,
+    kd_weight: f32,
+    grad_scale: f32,
+) -> DistillSums {
+    let (m, s) = scaled_max_sum(z, 1.0);
+    let lse = m + s.ln();
+    let ce = (lse - z[y]) as f64;
+    let mut q_top = 0f64;
+    let mut div = 0f64;
+    for (&i, &lp) in ids.iter().zip(logp) {
+        let lq = z[i as usize] - lse;
+        q_top += (lq as f64).exp();
+        div += (lp as f64).exp() * (lp - lq) as f64;
+    }
+    let q_rest = (1.0 - q_top).max(1e-30);
+    let p_rest = (tail as f64).max(0.0);
+    if p_rest > 0.0 {
+        div += p_rest * (p_rest.ln() - q_rest.ln());
+    }
+    let (hard, soft) = (grad_scale * (1.0 - kd_weight), grad_scale * kd_weight);
+    let rest_factor = (1.0 - p_rest / q_rest) as f32;
+    // The listed ids' q before the row is overwritten (k ≤ MAX_TOP_K, checked by the caller).
+    let mut q_listed = [0f32; MAX_TOP_K];
+    for (q, &i) in q_listed.iter_mut().zip(ids) {
+        *q = simd::exp(z[i as usize] - lse);
+    }
+    // Every entry as if in the rest bucket, then the listed ids.
+    for zj in z.iter_mut() {
+        let q = simd::exp(*zj - lse);
+        *zj = q * (hard + soft * rest_factor);
+    }
+    for ((&i, &lp), &q) in ids.iter().zip(logp).zip(&q_listed) {
+        z[i as usize] = hard * q + soft * (q - lp.exp());
+    }
+    z[y] -= hard;
+    DistillSums { ce, kd: div }
+}
+
+#[inline(always)]
+fn topk_rows_impl(
+    z: &mut [f32],
+    top: TopK,
+    targets: &[u32],
+    vocab: usize,
+    kd_weight: f32,
+    grad_scale: f32,
+) -> DistillSums {
+    let k = top.k;
+    let mut sums = DistillSums::default();
+    for (r, (zr, &y)) in z.chunks_exact_mut(vocab).zip(targets).enumerate() {
+        if y == IGNORE_INDEX {
+            zr.fill(0.0);
+            continue;
+        }
+        let (ids, logp) = (&top.ids[r * k..(r + 1) * k], &top.logp[r * k..(r + 1) * k]);
+        sums = sums
+            + topk_row(
+                zr,
+                ids,
+                logp,
+                top.tail[r],
+                y as usize,
+                kd_weight,
+                grad_scale,
+            );
+    }
+    sums
+}
+
+crate::dispatch!(fn topk_rows(z: &mut [f32], top: TopK, targets: &[u32], vocab: usize, kd_weight: f32, grad_scale: f32) -> DistillSums => topk_rows_impl);
+
+/// The sparse forward KL against a teacher's top-k (an offline cache), mixed with the
+/// hard-label cross-entropy: per non-ignored row, (1 − w)·CE + w·KL over k + 1 buckets (the
+/// k listed ids and one for the rest of the vocabulary), at T = 1. With k = vocabulary and
+/// no tail this is exactly the dense forward KL. Overwrites `student` [rows, vocab] with the
+/// gradient of `grad_scale ·` the summed loss; returns the sums.
+pub fn distill_topk_fwd_bwd(
+    student: &mut [f32],
+    top: &TopK,
+    targets: &[u32],
+    vocab: usize,
+    kd_weight: f32,
+    grad_scale: f32,
+) -> Result<DistillSums> {
+    let rows = targets.len();
+    check_len("distill student logits", student.len(), rows * vocab)?;
+    top.check(rows, vocab)?;
+    if !(0.0..=1.0).contains(&kd_weight) {
+        return Err(Error::invalid(format!(
+            "distillation weight must be in [0, 1], got {kd_weight}"
+        )));
+    }
+    if let Some((i, &t)) = targets
+        .iter()
+        .enumerate()
+        .find(|(_, &t)| t != IGNORE_INDEX && t as usize >= vocab)
+    {
+        return Err(Error::invalid(format!(
+            "distill: target {t} at row {i} is outside the vocabulary of {vocab}"
+        )));
+    }
+    if vocab == 0 || rows == 0 {
+        return Ok(DistillSums::default());
+    }
+    let k = top.k;
+    let per = rows_per_task(rows, 2 * vocab);
+    let parts: Vec<DistillSums> = student
+        .par_chunks_mut(per * vocab)
+        .zip(targets.par_chunks(per))
+        .enumerate()
+        .map(|(c, (z, y))| {
+            let r0 = c * per;
+            let r1 = r0 + y.len();
+            let part = TopK {
+                k,
+                ids: &top.ids[r0 * k..r1 * k],
+                logp: &top.logp[r0 * k..r1 * k],
+                tail: &top.tail[r0..r1],
+            };
+            topk_rows(z, part, y, vocab, kd_weight, grad_scale)
+        })
+        .collect();
+    Ok(parts.into_iter().fold(DistillSums::default(), |a, b| a + b))
+}
+
+/// Naive twin of [`distill_topk_fwd_bwd`] in f64: the bucket distributions materialised.
+pub fn distill_topk_fwd_bwd_naive(
+    student: &mut [f32],
+    top: &TopK,
+    targets: &[u32],
+    vocab: usize,
+    kd_weight: f32,
+    grad_scale: f32,
+) -> DistillSums {
+    let (k, w) = (top.k, kd_weight as f64);
+    let mut sums = DistillSums::default();
+    for (r, &y) in targets.iter().enumerate() {
+        let z = &mut student[r * vocab..(r + 1) * vocab];
+        if y == IGNORE_INDEX {
+            z.fill(0.0);
+            continue;
+        }
+        let q = softmax64(z, 1.0);
+        let ids = &top.ids[r * k..(r + 1) * k];
+        let p_top: Vec<f64> = top.logp[r * k..(r + 1) * k]
+            .iter()
+            .map(|&l| (l as f64).exp())
+            .collect();
+        let in_top = |j: usize| ids.iter().position(|&i| i as usize == j);
+        let q_rest: f64 = (0..vocab)
+            .filter(|&j| in_top(j).is_none())
+            .map(|j| q[j])
+            .sum();
+        let p_rest = top.tail[r] as f64;
+        let mut div: f64 = ids
+            .iter()
+            .zip(&p_top)
+            .map(|(&i, &p)| p * (p.ln() - q[i as usize].ln()))
+            .sum();
+        if p_rest > 0.0 {
+            div += p_rest * (p_rest.ln() - q_rest.ln());
+        }
+        sums = sums
+            + DistillSums {
+                ce: -q[y as usize].ln(),
+                kd: div,
+            };
+        for j in 0..vocab {
+            let hard = q[j] - if j == y as usize { 1.0 } else { 0.0 };
+            let soft = match in_top(j) {
+                Some(b) => q[j] - p_top[b],
+                None if q_rest > 0.0 => q[j] * (1.0 - p_rest / q_rest),
+                None => q[j],
+            };
+            z[j] = (grad_scale as f64 * ((1.0 - w) * hard + w * soft)) as f32;
+        }
+    }
+    sums
+}
+
 /// KL(a‖b) in f64 (entries with a = 0 contribute 0).
 fn kl64(a: &[f64], b: &[f64]) -> f64 {
     a.iter()
@@ -591,6 +816,125 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A teacher's top-k from dense logits (sorted by probability), with the tail mass.
+    fn top_k_of(t: &[f32], rows: usize, vocab: usize, k: usize) -> (Vec<u32>, Vec<f32>, Vec<f32>) {
+        let (mut ids, mut logp, mut tail) = (Vec::new(), Vec::new(), Vec::new());
+        for r in 0..rows {
+            let p = softmax64(&t[r * vocab..(r + 1) * vocab], 1.0);
+            let mut order: Vec<usize> = (0..vocab).collect();
+            order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
+            let top = &order[..k];
+            ids.extend(top.iter().map(|&i| i as u32));
+            logp.extend(top.iter().map(|&i| p[i].ln() as f32));
+            tail.push((1.0 - top.iter().map(|&i| p[i]).sum::<f64>()).max(0.0) as f32);
+        }
+        (ids, logp, tail)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        #[test]
+        fn topk_matches_naive(rows in 1usize..12, vocab in 2usize..300, seed in 0u64..1000,
+                              kfrac in 0.01f64..1.0, w in 0.0f32..1.0) {
+            let k = ((vocab as f64 * kfrac) as usize).clamp(1, vocab.min(MAX_TOP_K));
+            let z: Vec<f32> = rand_vec(rows * vocab, seed).iter().map(|v| v * 5.0).collect();
+            let t: Vec<f32> = rand_vec(rows * vocab, seed + 3).iter().map(|v| v * 5.0).collect();
+            let targets: Vec<u32> = (0..rows)
+                .map(|r| if r % 3 == 2 { IGNORE_INDEX } else { ((r * 31 + seed as usize) % vocab) as u32 })
+                .collect();
+            let (ids, logp, tail) = top_k_of(&t, rows, vocab, k);
+            let top = TopK { k, ids: &ids, logp: &logp, tail: &tail };
+            let (mut a, mut b) = (z.clone(), z.clone());
+            let la = distill_topk_fwd_bwd(&mut a, &top, &targets, vocab, w, 0.5).unwrap();
+            let lb = distill_topk_fwd_bwd_naive(&mut b, &top, &targets, vocab, w, 0.5);
+            prop_assert!((la.kd - lb.kd).abs() <= 1e-4 * lb.kd.abs().max(1.0), "kd {} vs {}", la.kd, lb.kd);
+            prop_assert!((la.ce - lb.ce).abs() <= 1e-4 * lb.ce.abs().max(1.0));
+            assert_close(&a, &b, 2e-5, "grad");
+        }
+    }
+
+    #[test]
+    fn topk_with_the_whole_vocabulary_is_the_dense_forward_kl() {
+        let (rows, vocab) = (5, 40);
+        let z: Vec<f32> = rand_vec(rows * vocab, 11).iter().map(|v| v * 4.0).collect();
+        let t: Vec<f32> = rand_vec(rows * vocab, 12).iter().map(|v| v * 4.0).collect();
+        let targets = [1u32, 7, IGNORE_INDEX, 39, 0];
+        let (ids, logp, tail) = top_k_of(&t, rows, vocab, vocab);
+        let top = TopK {
+            k: vocab,
+            ids: &ids,
+            logp: &logp,
+            tail: &tail,
+        };
+        let (mut a, mut b) = (z.clone(), z.clone());
+        let sparse = distill_topk_fwd_bwd(&mut a, &top, &targets, vocab, 0.6, 1.0).unwrap();
+        let dense = distill_fwd_bwd(
+            &mut b,
+            &t,
+            &targets,
+            vocab,
+            &spec(KdLoss::ForwardKl, 1.0, 0.6),
+            1.0,
+        )
+        .unwrap();
+        assert!(
+            (sparse.kd - dense.kd).abs() < 1e-4,
+            "{sparse:?} vs {dense:?}"
+        );
+        assert!((sparse.ce - dense.ce).abs() < 1e-4);
+        assert_close(&a, &b, 1e-5, "grad");
+    }
+
+    #[test]
+    fn topk_naive_gradient_matches_finite_differences() {
+        let (rows, vocab, k) = (2, 9, 3);
+        let z: Vec<f32> = rand_vec(rows * vocab, 21).iter().map(|v| v * 2.0).collect();
+        let t: Vec<f32> = rand_vec(rows * vocab, 22).iter().map(|v| v * 2.0).collect();
+        let targets = [4u32, 0];
+        let (ids, logp, tail) = top_k_of(&t, rows, vocab, k);
+        let top = TopK {
+            k,
+            ids: &ids,
+            logp: &logp,
+            tail: &tail,
+        };
+        let total = |zz: &[f32]| {
+            let mut c = zz.to_vec();
+            let s = distill_topk_fwd_bwd_naive(&mut c, &top, &targets, vocab, 0.7, 1.0);
+            0.3 * s.ce + 0.7 * s.kd
+        };
+        let mut g = z.clone();
+        distill_topk_fwd_bwd_naive(&mut g, &top, &targets, vocab, 0.7, 1.0);
+        for i in 0..z.len() {
+            let h = 1e-3f32;
+            let (mut up, mut dn) = (z.clone(), z.clone());
+            up[i] += h;
+            dn[i] -= h;
+            let fd = (total(&up) - total(&dn)) / (2.0 * h as f64);
+            assert!(
+                (fd - g[i] as f64).abs() < 2e-3,
+                "element {i}: {fd} vs {}",
+                g[i]
+            );
+        }
+        // Bad shapes and k are errors.
+        let mut zz = z.clone();
+        let bad = TopK {
+            k: 0,
+            ids: &[],
+            logp: &[],
+            tail: &tail,
+        };
+        assert!(distill_topk_fwd_bwd(&mut zz, &bad, &targets, vocab, 0.5, 1.0).is_err());
+        let short = TopK {
+            k,
+            ids: &ids[1..],
+            logp: &logp,
+            tail: &tail,
+        };
+        assert!(distill_topk_fwd_bwd(&mut zz, &short, &targets, vocab, 0.5, 1.0).is_err());
     }
 
     #[test]
