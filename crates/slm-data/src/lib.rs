@@ -9,6 +9,7 @@
 pub mod batches;
 pub mod corpus;
 pub mod documents;
+pub mod kd_cache;
 pub mod prepare;
 pub mod shards;
 pub mod tokenizer;

@@ -3,11 +3,14 @@
 //!
 //! - [`vocab`]: the shared-vocabulary check logit losses need (names both tokenizers and the
 //!   first differing token).
+//! - [`cache`]: `slm distill cache` — a teacher's top-k log-probs for every training
+//!   window, for offline distillation (format in `slm_data::kd_cache`).
 //! - [`generate`]: `slm distill generate` — prompt templates with slots, sampling, de-duplication,
 //!   quality filters, resumable JSONL output (the TinyStories recipe).
 //!
 //! The divergences themselves (forward/reverse KL, JSD(β), skew KL, TVD) are fused kernels in
 //! `slm_kernels::distill`; the training loop with an online teacher is `slm_train::Trainer`.
 
+pub mod cache;
 pub mod generate;
 pub mod vocab;

@@ -62,7 +62,11 @@ pub struct TrainConfig {
     /// (1 − kd_weight)·CE + kd_weight·T²·D(teacher ‖ student). For pruning recovery, the
     /// dense parent.
     pub teacher: Option<String>,
-    /// The divergence D: `fkl` (forward KL) or `rkl` (reverse KL).
+    /// Distil offline from this teacher cache (`slm distill cache`) instead of a live
+    /// teacher: sparse forward KL over the cached top-k plus a tail bucket, at T = 1.
+    pub kd_cache: Option<String>,
+    /// The divergence D: `fkl`, `rkl`, `jsd:β`, `skl:α`, `srkl:α` or `tvd`
+    /// (`slm_kernels::distill::KdLoss`).
     pub kd_loss: String,
     /// Weight of the teacher term, in [0, 1].
     pub kd_weight: f64,
@@ -111,6 +115,7 @@ impl Default for TrainConfig {
             seed: 1337,
             hold_masks: false,
             teacher: None,
+            kd_cache: None,
             kd_loss: "fkl".into(),
             kd_weight: 1.0,
             kd_temperature: 1.0,
@@ -202,9 +207,14 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// The distillation loss when a teacher is set.
+    /// The distillation loss when a teacher or a teacher cache is set.
     pub fn distill_spec(&self) -> Result<Option<DistillSpec>> {
-        if self.teacher.is_none() {
+        if self.teacher.is_some() && self.kd_cache.is_some() {
+            return Err(Error::config(
+                "set `teacher` (online) or `kd_cache` (offline), not both",
+            ));
+        }
+        if self.teacher.is_none() && self.kd_cache.is_none() {
             return Ok(None);
         }
         let spec = DistillSpec {
@@ -213,6 +223,13 @@ impl TrainConfig {
             kd_weight: self.kd_weight as f32,
         };
         spec.validate().map_err(|e| Error::config(e.to_string()))?;
+        if self.kd_cache.is_some() && (spec.loss != KdLoss::ForwardKl || spec.temperature != 1.0) {
+            return Err(Error::config(format!(
+                "a teacher cache holds the teacher's top-k at T = 1 and trains with forward KL: \
+                 kd_loss `{}` at temperature {} needs the live teacher (`teacher`)",
+                self.kd_loss, self.kd_temperature
+            )));
+        }
         Ok(Some(spec))
     }
 

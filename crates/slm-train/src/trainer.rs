@@ -13,10 +13,11 @@ use crate::optim::{AdamW, Masks};
 use crate::schedule::learning_rate;
 use slm_core::{error::IoContext, Error, Result};
 use slm_data::batches::{eval_windows, BatchPosition, BatchStream};
+use slm_data::kd_cache::KdCache;
 use slm_data::prepare::{DataSummary, SUMMARY, TRAIN_SHARD, VAL_SHARD};
 use slm_data::shards::Shard;
 use slm_kernels::adamw::AdamWConfig;
-use slm_kernels::distill::DistillSpec;
+use slm_kernels::distill::{DistillSpec, TopK};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -104,21 +105,64 @@ pub struct Trainer {
     run_dir: PathBuf,
     train: std::sync::Arc<Shard>,
     val: Shard,
-    /// The teacher and its loss, when distilling (`cfg.teacher`).
-    teacher: Option<(FastModel, DistillSpec)>,
+    /// Where soft targets come from, when distilling.
+    teacher: Option<TeacherSource>,
 }
 
-/// Loads the teacher named by the config and checks it can score the student's batches.
+/// The teacher side of distillation: a live model, or its top-k cached offline.
+enum TeacherSource {
+    Online(FastModel, DistillSpec),
+    Offline(KdCache, f32),
+}
+
+/// Loads the teacher (or its cache) named by the config and checks it can score the
+/// student's batches.
 fn load_teacher(
     cfg: &TrainConfig,
     student: &FastModel,
-) -> Result<Option<(FastModel, DistillSpec)>> {
-    let (Some(spec_path), Some(spec)) = (&cfg.teacher, cfg.distill_spec()?) else {
+    train: &Shard,
+) -> Result<Option<TeacherSource>> {
+    let Some(spec) = cfg.distill_spec()? else {
+        return Ok(None);
+    };
+    let sv = student.config().vocab_size;
+    if let Some(path) = &cfg.kd_cache {
+        let cache = KdCache::open(Path::new(path))?;
+        let h = cache.header();
+        let problem = if h.vocab_size != sv {
+            Some(format!(
+                "its vocabulary has {} tokens, the student's {sv}",
+                h.vocab_size
+            ))
+        } else if h.seq_len != cfg.seq_len {
+            Some(format!(
+                "it was built at seq_len {}, training uses {}",
+                h.seq_len, cfg.seq_len
+            ))
+        } else if h.shard_tokens != train.len() {
+            Some(format!(
+                "it was built from a shard of {} tokens, {} holds {}",
+                h.shard_tokens,
+                train.path().display(),
+                train.len()
+            ))
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            return Err(Error::config(format!(
+                "the teacher cache {path} does not match this run: {p}. Rebuild it with \
+                 `slm distill cache` on this data"
+            )));
+        }
+        return Ok(Some(TeacherSource::Offline(cache, spec.kd_weight)));
+    }
+    let Some(spec_path) = &cfg.teacher else {
         return Ok(None);
     };
     let loaded = slm_model::load(spec_path, None)?;
     let teacher = FastModel::from_llama(&loaded.model)?;
-    let (tv, sv) = (teacher.config().vocab_size, student.config().vocab_size);
+    let tv = teacher.config().vocab_size;
     if tv != sv {
         return Err(Error::config(format!(
             "the teacher {spec_path} has a vocabulary of {tv} tokens, the student {sv}: \
@@ -132,7 +176,7 @@ fn load_teacher(
             cfg.seq_len
         )));
     }
-    Ok(Some((teacher, spec)))
+    Ok(Some(TeacherSource::Online(teacher, spec)))
 }
 
 impl Trainer {
@@ -168,7 +212,7 @@ impl Trainer {
             cfg.seed,
             BatchPosition::default(),
         )?;
-        let teacher = load_teacher(&cfg, &model)?;
+        let teacher = load_teacher(&cfg, &model, &train)?;
         std::fs::create_dir_all(run_dir.join(CHECKPOINT_DIR)).with_path(run_dir)?;
         slm_io::atomic::write_atomic(&run_dir.join(CONFIG), cfg.to_toml()?.as_bytes())?;
         let hold = cfg.hold_masks;
@@ -312,6 +356,7 @@ impl Trainer {
         let train = self.train.clone();
         let mut stream = BatchStream::new(&train, b, t, cfg.seed, self.pos)?;
         let (mut inputs, mut targets) = (Vec::new(), Vec::new());
+        let (mut top_ids, mut top_logp, mut top_tail) = (Vec::new(), Vec::new(), Vec::new());
         let started = Instant::now();
         obs.on_start(self.step, cfg.steps);
         let mut last_loss = f64::NAN;
@@ -325,18 +370,36 @@ impl Trainer {
             let (mut loss, mut ce, mut kd) = (0.0f64, 0.0f64, 0.0f64);
             for _ in 0..cfg.grad_accum {
                 stream.next_batch(&mut inputs, &mut targets)?;
-                match &mut self.teacher {
-                    None => loss += self.model.forward_backward(&inputs, &targets, b, t)? as f64,
-                    Some((teacher, spec)) => {
-                        let soft = teacher.logits(&inputs, b, t)?; // [b, t, vocab]
-                        let l = self
-                            .model
-                            .forward_backward_distill(&inputs, &targets, &soft, spec, b, t)?;
-                        loss += l.total as f64;
-                        ce += l.ce as f64;
-                        kd += l.kd as f64;
+                let l = match &mut self.teacher {
+                    None => {
+                        loss += self.model.forward_backward(&inputs, &targets, b, t)? as f64;
+                        continue;
                     }
-                }
+                    Some(TeacherSource::Online(teacher, spec)) => {
+                        let soft = teacher.logits(&inputs, b, t)?; // [b, t, vocab]
+                        self.model
+                            .forward_backward_distill(&inputs, &targets, &soft, spec, b, t)?
+                    }
+                    Some(TeacherSource::Offline(cache, kd_weight)) => {
+                        cache.gather(
+                            stream.last_windows(),
+                            &mut top_ids,
+                            &mut top_logp,
+                            &mut top_tail,
+                        )?;
+                        let top = TopK {
+                            k: cache.header().k,
+                            ids: &top_ids,
+                            logp: &top_logp,
+                            tail: &top_tail,
+                        };
+                        self.model
+                            .forward_backward_topk(&inputs, &targets, &top, *kd_weight, b, t)?
+                    }
+                };
+                loss += l.total as f64;
+                ce += l.ce as f64;
+                kd += l.kd as f64;
             }
             let accum = cfg.grad_accum as f64;
             loss /= accum;

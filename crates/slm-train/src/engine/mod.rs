@@ -42,7 +42,7 @@ use candle_core::{DType, Device, Tensor};
 use layout::Layout;
 use passes::{Dims, Model};
 use slm_core::{Error, Result};
-use slm_kernels::distill::{DistillSpec, DistillSums};
+use slm_kernels::distill::{DistillSpec, DistillSums, TopK};
 use slm_kernels::IGNORE_INDEX;
 use slm_model::weights::{check_tensors, expected_shapes};
 use slm_model::{Llama, LlamaConfig};
@@ -373,9 +373,28 @@ impl FastModel {
         batch: usize,
         seq: usize,
     ) -> Result<DistillLoss> {
-        let soft = passes::Soft {
+        let soft = passes::Soft::Dense {
             teacher: teacher_logits,
             spec: *spec,
+        };
+        self.run(inputs, targets, Some(&soft), true, batch, seq)
+    }
+
+    /// Forward and backward of the sparse distillation loss against a teacher's top-k per
+    /// position (an offline cache, rows in batch order): (1 − w)·CE + w·KL over the k listed
+    /// ids and one bucket for the rest (`slm_kernels::distill::distill_topk_fwd_bwd`).
+    pub fn forward_backward_topk(
+        &mut self,
+        inputs: &[u32],
+        targets: &[u32],
+        top: &TopK,
+        kd_weight: f32,
+        batch: usize,
+        seq: usize,
+    ) -> Result<DistillLoss> {
+        let soft = passes::Soft::TopK {
+            top: *top,
+            kd_weight,
         };
         self.run(inputs, targets, Some(&soft), true, batch, seq)
     }
@@ -391,7 +410,7 @@ impl FastModel {
         batch: usize,
         seq: usize,
     ) -> Result<DistillLoss> {
-        let soft = passes::Soft {
+        let soft = passes::Soft::Dense {
             teacher: teacher_logits,
             spec: *spec,
         };
@@ -409,8 +428,8 @@ impl FastModel {
         seq: usize,
     ) -> Result<DistillLoss> {
         self.check_batch(inputs, Some(targets), batch, seq)?;
-        if let Some(s) = soft {
-            s.spec.validate()?;
+        if let Some(passes::Soft::Dense { spec, .. }) = soft {
+            spec.validate()?;
         }
         let count = targets.iter().filter(|&&t| t != IGNORE_INDEX).count();
         if count == 0 {
@@ -443,10 +462,12 @@ impl FastModel {
             Ok(sums)
         })?;
         let c = count as f64;
-        let total = match soft {
-            Some(s) => sums.total(&s.spec),
-            None => sums.ce,
+        let w = match soft {
+            Some(passes::Soft::Dense { spec, .. }) => spec.kd_weight as f64,
+            Some(passes::Soft::TopK { kd_weight, .. }) => *kd_weight as f64,
+            None => 0.0,
         };
+        let total = (1.0 - w) * sums.ce + w * sums.kd;
         Ok(DistillLoss {
             ce: (sums.ce / c) as f32,
             kd: (sums.kd / c) as f32,

@@ -26,7 +26,7 @@ use slm_kernels::attention::{
     attention_bwd, attention_bwd_lse, attention_fwd, attention_fwd_lse, AttnShape,
 };
 use slm_kernels::cross_entropy::{cross_entropy_fwd_bwd, cross_entropy_loss};
-use slm_kernels::distill::{distill_fwd_bwd, DistillSpec, DistillSums};
+use slm_kernels::distill::{distill_fwd_bwd, distill_topk_fwd_bwd, DistillSpec, DistillSums, TopK};
 use slm_kernels::embedding::{embedding_bwd, embedding_fwd};
 use slm_kernels::matmul::{bias_bwd, linear_bwd_input, linear_bwd_weight, linear_fwd, LinearDims};
 use slm_kernels::rmsnorm::{rmsnorm_bwd, rmsnorm_fwd};
@@ -228,10 +228,57 @@ pub(crate) fn forward(m: &Model, a: &mut Buffers, ids: &[u32], k: Dims) -> Resul
     Ok(())
 }
 
-/// The teacher side of a distillation step: teacher logits [n, vocab] for the same rows.
-pub(crate) struct Soft<'a> {
-    pub teacher: &'a [f32],
-    pub spec: DistillSpec,
+/// The teacher side of a distillation step, for the same n rows as the batch.
+pub(crate) enum Soft<'a> {
+    /// Full teacher logits [n, vocab] and the divergence to use.
+    Dense {
+        teacher: &'a [f32],
+        spec: DistillSpec,
+    },
+    /// A teacher's top-k per row (an offline cache): sparse forward KL at T = 1.
+    TopK { top: TopK<'a>, kd_weight: f32 },
+}
+
+impl Soft<'_> {
+    fn check(&self, n: usize, v: usize) -> Result<()> {
+        let (have, need) = match self {
+            Soft::Dense { teacher, .. } => (teacher.len(), n * v),
+            Soft::TopK { top, .. } => (top.tail.len(), n),
+        };
+        if have != need {
+            return Err(slm_core::Error::invalid(format!(
+                "the teacher's targets cover {have} values; the batch needs {need}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The divergence part for rows r0..r1 of the batch (`logits` holds those rows).
+    fn rows(
+        &self,
+        logits: &mut [f32],
+        y: &[u32],
+        v: usize,
+        r0: usize,
+        r1: usize,
+        scale: f32,
+    ) -> Result<DistillSums> {
+        match self {
+            Soft::Dense { teacher, spec } => {
+                distill_fwd_bwd(logits, &teacher[r0 * v..r1 * v], y, v, spec, scale)
+            }
+            Soft::TopK { top, kd_weight } => {
+                let k = top.k;
+                let part = TopK {
+                    k,
+                    ids: &top.ids[r0 * k..r1 * k],
+                    logp: &top.logp[r0 * k..r1 * k],
+                    tail: &top.tail[r0..r1],
+                };
+                distill_topk_fwd_bwd(logits, &part, y, v, *kd_weight, scale)
+            }
+        }
+    }
 }
 
 /// Σ losses over non-ignored targets from the final normed states, chunk by chunk: the
@@ -248,13 +295,7 @@ pub(crate) fn head(
 ) -> Result<DistillSums> {
     let (n, d, v) = (k.n, k.d, k.vocab);
     if let Some(s) = soft {
-        if s.teacher.len() != n * v {
-            return Err(slm_core::Error::invalid(format!(
-                "teacher logits hold {} values; batch × seq × vocab is {}",
-                s.teacher.len(),
-                n * v
-            )));
-        }
+        s.check(n, v)?;
     }
     let xn = slot(&a.normed, 2 * k.layers, n * d);
     let w_lm = &m.params[m.layout.lm_head.clone()];
@@ -277,9 +318,7 @@ pub(crate) fn head(
                     kd: 0.0,
                 },
                 // The loss alone: the chunk buffer is scratch, so the kernel may overwrite it.
-                Some(s) => time("head.kd", || {
-                    distill_fwd_bwd(logits, &s.teacher[r0 * v..r1 * v], y, v, &s.spec, 0.0)
-                })?,
+                Some(s) => time("head.kd", || s.rows(logits, y, v, r0, r1, 0.0))?,
             };
             total = total + part;
             continue;
@@ -289,9 +328,7 @@ pub(crate) fn head(
                 ce: time("head.ce", || cross_entropy_fwd_bwd(logits, y, v, *scale))?,
                 kd: 0.0,
             },
-            Some(s) => time("head.kd", || {
-                distill_fwd_bwd(logits, &s.teacher[r0 * v..r1 * v], y, v, &s.spec, *scale)
-            })?,
+            Some(s) => time("head.kd", || s.rows(logits, y, v, r0, r1, *scale))?,
         };
         total = total + part;
         time("head.dx", || {
