@@ -1,18 +1,241 @@
-//! `slm distill`: knowledge distillation — teacher-written data (`generate`) and logit
-//! distillation (`train`).
+//! `slm distill`: knowledge distillation — teacher-written data (`generate`), offline teacher
+//! caches (`cache`) and logit distillation (`train`). Wiring only: the losses are
+//! `slm_kernels::distill`, the loop `slm_train::Trainer`, the cache `slm_distill::cache`.
 
-use anyhow::Result;
-use clap::Subcommand;
+use super::train::{initial_model, toml_str, train_run};
+use crate::common::{load_model_and_tokenizer, ModelArgs};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use slm_data::prepare::TRAIN_SHARD;
+use slm_data::shards::Shard;
+use slm_train::trainer::find_tokenizer;
+use slm_train::{FastModel, TrainConfig, Trainer};
+use std::path::{Path, PathBuf};
 
 #[derive(Subcommand, Debug)]
 pub enum DistillCommand {
     /// The teacher writes a training set: prompts from templates, sampling, de-duplication,
     /// quality filters; resumable JSONL that `slm data prepare` reads.
     Generate(super::distill_generate::GenerateArgs),
+    /// Store a teacher's top-k log-probs for every training window (offline distillation).
+    Cache(CacheArgs),
+    /// Train a student on the teacher's distributions (online teacher or offline cache).
+    Train(TrainArgs),
 }
 
 pub fn run(c: DistillCommand) -> Result<()> {
     match c {
         DistillCommand::Generate(a) => super::distill_generate::run(a),
+        DistillCommand::Cache(a) => cache(a),
+        DistillCommand::Train(a) => train(a),
     }
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "The cache holds, for every position of every training window (the \
+windows `slm train` draws at this --seq-len), the teacher's k best token ids, their log-probs \
+(f16) and the mass of all other tokens (f32): k·(2 or 4)+2k+4 bytes per token. Train from it with \
+`slm distill train --cache FILE` (sparse forward KL at T = 1, the tail as one extra bucket).\n\n\
+Example:\n  slm distill cache --teacher runs/teacher --data data/ --k 8 --seq-len 256 --out data/teacher-k8.kdc"
+)]
+pub struct CacheArgs {
+    #[command(flatten)]
+    pub teacher: TeacherArgs,
+    /// Folder made by `slm data prepare` with the teacher's tokenizer.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Log-probs kept per position.
+    #[arg(long, default_value_t = 8)]
+    pub k: usize,
+    /// Window length (must equal the `seq_len` the student trains with).
+    #[arg(long, default_value_t = 256)]
+    pub seq_len: usize,
+    #[arg(long, short = 'o')]
+    pub out: PathBuf,
+}
+
+/// The teacher model and, for models without one, its tokenizer.
+#[derive(Args, Debug)]
+pub struct TeacherArgs {
+    /// Teacher model: HF directory, HF cache id, .gguf, or llama2.c .bin.
+    #[arg(long)]
+    pub teacher: String,
+    /// Tokenizer for a teacher that carries none (llama2.c tokenizer.bin).
+    #[arg(long)]
+    pub teacher_tokenizer: Option<PathBuf>,
+}
+
+/// Loads the teacher and checks that it shares the data's vocabulary id by id.
+fn load_teacher_checked(t: &TeacherArgs, data: &Path) -> Result<FastModel> {
+    let (loaded, teacher_tok) = load_model_and_tokenizer(&ModelArgs {
+        model: t.teacher.clone(),
+        tokenizer: t.teacher_tokenizer.clone(),
+    })?;
+    let Some(data_tok_path) = find_tokenizer(data) else {
+        bail!(
+            "{} holds no tokenizer: is it a folder made by `slm data prepare`?",
+            data.display()
+        )
+    };
+    let data_tok = slm_data::tokenizer::load_tokenizer_file(&data_tok_path)?;
+    slm_distill::vocab::check_same_vocabulary(
+        teacher_tok.as_ref(),
+        &t.teacher,
+        data_tok.as_ref(),
+        &data_tok_path.display().to_string(),
+    )?;
+    Ok(FastModel::from_llama(&loaded.model)?)
+}
+
+fn cache(a: CacheArgs) -> Result<()> {
+    let mut teacher = load_teacher_checked(&a.teacher, &a.data)?;
+    let shard = Shard::open(&a.data.join(TRAIN_SHARD))?;
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("cache {bar:30} {pos}/{len} windows [{elapsed} < {eta}]")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let t0 = std::time::Instant::now();
+    let header = slm_distill::cache::build_cache(
+        &mut teacher,
+        &a.teacher.teacher,
+        &shard,
+        a.seq_len,
+        a.k,
+        &a.out,
+        &|done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+    )?;
+    bar.finish_and_clear();
+    let bytes = std::fs::metadata(&a.out)
+        .with_context(|| a.out.display().to_string())?
+        .len();
+    let tokens = header.windows * header.seq_len;
+    println!(
+        "cached top-{} of {} windows × {} tokens = {tokens} positions in {:.1} s: {} bytes \
+         ({} bytes/token, {:.1} MB) → {}",
+        header.k,
+        header.windows,
+        header.seq_len,
+        t0.elapsed().as_secs_f64(),
+        bytes,
+        header.bytes_per_token(),
+        bytes as f64 / 1e6,
+        a.out.display()
+    );
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "The loss per token is (1 − kd_weight)·CE + kd_weight·T²·D(teacher ‖ student) \
+with D one of: fkl (forward KL), rkl (reverse KL, MiniLLM), jsd:β (generalised JSD of GKD; β=0 \
+forward, β=1 reverse), skl:α / srkl:α (skew KL / skew reverse KL of DistiLLM), tvd. Online mode \
+runs the teacher beside the student (--teacher); offline mode reads `slm distill cache` output \
+(--cache; forward KL at T = 1 over the top-k and a tail bucket). Every `slm train` setting works \
+through --set (steps, lr, batch_size, seq_len, ...); validation loss is the student's plain \
+cross-entropy.\n\nExamples:\n  \
+slm distill train --teacher runs/teacher --student-preset 1m --data data/ --loss fkl --temperature 2 --out runs/student\n  \
+slm distill train --cache data/teacher-k8.kdc --student-preset 1m --data data/ --out runs/student-k8"
+)]
+pub struct TrainArgs {
+    /// Teacher model (online distillation).
+    #[arg(long, conflicts_with = "cache")]
+    pub teacher: Option<String>,
+    /// Tokenizer for a teacher that carries none.
+    #[arg(long)]
+    pub teacher_tokenizer: Option<PathBuf>,
+    /// Teacher cache from `slm distill cache` (offline distillation).
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// Start the student from this model.
+    #[arg(long, conflicts_with = "student_preset")]
+    pub student: Option<String>,
+    /// Or from random weights of this size preset (with --set layers=/dim=/... overrides).
+    #[arg(long)]
+    pub student_preset: Option<String>,
+    /// Folder made by `slm data prepare` with the teacher's tokenizer.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The divergence: fkl, rkl, jsd:β, skl:α, srkl:α, tvd.
+    #[arg(long, default_value = "fkl")]
+    pub loss: String,
+    /// Softening temperature T for teacher and student.
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
+    /// Weight of the teacher term (the rest goes to the hard-label cross-entropy).
+    #[arg(long, default_value_t = 0.5)]
+    pub kd_weight: f64,
+    /// Run directory.
+    #[arg(long, short = 'o')]
+    pub out: PathBuf,
+    /// Any `slm train` setting, e.g. --set steps=2000.
+    #[arg(long = "set")]
+    pub set: Vec<String>,
+}
+
+fn train(a: TrainArgs) -> Result<()> {
+    let mut sets = vec![
+        format!("data={}", toml_str(&a.data.display().to_string())),
+        format!("kd_loss={}", toml_str(&a.loss)),
+        format!("kd_temperature={}", a.temperature),
+        format!("kd_weight={}", a.kd_weight),
+    ];
+    match (&a.teacher, &a.cache) {
+        (Some(t), None) => {
+            load_teacher_checked(
+                &TeacherArgs {
+                    teacher: t.clone(),
+                    teacher_tokenizer: a.teacher_tokenizer.clone(),
+                },
+                &a.data,
+            )?;
+            sets.push(format!("teacher={}", toml_str(t)));
+        }
+        (None, Some(c)) => sets.push(format!("kd_cache={}", toml_str(&c.display().to_string()))),
+        _ => bail!("give the teacher: --teacher MODEL (online) or --cache FILE (offline)"),
+    }
+    match (&a.student, &a.student_preset) {
+        (Some(s), None) => sets.push(format!("init={}", toml_str(s))),
+        (None, Some(p)) => sets.push(format!("preset={}", toml_str(p))),
+        _ => bail!("give the student: --student MODEL or --student-preset NAME"),
+    }
+    sets.extend(a.set.iter().cloned());
+    let cfg = TrainConfig::resolve(None, &sets)?;
+    let model = initial_model(&cfg)?;
+    println!(
+        "student: {} parameters ({} layers, dim {}); teacher: {}; loss {} (T {}, weight {}); {} steps of {} × {} tokens",
+        model.num_parameters(),
+        model.config().num_hidden_layers,
+        model.config().hidden_size,
+        cfg.teacher
+            .as_deref()
+            .or(cfg.kd_cache.as_deref())
+            .unwrap_or("-"),
+        cfg.kd_loss,
+        cfg.kd_temperature,
+        cfg.kd_weight,
+        cfg.steps,
+        cfg.batch_size * cfg.grad_accum,
+        cfg.seq_len
+    );
+    let mut trainer = Trainer::new(cfg, model, &a.out)?;
+    let outcome = train_run(&mut trainer)?;
+    println!(
+        "done: {} steps, {} tokens in {:.1} s; train loss {:.4}, val loss (CE) {}; student in {}",
+        outcome.step,
+        outcome.tokens_seen,
+        outcome.seconds,
+        outcome.train_loss,
+        outcome
+            .val_loss
+            .map(|v| format!("{v:.4}"))
+            .unwrap_or("-".into()),
+        trainer.run_dir().display()
+    );
+    Ok(())
 }
