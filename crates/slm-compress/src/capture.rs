@@ -95,6 +95,16 @@ impl LayerCapture {
         self.stats.get(&slot)
     }
 
+    /// Adds one batch of `slot`'s input `x` [rows, width] (from `fast_block`), counted as
+    /// `samples` calibration samples (the batch's windows, as the official code counts);
+    /// ignored when the slot was not asked for.
+    pub fn add(&mut self, slot: InputSlot, x: &[f32], rows: usize, samples: usize) -> Result<()> {
+        match self.stats.get_mut(&slot) {
+            Some(s) => s.add_rows_as(x, rows, samples),
+            None => Ok(()),
+        }
+    }
+
     /// The statistics of the input of `role`, if captured.
     pub fn stats_for(&self, role: LinearRole) -> Option<&InputStats> {
         self.stats(InputSlot::of(role))

@@ -80,6 +80,15 @@ impl InputStats {
         Ok(())
     }
 
+    /// Adds `rows` rows of `x` `[rows, width]` row-major, as `samples` samples.
+    pub fn add_rows_as(&mut self, x: &[f32], rows: usize, samples: usize) -> Result<()> {
+        self.add_rows(x, rows)?;
+        if rows > 0 {
+            self.samples += samples.saturating_sub(1);
+        }
+        Ok(())
+    }
+
     /// Adds `rows` rows of `x` `[rows, width]` row-major, as one sample.
     pub fn add_rows(&mut self, x: &[f32], rows: usize) -> Result<()> {
         let w = self.width;

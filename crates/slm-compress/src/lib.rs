@@ -20,6 +20,7 @@
 
 pub mod calib;
 pub mod capture;
+pub mod fast_block;
 pub mod gram;
 pub mod magnitude;
 pub mod obd;

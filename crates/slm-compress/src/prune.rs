@@ -19,6 +19,7 @@
 //! Embeddings, norms, biases and the output head are never changed.
 
 use crate::capture::{InputSlot, LayerCapture};
+use crate::fast_block::{self, FastBlock, RopeTables};
 use crate::gram::InputStats;
 use crate::magnitude::magnitude_scores;
 use crate::obd::{obd_layerwise_saliency, obd_saliency, FisherDiag};
@@ -423,9 +424,16 @@ fn prune_linear(
     })
 }
 
+/// One batch of calibration windows of equal length: hidden states `[b, t, hidden]`.
+struct HiddenBatch {
+    x: Vec<f32>,
+    b: usize,
+    t: usize,
+}
+
 /// The calibration windows embedded in batches of up to `batch` consecutive windows of equal
-/// length: each `[b, t, hidden]`.
-fn embed_batches(model: &Llama, calib: &[Vec<u32>], batch: usize) -> Result<Vec<Tensor>> {
+/// length.
+fn embed_batches(model: &Llama, calib: &[Vec<u32>], batch: usize) -> Result<Vec<HiddenBatch>> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < calib.len() {
@@ -435,8 +443,11 @@ fn embed_batches(model: &Llama, calib: &[Vec<u32>], batch: usize) -> Result<Vec<
             j += 1;
         }
         let ids: Vec<u32> = calib[i..j].iter().flatten().copied().collect();
-        let ids = Tensor::from_vec(ids, (j - i, t), model.device())?;
-        out.push(model.embed(&ids)?);
+        out.push(HiddenBatch {
+            x: fast_block::embed(model, &ids)?,
+            b: j - i,
+            t,
+        });
         i = j;
     }
     Ok(out)
@@ -490,6 +501,7 @@ pub fn prune(
         let with_gram = cfg.method.needs_gram() || cfg.measure_error;
         // Inputs of the current block, one tensor [b, t, hidden] per batch of windows.
         let tf = Instant::now();
+        let rope = RopeTables::new(&model.config);
         let mut xs = embed_batches(model, calib, cfg.batch_size)?;
         forward_seconds += tf.elapsed().as_secs_f64();
         progress("block", 0, nl);
@@ -497,8 +509,12 @@ pub fn prune(
             for slots in block_steps(&roles, cfg.true_sequential) {
                 let tf = Instant::now();
                 let mut cap = LayerCapture::new(&model.config, l, &slots, with_gram);
-                for x in &xs {
-                    model.block_forward(l, x, 0, Some(&mut cap))?;
+                let block = FastBlock::from_model(model, l)?;
+                for h in &xs {
+                    let mut out = vec![0f32; h.x.len()];
+                    block.forward(&h.x, h.b, h.t, &rope, &mut out, &mut |slot, x, rows| {
+                        cap.add(slot, x, rows, h.b)
+                    })?;
                 }
                 forward_seconds += tf.elapsed().as_secs_f64();
                 let jobs: Vec<LinearRole> = roles
@@ -526,11 +542,14 @@ pub fn prune(
                 }
             }
             if l + 1 < nl {
+                // The next block's inputs: this block's outputs after pruning.
                 let tf = Instant::now();
-                xs = xs
-                    .iter()
-                    .map(|x| model.block_forward(l, x, 0, None))
-                    .collect::<Result<_>>()?;
+                let block = FastBlock::from_model(model, l)?;
+                for h in &mut xs {
+                    let mut out = vec![0f32; h.x.len()];
+                    block.forward(&h.x, h.b, h.t, &rope, &mut out, &mut |_, _, _| Ok(()))?;
+                    h.x = out;
+                }
                 forward_seconds += tf.elapsed().as_secs_f64();
             }
             progress("block", l + 1, nl);
