@@ -45,6 +45,8 @@ fn every_subcommand_has_help() {
         "data",
         "tokenizer",
         "bench",
+        "prune",
+        "distill",
     ] {
         assert!(top.contains(cmd), "top-level help lacks {cmd}");
     }
@@ -58,6 +60,11 @@ fn every_subcommand_has_help() {
         vec!["data", "prepare", "--help"],
         vec!["tokenizer", "train", "--help"],
         vec!["bench", "train", "--help"],
+        vec!["prune", "--help"],
+        vec!["prune", "sweep", "--help"],
+        vec!["distill", "generate", "--help"],
+        vec!["distill", "cache", "--help"],
+        vec!["distill", "train", "--help"],
     ] {
         let h = run_ok(slm().args(&args));
         assert!(h.contains("Usage") && h.len() > 200, "{args:?}: {h}");

@@ -3,7 +3,7 @@
 //! for the elementwise kernels. Plain timing, median of repeated calls.
 //!
 //! ```text
-//! RAYON_NUM_THREADS=2 cargo bench -p slm-kernels --bench kernels -- [4m|15m] [--reps N]
+//! RAYON_NUM_THREADS=2 cargo bench -p slm-kernels --bench kernels -- [4m|15m|shakespeare] [--reps N]
 //!     [--only linear|attention|elementwise]
 //! ```
 
@@ -57,9 +57,11 @@ fn main() {
     // (dim, heads, kv_heads, hidden, vocab) as in slm-model's presets
     let (d, h, g, inter, vocab) = match preset.as_str() {
         "15m" => (288, 6, 6, 768, 32000),
+        "shakespeare" => (128, 4, 4, 344, 67),
         _ => (256, 8, 8, 704, 4096),
     };
-    let (b, t) = (8, 256);
+    // nanoGPT's CPU tinyshakespeare run: batch 12 × context 64.
+    let (b, t) = if preset == "shakespeare" { (12, 64) } else { (8, 256) };
     let n = b * t;
     let e = d / h;
     println!(
