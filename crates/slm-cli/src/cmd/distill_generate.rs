@@ -1,11 +1,256 @@
-//! `slm distill generate` (being written).
+//! `slm distill generate`: the teacher writes a training set (wiring only; the work is in
+//! `slm_distill::generate`).
 
-use anyhow::{bail, Result};
+use crate::common::{load_model_and_tokenizer, ModelArgs};
+use anyhow::{Context, Result};
 use clap::Args as ClapArgs;
+use indicatif::{ProgressBar, ProgressStyle};
+use slm_distill::generate::{
+    self, filters::FilterConfig, output, templates::TemplateSet, GenerateConfig, Teacher,
+};
+use slm_infer::SamplerConfig;
+use std::path::{Path, PathBuf};
+
+const EXAMPLES: &str = "Examples:
+  slm distill generate --teacher stories260K.bin --tokenizer tok512.bin --n 200 --max-tokens 200 --out synth.jsonl
+  slm data prepare synth.jsonl --tokenizer tok512.bin --out data/synth
+  slm distill generate --teacher runs/teacher --n 20000 --out synth.jsonl --max-teacher-ppl 20 --dedup-threshold 0.7
+  slm distill generate --show-templates --templates instruct > my-prompts.toml
+  slm distill generate --teacher runs/chat --templates my-prompts.toml --n 1000 --out chat-stories.jsonl";
+
+const GUIDE: &str = "How it works:
+  Every prompt comes from a template with slots filled from word lists (a random verb, noun and
+  adjective) and feature lists (dialogue, bad ending, moral value, plot twist, foreshadowing,
+  conflict), the TinyStories recipe. The teacher continues it; each text is scored (words,
+  repetition, teacher perplexity), filtered, and checked for exact and near duplicates (MinHash
+  over word n-grams) against the texts already kept.
+
+  --n counts KEPT samples. Kept samples go to --out (JSONL: index, prompt, text, tokens, stop,
+  scores), which `slm data prepare` reads as it is; rejected ones go to OUT.rejected with the
+  reason; OUT.settings.json records the settings a resumed run must match.
+
+  Resumable: kill it and run the same command again (or with a larger --n) and it continues at
+  the sample it reached, with nothing lost or duplicated. Each sample's prompt and sampling seed
+  come from (--seed, its index), so the output does not depend on --threads or on restarts.
+
+  Built-in template sets: `stories` (default: story openings for a base model such as
+  stories260K, which continues text; the training text is opening + continuation) and
+  `instruct` (the TinyStories instruction prompt, for instruction-tuned teachers; the training
+  text is the answer). Print one with --show-templates to start your own.";
 
 #[derive(ClapArgs, Debug)]
-pub struct GenerateArgs {}
+#[command(after_help = EXAMPLES, after_long_help = format!("{GUIDE}\n\n{EXAMPLES}"))]
+pub struct GenerateArgs {
+    /// Teacher model: a Hugging Face directory, an HF cache id, a .gguf file or a llama2.c
+    /// checkpoint.
+    #[arg(long, required_unless_present = "show_templates")]
+    pub teacher: Option<String>,
+    /// Tokenizer for teachers that carry none (llama2.c tokenizer.bin, or tokenizer.json).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Prompt templates: a TOML file, or a built-in set (`stories`, `instruct`).
+    #[arg(long, default_value = "stories")]
+    pub templates: String,
+    /// Print the template set chosen by --templates (TOML) and exit.
+    #[arg(long)]
+    pub show_templates: bool,
+    /// Kept samples wanted (rejected ones do not count).
+    #[arg(long, required_unless_present = "show_templates")]
+    pub n: Option<usize>,
+    /// Output JSONL of kept samples (OUT.rejected and OUT.settings.json sit beside it).
+    #[arg(long, required_unless_present = "show_templates")]
+    pub out: Option<PathBuf>,
+    /// Most new tokens per sample (default: the template set's, else 256).
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
+    /// Sampling temperature; 0 = greedy (default: the template set's, else 0.8).
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    /// Keep only the k most likely tokens, 0 = off (default: the template set's, else 0).
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Nucleus sampling mass (default: the template set's, else 0.95).
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    /// Penalise tokens already in the text, 1.0 = off (default: the template set's, else 1.0).
+    #[arg(long)]
+    pub repetition_penalty: Option<f32>,
+    /// Stop a sample when this string appears (repeatable; added to the template set's).
+    #[arg(long)]
+    pub stop: Vec<String>,
+    /// Base random seed: sample i's prompt and sampling seed derive from (seed, i).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Reject texts with fewer words.
+    #[arg(long, default_value_t = 20)]
+    pub min_words: usize,
+    /// Reject texts with more words (default: no bound).
+    #[arg(long)]
+    pub max_words: Option<usize>,
+    /// Reject texts whose share of repeated word 3-grams is above this (1 = off).
+    #[arg(long, default_value_t = 0.3)]
+    pub max_repetition: f64,
+    /// Reject texts the teacher finds this predictable or more (degenerate loops).
+    #[arg(long)]
+    pub min_teacher_ppl: Option<f64>,
+    /// Reject texts the teacher finds this unlikely or more (noise).
+    #[arg(long)]
+    pub max_teacher_ppl: Option<f64>,
+    /// Reject samples cut off at --max-tokens (the teacher did not end the text).
+    #[arg(long)]
+    pub require_end: bool,
+    /// Keep a text cut off at --max-tokens whole, instead of cutting it back to its last full
+    /// sentence.
+    #[arg(long)]
+    pub keep_cut_sentence: bool,
+    /// Near-duplicate threshold: reject a text whose estimated Jaccard similarity (word
+    /// n-grams, MinHash) with a kept text is at least this. Exact duplicates are always removed.
+    #[arg(long, default_value_t = 0.8)]
+    pub dedup_threshold: f64,
+    /// Word n-gram length for near-duplicate detection.
+    #[arg(long, default_value_t = 3)]
+    pub ngram: usize,
+    /// MinHash permutations (more: a finer similarity estimate, slower).
+    #[arg(long, default_value_t = 128)]
+    pub num_perm: usize,
+    /// Stop after this many samples generated in all, kept or not (default: 10·n + 100).
+    #[arg(long)]
+    pub max_attempts: Option<u64>,
+    /// Samples generated in parallel per step, one per thread at a time (default: 2 per
+    /// thread; 1: one sample at a time, each token's matrix products split across threads).
+    #[arg(long)]
+    pub chunk: Option<usize>,
+    /// Start again, deleting OUT, OUT.rejected and OUT.settings.json, instead of resuming.
+    #[arg(long)]
+    pub overwrite: bool,
+}
 
-pub fn run(_a: GenerateArgs) -> Result<()> {
-    bail!("slm distill generate is not built yet")
+/// A stable name for the teacher (and tokenizer) in the settings file.
+fn identity(spec: &str, tokenizer: Option<&Path>) -> String {
+    let canon = |s: &Path| {
+        std::fs::canonicalize(s)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| s.display().to_string())
+    };
+    let mut name = canon(Path::new(spec));
+    if let Some(t) = tokenizer {
+        name.push_str(&format!(" (tokenizer {})", canon(t)));
+    }
+    name
+}
+
+pub fn run(a: GenerateArgs) -> Result<()> {
+    if a.show_templates {
+        let src = match TemplateSet::builtin_source(&a.templates) {
+            Some(s) if !Path::new(&a.templates).exists() => s.to_string(),
+            _ => std::fs::read_to_string(&a.templates).with_context(|| {
+                format!(
+                    "--templates `{}` is neither a file nor a built-in set ({})",
+                    a.templates,
+                    TemplateSet::builtin_names().join(", ")
+                )
+            })?,
+        };
+        print!("{src}");
+        return Ok(());
+    }
+    let (Some(teacher_spec), Some(n), Some(out)) = (a.teacher.clone(), a.n, a.out.clone()) else {
+        anyhow::bail!("--teacher, --n and --out are required");
+    };
+    let templates = TemplateSet::resolve(&a.templates)?;
+    let d = &templates.file.sampling;
+    let mut stop = d.stop.clone();
+    stop.extend(a.stop.iter().cloned());
+    let cfg = GenerateConfig {
+        n,
+        max_tokens: a.max_tokens.or(d.max_tokens).unwrap_or(256),
+        sampler: SamplerConfig {
+            temperature: a.temperature.or(d.temperature).unwrap_or(0.8),
+            top_k: a.top_k.or(d.top_k).unwrap_or(0),
+            top_p: a.top_p.or(d.top_p).unwrap_or(0.95),
+            repetition_penalty: a.repetition_penalty.or(d.repetition_penalty).unwrap_or(1.0),
+            seed: a.seed,
+        },
+        stop,
+        filters: FilterConfig {
+            min_words: a.min_words,
+            max_words: a.max_words,
+            max_repetition: a.max_repetition,
+            min_teacher_ppl: a.min_teacher_ppl,
+            max_teacher_ppl: a.max_teacher_ppl,
+            require_end: a.require_end,
+        },
+        dedup_threshold: a.dedup_threshold,
+        ngram: a.ngram,
+        num_perm: a.num_perm,
+        max_attempts: a.max_attempts,
+        chunk: a.chunk.unwrap_or(0),
+        trim_cut_sentence: !a.keep_cut_sentence,
+        overwrite: a.overwrite,
+    };
+    cfg.validate()?;
+    let (loaded, tokenizer) = load_model_and_tokenizer(&ModelArgs {
+        model: teacher_spec.clone(),
+        tokenizer: a.tokenizer.clone(),
+    })?;
+    let teacher = Teacher {
+        model: &loaded.model,
+        tokenizer: tokenizer.as_ref(),
+        name: identity(&teacher_spec, a.tokenizer.as_deref()),
+    };
+    eprintln!(
+        "teacher {teacher_spec}; templates: {} ({} templates); {} threads; kept samples → {}, \
+         rejected → {}",
+        templates.origin,
+        templates.len(),
+        rayon::current_num_threads(),
+        out.display(),
+        output::rejected_path(&out).display()
+    );
+    let bar = ProgressBar::new(n as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "generate {bar:30} {pos}/{len} kept  {msg}  [{elapsed} < {eta}]",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut started = false;
+    let summary = generate::run(&teacher, &templates, &cfg, &out, &mut |p| {
+        if !started {
+            started = true;
+            bar.reset_elapsed();
+        }
+        bar.set_position(p.kept as u64);
+        let rejected: usize = p.rejected.values().sum();
+        bar.set_message(format!(
+            "tried {}  rejected {rejected}  {:.0} tok/s",
+            p.next_index,
+            p.run_tokens as f64 / p.secs.max(1e-9)
+        ));
+    })
+    .with_context(|| format!("generating into {}", out.display()))?;
+    bar.finish_and_clear();
+    if summary.dropped_bytes > 0 {
+        eprintln!(
+            "resumed: dropped a partial last line ({} bytes) left by an interrupted run",
+            summary.dropped_bytes
+        );
+    }
+    if summary.run_generated == 0 && summary.kept >= n {
+        eprintln!(
+            "{} already holds {} kept samples (--n {n}); nothing to do",
+            out.display(),
+            summary.kept
+        );
+    }
+    if summary.hit_attempt_limit {
+        eprintln!(
+            "warning: stopped at the attempt limit ({} samples generated in all) with {} of {n} \
+             kept; loosen the filters or raise --max-attempts, then run again to continue",
+            cfg.attempt_limit(),
+            summary.kept
+        );
+    }
+    println!("{}", summary.line());
+    Ok(())
 }
