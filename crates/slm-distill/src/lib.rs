@@ -1,6 +1,7 @@
 //! slm-distill: knowledge distillation — teachers, teacher-written data, and the pieces of
 //! logit distillation above the training loop.
 //!
+//! - [`init`]: a student from every k-th block of the teacher (DistilBERT's initialisation).
 //! - [`vocab`]: the shared-vocabulary check logit losses need (names both tokenizers and the
 //!   first differing token).
 //! - [`cache`]: `slm distill cache` — a teacher's top-k log-probs for every training
@@ -13,4 +14,5 @@
 
 pub mod cache;
 pub mod generate;
+pub mod init;
 pub mod vocab;

@@ -153,8 +153,11 @@ pub struct TrainArgs {
     #[arg(long)]
     pub cache: Option<PathBuf>,
     /// Start the student from this model.
-    #[arg(long, conflicts_with = "student_preset")]
+    #[arg(long, conflicts_with_all = ["student_preset", "student_every"])]
     pub student: Option<String>,
+    /// Start the student from the teacher's blocks 0, K, 2K, ... (DistilBERT); needs --teacher.
+    #[arg(long, value_name = "K", conflicts_with = "student_preset")]
+    pub student_every: Option<usize>,
     /// Or from random weights of this size preset (with --set layers=/dim=/... overrides).
     #[arg(long)]
     pub student_preset: Option<String>,
@@ -199,10 +202,34 @@ fn train(a: TrainArgs) -> Result<()> {
         (None, Some(c)) => sets.push(format!("kd_cache={}", toml_str(&c.display().to_string()))),
         _ => bail!("give the teacher: --teacher MODEL (online) or --cache FILE (offline)"),
     }
-    match (&a.student, &a.student_preset) {
-        (Some(s), None) => sets.push(format!("init={}", toml_str(s))),
-        (None, Some(p)) => sets.push(format!("preset={}", toml_str(p))),
-        _ => bail!("give the student: --student MODEL or --student-preset NAME"),
+    match (&a.student, &a.student_preset, a.student_every) {
+        (Some(s), None, None) => sets.push(format!("init={}", toml_str(s))),
+        (None, Some(p), None) => sets.push(format!("preset={}", toml_str(p))),
+        (None, None, Some(k)) => {
+            let Some(t) = &a.teacher else {
+                bail!("--student-every takes the layers of a --teacher model")
+            };
+            let loaded = crate::common::load_model(&ModelArgs {
+                model: t.clone(),
+                tokenizer: a.teacher_tokenizer.clone(),
+            })?;
+            let student = slm_distill::init::every_kth_layer(&loaded.model, k)?;
+            let dir = a.out.join("student-init");
+            let meta = serde_json::json!({"stage": "student-init", "teacher": t, "every": k});
+            slm_model::save(
+                &student,
+                &dir,
+                &[("slm.json", serde_json::to_vec_pretty(&meta)?)],
+            )?;
+            println!(
+                "student: the teacher's blocks 0, {k}, 2·{k}, ... ({} of {}) in {}",
+                student.config.num_hidden_layers,
+                loaded.model.config.num_hidden_layers,
+                dir.display()
+            );
+            sets.push(format!("init={}", toml_str(&dir.display().to_string())));
+        }
+        _ => bail!("give the student: --student MODEL, --student-preset NAME or --student-every K"),
     }
     sets.extend(a.set.iter().cloned());
     let cfg = TrainConfig::resolve(None, &sets)?;
