@@ -56,6 +56,10 @@ pub struct CalibArgs {
     /// Block linears to prune (comma-separated from q,k,v,o,gate,up,down).
     #[arg(long, default_value = "q,k,v,o,gate,up,down")]
     pub roles: String,
+    /// Report each tensor's relative reconstruction error ‖WX − ŴX‖²/‖WX‖² (free with
+    /// SparseGPT, which builds XᵀX anyway; costs one XᵀX per linear input for the others).
+    #[arg(long)]
+    pub measure_error: bool,
 }
 
 #[derive(Args, Debug)]
@@ -223,6 +227,7 @@ pub fn prune_model(
 ) -> Result<PruneReport> {
     let mut cfg = PruneConfig::new(method, sparsity, pattern);
     cfg.roles = parse_roles(&c.roles)?;
+    cfg.measure_error = c.measure_error || cfg.method.needs_gram();
     let windows = windows_for(model, tok, c, &cfg.method)?;
     cfg.validate(model, &windows)?; // all argument errors before any work
     cfg.method = with_fisher(cfg.method, model, &windows)?;

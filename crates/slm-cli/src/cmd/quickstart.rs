@@ -206,6 +206,7 @@ pub fn run(a: Args) -> Result<()> {
         seqlen: Some(loaded.model.config.max_position_embeddings),
         seed: a.seed,
         roles: "q,k,v,o,gate,up,down".into(),
+        measure_error: false,
     };
     let report = crate::cmd::prune::prune_model(
         &mut pruned,
