@@ -2,6 +2,8 @@
 //! logit distillation above the training loop.
 //!
 //! - [`init`]: a student from every k-th block of the teacher (DistilBERT's initialisation).
+//! - [`on_policy`]: GKD's on-policy batches (the student's own continuations, scored by
+//!   the teacher) as a trainer batch hook.
 //! - [`vocab`]: the shared-vocabulary check logit losses need (names both tokenizers and the
 //!   first differing token).
 //! - [`cache`]: `slm distill cache` — a teacher's top-k log-probs for every training
@@ -15,4 +17,5 @@
 pub mod cache;
 pub mod generate;
 pub mod init;
+pub mod on_policy;
 pub mod vocab;

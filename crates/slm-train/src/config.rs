@@ -72,6 +72,14 @@ pub struct TrainConfig {
     pub kd_weight: f64,
     /// Softening temperature T for teacher and student.
     pub kd_temperature: f64,
+    /// On-policy distillation (GKD's λ): the probability that a micro-batch is replaced by
+    /// the student's own continuations of its windows' first `on_policy_prompt` tokens,
+    /// scored by the live teacher (loss on the generated tokens only).
+    pub on_policy: f64,
+    /// Prompt tokens kept from each window for on-policy continuations (default seq_len/2).
+    pub on_policy_prompt: Option<usize>,
+    /// Sampling temperature of the student's continuations.
+    pub on_policy_temperature: f64,
     /// Gradual magnitude pruning to this sparsity during training (0 = off), on Zhu &
     /// Gupta's cubic schedule (see `slm_train::gradual`).
     pub prune_sparsity: f64,
@@ -119,6 +127,9 @@ impl Default for TrainConfig {
             kd_loss: "fkl".into(),
             kd_weight: 1.0,
             kd_temperature: 1.0,
+            on_policy: 0.0,
+            on_policy_prompt: None,
+            on_policy_temperature: 1.0,
             prune_sparsity: 0.0,
             prune_initial: 0.0,
             prune_start: 0,
@@ -185,6 +196,26 @@ impl TrainConfig {
             return Err(Error::config("betas must be in [0, 1)"));
         }
         self.distill_spec()?;
+        if !(0.0..=1.0).contains(&self.on_policy) {
+            return Err(Error::config("`on_policy` (λ) must be in [0, 1]"));
+        }
+        if self.on_policy > 0.0 {
+            if self.teacher.is_none() {
+                return Err(Error::config(
+                    "on-policy batches need a live `teacher` to score the student's samples",
+                ));
+            }
+            let p = self.on_policy_prompt.unwrap_or(self.seq_len / 2);
+            if p == 0 || p > self.seq_len {
+                return Err(Error::config(format!(
+                    "`on_policy_prompt` ({p}) must be in 1..={}",
+                    self.seq_len
+                )));
+            }
+            if !(self.on_policy_temperature >= 0.0) {
+                return Err(Error::config("`on_policy_temperature` must be ≥ 0"));
+            }
+        }
         if let Some(g) = self.gradual_pruning() {
             g.validate()?;
             if g.end > self.steps {

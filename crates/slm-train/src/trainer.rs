@@ -107,7 +107,16 @@ pub struct Trainer {
     val: Shard,
     /// Where soft targets come from, when distilling.
     teacher: Option<TeacherSource>,
+    /// Rewrites micro-batches before the loss (on-policy distillation's student samples).
+    batch_hook: Option<BatchHook>,
 }
+
+/// A function that may replace a micro-batch before the loss: called with the student, the
+/// optimiser step (0-based), the micro-batch index within the step, and the batch's
+/// `inputs`/`targets` ([batch, seq] row-major), which it may overwrite. It must be
+/// deterministic in its arguments so resumed runs repeat it exactly.
+pub type BatchHook =
+    Box<dyn FnMut(&FastModel, u64, usize, &mut [u32], &mut [u32]) -> Result<()> + Send>;
 
 /// The teacher side of distillation: a live model, or its top-k cached offline.
 enum TeacherSource {
@@ -228,6 +237,7 @@ impl Trainer {
             train,
             val,
             teacher,
+            batch_hook: None,
         };
         if hold {
             trainer.hold_masks()?;
@@ -292,6 +302,12 @@ impl Trainer {
         self.hold_masks()?;
         self.masks.apply(&mut self.model);
         Ok(())
+    }
+
+    /// Installs the micro-batch rewrite (see [`BatchHook`]); required when the config asks
+    /// for on-policy batches.
+    pub fn set_batch_hook(&mut self, hook: BatchHook) {
+        self.batch_hook = Some(hook);
     }
 
     pub fn run_dir(&self) -> &Path {
@@ -362,14 +378,23 @@ impl Trainer {
         let mut last_loss = f64::NAN;
         let mut val_loss = None;
         let gradual = cfg.gradual_pruning();
+        if cfg.on_policy > 0.0 && self.batch_hook.is_none() {
+            return Err(Error::config(
+                "this run mixes in on-policy batches (on_policy > 0), which `slm distill train` \
+                 generates: start or resume it with `slm distill train`",
+            ));
+        }
         self.masks.apply(&mut self.model);
         while self.step < cfg.steps {
             let t0 = Instant::now();
             let lr = learning_rate(self.step, cfg.steps, cfg.warmup_steps, cfg.lr, cfg.min_lr);
             self.model.zero_grad();
             let (mut loss, mut ce, mut kd) = (0.0f64, 0.0f64, 0.0f64);
-            for _ in 0..cfg.grad_accum {
+            for micro in 0..cfg.grad_accum {
                 stream.next_batch(&mut inputs, &mut targets)?;
+                if let Some(hook) = self.batch_hook.as_mut() {
+                    hook(&self.model, self.step, micro, &mut inputs, &mut targets)?;
+                }
                 let l = match &mut self.teacher {
                     None => {
                         loss += self.model.forward_backward(&inputs, &targets, b, t)? as f64;

@@ -162,8 +162,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub student_preset: Option<String>,
     /// Folder made by `slm data prepare` with the teacher's tokenizer.
-    #[arg(long)]
-    pub data: PathBuf,
+    #[arg(long, required_unless_present = "resume")]
+    pub data: Option<PathBuf>,
     /// The divergence: fkl, rkl, jsd:β, skl:α, srkl:α, tvd.
     #[arg(long, default_value = "fkl")]
     pub loss: String,
@@ -173,20 +173,62 @@ pub struct TrainArgs {
     /// Weight of the teacher term (the rest goes to the hard-label cross-entropy).
     #[arg(long, default_value_t = 0.5)]
     pub kd_weight: f64,
+    /// On-policy share λ (GKD): this fraction of batches become the student's own
+    /// continuations of the windows' first halves, scored by the live teacher.
+    #[arg(long, default_value_t = 0.0)]
+    pub on_policy: f64,
     /// Run directory.
-    #[arg(long, short = 'o')]
-    pub out: PathBuf,
-    /// Any `slm train` setting, e.g. --set steps=2000.
+    #[arg(long, short = 'o', required_unless_present = "resume")]
+    pub out: Option<PathBuf>,
+    /// Any `slm train` setting, e.g. --set steps=2000 (on_policy_prompt,
+    /// on_policy_temperature, kd_* ...).
     #[arg(long = "set")]
     pub set: Vec<String>,
+    /// Continue the distillation run in this directory (other options are ignored).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// With --resume: train until this many steps in total.
+    #[arg(long)]
+    pub resume_steps: Option<u64>,
+}
+
+/// Adds the on-policy batch hook when the run's config asks for it.
+fn install_on_policy(trainer: &mut Trainer) {
+    let c = &trainer.cfg;
+    if c.on_policy > 0.0 {
+        let hook = slm_distill::on_policy::OnPolicy {
+            lambda: c.on_policy,
+            prompt: c.on_policy_prompt.unwrap_or(c.seq_len / 2),
+            temperature: c.on_policy_temperature as f32,
+            seed: c.seed,
+        }
+        .hook(c.seq_len);
+        trainer.set_batch_hook(hook);
+    }
 }
 
 fn train(a: TrainArgs) -> Result<()> {
+    if let Some(dir) = &a.resume {
+        let mut trainer = Trainer::resume(dir, a.resume_steps)?;
+        install_on_policy(&mut trainer);
+        let outcome = train_run(&mut trainer)?;
+        println!(
+            "resumed to step {}: train loss {:.4}; student in {}",
+            outcome.step,
+            outcome.train_loss,
+            trainer.run_dir().display()
+        );
+        return Ok(());
+    }
+    let (Some(data), Some(out)) = (a.data.clone(), a.out.clone()) else {
+        bail!("give --data DIR and --out DIR (or --resume DIR)")
+    };
     let mut sets = vec![
-        format!("data={}", toml_str(&a.data.display().to_string())),
+        format!("data={}", toml_str(&data.display().to_string())),
         format!("kd_loss={}", toml_str(&a.loss)),
         format!("kd_temperature={}", a.temperature),
         format!("kd_weight={}", a.kd_weight),
+        format!("on_policy={}", a.on_policy),
     ];
     match (&a.teacher, &a.cache) {
         (Some(t), None) => {
@@ -195,7 +237,7 @@ fn train(a: TrainArgs) -> Result<()> {
                     teacher: t.clone(),
                     teacher_tokenizer: a.teacher_tokenizer.clone(),
                 },
-                &a.data,
+                &data,
             )?;
             sets.push(format!("teacher={}", toml_str(t)));
         }
@@ -214,7 +256,7 @@ fn train(a: TrainArgs) -> Result<()> {
                 tokenizer: a.teacher_tokenizer.clone(),
             })?;
             let student = slm_distill::init::every_kth_layer(&loaded.model, k)?;
-            let dir = a.out.join("student-init");
+            let dir = out.join("student-init");
             let meta = serde_json::json!({"stage": "student-init", "teacher": t, "every": k});
             slm_model::save(
                 &student,
@@ -250,7 +292,8 @@ fn train(a: TrainArgs) -> Result<()> {
         cfg.batch_size * cfg.grad_accum,
         cfg.seq_len
     );
-    let mut trainer = Trainer::new(cfg, model, &a.out)?;
+    let mut trainer = Trainer::new(cfg, model, &out)?;
+    install_on_policy(&mut trainer);
     let outcome = train_run(&mut trainer)?;
     println!(
         "done: {} steps, {} tokens in {:.1} s; train loss {:.4}, val loss (CE) {}; student in {}",

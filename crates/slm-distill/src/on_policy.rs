@@ -1,0 +1,156 @@
+//! On-policy distillation (GKD, Agarwal et al. 2024): with probability λ a training
+//! micro-batch is replaced by the student's own continuations, which the teacher then scores,
+//! so the student learns on the sequences it actually produces instead of only on data.
+//!
+//! For each window of the batch, the first `prompt` tokens are kept and the student samples
+//! the rest (with a KV cache, at `temperature`); the loss covers only the sampled tokens (the
+//! targets of prompt positions are ignored). Whether a micro-batch is replaced and every
+//! sample's seed come from (seed, step, micro-batch, row), so resumed runs repeat exactly.
+
+use slm_core::Result;
+use slm_infer::{Sampler, SamplerConfig};
+use slm_kernels::IGNORE_INDEX;
+use slm_train::trainer::BatchHook;
+use slm_train::FastModel;
+
+/// The on-policy settings (from `TrainConfig`'s `on_policy*` keys).
+#[derive(Debug, Clone, Copy)]
+pub struct OnPolicy {
+    /// λ: the probability that a micro-batch is replaced.
+    pub lambda: f64,
+    /// Tokens of each window kept as the prompt.
+    pub prompt: usize,
+    pub temperature: f32,
+    pub seed: u64,
+}
+
+/// SplitMix64 of a few words: the per-decision randomness.
+fn mix(words: &[u64]) -> u64 {
+    let mut z = 0x9E37_79B9_7F4A_7C15u64;
+    for &w in words {
+        z = z.wrapping_add(w).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+    }
+    z
+}
+
+impl OnPolicy {
+    /// Whether micro-batch `micro` of step `step` is replaced.
+    pub fn replaces(&self, step: u64, micro: usize) -> bool {
+        let u = (mix(&[self.seed, step, micro as u64, 1]) >> 11) as f64 / (1u64 << 53) as f64;
+        u < self.lambda
+    }
+
+    /// Rewrites `inputs`/`targets` ([batch, seq]) in place with the student's continuations
+    /// when this micro-batch is drawn; returns whether it was.
+    pub fn apply(
+        &self,
+        student: &FastModel,
+        step: u64,
+        micro: usize,
+        inputs: &mut [u32],
+        targets: &mut [u32],
+        seq: usize,
+    ) -> Result<bool> {
+        if !self.replaces(step, micro) {
+            return Ok(false);
+        }
+        let llama = student.to_llama()?;
+        let device = llama.device().clone();
+        let p = self.prompt.min(seq);
+        for (row, (x, y)) in inputs
+            .chunks_exact_mut(seq)
+            .zip(targets.chunks_exact_mut(seq))
+            .enumerate()
+        {
+            // The whole sequence: prompt (p tokens) then seq + 1 − p sampled ones.
+            let mut tokens: Vec<u32> = x[..p].to_vec();
+            let mut sampler = Sampler::new(SamplerConfig {
+                temperature: self.temperature,
+                seed: mix(&[self.seed, step, micro as u64, row as u64, 2]),
+                ..SamplerConfig::default()
+            })?;
+            let mut cache = llama.new_cache();
+            let mut next = candle_core::Tensor::from_vec(tokens.clone(), (1, p), &device)?;
+            while tokens.len() < seq + 1 {
+                let logits = llama.forward(&next, Some(&mut cache))?; // [1, t, vocab]
+                let last = logits.dims()[1] - 1;
+                let row_logits: Vec<f32> = logits
+                    .get(0)?
+                    .get(last)?
+                    .to_dtype(candle_core::DType::F32)?
+                    .to_vec1()?;
+                let t = sampler.sample(&row_logits, &tokens)?;
+                tokens.push(t);
+                next = candle_core::Tensor::from_vec(vec![t], (1, 1), &device)?;
+            }
+            x.copy_from_slice(&tokens[..seq]);
+            for (i, yi) in y.iter_mut().enumerate() {
+                // Position i predicts tokens[i + 1]; only sampled tokens (index ≥ p) count.
+                *yi = if i + 1 >= p {
+                    tokens[i + 1]
+                } else {
+                    IGNORE_INDEX
+                };
+            }
+        }
+        Ok(true)
+    }
+
+    /// The trainer hook doing [`OnPolicy::apply`] for batches of `seq` tokens per row.
+    pub fn hook(self, seq: usize) -> BatchHook {
+        Box::new(move |student, step, micro, inputs, targets| {
+            self.apply(student, step, micro, inputs, targets, seq)
+                .map(|_| ())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_follow_lambda_and_samples_continue_the_prompt() {
+        let p = OnPolicy {
+            lambda: 0.3,
+            prompt: 4,
+            temperature: 1.0,
+            seed: 7,
+        };
+        let drawn = (0..2000).filter(|&s| p.replaces(s, 0)).count();
+        assert!((500..700).contains(&drawn), "{drawn} of 2000 at λ = 0.3");
+        let never = OnPolicy { lambda: 0.0, ..p };
+        assert!((0..200).all(|s| !never.replaces(s, 1)));
+
+        let mut cfg = slm_model::preset("260k").unwrap();
+        cfg.vocab_size = 40;
+        cfg.max_position_embeddings = 32;
+        let llama = slm_model::Llama::random(cfg, 1, &candle_core::Device::Cpu).unwrap();
+        let student = FastModel::from_llama(&llama).unwrap();
+        let always = OnPolicy { lambda: 1.0, ..p };
+        let (b, seq) = (2, 10);
+        let orig: Vec<u32> = (0..b * seq).map(|i| (i % 40) as u32).collect();
+        let (mut x, mut y) = (orig.clone(), orig.clone());
+        assert!(always.apply(&student, 3, 0, &mut x, &mut y, seq).unwrap());
+        for r in 0..b {
+            let (xr, yr) = (&x[r * seq..(r + 1) * seq], &y[r * seq..(r + 1) * seq]);
+            assert_eq!(&xr[..4], &orig[r * seq..r * seq + 4], "the prompt is kept");
+            assert!(
+                yr[..3].iter().all(|&t| t == IGNORE_INDEX),
+                "prompt targets ignored"
+            );
+            // Targets are the inputs shifted by one over the sampled part.
+            assert_eq!(&yr[3..seq - 1], &xr[4..]);
+        }
+        // Deterministic in (seed, step, micro, row).
+        let (mut x2, mut y2) = (orig.clone(), orig.clone());
+        always.apply(&student, 3, 0, &mut x2, &mut y2, seq).unwrap();
+        assert_eq!((x.clone(), y.clone()), (x2, y2));
+        let (mut x3, mut y3) = (orig.clone(), orig);
+        always.apply(&student, 4, 0, &mut x3, &mut y3, seq).unwrap();
+        assert_ne!(x, x3, "another step samples other continuations");
+    }
+}
