@@ -54,6 +54,9 @@ impl RopeTables {
     }
 }
 
+/// Receives each distinct linear input of a block: (slot, values [rows, width], rows).
+pub type OnInput<'a> = dyn FnMut(InputSlot, &[f32], usize) -> Result<()> + 'a;
+
 /// One block's current weights as flat buffers (q|k|v and gate|up stacked by rows).
 pub struct FastBlock {
     cfg: LlamaConfig,
@@ -130,7 +133,7 @@ impl FastBlock {
         seq: usize,
         rope: &RopeTables,
         out: &mut [f32],
-        on_input: &mut dyn FnMut(InputSlot, &[f32], usize) -> Result<()>,
+        on_input: &mut OnInput,
     ) -> Result<()> {
         let c = &self.cfg;
         let (n, d) = (batch * seq, c.hidden_size);

@@ -212,7 +212,7 @@ impl TrainConfig {
                     self.seq_len
                 )));
             }
-            if !(self.on_policy_temperature >= 0.0) {
+            if self.on_policy_temperature.is_nan() || self.on_policy_temperature < 0.0 {
                 return Err(Error::config("`on_policy_temperature` must be ≥ 0"));
             }
         }

@@ -120,7 +120,7 @@ pub type BatchHook =
 
 /// The teacher side of distillation: a live model, or its top-k cached offline.
 enum TeacherSource {
-    Online(FastModel, DistillSpec),
+    Online(Box<FastModel>, DistillSpec),
     Offline(KdCache, f32),
 }
 
@@ -185,7 +185,7 @@ fn load_teacher(
             cfg.seq_len
         )));
     }
-    Ok(Some(TeacherSource::Online(teacher, spec)))
+    Ok(Some(TeacherSource::Online(Box::new(teacher), spec)))
 }
 
 impl Trainer {
