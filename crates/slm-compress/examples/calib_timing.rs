@@ -21,7 +21,9 @@ fn main() -> slm_core::Result<()> {
         let t0 = Instant::now();
         let mut capture_s = 0.0;
         for w0 in (0..windows).step_by(b) {
-            let ids: Vec<u32> = (0..b * t).map(|i| ((i as u64 * 2654435761 + w0 as u64) % v) as u32).collect();
+            let ids: Vec<u32> = (0..b * t)
+                .map(|i| ((i as u64 * 2654435761 + w0 as u64) % v) as u32)
+                .collect();
             let mut x = embed(&model, &ids)?;
             for l in 0..cfg.num_hidden_layers {
                 let block = FastBlock::from_model(&model, l)?;
@@ -39,7 +41,11 @@ fn main() -> slm_core::Result<()> {
                 x = out;
             }
         }
-        println!("{mode:<8} {:.2} s (capture {:.2} s) for {windows} × {t} tokens", t0.elapsed().as_secs_f64(), capture_s);
+        println!(
+            "{mode:<8} {:.2} s (capture {:.2} s) for {windows} × {t} tokens",
+            t0.elapsed().as_secs_f64(),
+            capture_s
+        );
     }
     Ok(())
 }

@@ -61,7 +61,11 @@ fn main() {
         _ => (256, 8, 8, 704, 4096),
     };
     // nanoGPT's CPU tinyshakespeare run: batch 12 × context 64.
-    let (b, t) = if preset == "shakespeare" { (12, 64) } else { (8, 256) };
+    let (b, t) = if preset == "shakespeare" {
+        (12, 64)
+    } else {
+        (8, 256)
+    };
     let n = b * t;
     let e = d / h;
     println!(
