@@ -98,6 +98,46 @@ fn distil_stories260k_online_and_offline() {
         .args(small));
     assert!(ok && out.contains("done: 4 steps"), "{out}");
     assert!(tmp.path().join("online/model.safetensors").is_file());
+    // Hidden-state loss with a narrower student (width 32 vs the teacher's 64: projected).
+    let (ok, out) = run(slm()
+        .args(["distill", "train", "--teacher"])
+        .arg(&model)
+        .arg("--teacher-tokenizer")
+        .arg(&tok)
+        .args([
+            "--student-preset",
+            "260k",
+            "--hidden",
+            "cosine",
+            "--hidden-weight",
+            "2",
+        ])
+        .args([
+            "--set",
+            "dim=32",
+            "--set",
+            "heads=4",
+            "--set",
+            "kv_heads=2",
+            "--data",
+        ])
+        .arg(&data)
+        .arg("--out")
+        .arg(tmp.path().join("hidden"))
+        .args(small));
+    assert!(ok && out.contains("done: 4 steps"), "{out}");
+    let metrics = std::fs::read_to_string(tmp.path().join("hidden/metrics.jsonl")).unwrap();
+    assert!(metrics.contains("\"hidden\""), "{metrics}");
+    // ... which an offline cache cannot give.
+    let (ok, out) = run(slm()
+        .args(["distill", "train", "--cache"])
+        .arg(&cache)
+        .args(["--student-preset", "260k", "--hidden", "mse", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(tmp.path().join("bad-hidden"))
+        .args(small));
+    assert!(!ok && out.contains("live teacher"), "{out}");
     // An offline cache cannot change the loss or temperature.
     let (ok, out) = run(slm()
         .args(["distill", "train", "--cache"])

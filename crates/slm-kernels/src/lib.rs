@@ -12,6 +12,7 @@
 //! - [`swiglu`]: `silu(gate) * up` forward and backward.
 //! - [`cross_entropy`]: fused softmax cross-entropy over the vocabulary.
 //! - [`distill`]: fused distillation loss (hard-label CE mixed with a teacher divergence).
+//! - [`hidden_match`]: cosine / MSE between hidden states (hidden-state distillation).
 //! - [`embedding`]: token-embedding gather and scatter-add.
 //! - [`adamw`]: one AdamW step on a flat buffer, PyTorch's formula.
 //!
@@ -24,6 +25,7 @@ pub mod attention;
 pub mod cross_entropy;
 pub mod distill;
 pub mod embedding;
+pub mod hidden_match;
 pub mod matmul;
 pub mod matvec;
 pub mod par;

@@ -9,6 +9,7 @@ use crate::gradual::GradualPruning;
 use serde::{Deserialize, Serialize};
 use slm_core::{Error, Result};
 use slm_kernels::distill::{DistillSpec, KdLoss};
+use slm_kernels::hidden_match::HiddenMatch;
 use slm_model::LlamaConfig;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,6 +81,15 @@ pub struct TrainConfig {
     pub on_policy_prompt: Option<usize>,
     /// Sampling temperature of the student's continuations.
     pub on_policy_temperature: f64,
+    /// Hidden-state distillation (live teacher only): `cosine` or `mse` between mapped
+    /// student and teacher block outputs, through a learned projection when the widths
+    /// differ (`slm_train::hidden`). Unset = off.
+    pub kd_hidden: Option<String>,
+    /// Weight of the hidden-state loss (added to the logit loss).
+    pub kd_hidden_weight: f64,
+    /// Layer map `student:teacher,...` (0-based blocks); default: student block i ↔
+    /// teacher block ⌈(i+1)·L_t/L_s⌉ − 1.
+    pub kd_hidden_layers: Option<String>,
     /// Gradual magnitude pruning to this sparsity during training (0 = off), on Zhu &
     /// Gupta's cubic schedule (see `slm_train::gradual`).
     pub prune_sparsity: f64,
@@ -130,6 +140,9 @@ impl Default for TrainConfig {
             on_policy: 0.0,
             on_policy_prompt: None,
             on_policy_temperature: 1.0,
+            kd_hidden: None,
+            kd_hidden_weight: 1.0,
+            kd_hidden_layers: None,
             prune_sparsity: 0.0,
             prune_initial: 0.0,
             prune_start: 0,
@@ -196,6 +209,25 @@ impl TrainConfig {
             return Err(Error::config("betas must be in [0, 1)"));
         }
         self.distill_spec()?;
+        if let Some(kind) = &self.kd_hidden {
+            HiddenMatch::parse(kind).map_err(|e| Error::config(format!("`kd_hidden`: {e}")))?;
+            if self.teacher.is_none() {
+                return Err(Error::config(
+                    "`kd_hidden` (hidden-state distillation) needs the live teacher (`teacher`): \
+                     a teacher cache holds only log-probs",
+                ));
+            }
+            if !(self.kd_hidden_weight.is_finite() && self.kd_hidden_weight >= 0.0) {
+                return Err(Error::config("`kd_hidden_weight` must be ≥ 0"));
+            }
+            if let Some(map) = &self.kd_hidden_layers {
+                crate::hidden::parse_pairs(map)?;
+            }
+        } else if self.kd_hidden_layers.is_some() {
+            return Err(Error::config(
+                "`kd_hidden_layers` is set but `kd_hidden` is not: set kd_hidden=\"cosine\" or \"mse\"",
+            ));
+        }
         if !(0.0..=1.0).contains(&self.on_policy) {
             return Err(Error::config("`on_policy` (λ) must be in [0, 1]"));
         }

@@ -6,7 +6,7 @@
 
 pub mod engine;
 
-pub use engine::{FastModel, ParamBuf, ParamMut};
+pub use engine::{DistillLoss, FastModel, ParamBuf, ParamMut, ResidualLoss};
 pub mod checkpoint;
 pub mod config;
 pub mod optim;
@@ -17,4 +17,5 @@ pub use config::TrainConfig;
 pub use trainer::{Observer, Outcome, Silent, StepMetrics, Trainer};
 pub mod fisher;
 pub mod gradual;
+pub mod hidden;
 pub mod report;

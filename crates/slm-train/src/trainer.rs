@@ -9,6 +9,7 @@
 use crate::checkpoint::{self, CheckpointHeader};
 use crate::config::TrainConfig;
 use crate::engine::FastModel;
+use crate::hidden::HiddenDistill;
 use crate::optim::{AdamW, Masks};
 use crate::schedule::learning_rate;
 use slm_core::{error::IoContext, Error, Result};
@@ -18,6 +19,7 @@ use slm_data::prepare::{DataSummary, SUMMARY, TRAIN_SHARD, VAL_SHARD};
 use slm_data::shards::Shard;
 use slm_kernels::adamw::AdamWConfig;
 use slm_kernels::distill::{DistillSpec, TopK};
+use slm_kernels::hidden_match::HiddenMatch;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +31,8 @@ pub const METRICS: &str = "metrics.jsonl";
 pub const CONFIG: &str = "config.toml";
 /// Present in `checkpoints/` when the run holds pruning masks (zeros stay zeros).
 pub const MASKED_MARKER: &str = "masked";
+/// The hidden-state loss's learned projection, beside the latest checkpoint.
+pub const HIDDEN_PROJECTION: &str = "hidden.bin";
 
 /// Masks at the current zeros of every linear weight of the decoder blocks.
 fn linear_masks(model: &FastModel) -> Masks {
@@ -109,6 +113,38 @@ pub struct Trainer {
     teacher: Option<TeacherSource>,
     /// Rewrites micro-batches before the loss (on-policy distillation's student samples).
     batch_hook: Option<BatchHook>,
+    /// Hidden-state distillation against the live teacher, when `kd_hidden` is set.
+    hidden: Option<HiddenDistill>,
+}
+
+/// Builds the hidden-state loss the config asks for, between `student` and the live teacher.
+fn load_hidden(
+    cfg: &TrainConfig,
+    student: &FastModel,
+    teacher: Option<&TeacherSource>,
+) -> Result<Option<HiddenDistill>> {
+    let Some(kind) = &cfg.kd_hidden else {
+        return Ok(None);
+    };
+    let Some(TeacherSource::Online(teacher, _)) = teacher else {
+        return Err(Error::config(
+            "`kd_hidden` needs the live teacher (`teacher`)",
+        ));
+    };
+    let (s, t) = (student.config(), teacher.config());
+    let (sl, tl) = (s.num_hidden_layers, t.num_hidden_layers);
+    let pairs = match &cfg.kd_hidden_layers {
+        Some(map) => crate::hidden::parse_pairs(map)?,
+        None => crate::hidden::default_pairs(sl, tl),
+    };
+    Ok(Some(HiddenDistill::new(
+        HiddenMatch::parse(kind)?,
+        cfg.kd_hidden_weight as f32,
+        &pairs,
+        (sl, s.hidden_size),
+        (tl, t.hidden_size),
+        cfg.seed ^ 0x4849_4444_454E,
+    )?))
 }
 
 /// A function that may replace a micro-batch before the loss: called with the student, the
@@ -222,6 +258,7 @@ impl Trainer {
             BatchPosition::default(),
         )?;
         let teacher = load_teacher(&cfg, &model, &train)?;
+        let hidden = load_hidden(&cfg, &model, teacher.as_ref())?;
         std::fs::create_dir_all(run_dir.join(CHECKPOINT_DIR)).with_path(run_dir)?;
         slm_io::atomic::write_atomic(&run_dir.join(CONFIG), cfg.to_toml()?.as_bytes())?;
         let hold = cfg.hold_masks;
@@ -238,6 +275,7 @@ impl Trainer {
             val,
             teacher,
             batch_hook: None,
+            hidden,
         };
         if hold {
             trainer.hold_masks()?;
@@ -276,6 +314,11 @@ impl Trainer {
         t.tokens_seen = ck.header.tokens_seen;
         if run_dir.join(CHECKPOINT_DIR).join(MASKED_MARKER).is_file() {
             t.masks = linear_masks(&t.model);
+        }
+        if let Some(h) = &mut t.hidden {
+            if h.projection().is_some() {
+                h.load(&run_dir.join(CHECKPOINT_DIR).join(HIDDEN_PROJECTION))?;
+            }
         }
         truncate_metrics(&run_dir.join(METRICS), t.step)?;
         Ok(t)
@@ -347,6 +390,9 @@ impl Trainer {
             params: checkpoint::layout_entries(&self.model),
             num_values: self.model.flat_params().len(),
         };
+        if let Some(h) = &self.hidden {
+            h.save(&self.run_dir.join(CHECKPOINT_DIR).join(HIDDEN_PROJECTION))?;
+        }
         checkpoint::save(
             &self.run_dir.join(CHECKPOINT_DIR).join(LATEST),
             &header,
@@ -389,7 +435,10 @@ impl Trainer {
             let t0 = Instant::now();
             let lr = learning_rate(self.step, cfg.steps, cfg.warmup_steps, cfg.lr, cfg.min_lr);
             self.model.zero_grad();
-            let (mut loss, mut ce, mut kd) = (0.0f64, 0.0f64, 0.0f64);
+            if let Some(h) = &mut self.hidden {
+                h.zero_grad();
+            }
+            let (mut loss, mut ce, mut kd, mut hid) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
             for micro in 0..cfg.grad_accum {
                 stream.next_batch(&mut inputs, &mut targets)?;
                 if let Some(hook) = self.batch_hook.as_mut() {
@@ -402,8 +451,23 @@ impl Trainer {
                     }
                     Some(TeacherSource::Online(teacher, spec)) => {
                         let soft = teacher.logits(&inputs, b, t)?; // [b, t, vocab]
-                        self.model
-                            .forward_backward_distill(&inputs, &targets, &soft, spec, b, t)?
+                        match &mut self.hidden {
+                            None => self
+                                .model
+                                .forward_backward_distill(&inputs, &targets, &soft, spec, b, t)?,
+                            Some(h) => {
+                                h.set_teacher(teacher, b * t)?;
+                                self.model.forward_backward_hidden(
+                                    &inputs,
+                                    &targets,
+                                    Some((&soft, spec)),
+                                    h,
+                                    true,
+                                    b,
+                                    t,
+                                )?
+                            }
+                        }
                     }
                     Some(TeacherSource::Offline(cache, kd_weight)) => {
                         cache.gather(
@@ -425,6 +489,7 @@ impl Trainer {
                 loss += l.total as f64;
                 ce += l.ce as f64;
                 kd += l.kd as f64;
+                hid += l.hidden as f64;
             }
             let accum = cfg.grad_accum as f64;
             loss /= accum;
@@ -438,12 +503,18 @@ impl Trainer {
             }
             if cfg.grad_accum > 1 {
                 self.model.scale_grads(1.0 / cfg.grad_accum as f32);
+                if let Some(h) = &mut self.hidden {
+                    h.scale_grads(1.0 / cfg.grad_accum as f32);
+                }
             }
             let grad_norm = self.model.grad_norm();
             if cfg.grad_clip > 0.0 && grad_norm > cfg.grad_clip {
                 self.model.scale_grads((cfg.grad_clip / grad_norm) as f32);
             }
             self.opt.update(&mut self.model, lr)?;
+            if let Some(h) = &mut self.hidden {
+                h.step(&self.opt.config, lr)?;
+            }
             self.masks.apply(&mut self.model);
             self.step += 1;
             if let Some(g) = gradual.filter(|g| g.updates_at(self.step)) {
@@ -467,6 +538,9 @@ impl Trainer {
             if self.teacher.is_some() {
                 line["ce"] = (ce / accum).into();
                 line["kd"] = (kd / accum).into();
+                if self.hidden.is_some() {
+                    line["hidden"] = (hid / accum).into();
+                }
             }
             self.log(line)?;
             obs.on_step(&m);

@@ -302,3 +302,67 @@ fn recovery_with_a_teacher_distils_and_holds_masks() {
 fn crate_prune_half(w: &mut [f32]) {
     slm_train::gradual::prune_smallest(w, 0.5);
 }
+
+#[test]
+fn hidden_state_distillation_resumes_exactly_with_its_projection() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vocab = make_data(tmp.path());
+    // Teacher: width 48 (the student is 32), trained briefly and saved.
+    let mut tc = config(&tmp.path().join("data"), 10);
+    tc.dim = Some(48);
+    tc.heads = Some(6);
+    tc.kv_heads = Some(3);
+    let teacher_dir = tmp.path().join("teacher");
+    let mut t = Trainer::new(tc.clone(), new_model(&tc, vocab), &teacher_dir).unwrap();
+    let out = t
+        .run(&AtomicBool::new(false), &mut slm_train::Silent)
+        .unwrap();
+    t.save_model(&out, serde_json::json!({})).unwrap();
+
+    let mut cfg = config(&tmp.path().join("data"), 12);
+    cfg.teacher = Some(teacher_dir.display().to_string());
+    cfg.kd_weight = 0.5;
+    cfg.kd_hidden = Some("cosine".into());
+    cfg.kd_hidden_weight = 2.0;
+    let a = tmp.path().join("a");
+    let mut t = Trainer::new(cfg.clone(), new_model(&cfg, vocab), &a).unwrap();
+    t.run(&AtomicBool::new(false), &mut slm_train::Silent)
+        .unwrap();
+    let straight: Vec<serde_json::Value> = std::fs::read_to_string(a.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v.get("hidden").is_some())
+        .collect();
+    assert_eq!(straight.len(), 12);
+    let h = |v: &serde_json::Value| v["hidden"].as_f64().unwrap();
+    assert!(
+        h(&straight[11]) < h(&straight[0]),
+        "hidden loss did not fall"
+    );
+    // Interrupted at step 5 (the projection is saved beside the checkpoint), resumed to 12.
+    let b = tmp.path().join("b");
+    let flag = AtomicBool::new(false);
+    let mut t = Trainer::new(cfg.clone(), new_model(&cfg, vocab), &b).unwrap();
+    t.run(&flag, &mut StopAt { at: 5, flag: &flag }).unwrap();
+    drop(t);
+    assert!(b.join("checkpoints/hidden.bin").is_file());
+    let mut t = Trainer::resume(&b, None).unwrap();
+    t.run(&AtomicBool::new(false), &mut slm_train::Silent)
+        .unwrap();
+    let (full, _) = read_curves(&a).unwrap();
+    let (resumed, _) = read_curves(&b).unwrap();
+    assert_eq!(resumed.len(), 12);
+    for ((s1, l1), (s2, l2)) in full.iter().zip(&resumed) {
+        assert!((l1 - l2).abs() < 1e-6, "step {s1}/{s2}: {l1} vs {l2}");
+    }
+    // A hidden-state loss needs the live teacher.
+    let mut bad = cfg.clone();
+    bad.teacher = None;
+    bad.kd_cache = Some("x.kdc".into());
+    assert!(bad
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("live teacher"));
+}

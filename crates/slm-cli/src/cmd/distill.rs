@@ -138,9 +138,13 @@ forward, β=1 reverse), skl:α / srkl:α (skew KL / skew reverse KL of DistiLLM)
 runs the teacher beside the student (--teacher); offline mode reads `slm distill cache` output \
 (--cache; forward KL at T = 1 over the top-k and a tail bucket). Every `slm train` setting works \
 through --set (steps, lr, batch_size, seq_len, ...); validation loss is the student's plain \
-cross-entropy.\n\nExamples:\n  \
+cross-entropy.\n\nHidden-state loss (--hidden cosine|mse, live teacher only): the student's block \
+outputs are pulled towards the teacher's at mapped blocks (default: student block i ↔ teacher block \
+⌈(i+1)·L_t/L_s⌉ − 1; or --hidden-layers 0:1,1:3), through a learned linear projection when the \
+widths differ; it is added to the logit loss with --hidden-weight.\n\nExamples:\n  \
 slm distill train --teacher runs/teacher --student-preset 1m --data data/ --loss fkl --temperature 2 --out runs/student\n  \
-slm distill train --cache data/teacher-k8.kdc --student-preset 1m --data data/ --out runs/student-k8"
+slm distill train --cache data/teacher-k8.kdc --student-preset 1m --data data/ --out runs/student-k8\n  \
+slm distill train --teacher runs/teacher --student-every 2 --hidden cosine --data data/ --out runs/student-h"
 )]
 pub struct TrainArgs {
     /// Teacher model (online distillation).
@@ -177,6 +181,15 @@ pub struct TrainArgs {
     /// continuations of the windows' first halves, scored by the live teacher.
     #[arg(long, default_value_t = 0.0)]
     pub on_policy: f64,
+    /// Hidden-state loss between mapped blocks: cosine or mse (live teacher only).
+    #[arg(long, value_name = "KIND")]
+    pub hidden: Option<String>,
+    /// Weight of the hidden-state loss.
+    #[arg(long, default_value_t = 1.0, requires = "hidden")]
+    pub hidden_weight: f64,
+    /// Block map for the hidden-state loss: student:teacher,... (0-based).
+    #[arg(long, value_name = "MAP", requires = "hidden")]
+    pub hidden_layers: Option<String>,
     /// Run directory.
     #[arg(long, short = 'o', required_unless_present = "resume")]
     pub out: Option<PathBuf>,
@@ -230,6 +243,13 @@ fn train(a: TrainArgs) -> Result<()> {
         format!("kd_weight={}", a.kd_weight),
         format!("on_policy={}", a.on_policy),
     ];
+    if let Some(kind) = &a.hidden {
+        sets.push(format!("kd_hidden={}", toml_str(kind)));
+        sets.push(format!("kd_hidden_weight={}", a.hidden_weight));
+        if let Some(map) = &a.hidden_layers {
+            sets.push(format!("kd_hidden_layers={}", toml_str(map)));
+        }
+    }
     match (&a.teacher, &a.cache) {
         (Some(t), None) => {
             load_teacher_checked(

@@ -16,6 +16,8 @@
 //! - `logits` [chunk, vocab]: one row-chunk of logits, then its gradient.
 //! - backward scratch, one layer at a time: `d_res`, `d_xn` [n, d], `d_act` [n, I],
 //!   `d_gu` [n, 2I], `d_att` [n, q], `d_qkv` [n, W].
+//! - `d_hidden` [m, n, d]: gradients of a hidden-state loss on m block outputs (only when
+//!   one is used).
 
 use slm_model::LlamaConfig;
 
@@ -51,6 +53,9 @@ pub(crate) struct Buffers {
     pub d_gu: Vec<f32>,
     pub d_att: Vec<f32>,
     pub d_qkv: Vec<f32>,
+    /// ∂(hidden-state loss)/∂(block output) for each block a [`super::ResidualLoss`]
+    /// reads: [m, n, d], added into `d_res` as the backward passes that block.
+    pub d_hidden: Vec<f32>,
 }
 
 /// Grows `v` to at least `n` elements (never shrinks, so later calls do not allocate).
@@ -121,11 +126,17 @@ impl Buffers {
             &self.d_gu,
             &self.d_att,
             &self.d_qkv,
+            &self.d_hidden,
         ]
         .iter()
         .map(|v| v.len())
         .sum::<usize>()
     }
+}
+
+/// Grows the hidden-state gradient buffer to `m` slots of [n, d].
+pub(crate) fn ensure_hidden(a: &mut Buffers, m: usize, n: usize, d: usize) {
+    grow(&mut a.d_hidden, m * n * d);
 }
 
 /// Slot `i` of a buffer of `size`-element slots.

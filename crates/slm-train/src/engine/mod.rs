@@ -65,8 +65,22 @@ pub struct DistillLoss {
     pub ce: f32,
     /// T² · divergence from the teacher (0 without one).
     pub kd: f32,
-    /// What the gradient is of: (1 − w)·ce + w·kd, or ce without a teacher.
+    /// The hidden-state loss, already weighted by its [`ResidualLoss`] (0 without one).
+    pub hidden: f32,
+    /// What the gradient is of: (1 − w)·ce + w·kd + hidden, or ce without a teacher.
     pub total: f32,
+}
+
+/// A loss on the student's block outputs (hidden-state distillation), evaluated between the
+/// forward and the backward pass. The engine hands it block `layers()[j]`'s output
+/// [batch·seq, hidden] and adds the gradient it writes into the backward pass at that block.
+pub trait ResidualLoss: Send {
+    /// The blocks whose outputs the loss reads (0-based, each below the layer count).
+    fn layers(&self) -> &[usize];
+    /// The loss on `output` (block `layers()[index]`'s output, [n, hidden]) in the units of
+    /// [`DistillLoss::total`] (already weighted and averaged). With `grad` ([n, hidden]) it
+    /// also overwrites `grad` with ∂loss/∂output.
+    fn loss_grad(&mut self, index: usize, output: &[f32], grad: Option<&mut [f32]>) -> Result<f64>;
 }
 
 /// The fast training engine (see the module documentation).
@@ -84,6 +98,8 @@ pub struct FastModel {
     bufs: Buffers,
     /// Largest saved attention-probability buffer before switching to log-sum-exps.
     probs_budget: usize,
+    /// Rows (batch·seq) of the last forward, whose activations `bufs` holds.
+    last_rows: usize,
 }
 
 /// Copies a tensor's values as f32 in row-major order.
@@ -136,6 +152,7 @@ impl FastModel {
             sin,
             bufs: Buffers::default(),
             probs_budget: buffers::DEFAULT_PROBS_BUDGET,
+            last_rows: 0,
         })
     }
 
@@ -274,6 +291,7 @@ impl FastModel {
     fn prepare(&mut self, batch: usize, seq: usize) -> Dims {
         let save_probs = buffers::probs_bytes(&self.config, batch, seq) <= self.probs_budget;
         self.bufs.ensure(&self.config, batch, seq, save_probs);
+        self.last_rows = batch * seq;
         Dims::new(&self.config, batch, seq, save_probs)
     }
 
@@ -344,7 +362,7 @@ impl FastModel {
         batch: usize,
         seq: usize,
     ) -> Result<f32> {
-        Ok(self.run(inputs, targets, None, true, batch, seq)?.ce)
+        Ok(self.run(inputs, targets, None, None, true, batch, seq)?.ce)
     }
 
     /// The mean cross-entropy over the non-ignored targets, without gradients (evaluation).
@@ -356,7 +374,7 @@ impl FastModel {
         batch: usize,
         seq: usize,
     ) -> Result<f32> {
-        Ok(self.run(inputs, targets, None, false, batch, seq)?.ce)
+        Ok(self.run(inputs, targets, None, None, false, batch, seq)?.ce)
     }
 
     /// Forward and backward of the distillation loss against `teacher_logits`
@@ -377,7 +395,7 @@ impl FastModel {
             teacher: teacher_logits,
             spec: *spec,
         };
-        self.run(inputs, targets, Some(&soft), true, batch, seq)
+        self.run(inputs, targets, Some(&soft), None, true, batch, seq)
     }
 
     /// Forward and backward of the sparse distillation loss against a teacher's top-k per
@@ -396,7 +414,7 @@ impl FastModel {
             top: *top,
             kd_weight,
         };
-        self.run(inputs, targets, Some(&soft), true, batch, seq)
+        self.run(inputs, targets, Some(&soft), None, true, batch, seq)
     }
 
     /// The distillation losses without gradients (see
@@ -414,15 +432,64 @@ impl FastModel {
             teacher: teacher_logits,
             spec: *spec,
         };
-        self.run(inputs, targets, Some(&soft), false, batch, seq)
+        self.run(inputs, targets, Some(&soft), None, false, batch, seq)
+    }
+
+    /// Forward and backward of the distillation loss (as [`FastModel::forward_backward_distill`],
+    /// or plain cross-entropy when `teacher` is `None`) plus a loss on block outputs
+    /// (hidden-state distillation): its gradient enters the backward pass at the blocks it
+    /// reads. With `backward` false only the losses are computed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_backward_hidden(
+        &mut self,
+        inputs: &[u32],
+        targets: &[u32],
+        teacher: Option<(&[f32], &DistillSpec)>,
+        hidden: &mut dyn ResidualLoss,
+        backward: bool,
+        batch: usize,
+        seq: usize,
+    ) -> Result<DistillLoss> {
+        let soft = teacher.map(|(teacher, spec)| passes::Soft::Dense {
+            teacher,
+            spec: *spec,
+        });
+        self.run(
+            inputs,
+            targets,
+            soft.as_ref(),
+            Some(hidden),
+            backward,
+            batch,
+            seq,
+        )
+    }
+
+    /// The output [batch·seq, hidden] of block `layer` in the last forward pass (any loss
+    /// entry point or [`FastModel::logits`]): a teacher's hidden states for
+    /// hidden-state distillation.
+    pub fn block_output(&self, layer: usize) -> Result<&[f32]> {
+        let layers = self.config.num_hidden_layers;
+        if layer >= layers {
+            return Err(Error::invalid(format!(
+                "block {layer} does not exist: the model has {layers} blocks"
+            )));
+        }
+        if self.last_rows == 0 {
+            return Err(Error::invalid("no forward pass has run yet"));
+        }
+        let nd = self.last_rows * self.config.hidden_size;
+        Ok(buffers::slot(&self.bufs.resid, 2 * layer + 2, nd))
     }
 
     /// The one forward (+ backward) path every loss entry point shares.
+    #[allow(clippy::too_many_arguments)]
     fn run(
         &mut self,
         inputs: &[u32],
         targets: &[u32],
         soft: Option<&passes::Soft>,
+        mut hidden: Option<&mut dyn ResidualLoss>,
         backward: bool,
         batch: usize,
         seq: usize,
@@ -436,6 +503,15 @@ impl FastModel {
             return Ok(DistillLoss::default());
         }
         let k = self.prepare(batch, seq);
+        let hidden_layers: Vec<usize> = hidden.as_ref().map_or(Vec::new(), |h| h.layers().to_vec());
+        if let Some(&bad) = hidden_layers.iter().find(|&&l| l >= k.layers) {
+            return Err(Error::invalid(format!(
+                "the hidden-state loss reads block {bad}, the student has {} blocks",
+                k.layers
+            )));
+        }
+        let nd = k.n * k.d;
+        buffers::ensure_hidden(&mut self.bufs, hidden_layers.len(), k.n, k.d);
         let Self {
             layout,
             params,
@@ -451,15 +527,33 @@ impl FastModel {
             cos,
             sin,
         };
-        let sums = on_pool(|| -> Result<DistillSums> {
+        let (sums, hidden_loss) = on_pool(|| -> Result<(DistillSums, f64)> {
             passes::forward(&m, bufs, inputs, k)?;
-            if !backward {
-                return passes::head(&m, bufs, targets, k, None, soft);
+            // The hidden-state loss reads the block outputs saved in `resid`.
+            let mut d_hidden = std::mem::take(&mut bufs.d_hidden);
+            let mut hidden_loss = 0.0;
+            if let Some(h) = hidden.as_deref_mut() {
+                for (j, &l) in hidden_layers.iter().enumerate() {
+                    let out = buffers::slot(&bufs.resid, 2 * l + 2, nd);
+                    let g = backward.then(|| buffers::slot_mut(&mut d_hidden, j, nd));
+                    hidden_loss += h.loss_grad(j, out, g)?;
+                }
             }
-            let g = Some((grads.as_mut_slice(), 1.0 / count as f32));
-            let sums = passes::head(&m, bufs, targets, k, g, soft)?;
-            passes::backward(&m, bufs, grads, inputs, k)?;
-            Ok(sums)
+            let result = if !backward {
+                passes::head(&m, bufs, targets, k, None, soft)
+            } else {
+                let g = Some((grads.as_mut_slice(), 1.0 / count as f32));
+                passes::head(&m, bufs, targets, k, g, soft).and_then(|sums| {
+                    let inject = passes::Inject {
+                        layers: &hidden_layers,
+                        grads: &d_hidden,
+                    };
+                    let inject = (!hidden_layers.is_empty()).then_some(&inject);
+                    passes::backward(&m, bufs, grads, inputs, inject, k).map(|()| sums)
+                })
+            };
+            bufs.d_hidden = d_hidden;
+            Ok((result?, hidden_loss))
         })?;
         let c = count as f64;
         let w = match soft {
@@ -467,11 +561,12 @@ impl FastModel {
             Some(passes::Soft::TopK { kd_weight, .. }) => *kd_weight as f64,
             None => 0.0,
         };
-        let total = (1.0 - w) * sums.ce + w * sums.kd;
+        let total = ((1.0 - w) * sums.ce + w * sums.kd) / c + hidden_loss;
         Ok(DistillLoss {
             ce: (sums.ce / c) as f32,
             kd: (sums.kd / c) as f32,
-            total: (total / c) as f32,
+            hidden: hidden_loss as f32,
+            total: total as f32,
         })
     }
 

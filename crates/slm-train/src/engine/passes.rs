@@ -357,13 +357,22 @@ pub(crate) fn logits(m: &Model, a: &Buffers, out: &mut [f32], k: Dims) -> Result
     })
 }
 
+/// Gradients of a loss on block outputs, to add into the residual gradient: block
+/// `layers[j]`'s output gets slot j of `grads` [layers.len(), n, d].
+pub(crate) struct Inject<'a> {
+    pub layers: &'a [usize],
+    pub grads: &'a [f32],
+}
+
 /// Backward from `a.d_xn` (∂L/∂final normed states, written by [`head`]) to every
-/// parameter, accumulating into `g`.
+/// parameter, accumulating into `g`; `inject` adds a hidden-state loss's gradients at the
+/// block outputs it read.
 pub(crate) fn backward(
     m: &Model,
     a: &mut Buffers,
     g: &mut [f32],
     ids: &[u32],
+    inject: Option<&Inject>,
     k: Dims,
 ) -> Result<()> {
     let (n, d) = (k.n, k.d);
@@ -389,6 +398,14 @@ pub(crate) fn backward(
         )
     })?;
     for (l, r) in m.layout.layers.iter().enumerate().rev() {
+        // d_res = ∂L/∂(block l's output) here: add the hidden-state loss's share.
+        if let Some(inj) = inject {
+            for (j, _) in inj.layers.iter().enumerate().filter(|(_, &b)| b == l) {
+                for (dr, &dh) in d_res.iter_mut().zip(slot(inj.grads, j, nd)) {
+                    *dr += dh;
+                }
+            }
+        }
         // MLP: out = mid + act·Wdownᵀ
         let dims = LinearDims::new(n, k.inter, d);
         time("bwd.down.dx", || {
