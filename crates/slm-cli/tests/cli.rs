@@ -103,6 +103,27 @@ fn quickstart_tiny_runs_end_to_end() {
     let v: serde_json::Value = serde_json::from_str(&pruned).unwrap();
     let s = v["roles"]["linear.q"]["sparsity"].as_f64().unwrap();
     assert!((s - 0.5).abs() < 0.01, "{s}");
+    // The distilled student: half as wide, a third of the parameters or fewer, and the
+    // side-by-side table printed.
+    assert!(
+        out.contains("[7/7] distilling") && out.contains("student:"),
+        "{out}"
+    );
+    let param_count = |dir: &std::path::Path| -> u64 {
+        let i = run_ok(slm().args(["inspect", "--json"]).arg(dir));
+        let v: serde_json::Value = serde_json::from_str(&i).unwrap();
+        v["parameters"].as_u64().unwrap()
+    };
+    let (tp, sp) = (
+        param_count(&model),
+        param_count(&tmp.path().join("student")),
+    );
+    assert!(sp * 2 < tp, "student {sp} vs teacher {tp} parameters");
+    let metrics = std::fs::read_to_string(tmp.path().join("student/metrics.jsonl")).unwrap();
+    assert!(
+        metrics.contains("\"kd\""),
+        "the student was not distilled: {metrics}"
+    );
     // The trained model is an ordinary model directory for the other commands.
     let g = run_ok(
         slm()

@@ -2,7 +2,8 @@
 //!
 //! Stages (each in its own folder under `--out`): write the corpus, train a BPE tokenizer,
 //! prepare token shards, train a small model, then print samples and validation perplexity.
-//! Later stages (pruning, distillation) add themselves here.
+//! Then it prunes the model to 50% (Wanda) and distils it into a student a third its size,
+//! showing perplexity, size and decode speed of each.
 
 use crate::cmd::train::{toml_str, train_run};
 use anyhow::{Context, Result};
@@ -19,7 +20,8 @@ use std::time::Instant;
 #[derive(ClapArgs, Debug)]
 #[command(
     after_help = "Runs in about 3–5 minutes on 2 cores and leaves:\n  OUT/corpus.txt        the generated stories (a demo corpus, not a benchmark)\n  \
-OUT/data/             tokenizer.json, train.bin, val.bin\n  OUT/model/            the trained model (HF layout), report.md, plots/loss.png, metrics.jsonl\n\n\
+OUT/data/             tokenizer.json, train.bin, val.bin\n  OUT/model/            the trained model (HF layout), report.md, plots/loss.png, metrics.jsonl\n  \
+OUT/model-wanda50/    the model pruned to 50% (Wanda)\n  OUT/student/          a student half as wide, distilled from OUT/model (forward KL)\n\n\
 Then try:  slm generate -m OUT/model --prompt \"Once upon a time\""
 )]
 pub struct Args {
@@ -55,7 +57,7 @@ pub fn run(a: Args) -> Result<()> {
     std::fs::create_dir_all(&a.out).with_context(|| a.out.display().to_string())?;
 
     println!(
-        "[1/6] writing {corpus_bytes} bytes of built-in stories (seed {})",
+        "[1/7] writing {corpus_bytes} bytes of built-in stories (seed {})",
         a.seed
     );
     let corpus = slm_data::corpus::generate_corpus(a.seed, corpus_bytes);
@@ -68,7 +70,7 @@ pub fn run(a: Args) -> Result<()> {
         .collect();
 
     println!(
-        "[2/6] training a {vocab}-token byte-level BPE tokenizer on {} stories",
+        "[2/7] training a {vocab}-token byte-level BPE tokenizer on {} stories",
         docs.len()
     );
     let data = a.out.join("data");
@@ -84,7 +86,7 @@ pub fn run(a: Args) -> Result<()> {
     save(&tok, &tok_path)?;
     let tokenizer = slm_data::tokenizer::load_tokenizer_file(&tok_path)?;
 
-    println!("[3/6] tokenising into train/val shards");
+    println!("[3/7] tokenising into train/val shards");
     let summary = prepare(
         std::slice::from_ref(&corpus_path),
         tokenizer.as_ref(),
@@ -139,7 +141,7 @@ pub fn run(a: Args) -> Result<()> {
     let mcfg = cfg.model_config(summary.vocab_size)?;
     let llama = slm_model::Llama::random(mcfg, cfg.seed, &candle_core::Device::Cpu)?;
     println!(
-        "[4/6] training a {:.2}M-parameter model ({} layers, dim {}) for {} steps of {}×{} tokens",
+        "[4/7] training a {:.2}M-parameter model ({} layers, dim {}) for {} steps of {}×{} tokens",
         llama.num_parameters() as f64 / 1e6,
         llama.config.num_hidden_layers,
         llama.config.hidden_size,
@@ -158,7 +160,7 @@ pub fn run(a: Args) -> Result<()> {
         return Ok(());
     }
 
-    println!("[5/6] samples from {}", model_dir.display());
+    println!("[5/7] samples from {}", model_dir.display());
     let loaded = slm_model::load(&model_dir.display().to_string(), None)?;
     let tok = slm_data::tokenizer::load_tokenizer(&loaded.tokenizer)?;
     for (i, prompt) in ["Once upon a time", "One day, a little"].iter().enumerate() {
@@ -184,7 +186,7 @@ pub fn run(a: Args) -> Result<()> {
     );
 
     // Stage 6: prune to 50% with Wanda and compare perplexity on fresh stories.
-    println!("[6/6] pruning to 50% (Wanda, calibrated on the training stories)");
+    println!("[6/7] pruning to 50% (Wanda, calibrated on the training stories)");
     let held_out =
         slm_data::corpus::generate_corpus(a.seed + 1_000_003, if a.tiny { 8_000 } else { 60_000 });
     let popts = slm_eval::PplOptions {
@@ -230,6 +232,100 @@ pub fn run(a: Args) -> Result<()> {
     )?;
     println!("      perplexity on {} held-out story tokens: dense {:.3}, 50% Wanda {:.3} ({:+.1}%); pruned model in {}",
         dense.tokens, dense.ppl, sparse.ppl, 100.0 * (sparse.ppl / dense.ppl - 1.0), pruned_dir.display());
+
+    // Stage 7: the model teaches a student half as wide (forward KL mixed with CE).
+    let tcfg = &loaded.model.config;
+    let student_steps = if a.tiny { 20 } else { steps * 3 / 5 };
+    let mut ssets = vec![
+        format!("data={}", toml_str(&data.display().to_string())),
+        format!("teacher={}", toml_str(&model_dir.display().to_string())),
+        "preset=\"1m\"".to_string(),
+        format!("layers={}", tcfg.num_hidden_layers),
+        format!("dim={}", tcfg.hidden_size / 2),
+        format!("heads={}", (tcfg.num_attention_heads / 2).max(1)),
+        format!("kv_heads={}", (tcfg.num_attention_heads / 2).max(1)),
+        format!("hidden={}", tcfg.intermediate_size / 2),
+        format!("steps={student_steps}"),
+        format!("seq_len={}", trainer.cfg.seq_len),
+        format!("batch_size={}", trainer.cfg.batch_size),
+        "kd_loss=\"fkl\"".into(),
+        "kd_weight=0.5".into(),
+        "lr=3e-3".into(),
+        "min_lr=3e-4".into(),
+        format!("warmup_steps={}", if a.tiny { 5 } else { 30 }),
+        "eval_every=0".into(),
+        format!("eval_windows={}", trainer.cfg.eval_windows),
+        "checkpoint_every=0".into(),
+        format!("seed={}", a.seed),
+    ];
+    ssets.extend(a.set.iter().filter(|s| s.starts_with("context=")).cloned());
+    let scfg = TrainConfig::resolve(None, &ssets)?;
+    let smodel = slm_model::Llama::random(
+        scfg.model_config(summary.vocab_size)?,
+        scfg.seed,
+        &candle_core::Device::Cpu,
+    )?;
+    println!(
+        "[7/7] distilling into a {:.2}M-parameter student (dim {}) for {} steps: 0.5·CE + 0.5·KL(teacher ‖ student)",
+        smodel.num_parameters() as f64 / 1e6,
+        smodel.config.hidden_size,
+        student_steps
+    );
+    let student_dir = a.out.join("student");
+    let mut strainer = Trainer::new(scfg, FastModel::from_llama(&smodel)?, &student_dir)?;
+    let soutcome = train_run(&mut strainer)?;
+    if soutcome.interrupted {
+        println!(
+            "interrupted: resume with `slm distill train --resume {}`",
+            student_dir.display()
+        );
+        return Ok(());
+    }
+    let student = slm_model::load(&student_dir.display().to_string(), None)?;
+    let sppl = slm_eval::perplexity(
+        &student.model,
+        tok.as_ref(),
+        &held_out,
+        &popts,
+        &mut |_, _| {},
+    )?;
+    let speed = |m: &slm_model::Llama| -> Result<f64> {
+        let opts = GenerateOptions {
+            max_tokens: 64,
+            stop_at_eos: false,
+            ..Default::default()
+        };
+        Ok(
+            generate(m, tok.as_ref(), "Once upon a time", &opts, &mut |_| Ok(()))?
+                .decode_tokens_per_sec(),
+        )
+    };
+    let (tspeed, sspeed) = (speed(&loaded.model)?, speed(&student.model)?);
+    println!(
+        "      {:<8} {:>10} {:>11} {:>12}",
+        "", "parameters", "perplexity", "decode tok/s"
+    );
+    println!(
+        "      {:<8} {:>10} {:>11.3} {:>12.0}",
+        "teacher",
+        loaded.model.num_parameters(),
+        dense.ppl,
+        tspeed
+    );
+    println!(
+        "      {:<8} {:>10} {:>11.3} {:>12.0}",
+        "student",
+        student.model.num_parameters(),
+        sppl.ppl,
+        sspeed
+    );
+    println!(
+        "      student: {:.0}% of the teacher's parameters, {:+.1}% perplexity, {:.1}× decode speed; in {}",
+        100.0 * student.model.num_parameters() as f64 / loaded.model.num_parameters() as f64,
+        100.0 * (sppl.ppl / dense.ppl - 1.0),
+        sspeed / tspeed.max(1e-9),
+        student_dir.display()
+    );
     println!("\ntotal {:.0} s", t0.elapsed().as_secs_f64());
     println!("report: {}", model_dir.join("report.md").display());
     Ok(())
