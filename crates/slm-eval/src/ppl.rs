@@ -45,9 +45,9 @@ pub struct PplReport {
 
 /// One scoring job: a window of tokens of which positions `score_from..` are scored
 /// (position i is predicted from positions < i; position 0 is never scored).
-struct Window {
-    tokens: Vec<u32>,
-    score_from: usize,
+pub(crate) struct Window {
+    pub tokens: Vec<u32>,
+    pub score_from: usize,
 }
 
 /// NLL sum and count of `tokens[score_from..]` given their prefixes, one forward pass.
@@ -148,15 +148,14 @@ fn plan_stream(tokens: &[u32], ctx: usize, stride: Option<usize>) -> Result<Vec<
     Ok(out)
 }
 
-/// Perplexity of `text`; `progress(done, total)` is called after each window.
-pub fn perplexity(
-    model: &Llama,
+/// The scoring windows of `text` under `opts` for a model of context `model_ctx`, and the
+/// window length used.
+pub(crate) fn plan_windows(
+    model_ctx: usize,
     tokenizer: &dyn Tokenizer,
     text: &str,
     opts: &PplOptions,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<PplReport> {
-    let model_ctx = model.config.max_position_embeddings;
+) -> Result<(Vec<Window>, usize)> {
     let ctx = opts.ctx.unwrap_or(model_ctx);
     if ctx < 2 || ctx > model_ctx {
         return Err(Error::invalid(format!(
@@ -180,6 +179,18 @@ pub fn perplexity(
             "the text is shorter than two tokens: nothing to score",
         ));
     }
+    Ok((windows, ctx))
+}
+
+/// Perplexity of `text`; `progress(done, total)` is called after each window.
+pub fn perplexity(
+    model: &Llama,
+    tokenizer: &dyn Tokenizer,
+    text: &str,
+    opts: &PplOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<PplReport> {
+    let (windows, ctx) = plan_windows(model.config.max_position_embeddings, tokenizer, text, opts)?;
     let t0 = Instant::now();
     // The forward runs on the training engine's kernels (same numbers as the candle model
     // to ~1e-5, several times faster); scoring stays in f64 as in `window_nll`.

@@ -1,10 +1,10 @@
-//! `slm eval`: perplexity of a model on a text file.
+//! `slm eval`: perplexity of a model on a text file, and its agreement with a teacher.
 
 use crate::common::{load_model_and_tokenizer, ModelArgs};
 use anyhow::{bail, Result};
 use clap::Args as ClapArgs;
 use indicatif::{ProgressBar, ProgressStyle};
-use slm_eval::{perplexity, read_eval_text, PplOptions, TextFormat};
+use slm_eval::{perplexity, read_eval_text, teacher_agreement, PplOptions, TextFormat};
 use std::path::PathBuf;
 
 #[derive(ClapArgs, Debug)]
@@ -12,8 +12,12 @@ use std::path::PathBuf;
     after_help = "Protocol: WikiText files (wiki.*.raw) are read as Hugging Face rows joined with \"\\n\\n\" \
 and cut into non-overlapping windows of the model context, the tail dropped, as SparseGPT and Wanda do. \
 Other text is tokenised as it is. --stride gives sliding windows; --doc-separator scores documents one by one.\n\n\
+With --teacher, the same positions are also scored by the teacher (same vocabulary): top-1 agreement (share of \
+positions where both models' most likely token is the same), KL(teacher ‖ student) in nats per token, and the \
+teacher's perplexity.\n\n\
 Examples:\n  slm eval -m runs/teacher --ppl ../shared/data/wikitext-2-raw/wiki.test.raw --ctx 256\n  \
-slm eval -m stories260K.bin --tokenizer tok512.bin --ppl stories.txt --doc-separator '<|endoftext|>' --json"
+slm eval -m stories260K.bin --tokenizer tok512.bin --ppl stories.txt --doc-separator '<|endoftext|>' --json\n  \
+slm eval -m runs/student --ppl valid.txt --teacher stories260K.bin --teacher-tokenizer tok512.bin"
 )]
 pub struct Args {
     #[command(flatten)]
@@ -36,6 +40,12 @@ pub struct Args {
     /// Do not prepend BOS.
     #[arg(long)]
     pub no_bos: bool,
+    /// Also compare with this teacher (top-1 agreement, KL to the teacher).
+    #[arg(long)]
+    pub teacher: Option<String>,
+    /// Tokenizer file for a teacher that carries none.
+    #[arg(long, requires = "teacher")]
+    pub teacher_tokenizer: Option<PathBuf>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -74,10 +84,39 @@ pub fn run(args: Args) -> Result<()> {
         },
     )?;
     bar.finish_and_clear();
+    let agreement = match &args.teacher {
+        None => None,
+        Some(t) => {
+            let teacher = crate::common::load_model(&ModelArgs {
+                model: t.clone(),
+                tokenizer: args.teacher_tokenizer.clone(),
+            })?;
+            bar.reset();
+            let a = teacher_agreement(
+                &loaded.model,
+                &teacher.model,
+                tokenizer.as_ref(),
+                &text,
+                &opts,
+                &mut |done, total| {
+                    bar.set_length(total as u64);
+                    bar.set_position(done as u64);
+                },
+            )?;
+            bar.finish_and_clear();
+            Some(a)
+        }
+    };
     if args.json {
         let mut v = serde_json::to_value(&report)?;
         v["model"] = args.model.model.clone().into();
         v["file"] = path.display().to_string().into();
+        if let (Some(a), Some(t)) = (&agreement, &args.teacher) {
+            v["teacher"] = t.clone().into();
+            v["top1_agreement"] = a.top1_agreement.into();
+            v["kl_to_teacher"] = a.kl_to_teacher.into();
+            v["teacher_ppl"] = a.teacher_ppl.into();
+        }
         println!("{v}");
     } else {
         println!("file        {}", path.display());
@@ -91,6 +130,14 @@ pub fn run(args: Args) -> Result<()> {
             "speed       {:.0} tokens/s ({:.1} s)",
             report.tokens_per_sec, report.seconds
         );
+        if let Some(a) = &agreement {
+            println!("teacher     perplexity {:.4}", a.teacher_ppl);
+            println!("agreement   top-1 {:.2}%", 100.0 * a.top1_agreement);
+            println!(
+                "KL          {:.4} nats/token (teacher ‖ model)",
+                a.kl_to_teacher
+            );
+        }
     }
     Ok(())
 }
