@@ -7,7 +7,7 @@ use slm_core::{Error, Result};
 use slm_data::batches::BatchStream;
 use slm_data::kd_cache::{KdCacheHeader, KdCacheWriter};
 use slm_data::shards::Shard;
-use slm_train::FastModel;
+use slm_train::Teacher;
 use std::path::Path;
 
 /// Windows the teacher scores per forward pass.
@@ -44,19 +44,18 @@ pub fn top_k_row(logits: &[f32], k: usize, ids: &mut [u32], logp: &mut [f32]) ->
 /// Scores every window of `shard` at `seq_len` with `teacher` and writes the cache to `out`.
 /// `progress(done, total)` is called after each pass. Returns the header written.
 pub fn build_cache(
-    teacher: &mut FastModel,
-    teacher_name: &str,
+    teacher: &mut dyn Teacher,
     shard: &Shard,
     seq_len: usize,
     k: usize,
     out: &Path,
     progress: &dyn Fn(usize, usize),
 ) -> Result<KdCacheHeader> {
-    let vocab = teacher.config().vocab_size;
-    if seq_len > teacher.config().max_position_embeddings {
+    let vocab = teacher.vocab_size();
+    if seq_len > teacher.context() {
         return Err(Error::invalid(format!(
             "seq_len {seq_len} exceeds the teacher's context {}",
-            teacher.config().max_position_embeddings
+            teacher.context()
         )));
     }
     let windows = BatchStream::window_count(shard, seq_len);
@@ -82,7 +81,7 @@ pub fn build_cache(
         seq_len,
         windows,
         shard_tokens: shard.len(),
-        teacher: teacher_name.to_string(),
+        teacher: teacher.name().to_string(),
     };
     let mut writer = KdCacheWriter::create(out, header.clone())?;
     let mut window = vec![0u32; seq_len + 1];

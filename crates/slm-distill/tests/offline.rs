@@ -7,7 +7,7 @@ use slm_data::shards::Shard;
 use slm_data::tokenizer::train::{save, train_chars};
 use slm_data::tokenizer::{HfTokenizer, Tokenizer};
 use slm_distill::cache::build_cache;
-use slm_train::{FastModel, TrainConfig, Trainer};
+use slm_train::{FastModel, LocalTeacher, TrainConfig, Trainer};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
@@ -87,19 +87,10 @@ fn a_full_vocabulary_cache_trains_like_the_live_teacher() {
     )
     .unwrap();
     slm_model::save(&teacher_llama, &teacher_dir, &[]).unwrap();
-    let mut teacher = FastModel::from_llama(&teacher_llama).unwrap();
+    let mut teacher = LocalTeacher::new("teacher", &teacher_llama).unwrap();
     let shard = Shard::open(&data.join(slm_data::prepare::TRAIN_SHARD)).unwrap();
     let cache = tmp.path().join("teacher.kdc");
-    let header = build_cache(
-        &mut teacher,
-        "teacher",
-        &shard,
-        16,
-        vocab,
-        &cache,
-        &|_, _| {},
-    )
-    .unwrap();
+    let header = build_cache(&mut teacher, &shard, 16, vocab, &cache, &|_, _| {}).unwrap();
     assert_eq!(header.k, vocab);
 
     let w = "kd_weight=0.5".to_string();

@@ -16,7 +16,8 @@
 //! Default layer map: student block i ↔ teacher block ⌈(i+1)·L_t/L_s⌉ − 1, so the last
 //! blocks meet and the others spread evenly.
 
-use crate::engine::{FastModel, ResidualLoss};
+use crate::engine::ResidualLoss;
+use crate::teacher::Teacher;
 use slm_core::{error::IoContext, Error, Result};
 use slm_kernels::adamw::{adamw_step, AdamWConfig};
 use slm_kernels::hidden_match::{hidden_match_fwd_bwd, HiddenMatch};
@@ -163,9 +164,9 @@ impl HiddenDistill {
         self.proj.as_mut()
     }
 
-    /// Copies the teacher's block outputs from its last forward pass (e.g.
-    /// [`FastModel::logits`] on the same batch) of `rows` tokens.
-    pub fn set_teacher(&mut self, teacher: &FastModel, rows: usize) -> Result<()> {
+    /// Copies the teacher's block outputs from its last forward pass ([`Teacher::logits`]
+    /// on the same batch) of `rows` tokens.
+    pub fn set_teacher(&mut self, teacher: &dyn Teacher, rows: usize) -> Result<()> {
         let dt = self.teacher_dim;
         self.teacher_states.clear();
         for &t in &self.teacher_layers {

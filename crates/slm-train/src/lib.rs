@@ -18,4 +18,7 @@ pub use trainer::{Observer, Outcome, Silent, StepMetrics, Trainer};
 pub mod fisher;
 pub mod gradual;
 pub mod hidden;
+pub mod teacher;
+
+pub use teacher::{LocalTeacher, Teacher};
 pub mod report;

@@ -12,6 +12,7 @@ use crate::engine::FastModel;
 use crate::hidden::HiddenDistill;
 use crate::optim::{AdamW, Masks};
 use crate::schedule::learning_rate;
+use crate::teacher::{LocalTeacher, Teacher};
 use slm_core::{error::IoContext, Error, Result};
 use slm_data::batches::{eval_windows, BatchPosition, BatchStream};
 use slm_data::kd_cache::KdCache;
@@ -131,8 +132,8 @@ fn load_hidden(
             "`kd_hidden` needs the live teacher (`teacher`)",
         ));
     };
-    let (s, t) = (student.config(), teacher.config());
-    let (sl, tl) = (s.num_hidden_layers, t.num_hidden_layers);
+    let s = student.config();
+    let (sl, tl) = (s.num_hidden_layers, teacher.num_layers());
     let pairs = match &cfg.kd_hidden_layers {
         Some(map) => crate::hidden::parse_pairs(map)?,
         None => crate::hidden::default_pairs(sl, tl),
@@ -142,7 +143,7 @@ fn load_hidden(
         cfg.kd_hidden_weight as f32,
         &pairs,
         (sl, s.hidden_size),
-        (tl, t.hidden_size),
+        (tl, teacher.hidden_size()),
         cfg.seed ^ 0x4849_4444_454E,
     )?))
 }
@@ -156,7 +157,7 @@ pub type BatchHook =
 
 /// The teacher side of distillation: a live model, or its top-k cached offline.
 enum TeacherSource {
-    Online(Box<FastModel>, DistillSpec),
+    Online(Box<dyn Teacher>, DistillSpec),
     Offline(KdCache, f32),
 }
 
@@ -205,22 +206,8 @@ fn load_teacher(
     let Some(spec_path) = &cfg.teacher else {
         return Ok(None);
     };
-    let loaded = slm_model::load(spec_path, None)?;
-    let teacher = FastModel::from_llama(&loaded.model)?;
-    let tv = teacher.config().vocab_size;
-    if tv != sv {
-        return Err(Error::config(format!(
-            "the teacher {spec_path} has a vocabulary of {tv} tokens, the student {sv}: \
-             logit distillation needs the same tokenizer"
-        )));
-    }
-    let ctx = teacher.config().max_position_embeddings;
-    if cfg.seq_len > ctx {
-        return Err(Error::config(format!(
-            "seq_len {} exceeds the teacher's context {ctx}",
-            cfg.seq_len
-        )));
-    }
+    let teacher = LocalTeacher::load(spec_path)?;
+    teacher.check_fits(sv, cfg.seq_len)?;
     Ok(Some(TeacherSource::Online(Box::new(teacher), spec)))
 }
 
@@ -456,7 +443,7 @@ impl Trainer {
                                 .model
                                 .forward_backward_distill(&inputs, &targets, &soft, spec, b, t)?,
                             Some(h) => {
-                                h.set_teacher(teacher, b * t)?;
+                                h.set_teacher(teacher.as_ref(), b * t)?;
                                 self.model.forward_backward_hidden(
                                     &inputs,
                                     &targets,

@@ -11,7 +11,7 @@ use slm_kernels::hidden_match::HiddenMatch;
 use slm_kernels::IGNORE_INDEX;
 use slm_model::Llama;
 use slm_train::hidden::{default_pairs, HiddenDistill};
-use slm_train::FastModel;
+use slm_train::{FastModel, LocalTeacher, Teacher};
 
 /// Student: width 16, 2 blocks. Teacher: width 24, 3 blocks (so a projection is learned).
 fn student(seed: u64) -> FastModel {
@@ -19,9 +19,13 @@ fn student(seed: u64) -> FastModel {
     FastModel::from_llama(&Llama::random(cfg, seed, &candle_core::Device::Cpu).unwrap()).unwrap()
 }
 
-fn teacher() -> FastModel {
+fn teacher() -> LocalTeacher {
     let cfg = common::config(37, 24, 32, 3, 4, 2, 6, false, false);
-    FastModel::from_llama(&Llama::random(cfg, 9, &candle_core::Device::Cpu).unwrap()).unwrap()
+    LocalTeacher::new(
+        "teacher",
+        &Llama::random(cfg, 9, &candle_core::Device::Cpu).unwrap(),
+    )
+    .unwrap()
 }
 
 fn batch(b: usize, t: usize) -> (Vec<u32>, Vec<u32>) {
@@ -38,7 +42,7 @@ fn batch(b: usize, t: usize) -> (Vec<u32>, Vec<u32>) {
     (inputs, targets)
 }
 
-fn hidden_loss(kind: HiddenMatch, teacher: &FastModel, rows: usize) -> HiddenDistill {
+fn hidden_loss(kind: HiddenMatch, teacher: &dyn Teacher, rows: usize) -> HiddenDistill {
     let pairs = default_pairs(2, 3);
     let mut h = HiddenDistill::new(kind, 0.7, &pairs, (2, 16), (3, 24), 4).unwrap();
     h.set_teacher(teacher, rows).unwrap();
@@ -113,7 +117,12 @@ fn hidden_state_gradient_matches_finite_differences() {
 fn equal_student_and_teacher_feel_no_hidden_pull() {
     let (b, t) = (1, 6);
     let (inputs, targets) = batch(b, t);
-    let mut teach = student(5);
+    let cfg = common::config(37, 16, 24, 2, 4, 2, 4, false, false);
+    let mut teach = LocalTeacher::new(
+        "same",
+        &Llama::random(cfg, 5, &candle_core::Device::Cpu).unwrap(),
+    )
+    .unwrap();
     teach.logits(&inputs, b, t).unwrap();
     for kind in [HiddenMatch::Cosine, HiddenMatch::Mse] {
         // Same width: no projection; identical models: zero loss, and the gradient is the

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use slm_data::prepare::TRAIN_SHARD;
 use slm_data::shards::Shard;
 use slm_train::trainer::find_tokenizer;
-use slm_train::{FastModel, TrainConfig, Trainer};
+use slm_train::{LocalTeacher, TrainConfig, Trainer};
 use std::path::{Path, PathBuf};
 
 #[derive(Subcommand, Debug)]
@@ -68,7 +68,7 @@ pub struct TeacherArgs {
 }
 
 /// Loads the teacher and checks that it shares the data's vocabulary id by id.
-fn load_teacher_checked(t: &TeacherArgs, data: &Path) -> Result<FastModel> {
+fn load_teacher_checked(t: &TeacherArgs, data: &Path) -> Result<LocalTeacher> {
     let (loaded, teacher_tok) = load_model_and_tokenizer(&ModelArgs {
         model: t.teacher.clone(),
         tokenizer: t.teacher_tokenizer.clone(),
@@ -86,7 +86,7 @@ fn load_teacher_checked(t: &TeacherArgs, data: &Path) -> Result<FastModel> {
         data_tok.as_ref(),
         &data_tok_path.display().to_string(),
     )?;
-    Ok(FastModel::from_llama(&loaded.model)?)
+    Ok(LocalTeacher::new(&t.teacher, &loaded.model)?)
 }
 
 fn cache(a: CacheArgs) -> Result<()> {
@@ -100,7 +100,6 @@ fn cache(a: CacheArgs) -> Result<()> {
     let t0 = std::time::Instant::now();
     let header = slm_distill::cache::build_cache(
         &mut teacher,
-        &a.teacher.teacher,
         &shard,
         a.seq_len,
         a.k,
