@@ -14,6 +14,8 @@
 //! - [`distill`]: fused distillation loss (hard-label CE mixed with a teacher divergence).
 //! - [`hidden_match`]: cosine / MSE between hidden states (hidden-state distillation).
 //! - [`embedding`]: token-embedding gather and scatter-add.
+//! - [`quant`]: Q8_0 / Q4_0 blocks (ggml layout): quantise, dequantise, integer dot products,
+//!   matrix-vector products for decoding.
 //! - [`adamw`]: one AdamW step on a flat buffer, PyTorch's formula.
 //!
 //! [`simd`] holds the runtime CPU-feature dispatch and the vectorisable math the kernels
@@ -29,6 +31,7 @@ pub mod hidden_match;
 pub mod matmul;
 pub mod matvec;
 pub mod par;
+pub mod quant;
 pub mod rmsnorm;
 pub mod rope;
 pub mod simd;

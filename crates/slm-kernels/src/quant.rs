@@ -1,0 +1,468 @@
+//! Block-quantised weights for decoding: Q8_0 and Q4_0, byte for byte the blocks of ggml/GGUF
+//! (so import and export are copies), with round-to-nearest quantisers, dequantisers and the
+//! dot products and matrix-vector products decoding needs.
+//!
+//! A block covers 32 consecutive weights of a row and stores one f16 scale `d`:
+//! - **Q8_0** (34 bytes, 8.5 bits/weight): `w = d · q`, q ∈ [-127, 127], d = max|w|/127.
+//! - **Q4_0** (18 bytes, 4.5 bits/weight): `w = d · (q − 8)`, q ∈ [0, 15] packed two per byte
+//!   (byte j holds element j in its low nibble and element j + 16 in its high nibble);
+//!   d = m / −8 with m the element of largest magnitude (ggml's choice, so the extreme value
+//!   is exact).
+//!
+//! As in llama.cpp, the activation vector is quantised to Q8_0 once per matrix-vector product
+//! and each block's dot product is computed in integers: Σ q_w·q_x, scaled by d_w·d_x. The
+//! AVX2 path (chosen at run time) is ggml's: |q_x| times q_w with the sign of q_x moved
+//! over, `maddubs` to 16-bit pairs, `madd` to 32-bit lanes, one FMA per block. Other CPUs run
+//! the scalar twin, which the tests compare with the dequantise-then-multiply reference.
+
+use crate::check_len;
+use half::f16;
+use rayon::prelude::*;
+use slm_core::{Error, Result};
+
+/// Weights per block.
+pub const QK: usize = 32;
+
+/// 32 weights as f16 scale + 32 signed bytes (ggml `block_q8_0`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockQ8_0 {
+    /// f16 bits of the scale.
+    pub d: u16,
+    pub qs: [i8; QK],
+}
+
+/// 32 weights as f16 scale + 16 bytes of packed nibbles (ggml `block_q4_0`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockQ4_0 {
+    /// f16 bits of the scale.
+    pub d: u16,
+    pub qs: [u8; QK / 2],
+}
+
+impl Default for BlockQ8_0 {
+    fn default() -> Self {
+        Self { d: 0, qs: [0; QK] }
+    }
+}
+
+impl Default for BlockQ4_0 {
+    fn default() -> Self {
+        Self {
+            d: 0,
+            qs: [0; QK / 2],
+        }
+    }
+}
+
+fn blocks_for(n: usize, what: &str) -> Result<usize> {
+    if n % QK != 0 {
+        return Err(Error::invalid(format!(
+            "{what}: {n} values is not a multiple of the {QK}-value block"
+        )));
+    }
+    Ok(n / QK)
+}
+
+#[inline(always)]
+fn scale(d: u16) -> f32 {
+    f16::from_bits(d).to_f32()
+}
+
+/// Round-to-nearest Q8_0 of `x` (length a multiple of 32) into `out`.
+pub fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]) -> Result<()> {
+    check_len(
+        "quantize_q8_0 out",
+        out.len(),
+        blocks_for(x.len(), "quantize_q8_0")?,
+    )?;
+    for (b, xs) in out.iter_mut().zip(x.chunks_exact(QK)) {
+        let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        b.d = f16::from_f32(d).to_bits();
+        for (q, &v) in b.qs.iter_mut().zip(xs) {
+            *q = (v * id).round() as i8;
+        }
+    }
+    Ok(())
+}
+
+/// Q8_0 blocks back to f32.
+pub fn dequantize_q8_0(blocks: &[BlockQ8_0], out: &mut [f32]) -> Result<()> {
+    check_len("dequantize_q8_0 out", out.len(), blocks.len() * QK)?;
+    for (b, ys) in blocks.iter().zip(out.chunks_exact_mut(QK)) {
+        let d = scale(b.d);
+        for (y, &q) in ys.iter_mut().zip(&b.qs) {
+            *y = d * q as f32;
+        }
+    }
+    Ok(())
+}
+
+/// Round-to-nearest Q4_0 of `x` (length a multiple of 32) into `out` (ggml's quantiser).
+pub fn quantize_q4_0(x: &[f32], out: &mut [BlockQ4_0]) -> Result<()> {
+    check_len(
+        "quantize_q4_0 out",
+        out.len(),
+        blocks_for(x.len(), "quantize_q4_0")?,
+    )?;
+    for (b, xs) in out.iter_mut().zip(x.chunks_exact(QK)) {
+        // The element of largest magnitude, with its sign.
+        let m = xs
+            .iter()
+            .fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+        let d = m / -8.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        b.d = f16::from_f32(d).to_bits();
+        let q = |v: f32| ((v * id + 8.5) as i32).clamp(0, 15) as u8;
+        for j in 0..QK / 2 {
+            b.qs[j] = q(xs[j]) | (q(xs[j + QK / 2]) << 4);
+        }
+    }
+    Ok(())
+}
+
+/// Q4_0 blocks back to f32.
+pub fn dequantize_q4_0(blocks: &[BlockQ4_0], out: &mut [f32]) -> Result<()> {
+    check_len("dequantize_q4_0 out", out.len(), blocks.len() * QK)?;
+    for (b, ys) in blocks.iter().zip(out.chunks_exact_mut(QK)) {
+        let d = scale(b.d);
+        for j in 0..QK / 2 {
+            ys[j] = d * ((b.qs[j] & 0x0F) as i32 - 8) as f32;
+            ys[j + QK / 2] = d * ((b.qs[j] >> 4) as i32 - 8) as f32;
+        }
+    }
+    Ok(())
+}
+
+/// Σ over blocks of d_w·d_x·Σ q_w·q_x, scalar.
+fn dot_q8_0_scalar(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+    let mut sum = 0f32;
+    for (a, b) in w.iter().zip(x) {
+        let s: i32 =
+            a.qs.iter()
+                .zip(&b.qs)
+                .map(|(&p, &q)| p as i32 * q as i32)
+                .sum();
+        sum += scale(a.d) * scale(b.d) * s as f32;
+    }
+    sum
+}
+
+fn dot_q4_0_scalar(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
+    let mut sum = 0f32;
+    for (a, b) in w.iter().zip(x) {
+        let mut s = 0i32;
+        for j in 0..QK / 2 {
+            s += ((a.qs[j] & 0x0F) as i32 - 8) * b.qs[j] as i32;
+            s += ((a.qs[j] >> 4) as i32 - 8) * b.qs[j + QK / 2] as i32;
+        }
+        sum += scale(a.d) * scale(b.d) * s as f32;
+    }
+    sum
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{scale, BlockQ4_0, BlockQ8_0};
+    use std::arch::x86_64::*;
+
+    /// 8 lanes of i32 sums of products of signed bytes `w` and `x` (ggml's `mul_sum_i8_pairs`).
+    #[inline(always)]
+    unsafe fn mul_sum_i8(w: __m256i, x: __m256i) -> __m256 {
+        let ax = _mm256_sign_epi8(w, w); // |w|
+        let sx = _mm256_sign_epi8(x, w); // x with w's sign
+        let dot16 = _mm256_maddubs_epi16(ax, sx);
+        let dot32 = _mm256_madd_epi16(dot16, _mm256_set1_epi16(1));
+        _mm256_cvtepi32_ps(dot32)
+    }
+
+    #[inline(always)]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let lo = _mm256_castps256_ps128(v);
+        let hi = _mm256_extractf128_ps(v, 1);
+        let s = _mm_add_ps(lo, hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        for (a, b) in w.iter().zip(x) {
+            let d = _mm256_set1_ps(scale(a.d) * scale(b.d));
+            let qa = _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i);
+            let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
+            acc = _mm256_fmadd_ps(d, mul_sum_i8(qa, qb), acc);
+        }
+        hsum(acc)
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        let low = _mm256_set1_epi8(0x0F);
+        let eight = _mm256_set1_epi8(8);
+        for (a, b) in w.iter().zip(x) {
+            let d = _mm256_set1_ps(scale(a.d) * scale(b.d));
+            // 16 packed bytes -> 32 nibbles: low nibbles in lanes 0..16, high in 16..32.
+            let packed = _mm_loadu_si128(a.qs.as_ptr() as *const __m128i);
+            let both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
+            let qa = _mm256_sub_epi8(_mm256_and_si256(both, low), eight);
+            let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
+            acc = _mm256_fmadd_ps(d, mul_sum_i8(qa, qb), acc);
+        }
+        hsum(acc)
+    }
+}
+
+/// Σ_i w_i·x_i for a Q8_0 weight row and a Q8_0 activation row (same block count).
+pub fn vec_dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+    debug_assert_eq!(w.len(), x.len());
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the features were just detected.
+        return unsafe { avx2::dot_q8_0(w, x) };
+    }
+    dot_q8_0_scalar(w, x)
+}
+
+/// Σ_i w_i·x_i for a Q4_0 weight row and a Q8_0 activation row (same block count).
+pub fn vec_dot_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
+    debug_assert_eq!(w.len(), x.len());
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the features were just detected.
+        return unsafe { avx2::dot_q4_0(w, x) };
+    }
+    dot_q4_0_scalar(w, x)
+}
+
+/// A quantised weight matrix [out, in] stored row by row in blocks.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QuantMatrix {
+    Q8_0(Vec<BlockQ8_0>),
+    Q4_0(Vec<BlockQ4_0>),
+}
+
+impl QuantMatrix {
+    /// Bytes of weight data (what a matrix-vector product streams).
+    pub fn bytes(&self) -> usize {
+        match self {
+            Self::Q8_0(b) => b.len() * std::mem::size_of::<BlockQ8_0>(),
+            Self::Q4_0(b) => b.len() * std::mem::size_of::<BlockQ4_0>(),
+        }
+    }
+
+    fn blocks(&self) -> usize {
+        match self {
+            Self::Q8_0(b) => b.len(),
+            Self::Q4_0(b) => b.len(),
+        }
+    }
+
+    /// Row `o`'s dot product with the quantised activation `xq` (one row of blocks).
+    #[inline]
+    fn row_dot(&self, o: usize, xq: &[BlockQ8_0]) -> f32 {
+        let nb = xq.len();
+        match self {
+            Self::Q8_0(b) => vec_dot_q8_0(&b[o * nb..(o + 1) * nb], xq),
+            Self::Q4_0(b) => vec_dot_q4_0(&b[o * nb..(o + 1) * nb], xq),
+        }
+    }
+}
+
+/// y[o] = Σ_i W[o, i]·x[i] for a quantised `w` [out, in]: `x` is quantised to Q8_0 into the
+/// caller's scratch `xq` (in/32 blocks, so the decode loop allocates nothing), then output
+/// rows are split across the current rayon pool.
+pub fn matvec_quant(
+    w: &QuantMatrix,
+    x: &[f32],
+    xq: &mut [BlockQ8_0],
+    out_features: usize,
+    y: &mut [f32],
+) -> Result<()> {
+    let nb = blocks_for(x.len(), "matvec_quant x")?;
+    check_len(
+        "matvec_quant weights (blocks)",
+        w.blocks(),
+        out_features * nb,
+    )?;
+    check_len("matvec_quant y", y.len(), out_features)?;
+    check_len("matvec_quant scratch", xq.len(), nb)?;
+    quantize_q8_0(x, xq)?;
+    let xq: &[BlockQ8_0] = xq;
+    // ~32 KiB of weights per task.
+    let rows_per_task = (32 * 1024 / (w.bytes() / out_features.max(1)).max(1)).max(1);
+    if out_features * nb * QK < 64 * 1024 {
+        for (o, v) in y.iter_mut().enumerate() {
+            *v = w.row_dot(o, xq);
+        }
+    } else {
+        y.par_chunks_mut(rows_per_task)
+            .enumerate()
+            .for_each(|(c, ys)| {
+                for (j, v) in ys.iter_mut().enumerate() {
+                    *v = w.row_dot(c * rows_per_task + j, xq);
+                }
+            });
+    }
+    Ok(())
+}
+
+/// Reference: dequantise `w`, quantise-then-dequantise `x` (what the fast path multiplies),
+/// and multiply in f64.
+pub fn matvec_quant_naive(w: &QuantMatrix, x: &[f32], out_features: usize) -> Result<Vec<f32>> {
+    let inf = x.len();
+    let nb = blocks_for(inf, "matvec_quant_naive x")?;
+    let mut wf = vec![0f32; out_features * inf];
+    match w {
+        QuantMatrix::Q8_0(b) => dequantize_q8_0(b, &mut wf)?,
+        QuantMatrix::Q4_0(b) => dequantize_q4_0(b, &mut wf)?,
+    }
+    let mut xq = vec![BlockQ8_0::default(); nb];
+    quantize_q8_0(x, &mut xq)?;
+    let mut xd = vec![0f32; inf];
+    dequantize_q8_0(&xq, &mut xd)?;
+    Ok((0..out_features)
+        .map(|o| {
+            wf[o * inf..(o + 1) * inf]
+                .iter()
+                .zip(&xd)
+                .map(|(&a, &b)| a as f64 * b as f64)
+                .sum::<f64>() as f32
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::rand_vec;
+    use proptest::prelude::*;
+
+    #[test]
+    fn block_layout_is_ggml() {
+        assert_eq!(std::mem::size_of::<BlockQ8_0>(), 34);
+        assert_eq!(std::mem::size_of::<BlockQ4_0>(), 18);
+    }
+
+    #[test]
+    fn round_trips_within_half_a_step() {
+        let x = rand_vec(4 * QK, 3);
+        let mut q8 = vec![BlockQ8_0::default(); 4];
+        quantize_q8_0(&x, &mut q8).unwrap();
+        let mut y = vec![0f32; x.len()];
+        dequantize_q8_0(&q8, &mut y).unwrap();
+        for (b, (xs, ys)) in q8.iter().zip(x.chunks(QK).zip(y.chunks(QK))) {
+            let d = scale(b.d);
+            for (a, c) in xs.iter().zip(ys) {
+                assert!((a - c).abs() <= 0.5 * d + 1e-3 * d, "{a} vs {c}, d {d}");
+            }
+        }
+        let mut q4 = vec![BlockQ4_0::default(); 4];
+        quantize_q4_0(&x, &mut q4).unwrap();
+        dequantize_q4_0(&q4, &mut y).unwrap();
+        for (b, (xs, ys)) in q4.iter().zip(x.chunks(QK).zip(y.chunks(QK))) {
+            // Levels run from −8d to 7d: values beyond 7d on the side opposite the extreme
+            // clip to 7d (error up to d); all others round to within d/2.
+            let d = scale(b.d).abs();
+            for (a, c) in xs.iter().zip(ys) {
+                let bound = if a.abs() > 7.0 * d {
+                    1.01 * d
+                } else {
+                    0.51 * d
+                };
+                assert!((a - c).abs() <= bound, "{a} vs {c}, d {d}");
+            }
+            // The extreme element is exact (up to the f16 scale).
+            let m = xs
+                .iter()
+                .fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+            let i = xs.iter().position(|&v| v == m).unwrap();
+            assert!((ys[i] - m).abs() <= 2e-3 * m.abs(), "{} vs {m}", ys[i]);
+        }
+        assert!(quantize_q8_0(&x[..33], &mut q8[..1]).is_err());
+    }
+
+    #[test]
+    fn zero_blocks_stay_zero() {
+        let x = vec![0f32; QK];
+        let mut q = [BlockQ4_0::default()];
+        quantize_q4_0(&x, &mut q).unwrap();
+        let mut y = vec![1f32; QK];
+        dequantize_q4_0(&q, &mut y).unwrap();
+        assert!(y.iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn simd_dots_equal_scalar_dots() {
+        let (w, x) = (rand_vec(7 * QK, 1), rand_vec(7 * QK, 2));
+        let (mut w8, mut w4, mut x8) = (
+            vec![BlockQ8_0::default(); 7],
+            vec![BlockQ4_0::default(); 7],
+            vec![BlockQ8_0::default(); 7],
+        );
+        quantize_q8_0(&w, &mut w8).unwrap();
+        quantize_q4_0(&w, &mut w4).unwrap();
+        quantize_q8_0(&x, &mut x8).unwrap();
+        let (a, b) = (vec_dot_q8_0(&w8, &x8), dot_q8_0_scalar(&w8, &x8));
+        assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{a} vs {b}");
+        let (a, b) = (vec_dot_q4_0(&w4, &x8), dot_q4_0_scalar(&w4, &x8));
+        assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{a} vs {b}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn matvec_matches_dequantised_reference(
+            out in 1usize..70, blocks in 1usize..12, q4 in any::<bool>(), seed in 0u64..1000
+        ) {
+            let inf = blocks * QK;
+            let wf = rand_vec(out * inf, seed);
+            let x = rand_vec(inf, seed + 7);
+            let w = if q4 {
+                let mut b = vec![BlockQ4_0::default(); out * blocks];
+                quantize_q4_0(&wf, &mut b).unwrap();
+                QuantMatrix::Q4_0(b)
+            } else {
+                let mut b = vec![BlockQ8_0::default(); out * blocks];
+                quantize_q8_0(&wf, &mut b).unwrap();
+                QuantMatrix::Q8_0(b)
+            };
+            let mut y = vec![0f32; out];
+            let mut xq = vec![BlockQ8_0::default(); blocks];
+            matvec_quant(&w, &x, &mut xq, out, &mut y).unwrap();
+            let r = matvec_quant_naive(&w, &x, out).unwrap();
+            for (a, b) in y.iter().zip(&r) {
+                prop_assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{} vs {}", a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn large_matvec_uses_threads_and_agrees() {
+        let (out, blocks) = (300, 16);
+        let inf = blocks * QK;
+        let wf = rand_vec(out * inf, 5);
+        let x = rand_vec(inf, 6);
+        let mut b = vec![BlockQ4_0::default(); out * blocks];
+        quantize_q4_0(&wf, &mut b).unwrap();
+        let w = QuantMatrix::Q4_0(b);
+        let mut y = vec![0f32; out];
+        let mut xq = vec![BlockQ8_0::default(); blocks];
+        matvec_quant(&w, &x, &mut xq, out, &mut y).unwrap();
+        let r = matvec_quant_naive(&w, &x, out).unwrap();
+        for (a, b) in y.iter().zip(&r) {
+            assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+        assert_eq!(w.bytes(), out * blocks * 18);
+    }
+}
