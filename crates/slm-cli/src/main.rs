@@ -43,9 +43,9 @@ enum Command {
     Distill(cmd::distill::DistillCommand),
     /// Prune a model (magnitude, OBD, Wanda, SparseGPT; unstructured or N:M), or sweep.
     Prune(cmd::prune::PruneArgs),
-    /// Measure speed (medians over repetitions).
-    #[command(subcommand)]
-    Bench(cmd::bench::BenchCommand),
+    /// Measure speed (medians over repetitions): a model's prefill/decode, the memory
+    /// bandwidth, training steps.
+    Bench(cmd::bench::BenchArgs),
     /// Generate text from a prompt, streaming it as tokens come.
     Generate(cmd::generate::Args),
     /// Measure a model: perplexity on a text file.

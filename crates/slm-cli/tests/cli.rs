@@ -201,3 +201,44 @@ fn bad_input_gives_a_message_not_a_panic() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("bogus_key"), "{err}");
 }
+
+#[test]
+fn bench_reports_decode_speed_and_bandwidth_as_json() {
+    let Some(dir) = shared("llama2c") else { return };
+    let out = run_ok(
+        slm()
+            .args([
+                "bench",
+                "--json",
+                "--prompt-tokens",
+                "16",
+                "--gen-tokens",
+                "8",
+                "--reps",
+                "1",
+            ])
+            .arg("--model")
+            .arg(dir.join("stories260K.bin"))
+            .arg("--tokenizer")
+            .arg(dir.join("tok512.bin")),
+    );
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    for key in [
+        "prefill_tok_s",
+        "decode_tok_s",
+        "achieved_gb_s",
+        "bandwidth_gb_s",
+    ] {
+        let x = v[key].as_f64().unwrap_or(-1.0);
+        assert!(x.is_finite() && x > 0.0, "{key}: {out}");
+    }
+    // stories260K: 260,032 f32 parameters, the tied embedding doubling as the head.
+    assert_eq!(v["weight_bytes_per_token"].as_u64(), Some(4 * 260_032));
+    let bw = run_ok(slm().args(["bench", "--bandwidth", "--json", "--reps", "5"]));
+    let v: serde_json::Value = serde_json::from_str(bw.trim()).unwrap();
+    assert!(v["bandwidth_gb_s"].as_f64().unwrap() > 0.0, "{bw}");
+    // Nothing to measure is an error, not a panic.
+    let out = slm().arg("bench").output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--model"));
+}

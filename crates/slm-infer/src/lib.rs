@@ -4,6 +4,7 @@
 //! handling and the generation loop over the KV cache. Fast decode kernels live in
 //! slm-kernels; this crate decides what to compute, not how fast.
 
+pub mod bench;
 pub mod generate;
 pub mod sampler;
 pub mod stop;

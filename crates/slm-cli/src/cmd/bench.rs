@@ -1,9 +1,50 @@
 //! `slm bench`: timings, reported as medians over repetitions.
 
+use crate::common::{load_model_and_tokenizer, ModelArgs};
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
+use slm_infer::bench::{median, peak_memory_bytes, stream_triad, weight_bytes_per_token};
+use slm_infer::{generate_from_tokens, GenerateOptions, SamplerConfig};
 use slm_train::engine::FastModel;
+use std::path::PathBuf;
 use std::time::Instant;
+
+/// `slm bench --model M`, `slm bench --bandwidth`, or `slm bench train ...`.
+#[derive(Args, Debug)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    after_help = "Decode is memory-bound: at batch 1 each generated token reads every weight once, so \
+achieved GB/s = weight bytes per token × decode tokens/s, and the ceiling is the machine's bandwidth \
+(--bandwidth, a STREAM-style triad) ÷ weight bytes per token.\n\nExamples:\n  \
+slm --threads 2 bench --bandwidth\n  \
+slm --threads 2 bench --model stories15M.gguf --json\n  \
+slm --threads 2 bench train --preset 15m"
+)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
+    /// Time prefill and decode of this model (batch 1).
+    #[arg(long, short = 'm')]
+    pub model: Option<String>,
+    /// Tokenizer file for models that carry none.
+    #[arg(long, requires = "model")]
+    pub tokenizer: Option<PathBuf>,
+    /// Measure this machine's memory bandwidth (STREAM-style triad).
+    #[arg(long)]
+    pub bandwidth: bool,
+    /// Prompt tokens for the prefill timing.
+    #[arg(long, default_value_t = 256)]
+    pub prompt_tokens: usize,
+    /// Generated tokens for the decode timing.
+    #[arg(long, default_value_t = 128)]
+    pub gen_tokens: usize,
+    /// Timed repetitions (medians are reported).
+    #[arg(long, default_value_t = 3)]
+    pub reps: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
@@ -38,20 +79,119 @@ pub struct TrainBenchArgs {
     pub json: bool,
 }
 
-pub fn run(cmd: BenchCommand) -> Result<()> {
-    match cmd {
-        BenchCommand::Train(a) => bench_train(a),
+pub fn run(a: BenchArgs) -> Result<()> {
+    match a.command {
+        Some(BenchCommand::Train(t)) => bench_train(t),
+        None if a.model.is_some() => bench_model(&a),
+        None if a.bandwidth => {
+            let gbs = bandwidth(a.reps.max(5));
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"bandwidth_gb_s": gbs, "threads": rayon::current_num_threads()})
+                );
+            } else {
+                println!(
+                    "memory bandwidth (triad, 3 × 256 MiB, {} threads): {gbs:.1} GB/s (median)",
+                    rayon::current_num_threads()
+                );
+            }
+            Ok(())
+        }
+        None => bail!("say what to measure: --model M, --bandwidth, or `slm bench train`"),
     }
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(|a, b| a.total_cmp(b));
-    let n = xs.len();
-    if n % 2 == 1 {
-        xs[n / 2]
-    } else {
-        0.5 * (xs[n / 2 - 1] + xs[n / 2])
+/// Median triad bandwidth over `reps` passes of 3 × 256 MiB.
+fn bandwidth(reps: usize) -> f64 {
+    median(stream_triad(256 << 20, reps))
+}
+
+fn bench_model(a: &BenchArgs) -> Result<()> {
+    let spec = a.model.clone().unwrap_or_default();
+    let (loaded, tokenizer) = load_model_and_tokenizer(&ModelArgs {
+        model: spec.clone(),
+        tokenizer: a.tokenizer.clone(),
+    })?;
+    let model = &loaded.model;
+    let cfg = &model.config;
+    if a.prompt_tokens == 0 || a.gen_tokens < 2 || a.reps == 0 {
+        bail!("--prompt-tokens must be ≥ 1, --gen-tokens ≥ 2 and --reps ≥ 1");
     }
+    if a.prompt_tokens + a.gen_tokens > cfg.max_position_embeddings {
+        bail!(
+            "--prompt-tokens {} + --gen-tokens {} exceed the model context of {}",
+            a.prompt_tokens,
+            a.gen_tokens,
+            cfg.max_position_embeddings
+        );
+    }
+    // A fixed pseudo-random prompt: the same work on every run and every tool.
+    let prompt: Vec<u32> = (0..a.prompt_tokens)
+        .map(|i| ((i * 7919 + 13) % cfg.vocab_size) as u32)
+        .collect();
+    let opts = GenerateOptions {
+        max_tokens: a.gen_tokens,
+        sampler: SamplerConfig::greedy(),
+        stop_at_eos: false,
+        ..Default::default()
+    };
+    let (mut prefill, mut decode) = (Vec::new(), Vec::new());
+    for rep in 0..a.reps + 1 {
+        let g = generate_from_tokens(
+            model,
+            tokenizer.as_ref(),
+            prompt.clone(),
+            &opts,
+            &mut |_| Ok(()),
+        )?;
+        if rep > 0 {
+            // rep 0 warms caches and the allocator
+            prefill.push(a.prompt_tokens as f64 / g.prefill_secs.max(1e-9));
+            decode.push(g.decode_tokens_per_sec());
+        }
+    }
+    let (prefill_tok_s, decode_tok_s) = (median(prefill), median(decode));
+    let bytes = weight_bytes_per_token(model);
+    let achieved = bytes as f64 * decode_tok_s / 1e9;
+    let peak = peak_memory_bytes(); // before the triad's arrays
+    let bw = bandwidth(5);
+    let threads = rayon::current_num_threads();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"model": spec, "parameters": model.num_parameters(), "threads": threads,
+                "batch": 1, "prompt_tokens": a.prompt_tokens, "gen_tokens": a.gen_tokens, "reps": a.reps,
+                "prefill_tok_s": prefill_tok_s, "decode_tok_s": decode_tok_s,
+                "weight_bytes_per_token": bytes, "achieved_gb_s": achieved, "bandwidth_gb_s": bw,
+                "bandwidth_share": achieved / bw, "ceiling_tok_s": bw * 1e9 / bytes as f64,
+                "peak_memory_bytes": peak})
+        );
+    } else {
+        println!(
+            "{spec}: {:.2}M parameters, {threads} threads, batch 1, medians of {} runs",
+            model.num_parameters() as f64 / 1e6,
+            a.reps
+        );
+        println!(
+            "prefill   {:>9.0} tok/s ({}-token prompt)",
+            prefill_tok_s, a.prompt_tokens
+        );
+        println!(
+            "decode    {:>9.1} tok/s ({} tokens)",
+            decode_tok_s, a.gen_tokens
+        );
+        println!(
+            "weights   {:>9.1} MB read per token → {achieved:.1} GB/s = {:.0}% of {bw:.1} GB/s (ceiling {:.0} tok/s)",
+            bytes as f64 / 1e6,
+            100.0 * achieved / bw,
+            bw * 1e9 / bytes as f64
+        );
+        if let Some(p) = peak {
+            println!("memory    {:>9.1} MB peak resident", p as f64 / 1e6);
+        }
+    }
+    Ok(())
 }
 
 fn bench_train(a: TrainBenchArgs) -> Result<()> {
