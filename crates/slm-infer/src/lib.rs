@@ -5,6 +5,7 @@
 //! slm-kernels; this crate decides what to compute, not how fast.
 
 pub mod bench;
+pub mod decode;
 pub mod generate;
 pub mod sampler;
 pub mod stop;

@@ -48,6 +48,21 @@ pub fn matvec(
     }
     // Chunks of ~64 KiB of weights per task: enough work to amortise scheduling.
     let chunk = (16 * 1024 / in_features.max(1)).clamp(1, out_features);
+    if rows == 1 {
+        // One input row: [out, 1] is y itself, so write it in place (no allocation; the
+        // decode loop calls this for every matrix of every token).
+        if out_features * in_features < 64 * 1024 {
+            block(w, x, 1, in_features, 0, y);
+        } else {
+            y.par_chunks_mut(chunk)
+                .enumerate()
+                .for_each(|(c, yc)| block(w, x, 1, in_features, c * chunk, yc));
+        }
+        if let Some(b) = bias {
+            y.iter_mut().zip(b).for_each(|(v, &b)| *v += b);
+        }
+        return Ok(());
+    }
     let mut y_t = vec![0f32; rows * out_features];
     if out_features * in_features < 64 * 1024 {
         block(w, x, rows, in_features, 0, &mut y_t);

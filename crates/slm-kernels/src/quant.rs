@@ -166,8 +166,15 @@ fn dot_q4_0_scalar(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{scale, BlockQ4_0, BlockQ8_0};
+    use super::{BlockQ4_0, BlockQ8_0};
     use std::arch::x86_64::*;
+
+    /// f16 bits → f32 with the F16C instruction (software conversion costs more than the
+    /// 32 multiply-adds of a block).
+    #[inline(always)]
+    unsafe fn scale(d: u16) -> f32 {
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(d as i32)))
+    }
 
     /// 8 lanes of i32 sums of products of signed bytes `w` and `x` (ggml's `mul_sum_i8_pairs`).
     #[inline(always)]
@@ -190,8 +197,8 @@ mod avx2 {
     }
 
     /// # Safety
-    /// The CPU must support AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
+    /// The CPU must support AVX2, FMA and F16C.
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
         let mut acc = _mm256_setzero_ps();
         for (a, b) in w.iter().zip(x) {
@@ -204,8 +211,8 @@ mod avx2 {
     }
 
     /// # Safety
-    /// The CPU must support AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
+    /// The CPU must support AVX2, FMA and F16C.
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
         let mut acc = _mm256_setzero_ps();
         let low = _mm256_set1_epi8(0x0F);
@@ -223,11 +230,19 @@ mod avx2 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn has_avx2() -> bool {
+    std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+        && std::arch::is_x86_feature_detected!("f16c")
+}
+
 /// Σ_i w_i·x_i for a Q8_0 weight row and a Q8_0 activation row (same block count).
 pub fn vec_dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
     debug_assert_eq!(w.len(), x.len());
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+    if has_avx2() {
         // SAFETY: the features were just detected.
         return unsafe { avx2::dot_q8_0(w, x) };
     }
@@ -238,7 +253,7 @@ pub fn vec_dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
 pub fn vec_dot_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
     debug_assert_eq!(w.len(), x.len());
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+    if has_avx2() {
         // SAFETY: the features were just detected.
         return unsafe { avx2::dot_q4_0(w, x) };
     }

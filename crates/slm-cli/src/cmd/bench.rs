@@ -4,6 +4,8 @@ use crate::common::{load_model_and_tokenizer, ModelArgs};
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use slm_infer::bench::{median, peak_memory_bytes, stream_triad, weight_bytes_per_token};
+use slm_infer::decode::{Decoder, WeightType};
+use slm_infer::sampler::argmax;
 use slm_infer::{generate_from_tokens, GenerateOptions, SamplerConfig};
 use slm_train::engine::FastModel;
 use std::path::PathBuf;
@@ -41,6 +43,14 @@ pub struct BenchArgs {
     /// Timed repetitions (medians are reported).
     #[arg(long, default_value_t = 3)]
     pub reps: usize,
+    /// Weight storage for the decode engine: f32, q8_0 or q4_0 (quantised at load,
+    /// round-to-nearest).
+    #[arg(long = "type", default_value = "f32")]
+    pub weight_type: String,
+    /// `fast`: the decode engine (preallocated KV cache, streaming matrix-vector kernels);
+    /// `candle`: the reference generation loop, for comparison.
+    #[arg(long, default_value = "fast", value_parser = ["fast", "candle"])]
+    pub engine: String,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -107,6 +117,24 @@ fn bandwidth(reps: usize) -> f64 {
     median(stream_triad(256 << 20, reps))
 }
 
+/// Prefill and decode tokens/s of the decode engine: the prompt token by token, then
+/// `gen` greedy tokens.
+fn time_decoder(dec: &Decoder, prompt: &[u32], gen: usize) -> Result<(f64, f64)> {
+    let mut state = dec.new_state();
+    let t0 = Instant::now();
+    let mut next = 0;
+    for (pos, &t) in prompt.iter().enumerate() {
+        next = argmax(dec.forward(&mut state, t, pos)?);
+    }
+    let prefill = prompt.len() as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+    let t1 = Instant::now();
+    for i in 0..gen {
+        next = argmax(dec.forward(&mut state, next, prompt.len() + i)?);
+    }
+    std::hint::black_box(next);
+    Ok((prefill, gen as f64 / t1.elapsed().as_secs_f64().max(1e-9)))
+}
+
 fn bench_model(a: &BenchArgs) -> Result<()> {
     let spec = a.model.clone().unwrap_or_default();
     let (loaded, tokenizer) = load_model_and_tokenizer(&ModelArgs {
@@ -137,22 +165,43 @@ fn bench_model(a: &BenchArgs) -> Result<()> {
         ..Default::default()
     };
     let (mut prefill, mut decode) = (Vec::new(), Vec::new());
+    let fast = if a.engine == "fast" {
+        let ty = WeightType::parse(&a.weight_type)?;
+        Some(Decoder::new(model, ty)?)
+    } else {
+        if a.weight_type != "f32" {
+            bail!("--type {} needs --engine fast", a.weight_type);
+        }
+        None
+    };
     for rep in 0..a.reps + 1 {
-        let g = generate_from_tokens(
-            model,
-            tokenizer.as_ref(),
-            prompt.clone(),
-            &opts,
-            &mut |_| Ok(()),
-        )?;
+        let (p, d) = match &fast {
+            Some(dec) => time_decoder(dec, &prompt, a.gen_tokens)?,
+            None => {
+                let g = generate_from_tokens(
+                    model,
+                    tokenizer.as_ref(),
+                    prompt.clone(),
+                    &opts,
+                    &mut |_| Ok(()),
+                )?;
+                (
+                    a.prompt_tokens as f64 / g.prefill_secs.max(1e-9),
+                    g.decode_tokens_per_sec(),
+                )
+            }
+        };
         if rep > 0 {
             // rep 0 warms caches and the allocator
-            prefill.push(a.prompt_tokens as f64 / g.prefill_secs.max(1e-9));
-            decode.push(g.decode_tokens_per_sec());
+            prefill.push(p);
+            decode.push(d);
         }
     }
     let (prefill_tok_s, decode_tok_s) = (median(prefill), median(decode));
-    let bytes = weight_bytes_per_token(model);
+    let bytes = match &fast {
+        Some(dec) => dec.weight_bytes_per_token(),
+        None => weight_bytes_per_token(model),
+    };
     let achieved = bytes as f64 * decode_tok_s / 1e9;
     let peak = peak_memory_bytes(); // before the triad's arrays
     let bw = bandwidth(5);
@@ -161,6 +210,7 @@ fn bench_model(a: &BenchArgs) -> Result<()> {
         println!(
             "{}",
             serde_json::json!({"model": spec, "parameters": model.num_parameters(), "threads": threads,
+                "engine": a.engine, "type": a.weight_type,
                 "batch": 1, "prompt_tokens": a.prompt_tokens, "gen_tokens": a.gen_tokens, "reps": a.reps,
                 "prefill_tok_s": prefill_tok_s, "decode_tok_s": decode_tok_s,
                 "weight_bytes_per_token": bytes, "achieved_gb_s": achieved, "bandwidth_gb_s": bw,
@@ -169,8 +219,10 @@ fn bench_model(a: &BenchArgs) -> Result<()> {
         );
     } else {
         println!(
-            "{spec}: {:.2}M parameters, {threads} threads, batch 1, medians of {} runs",
+            "{spec}: {:.2}M parameters, {} engine, {} weights, {threads} threads, batch 1, medians of {} runs",
             model.num_parameters() as f64 / 1e6,
+            a.engine,
+            a.weight_type,
             a.reps
         );
         println!(

@@ -1,0 +1,315 @@
+//! The decode engine: one token at a time over a preallocated KV cache, in the llama2.c
+//! split of [`Config`](slm_model::LlamaConfig) / [`Weights`] / [`RunState`].
+//!
+//! Per token (d = hidden, e = head_dim, h heads, g kv heads):
+//! ```text
+//! x    = embed[token]                              [d]
+//! per block:
+//!   xn   = rmsnorm(x)·w_attn
+//!   qkv  = Wqkv·xn (+ b)                           [(h+2g)·e], RoPE on q and k at `pos`
+//!   k, v → cache[layer][pos]
+//!   att  = softmax(q·Kᵀ/√e)·V per head (GQA: head i reads kv head i/(h/g))   [h·e]
+//!   x   += Wo·att
+//!   xn   = rmsnorm(x)·w_ffn
+//!   x   += Wdown·(silu(gate)·up),  gate|up = Wgu·xn
+//! logits = W_head·(rmsnorm(x)·w_final)             [vocab]
+//! ```
+//! Every buffer lives in [`RunState`], sized once for the model's context: the loop
+//! allocates nothing. Matrix-vector products stream each weight once, split over the current
+//! rayon pool by output rows (`slm_kernels::matvec`, `slm_kernels::quant`).
+
+mod weights;
+
+pub use weights::{LayerWeights, Matrix, WeightType, Weights};
+
+use slm_core::{Error, Result};
+use slm_kernels::quant::{BlockQ8_0, QK};
+use slm_kernels::rmsnorm::rmsnorm_fwd;
+use slm_kernels::simd;
+use slm_kernels::swiglu::swiglu_fwd;
+use slm_model::{Llama, LlamaConfig};
+
+/// Activations and the KV cache of one sequence.
+#[derive(Debug, Clone)]
+pub struct RunState {
+    x: Vec<f32>,
+    xn: Vec<f32>,
+    /// Output of a matrix product added into `x`.
+    delta: Vec<f32>,
+    qkv: Vec<f32>,
+    att: Vec<f32>,
+    /// Attention scores of one head over the positions so far.
+    scores: Vec<f32>,
+    gu: Vec<f32>,
+    act: Vec<f32>,
+    logits: Vec<f32>,
+    rstd: [f32; 1],
+    /// Activation quantised for quantised matrices.
+    xq: Vec<BlockQ8_0>,
+    /// [layers, context, kv_dim] each.
+    k_cache: Vec<f32>,
+    v_cache: Vec<f32>,
+}
+
+/// A model ready to decode (see the module documentation).
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    pub config: LlamaConfig,
+    pub weights: Weights,
+    /// RoPE tables [context, head_dim/2], as `slm_model::rope` builds them.
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+}
+
+impl Decoder {
+    /// Packs `model` for decoding with linear weights stored as `ty`.
+    pub fn new(model: &Llama, ty: WeightType) -> Result<Self> {
+        let config = model.config.clone();
+        let inv: Vec<f32> = slm_model::rope::inverse_frequencies(&config)
+            .iter()
+            .map(|&f| f as f32)
+            .collect();
+        let (mut cos, mut sin) = (Vec::new(), Vec::new());
+        for pos in 0..config.max_position_embeddings {
+            for &f in &inv {
+                let angle = pos as f32 * f;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+            }
+        }
+        Ok(Self {
+            weights: Weights::from_llama(model, ty)?,
+            config,
+            cos,
+            sin,
+        })
+    }
+
+    /// Buffers and an empty KV cache for one sequence of up to the model's context.
+    pub fn new_state(&self) -> RunState {
+        let c = &self.config;
+        let (d, q, kv) = (c.hidden_size, c.q_dim(), c.kv_dim());
+        let ctx = c.max_position_embeddings;
+        let widest = d.max(c.intermediate_size).max(q);
+        RunState {
+            x: vec![0.0; d],
+            xn: vec![0.0; d],
+            delta: vec![0.0; d],
+            qkv: vec![0.0; q + 2 * kv],
+            att: vec![0.0; q],
+            scores: vec![0.0; ctx],
+            gu: vec![0.0; 2 * c.intermediate_size],
+            act: vec![0.0; c.intermediate_size],
+            logits: vec![0.0; c.vocab_size],
+            rstd: [0.0],
+            xq: vec![BlockQ8_0::default(); widest.div_ceil(QK)],
+            k_cache: vec![0.0; c.num_hidden_layers * ctx * kv],
+            v_cache: vec![0.0; c.num_hidden_layers * ctx * kv],
+        }
+    }
+
+    /// Bytes of weights one decode step reads.
+    pub fn weight_bytes_per_token(&self) -> usize {
+        self.weights.bytes_per_token()
+    }
+
+    /// RoPE (Hugging Face "rotate half") on `heads` vectors of `e` values at `pos`.
+    fn rope(&self, v: &mut [f32], heads: usize, pos: usize) {
+        let e = self.config.head_dim;
+        let half = e / 2;
+        let (cos, sin) = (
+            &self.cos[pos * half..(pos + 1) * half],
+            &self.sin[pos * half..(pos + 1) * half],
+        );
+        for h in v[..heads * e].chunks_exact_mut(e) {
+            let (a, b) = h.split_at_mut(half);
+            for i in 0..half {
+                let (x0, x1) = (a[i], b[i]);
+                a[i] = x0 * cos[i] - x1 * sin[i];
+                b[i] = x1 * cos[i] + x0 * sin[i];
+            }
+        }
+    }
+
+    /// Runs `token` at position `pos` (the cache must hold positions 0..pos of this
+    /// sequence) and returns the next-token logits [vocab].
+    pub fn forward<'s>(&self, s: &'s mut RunState, token: u32, pos: usize) -> Result<&'s [f32]> {
+        let c = &self.config;
+        let (d, e) = (c.hidden_size, c.head_dim);
+        let (h, g) = (c.num_attention_heads, c.num_key_value_heads);
+        let (q_dim, kv) = (c.q_dim(), c.kv_dim());
+        let ctx = c.max_position_embeddings;
+        if pos >= ctx {
+            return Err(Error::invalid(format!(
+                "position {pos} is beyond the context of {ctx} tokens"
+            )));
+        }
+        let t = token as usize;
+        if t >= c.vocab_size {
+            return Err(Error::invalid(format!(
+                "token {token} is outside the vocabulary of {}",
+                c.vocab_size
+            )));
+        }
+        let w = &self.weights;
+        s.x.copy_from_slice(&w.embed[t * d..(t + 1) * d]);
+        let scale = 1.0 / (e as f32).sqrt();
+        for (l, lw) in w.layers.iter().enumerate() {
+            rmsnorm_fwd(
+                &mut s.xn,
+                &mut s.rstd,
+                &s.x,
+                &lw.attn_norm,
+                1,
+                c.rms_norm_eps as f32,
+            )?;
+            lw.wqkv
+                .matvec(&s.xn, lw.bqkv.as_deref(), &mut s.xq, &mut s.qkv)?;
+            let (q, rest) = s.qkv.split_at_mut(q_dim);
+            let (k, v) = rest.split_at_mut(kv);
+            self.rope(q, h, pos);
+            self.rope(k, g, pos);
+            let layer = l * ctx * kv;
+            s.k_cache[layer + pos * kv..layer + (pos + 1) * kv].copy_from_slice(k);
+            s.v_cache[layer + pos * kv..layer + (pos + 1) * kv].copy_from_slice(v);
+            let keys = &s.k_cache[layer..layer + (pos + 1) * kv];
+            let vals = &s.v_cache[layer..layer + (pos + 1) * kv];
+            for head in 0..h {
+                let kvh = head / (h / g);
+                let qh = &q[head * e..(head + 1) * e];
+                let scores = &mut s.scores[..=pos];
+                for (tpos, sc) in scores.iter_mut().enumerate() {
+                    let kt = &keys[tpos * kv + kvh * e..tpos * kv + (kvh + 1) * e];
+                    *sc = simd::dot(qh, kt) * scale;
+                }
+                let max = simd::max(scores);
+                let sum = simd::exp_shift_sum(scores, max);
+                let out = &mut s.att[head * e..(head + 1) * e];
+                out.fill(0.0);
+                for (tpos, &p) in scores.iter().enumerate() {
+                    let vt = &vals[tpos * kv + kvh * e..tpos * kv + (kvh + 1) * e];
+                    for (o, &vv) in out.iter_mut().zip(vt) {
+                        *o += p * vv;
+                    }
+                }
+                let inv = 1.0 / sum;
+                out.iter_mut().for_each(|o| *o *= inv);
+            }
+            lw.wo.matvec(&s.att, None, &mut s.xq, &mut s.delta)?;
+            s.x.iter_mut().zip(&s.delta).for_each(|(x, d)| *x += d);
+            rmsnorm_fwd(
+                &mut s.xn,
+                &mut s.rstd,
+                &s.x,
+                &lw.ffn_norm,
+                1,
+                c.rms_norm_eps as f32,
+            )?;
+            lw.wgu.matvec(&s.xn, None, &mut s.xq, &mut s.gu)?;
+            swiglu_fwd(&mut s.act, &s.gu, 1, c.intermediate_size)?;
+            lw.wdown.matvec(&s.act, None, &mut s.xq, &mut s.delta)?;
+            s.x.iter_mut().zip(&s.delta).for_each(|(x, d)| *x += d);
+        }
+        rmsnorm_fwd(
+            &mut s.xn,
+            &mut s.rstd,
+            &s.x,
+            &w.final_norm,
+            1,
+            c.rms_norm_eps as f32,
+        )?;
+        w.lm_head.matvec(&s.xn, None, &mut s.xq, &mut s.logits)?;
+        Ok(&s.logits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Tensor};
+
+    fn model(tied: bool, bias: bool) -> Llama {
+        let mut c = slm_model::preset("260k").unwrap();
+        c.vocab_size = 96;
+        c.hidden_size = 64;
+        c.num_hidden_layers = 2;
+        c.num_attention_heads = 4;
+        c.num_key_value_heads = 2;
+        c.head_dim = 16;
+        c.intermediate_size = 96;
+        c.tie_word_embeddings = tied;
+        c.qkv_bias = bias;
+        c.max_position_embeddings = 32;
+        Llama::random(c, 5, &Device::Cpu).unwrap()
+    }
+
+    /// Logits of every position from the candle model's full forward.
+    fn reference(m: &Llama, tokens: &[u32]) -> Vec<Vec<f32>> {
+        let input = Tensor::new(tokens, &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        m.forward(&input, None)
+            .unwrap()
+            .squeeze(0)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn f32_decode_equals_the_full_forward() {
+        let tokens: Vec<u32> = (0..20).map(|i| (i * 37 % 96) as u32).collect();
+        for (tied, bias) in [(true, false), (false, true)] {
+            let m = model(tied, bias);
+            let want = reference(&m, &tokens);
+            let dec = Decoder::new(&m, WeightType::F32).unwrap();
+            let mut s = dec.new_state();
+            for (pos, &t) in tokens.iter().enumerate() {
+                let got = dec.forward(&mut s, t, pos).unwrap();
+                let worst = got
+                    .iter()
+                    .zip(&want[pos])
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(worst < 1e-4, "tied {tied} bias {bias} pos {pos}: {worst}");
+            }
+        }
+    }
+
+    #[test]
+    fn quantised_decode_tracks_f32() {
+        let m = model(false, false);
+        let tokens: Vec<u32> = (0..12).map(|i| (i * 11 % 96) as u32).collect();
+        let f = Decoder::new(&m, WeightType::F32).unwrap();
+        for (ty, tol) in [(WeightType::Q8_0, 0.02), (WeightType::Q4_0, 0.25)] {
+            let qd = Decoder::new(&m, ty).unwrap();
+            assert!(qd.weight_bytes_per_token() < f.weight_bytes_per_token() / 3);
+            let (mut sf, mut sq) = (f.new_state(), qd.new_state());
+            for (pos, &t) in tokens.iter().enumerate() {
+                let a = f.forward(&mut sf, t, pos).unwrap().to_vec();
+                let b = qd.forward(&mut sq, t, pos).unwrap();
+                let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let worst = a
+                    .iter()
+                    .zip(b)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0f32, f32::max);
+                assert!(
+                    worst < tol * scale,
+                    "{ty:?} pos {pos}: {worst} vs scale {scale}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bad_positions_and_tokens_are_errors() {
+        let m = model(true, false);
+        let dec = Decoder::new(&m, WeightType::F32).unwrap();
+        let mut s = dec.new_state();
+        assert!(dec.forward(&mut s, 1, 32).is_err());
+        assert!(dec.forward(&mut s, 96, 0).is_err());
+        assert!(WeightType::parse("q5_k").is_err());
+    }
+}

@@ -1,0 +1,229 @@
+//! The decode engine's weights: matrices in f32 or block-quantised form, packed so that
+//! matrices applied to the same input run as one matrix-vector product (q|k|v, gate|up).
+
+use slm_core::{Error, Result};
+use slm_kernels::matvec::matvec;
+use slm_kernels::quant::{
+    matvec_quant, quantize_q4_0, quantize_q8_0, BlockQ4_0, BlockQ8_0, QuantMatrix, QK,
+};
+use slm_model::Llama;
+use std::collections::HashMap;
+
+/// How the linear weights are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeightType {
+    #[default]
+    F32,
+    Q8_0,
+    Q4_0,
+}
+
+impl WeightType {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" => Ok(Self::F32),
+            "q8_0" => Ok(Self::Q8_0),
+            "q4_0" => Ok(Self::Q4_0),
+            other => Err(Error::invalid(format!(
+                "unknown weight type `{other}`: use f32, q8_0 or q4_0"
+            ))),
+        }
+    }
+}
+
+/// A weight matrix [rows = out, cols = in].
+#[derive(Debug, Clone)]
+pub enum Matrix {
+    F32 {
+        w: Vec<f32>,
+        rows: usize,
+        cols: usize,
+    },
+    Quant {
+        w: QuantMatrix,
+        rows: usize,
+        cols: usize,
+    },
+}
+
+impl Matrix {
+    /// Stores `w` [rows, cols] as `ty` (quantised types need `cols` divisible by 32; other
+    /// matrices stay f32).
+    pub fn new(w: Vec<f32>, rows: usize, cols: usize, ty: WeightType) -> Result<Self> {
+        if w.len() != rows * cols {
+            return Err(Error::invalid(format!(
+                "matrix of {} values for {rows} × {cols}",
+                w.len()
+            )));
+        }
+        if ty == WeightType::F32 || cols % QK != 0 {
+            return Ok(Self::F32 { w, rows, cols });
+        }
+        let blocks = rows * cols / QK;
+        let q = match ty {
+            WeightType::Q8_0 => {
+                let mut b = vec![BlockQ8_0::default(); blocks];
+                quantize_q8_0(&w, &mut b)?;
+                QuantMatrix::Q8_0(b)
+            }
+            _ => {
+                let mut b = vec![BlockQ4_0::default(); blocks];
+                quantize_q4_0(&w, &mut b)?;
+                QuantMatrix::Q4_0(b)
+            }
+        };
+        Ok(Self::Quant { w: q, rows, cols })
+    }
+
+    pub fn rows(&self) -> usize {
+        match self {
+            Self::F32 { rows, .. } | Self::Quant { rows, .. } => *rows,
+        }
+    }
+
+    pub fn cols(&self) -> usize {
+        match self {
+            Self::F32 { cols, .. } | Self::Quant { cols, .. } => *cols,
+        }
+    }
+
+    /// Bytes read by one matrix-vector product.
+    pub fn bytes(&self) -> usize {
+        match self {
+            Self::F32 { w, .. } => 4 * w.len(),
+            Self::Quant { w, .. } => w.bytes(),
+        }
+    }
+
+    /// y [rows] = W·x [cols] (+ bias); `xq` is scratch of at least cols/32 blocks.
+    pub fn matvec(
+        &self,
+        x: &[f32],
+        bias: Option<&[f32]>,
+        xq: &mut [BlockQ8_0],
+        y: &mut [f32],
+    ) -> Result<()> {
+        match self {
+            Self::F32 { w, rows, cols } => matvec(w, bias, x, 1, *cols, *rows, y),
+            Self::Quant { w, rows, cols } => {
+                matvec_quant(w, x, &mut xq[..cols / QK], *rows, y)?;
+                if let Some(b) = bias {
+                    y.iter_mut().zip(b).for_each(|(v, &b)| *v += b);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// One decoder block.
+#[derive(Debug, Clone)]
+pub struct LayerWeights {
+    pub attn_norm: Vec<f32>,
+    /// q|k|v, [(h+2g)·e, d]
+    pub wqkv: Matrix,
+    pub bqkv: Option<Vec<f32>>,
+    /// [d, h·e]
+    pub wo: Matrix,
+    pub ffn_norm: Vec<f32>,
+    /// gate|up, [2·inter, d]
+    pub wgu: Matrix,
+    /// [d, inter]
+    pub wdown: Matrix,
+}
+
+/// All weights of a model for decoding.
+#[derive(Debug, Clone)]
+pub struct Weights {
+    /// [vocab, d], f32 (one row is read per token).
+    pub embed: Vec<f32>,
+    pub layers: Vec<LayerWeights>,
+    pub final_norm: Vec<f32>,
+    /// [vocab, d]
+    pub lm_head: Matrix,
+}
+
+fn values(tensors: &HashMap<String, candle_core::Tensor>, name: &str) -> Result<Vec<f32>> {
+    let t = tensors
+        .get(name)
+        .ok_or_else(|| Error::invalid(format!("the model has no tensor `{name}`")))?;
+    Ok(t.to_dtype(candle_core::DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?)
+}
+
+fn concat(parts: Vec<Vec<f32>>) -> Vec<f32> {
+    parts.into_iter().flatten().collect()
+}
+
+impl Weights {
+    /// Packs `model`'s weights, storing the linear layers (and the output head) as `ty`.
+    pub fn from_llama(model: &Llama, ty: WeightType) -> Result<Self> {
+        let cfg = &model.config;
+        let t: HashMap<String, candle_core::Tensor> = model.tensors().into_iter().collect();
+        let (d, inter, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
+        let (q, kv) = (cfg.q_dim(), cfg.kv_dim());
+        let embed = values(&t, "model.embed_tokens.weight")?;
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for l in 0..cfg.num_hidden_layers {
+            let p = format!("model.layers.{l}");
+            let get = |n: &str| values(&t, &format!("{p}.{n}"));
+            let wqkv = concat(vec![
+                get("self_attn.q_proj.weight")?,
+                get("self_attn.k_proj.weight")?,
+                get("self_attn.v_proj.weight")?,
+            ]);
+            let bqkv = if cfg.qkv_bias {
+                Some(concat(vec![
+                    get("self_attn.q_proj.bias")?,
+                    get("self_attn.k_proj.bias")?,
+                    get("self_attn.v_proj.bias")?,
+                ]))
+            } else {
+                None
+            };
+            let wgu = concat(vec![
+                get("mlp.gate_proj.weight")?,
+                get("mlp.up_proj.weight")?,
+            ]);
+            layers.push(LayerWeights {
+                attn_norm: get("input_layernorm.weight")?,
+                wqkv: Matrix::new(wqkv, q + 2 * kv, d, ty)?,
+                bqkv,
+                wo: Matrix::new(get("self_attn.o_proj.weight")?, d, q, ty)?,
+                ffn_norm: get("post_attention_layernorm.weight")?,
+                wgu: Matrix::new(wgu, 2 * inter, d, ty)?,
+                wdown: Matrix::new(get("mlp.down_proj.weight")?, d, inter, ty)?,
+            });
+        }
+        let head = if cfg.tie_word_embeddings {
+            embed.clone()
+        } else {
+            values(&t, "lm_head.weight")?
+        };
+        Ok(Self {
+            embed,
+            layers,
+            final_norm: values(&t, "model.norm.weight")?,
+            lm_head: Matrix::new(head, v, d, ty)?,
+        })
+    }
+
+    /// Bytes of weights read per decoded token (every matrix once, one embedding row).
+    pub fn bytes_per_token(&self) -> usize {
+        let norms: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                4 * (l.attn_norm.len() + l.ffn_norm.len() + l.bqkv.as_ref().map_or(0, Vec::len))
+                    + l.wqkv.bytes()
+                    + l.wo.bytes()
+                    + l.wgu.bytes()
+                    + l.wdown.bytes()
+            })
+            .sum();
+        let d = self.final_norm.len();
+        // + the final norm, the head, and one embedding row
+        norms + 4 * d + self.lm_head.bytes() + 4 * d
+    }
+}
