@@ -2,8 +2,8 @@
 //!
 //! Stages (each in its own folder under `--out`): write the corpus, train a BPE tokenizer,
 //! prepare token shards, train a small model, then print samples and validation perplexity.
-//! Then it prunes the model to 50% (Wanda) and distils it into a student a third its size,
-//! showing perplexity, size and decode speed of each.
+//! Then it prunes the model to 50% (Wanda) and distils it into a student a third its size
+//! (forward KL + hidden-state loss), showing perplexity, size and decode speed of each.
 
 use crate::cmd::train::{toml_str, train_run};
 use anyhow::{Context, Result};
@@ -11,6 +11,8 @@ use clap::Args as ClapArgs;
 use slm_data::documents::Split;
 use slm_data::prepare::{prepare, PrepareOptions};
 use slm_data::tokenizer::train::{save, train_bpe, BpeTrainOptions};
+use slm_infer::decode::{Decoder, WeightType};
+use slm_infer::sampler::argmax;
 use slm_infer::{generate, GenerateOptions, SamplerConfig};
 use slm_train::engine::FastModel;
 use slm_train::{TrainConfig, Trainer};
@@ -21,7 +23,7 @@ use std::time::Instant;
 #[command(
     after_help = "Runs in about 3–5 minutes on 2 cores and leaves:\n  OUT/corpus.txt        the generated stories (a demo corpus, not a benchmark)\n  \
 OUT/data/             tokenizer.json, train.bin, val.bin\n  OUT/model/            the trained model (HF layout), report.md, plots/loss.png, metrics.jsonl\n  \
-OUT/model-wanda50/    the model pruned to 50% (Wanda)\n  OUT/student/          a student half as wide, distilled from OUT/model (forward KL)\n\n\
+OUT/model-wanda50/    the model pruned to 50% (Wanda)\n  OUT/student/          a student half as wide, distilled from OUT/model (forward KL + hidden states)\n\n\
 Then try:  slm generate -m OUT/model --prompt \"Once upon a time\""
 )]
 pub struct Args {
@@ -250,8 +252,9 @@ pub fn run(a: Args) -> Result<()> {
         format!("batch_size={}", trainer.cfg.batch_size),
         "kd_loss=\"fkl\"".into(),
         "kd_weight=0.5".into(),
-        "lr=3e-3".into(),
-        "min_lr=3e-4".into(),
+        "kd_hidden=\"cosine\"".into(),
+        "lr=6e-3".into(),
+        "min_lr=6e-4".into(),
         format!("warmup_steps={}", if a.tiny { 5 } else { 30 }),
         "eval_every=0".into(),
         format!("eval_windows={}", trainer.cfg.eval_windows),
@@ -266,7 +269,7 @@ pub fn run(a: Args) -> Result<()> {
         &candle_core::Device::Cpu,
     )?;
     println!(
-        "[7/7] distilling into a {:.2}M-parameter student (dim {}) for {} steps: 0.5·CE + 0.5·KL(teacher ‖ student)",
+        "[7/7] distilling into a {:.2}M-parameter student (dim {}) for {} steps: 0.5·CE + 0.5·KL(teacher ‖ student) + hidden-state cosine",
         smodel.num_parameters() as f64 / 1e6,
         smodel.config.hidden_size,
         student_steps
@@ -289,16 +292,21 @@ pub fn run(a: Args) -> Result<()> {
         &popts,
         &mut |_, _| {},
     )?;
+    // Greedy decode speed on the decode engine: the prompt, then 64 timed tokens.
     let speed = |m: &slm_model::Llama| -> Result<f64> {
-        let opts = GenerateOptions {
-            max_tokens: 64,
-            stop_at_eos: false,
-            ..Default::default()
-        };
-        Ok(
-            generate(m, tok.as_ref(), "Once upon a time", &opts, &mut |_| Ok(()))?
-                .decode_tokens_per_sec(),
-        )
+        let dec = Decoder::new(m, WeightType::F32)?;
+        let mut state = dec.new_state();
+        let prompt = tok.encode("Once upon a time", true)?;
+        let mut next = 0;
+        for (pos, &t) in prompt.iter().enumerate() {
+            next = argmax(dec.forward(&mut state, t, pos)?);
+        }
+        let t0 = Instant::now();
+        let n = 64.min(m.config.max_position_embeddings - prompt.len());
+        for i in 0..n {
+            next = argmax(dec.forward(&mut state, next, prompt.len() + i)?);
+        }
+        Ok(n as f64 / t0.elapsed().as_secs_f64().max(1e-9))
     };
     let (tspeed, sspeed) = (speed(&loaded.model)?, speed(&student.model)?);
     println!(
