@@ -234,7 +234,10 @@ fn bench_reports_decode_speed_and_bandwidth_as_json() {
     }
     // stories260K: 260,032 f32 parameters, the tied embedding doubling as the head, plus the
     // token's embedding row (64 values).
-    assert_eq!(v["weight_bytes_per_token"].as_u64(), Some(4 * 260_032 + 4 * 64));
+    assert_eq!(
+        v["weight_bytes_per_token"].as_u64(),
+        Some(4 * 260_032 + 4 * 64)
+    );
     let bw = run_ok(slm().args(["bench", "--bandwidth", "--json", "--reps", "5"]));
     let v: serde_json::Value = serde_json::from_str(bw.trim()).unwrap();
     assert!(v["bandwidth_gb_s"].as_f64().unwrap() > 0.0, "{bw}");

@@ -297,10 +297,7 @@ pub fn run(a: Args) -> Result<()> {
         let dec = Decoder::new(m, WeightType::F32)?;
         let mut state = dec.new_state();
         let prompt = tok.encode("Once upon a time", true)?;
-        let mut next = 0;
-        for (pos, &t) in prompt.iter().enumerate() {
-            next = argmax(dec.forward(&mut state, t, pos)?);
-        }
+        let mut next = argmax(dec.prefill(&mut state, &prompt, 0)?);
         let t0 = Instant::now();
         let n = 64.min(m.config.max_position_embeddings - prompt.len());
         for i in 0..n {

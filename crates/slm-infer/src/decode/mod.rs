@@ -49,7 +49,28 @@ pub struct RunState {
     /// [layers, context, kv_dim] each.
     k_cache: Vec<f32>,
     v_cache: Vec<f32>,
+    /// Row buffers for prefill chunks, sized on first use.
+    prefill: Prefill,
 }
+
+/// Activations of a chunk of up to `rows` prompt positions (prefill).
+#[derive(Debug, Clone, Default)]
+struct Prefill {
+    rows: usize,
+    x: Vec<f32>,
+    xn: Vec<f32>,
+    delta: Vec<f32>,
+    rstd: Vec<f32>,
+    qkv: Vec<f32>,
+    att: Vec<f32>,
+    gu: Vec<f32>,
+    act: Vec<f32>,
+    xq: Vec<BlockQ8_0>,
+    y_t: Vec<f32>,
+}
+
+/// Prompt positions per prefill chunk.
+pub const PREFILL_CHUNK: usize = 64;
 
 /// A model ready to decode (see the module documentation).
 #[derive(Debug, Clone)]
@@ -105,6 +126,7 @@ impl Decoder {
             xq: vec![BlockQ8_0::default(); widest.div_ceil(QK)],
             k_cache: vec![0.0; c.num_hidden_layers * ctx * kv],
             v_cache: vec![0.0; c.num_hidden_layers * ctx * kv],
+            prefill: Prefill::default(),
         }
     }
 
@@ -131,11 +153,148 @@ impl Decoder {
         }
     }
 
+    /// Runs the prompt `tokens` at positions `start..start + len` in chunks of
+    /// [`PREFILL_CHUNK`] rows, each matrix applied to a whole chunk at once (weights read once
+    /// per chunk), filling the KV cache; returns the logits after the last token.
+    pub fn prefill<'s>(
+        &self,
+        s: &'s mut RunState,
+        tokens: &[u32],
+        start: usize,
+    ) -> Result<&'s [f32]> {
+        let c = &self.config;
+        let (d, v) = (c.hidden_size, c.vocab_size);
+        let (h, g) = (c.num_attention_heads, c.num_key_value_heads);
+        let (q_dim, kv, inter) = (c.q_dim(), c.kv_dim(), c.intermediate_size);
+        let ctx = c.max_position_embeddings;
+        let eps = c.rms_norm_eps as f32;
+        if tokens.is_empty() {
+            return Err(Error::invalid("prefill needs at least one token"));
+        }
+        if start + tokens.len() > ctx {
+            return Err(Error::invalid(format!(
+                "positions {start}..{} go beyond the context of {ctx} tokens",
+                start + tokens.len()
+            )));
+        }
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= v) {
+            return Err(Error::invalid(format!(
+                "token {bad} is outside the vocabulary of {v}"
+            )));
+        }
+        let w = &self.weights;
+        let cap = PREFILL_CHUNK.min(tokens.len());
+        let p = &mut s.prefill;
+        if p.rows < cap {
+            let widest_in = d.max(q_dim).max(inter);
+            let widest_out = (q_dim + 2 * kv).max(2 * inter).max(d);
+            *p = Prefill {
+                rows: cap,
+                x: vec![0.0; cap * d],
+                xn: vec![0.0; cap * d],
+                delta: vec![0.0; cap * d],
+                rstd: vec![0.0; cap],
+                qkv: vec![0.0; cap * (q_dim + 2 * kv)],
+                att: vec![0.0; cap * q_dim],
+                gu: vec![0.0; cap * 2 * inter],
+                act: vec![0.0; cap * inter],
+                xq: vec![BlockQ8_0::default(); cap * widest_in.div_ceil(QK)],
+                y_t: vec![0.0; cap * widest_out],
+            };
+        }
+        for (ci, chunk) in tokens.chunks(PREFILL_CHUNK).enumerate() {
+            let n = chunk.len();
+            let pos0 = start + ci * PREFILL_CHUNK;
+            let p = &mut s.prefill;
+            let (x, xn, delta) = (&mut p.x[..n * d], &mut p.xn[..n * d], &mut p.delta[..n * d]);
+            let rstd = &mut p.rstd[..n];
+            for (row, &t) in x.chunks_exact_mut(d).zip(chunk) {
+                row.copy_from_slice(&w.embed[t as usize * d..(t as usize + 1) * d]);
+            }
+            for (l, lw) in w.layers.iter().enumerate() {
+                // qkv [n, q+2kv]
+                rmsnorm_fwd(xn, rstd, x, &lw.attn_norm, n, eps)?;
+                let qkv = &mut p.qkv[..n * (q_dim + 2 * kv)];
+                lw.wqkv
+                    .matmul(xn, n, lw.bqkv.as_deref(), &mut p.xq, &mut p.y_t, qkv)?;
+                let layer = l * ctx * kv;
+                for (r, row) in qkv.chunks_exact_mut(q_dim + 2 * kv).enumerate() {
+                    let pos = pos0 + r;
+                    let (q, rest) = row.split_at_mut(q_dim);
+                    let (k, vv) = rest.split_at_mut(kv);
+                    self.rope(q, h, pos);
+                    self.rope(k, g, pos);
+                    s.k_cache[layer + pos * kv..layer + (pos + 1) * kv].copy_from_slice(k);
+                    s.v_cache[layer + pos * kv..layer + (pos + 1) * kv].copy_from_slice(vv);
+                }
+                let att = &mut p.att[..n * q_dim];
+                for (r, (row, out)) in qkv
+                    .chunks_exact(q_dim + 2 * kv)
+                    .zip(att.chunks_exact_mut(q_dim))
+                    .enumerate()
+                {
+                    let pos = pos0 + r;
+                    self.attend(
+                        &row[..q_dim],
+                        &s.k_cache[layer..layer + (pos + 1) * kv],
+                        &s.v_cache[layer..layer + (pos + 1) * kv],
+                        &mut s.scores[..=pos],
+                        out,
+                    );
+                }
+                lw.wo.matmul(att, n, None, &mut p.xq, &mut p.y_t, delta)?;
+                x.iter_mut().zip(delta.iter()).for_each(|(a, b)| *a += b);
+                rmsnorm_fwd(xn, rstd, x, &lw.ffn_norm, n, eps)?;
+                let gu = &mut p.gu[..n * 2 * inter];
+                lw.wgu.matmul(xn, n, None, &mut p.xq, &mut p.y_t, gu)?;
+                let act = &mut p.act[..n * inter];
+                swiglu_fwd(act, gu, n, inter)?;
+                lw.wdown
+                    .matmul(act, n, None, &mut p.xq, &mut p.y_t, delta)?;
+                x.iter_mut().zip(delta.iter()).for_each(|(a, b)| *a += b);
+            }
+            s.x.copy_from_slice(&x[(n - 1) * d..]);
+        }
+        rmsnorm_fwd(&mut s.xn, &mut s.rstd, &s.x, &w.final_norm, 1, eps)?;
+        w.lm_head.matvec(&s.xn, None, &mut s.xq, &mut s.logits)?;
+        Ok(&s.logits)
+    }
+
+    /// Causal attention of one position: `q` [h·e] against the cached keys/values of
+    /// positions 0..=pos (`keys`, `vals` [pos+1, g·e]); `scores` [pos+1] is scratch; writes
+    /// `out` [h·e]. Head i reads kv head i/(h/g).
+    fn attend(&self, q: &[f32], keys: &[f32], vals: &[f32], scores: &mut [f32], out: &mut [f32]) {
+        let c = &self.config;
+        let (e, h, g) = (c.head_dim, c.num_attention_heads, c.num_key_value_heads);
+        let kv = g * e;
+        let scale = 1.0 / (e as f32).sqrt();
+        for head in 0..h {
+            let kvh = head / (h / g);
+            let qh = &q[head * e..(head + 1) * e];
+            for (tpos, sc) in scores.iter_mut().enumerate() {
+                let kt = &keys[tpos * kv + kvh * e..tpos * kv + (kvh + 1) * e];
+                *sc = simd::dot(qh, kt) * scale;
+            }
+            let max = simd::max(scores);
+            let sum = simd::exp_shift_sum(scores, max);
+            let o = &mut out[head * e..(head + 1) * e];
+            o.fill(0.0);
+            for (tpos, &p) in scores.iter().enumerate() {
+                let vt = &vals[tpos * kv + kvh * e..tpos * kv + (kvh + 1) * e];
+                for (a, &vv) in o.iter_mut().zip(vt) {
+                    *a += p * vv;
+                }
+            }
+            let inv = 1.0 / sum;
+            o.iter_mut().for_each(|a| *a *= inv);
+        }
+    }
+
     /// Runs `token` at position `pos` (the cache must hold positions 0..pos of this
     /// sequence) and returns the next-token logits [vocab].
     pub fn forward<'s>(&self, s: &'s mut RunState, token: u32, pos: usize) -> Result<&'s [f32]> {
         let c = &self.config;
-        let (d, e) = (c.hidden_size, c.head_dim);
+        let d = c.hidden_size;
         let (h, g) = (c.num_attention_heads, c.num_key_value_heads);
         let (q_dim, kv) = (c.q_dim(), c.kv_dim());
         let ctx = c.max_position_embeddings;
@@ -153,7 +312,6 @@ impl Decoder {
         }
         let w = &self.weights;
         s.x.copy_from_slice(&w.embed[t * d..(t + 1) * d]);
-        let scale = 1.0 / (e as f32).sqrt();
         for (l, lw) in w.layers.iter().enumerate() {
             rmsnorm_fwd(
                 &mut s.xn,
@@ -172,29 +330,13 @@ impl Decoder {
             let layer = l * ctx * kv;
             s.k_cache[layer + pos * kv..layer + (pos + 1) * kv].copy_from_slice(k);
             s.v_cache[layer + pos * kv..layer + (pos + 1) * kv].copy_from_slice(v);
-            let keys = &s.k_cache[layer..layer + (pos + 1) * kv];
-            let vals = &s.v_cache[layer..layer + (pos + 1) * kv];
-            for head in 0..h {
-                let kvh = head / (h / g);
-                let qh = &q[head * e..(head + 1) * e];
-                let scores = &mut s.scores[..=pos];
-                for (tpos, sc) in scores.iter_mut().enumerate() {
-                    let kt = &keys[tpos * kv + kvh * e..tpos * kv + (kvh + 1) * e];
-                    *sc = simd::dot(qh, kt) * scale;
-                }
-                let max = simd::max(scores);
-                let sum = simd::exp_shift_sum(scores, max);
-                let out = &mut s.att[head * e..(head + 1) * e];
-                out.fill(0.0);
-                for (tpos, &p) in scores.iter().enumerate() {
-                    let vt = &vals[tpos * kv + kvh * e..tpos * kv + (kvh + 1) * e];
-                    for (o, &vv) in out.iter_mut().zip(vt) {
-                        *o += p * vv;
-                    }
-                }
-                let inv = 1.0 / sum;
-                out.iter_mut().for_each(|o| *o *= inv);
-            }
+            self.attend(
+                q,
+                &s.k_cache[layer..layer + (pos + 1) * kv],
+                &s.v_cache[layer..layer + (pos + 1) * kv],
+                &mut s.scores[..=pos],
+                &mut s.att,
+            );
             lw.wo.matvec(&s.att, None, &mut s.xq, &mut s.delta)?;
             s.x.iter_mut().zip(&s.delta).for_each(|(x, d)| *x += d);
             rmsnorm_fwd(
@@ -301,6 +443,45 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn chunked_prefill_equals_token_by_token() {
+        // 150 tokens: three chunks (64, 64, 22), then decoding continues from the cache.
+        let mut m = model(false, true);
+        m.config.max_position_embeddings = 160;
+        let m = Llama::random(m.config.clone(), 5, &Device::Cpu).unwrap();
+        let tokens: Vec<u32> = (0..150).map(|i| (i * 29 % 96) as u32).collect();
+        for ty in [WeightType::F32, WeightType::Q8_0] {
+            let dec = Decoder::new(&m, ty).unwrap();
+            let mut a = dec.new_state();
+            let mut last = Vec::new();
+            for (pos, &t) in tokens.iter().enumerate() {
+                last = dec.forward(&mut a, t, pos).unwrap().to_vec();
+            }
+            let mut b = dec.new_state();
+            // Prefill 140, then the last 10 as a second prefill starting at 140.
+            dec.prefill(&mut b, &tokens[..140], 0).unwrap();
+            let got = dec.prefill(&mut b, &tokens[140..], 140).unwrap().to_vec();
+            let worst = got
+                .iter()
+                .zip(&last)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
+            assert!(worst < 1e-4, "{ty:?}: prefill vs token by token {worst}");
+            let next_a = dec.forward(&mut a, 7, 150).unwrap().to_vec();
+            let next_b = dec.forward(&mut b, 7, 150).unwrap();
+            let worst = next_a
+                .iter()
+                .zip(next_b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
+            assert!(worst < 1e-4, "{ty:?}: decode after prefill {worst}");
+        }
+        let dec = Decoder::new(&m, WeightType::F32).unwrap();
+        let mut s = dec.new_state();
+        assert!(dec.prefill(&mut s, &[], 0).is_err());
+        assert!(dec.prefill(&mut s, &tokens, 20).is_err());
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! matrices applied to the same input run as one matrix-vector product (q|k|v, gate|up).
 
 use slm_core::{Error, Result};
+use slm_kernels::matmul::{linear_fwd, LinearDims};
 use slm_kernels::matvec::matvec;
 use slm_kernels::quant::{
-    matvec_quant, quantize_q4_0, quantize_q8_0, BlockQ4_0, BlockQ8_0, QuantMatrix, QK,
+    matmul_quant, matvec_quant, quantize_q4_0, quantize_q8_0, BlockQ4_0, BlockQ8_0, QuantMatrix, QK,
 };
 use slm_model::Llama;
 use std::collections::HashMap;
@@ -109,6 +110,37 @@ impl Matrix {
                 matvec_quant(w, x, &mut xq[..cols / QK], *rows, y)?;
                 if let Some(b) = bias {
                     y.iter_mut().zip(b).for_each(|(v, &b)| *v += b);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Matrix {
+    /// Y [n, rows] = X [n, cols]·Wᵀ (+ bias) for prefill: f32 through the blocked matmul,
+    /// quantised weights streamed once for all n rows. `xq` (n·cols/32 blocks) and `y_t`
+    /// (n·rows) are scratch.
+    pub fn matmul(
+        &self,
+        x: &[f32],
+        n: usize,
+        bias: Option<&[f32]>,
+        xq: &mut [BlockQ8_0],
+        y_t: &mut [f32],
+        y: &mut [f32],
+    ) -> Result<()> {
+        match self {
+            Self::F32 { w, rows, cols } => {
+                linear_fwd(y, x, w, bias, LinearDims::new(n, *cols, *rows), false)
+            }
+            Self::Quant { w, rows, cols } => {
+                let (nb, m) = (cols / QK, n * rows);
+                matmul_quant(w, x, n, &mut xq[..n * nb], &mut y_t[..m], y)?;
+                if let Some(b) = bias {
+                    for row in y.chunks_exact_mut(*rows) {
+                        row.iter_mut().zip(b).for_each(|(v, &b)| *v += b);
+                    }
                 }
                 Ok(())
             }
