@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! RAYON_NUM_THREADS=2 cargo bench -p slm-kernels --bench kernels -- [4m|15m|shakespeare] [--reps N]
-//!     [--only linear|attention|elementwise]
+//!     [--only linear|attention|elementwise|decode]
 //! ```
 
 use slm_kernels::attention::{
@@ -84,6 +84,39 @@ fn main() {
             println!("{name:<28} {:8.3} ms", secs * 1e3);
         }
     };
+
+    // Decode: one activation row against each matrix (and the output head), f32 vs blocks.
+    if want("decode") {
+        use slm_kernels::matvec::matvec;
+        use slm_kernels::quant::{
+            matvec_quant, quantize_q4_0, quantize_q8_0, BlockQ4_0, BlockQ8_0, QuantMatrix,
+        };
+        for (name, k, o) in [
+            ("qkv", d, (h + 2 * g) * e),
+            ("gate_up", d, 2 * inter),
+            ("down", inter, d),
+            ("head", d, vocab),
+        ] {
+            let wf = rand_vec(o * k, 3);
+            let x = rand_vec(k, 4);
+            let mut y = vec![0.0; o];
+            let f32_s = median_secs(reps, || matvec(&wf, None, &x, 1, k, o, &mut y).unwrap());
+            let mut b8 = vec![BlockQ8_0::default(); o * k / 32];
+            let mut b4 = vec![BlockQ4_0::default(); o * k / 32];
+            quantize_q8_0(&wf, &mut b8).unwrap();
+            quantize_q4_0(&wf, &mut b4).unwrap();
+            let (q8, q4) = (QuantMatrix::Q8_0(b8), QuantMatrix::Q4_0(b4));
+            let mut xq = vec![BlockQ8_0::default(); k / 32];
+            let q8_s = median_secs(reps, || matvec_quant(&q8, &x, &mut xq, o, &mut y).unwrap());
+            let q4_s = median_secs(reps, || matvec_quant(&q4, &x, &mut xq, o, &mut y).unwrap());
+            println!(
+                "matvec {name:<8} [{o} × {k}]  f32 {:7.1} µs {:5.1} GB/s | q8_0 {:7.1} µs {:5.1} GB/s | q4_0 {:7.1} µs {:5.1} GB/s",
+                f32_s * 1e6, (4 * o * k) as f64 / f32_s / 1e9,
+                q8_s * 1e6, q8.bytes() as f64 / q8_s / 1e9,
+                q4_s * 1e6, q4.bytes() as f64 / q4_s / 1e9,
+            );
+        }
+    }
 
     for (name, k, o) in [
         ("qkv", d, (h + 2 * g) * e),

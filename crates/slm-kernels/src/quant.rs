@@ -210,6 +210,58 @@ mod avx2 {
         hsum(acc)
     }
 
+    /// Four rows of `nb` blocks each (`w` holds them back to back) against one activation:
+    /// the activation block is loaded once for the four rows and the four sums are
+    /// independent chains.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2, FMA and F16C; `w` holds 4·x.len() blocks.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot4_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0], out: &mut [f32; 4]) {
+        let nb = x.len();
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for (i, b) in x.iter().enumerate() {
+            let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
+            let db = scale(b.d);
+            for (r, a) in acc.iter_mut().enumerate() {
+                let blk = w.get_unchecked(r * nb + i);
+                let d = _mm256_set1_ps(scale(blk.d) * db);
+                let qa = _mm256_loadu_si256(blk.qs.as_ptr() as *const __m256i);
+                *a = _mm256_fmadd_ps(d, mul_sum_i8(qa, qb), *a);
+            }
+        }
+        for (o, a) in out.iter_mut().zip(acc) {
+            *o = hsum(a);
+        }
+    }
+
+    /// As [`dot4_q8_0`] for Q4_0 rows.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2, FMA and F16C; `w` holds 4·x.len() blocks.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot4_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0], out: &mut [f32; 4]) {
+        let nb = x.len();
+        let low = _mm256_set1_epi8(0x0F);
+        let eight = _mm256_set1_epi8(8);
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for (i, b) in x.iter().enumerate() {
+            let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
+            let db = scale(b.d);
+            for (r, a) in acc.iter_mut().enumerate() {
+                let blk = w.get_unchecked(r * nb + i);
+                let d = _mm256_set1_ps(scale(blk.d) * db);
+                let packed = _mm_loadu_si128(blk.qs.as_ptr() as *const __m128i);
+                let both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
+                let qa = _mm256_sub_epi8(_mm256_and_si256(both, low), eight);
+                *a = _mm256_fmadd_ps(d, mul_sum_i8(qa, qb), *a);
+            }
+        }
+        for (o, a) in out.iter_mut().zip(acc) {
+            *o = hsum(a);
+        }
+    }
+
     /// # Safety
     /// The CPU must support AVX2, FMA and F16C.
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -283,6 +335,32 @@ impl QuantMatrix {
         }
     }
 
+    /// Dot products of rows `o0..o0 + ys.len()` with `xq`, four rows per kernel call where
+    /// the fast path exists.
+    fn rows_dot(&self, o0: usize, xq: &[BlockQ8_0], ys: &mut [f32]) {
+        let nb = xq.len();
+        let mut o = 0;
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2() {
+            let mut four = [0f32; 4];
+            while o + 4 <= ys.len() {
+                let rows = (o0 + o) * nb..(o0 + o + 4) * nb;
+                // SAFETY: features detected; each slice holds 4·nb blocks.
+                unsafe {
+                    match self {
+                        Self::Q8_0(b) => avx2::dot4_q8_0(&b[rows], xq, &mut four),
+                        Self::Q4_0(b) => avx2::dot4_q4_0(&b[rows], xq, &mut four),
+                    }
+                }
+                ys[o..o + 4].copy_from_slice(&four);
+                o += 4;
+            }
+        }
+        for (j, y) in ys[o..].iter_mut().enumerate() {
+            *y = self.row_dot(o0 + o + j, xq);
+        }
+    }
+
     /// Row `o`'s dot product with the quantised activation `xq` (one row of blocks).
     #[inline]
     fn row_dot(&self, o: usize, xq: &[BlockQ8_0]) -> f32 {
@@ -317,17 +395,12 @@ pub fn matvec_quant(
     // ~32 KiB of weights per task.
     let rows_per_task = (32 * 1024 / (w.bytes() / out_features.max(1)).max(1)).max(1);
     if out_features * nb * QK < 64 * 1024 {
-        for (o, v) in y.iter_mut().enumerate() {
-            *v = w.row_dot(o, xq);
-        }
+        w.rows_dot(0, xq, y);
     } else {
+        let rows_per_task = rows_per_task.next_multiple_of(4);
         y.par_chunks_mut(rows_per_task)
             .enumerate()
-            .for_each(|(c, ys)| {
-                for (j, v) in ys.iter_mut().enumerate() {
-                    *v = w.row_dot(c * rows_per_task + j, xq);
-                }
-            });
+            .for_each(|(c, ys)| w.rows_dot(c * rows_per_task, xq, ys));
     }
     Ok(())
 }
@@ -506,6 +579,32 @@ mod tests {
             let r = matvec_quant_naive(&w, &x, out).unwrap();
             for (a, b) in y.iter().zip(&r) {
                 prop_assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{} vs {}", a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn four_row_kernels_equal_one_row_kernels() {
+        let (out, blocks) = (11, 5);
+        let wf = rand_vec(out * blocks * QK, 21);
+        let x = rand_vec(blocks * QK, 22);
+        let mut xq = vec![BlockQ8_0::default(); blocks];
+        quantize_q8_0(&x, &mut xq).unwrap();
+        let (mut b8, mut b4) = (
+            vec![BlockQ8_0::default(); out * blocks],
+            vec![BlockQ4_0::default(); out * blocks],
+        );
+        quantize_q8_0(&wf, &mut b8).unwrap();
+        quantize_q4_0(&wf, &mut b4).unwrap();
+        for w in [QuantMatrix::Q8_0(b8), QuantMatrix::Q4_0(b4)] {
+            let mut ys = vec![0f32; out];
+            w.rows_dot(0, &xq, &mut ys);
+            for (o, &y) in ys.iter().enumerate() {
+                let one = w.row_dot(o, &xq);
+                assert!(
+                    (y - one).abs() <= 1e-5 * one.abs().max(1.0),
+                    "row {o}: {y} vs {one}"
+                );
             }
         }
     }
