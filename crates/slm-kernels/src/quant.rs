@@ -169,11 +169,14 @@ mod avx2 {
     use super::{BlockQ4_0, BlockQ8_0};
     use std::arch::x86_64::*;
 
-    /// f16 bits → f32 with the F16C instruction (software conversion costs more than the
-    /// 32 multiply-adds of a block).
+    /// f16 bits → the scale in all 8 lanes, with the F16C instruction (software conversion
+    /// costs more than the 32 multiply-adds of a block). Broadcasting the bits first matters:
+    /// a scalar `cvtsi32` lets the compiler merge the load into whatever register holds an
+    /// accumulator, which chains every block to the previous block's FMA (measured: ~20
+    /// cycles per block instead of a few).
     #[inline(always)]
-    unsafe fn scale(d: u16) -> f32 {
-        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(d as i32)))
+    unsafe fn scale8(d: u16) -> __m256 {
+        _mm256_cvtph_ps(_mm_set1_epi16(d as i16))
     }
 
     /// 8 lanes of i32 sums of products of signed bytes `w` and `x` (ggml's `mul_sum_i8_pairs`).
@@ -202,7 +205,7 @@ mod avx2 {
     pub unsafe fn dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
         let mut acc = _mm256_setzero_ps();
         for (a, b) in w.iter().zip(x) {
-            let d = _mm256_set1_ps(scale(a.d) * scale(b.d));
+            let d = _mm256_mul_ps(scale8(a.d), scale8(b.d));
             let qa = _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i);
             let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
             acc = _mm256_fmadd_ps(d, mul_sum_i8(qa, qb), acc);
@@ -222,10 +225,10 @@ mod avx2 {
         let mut acc = [_mm256_setzero_ps(); 4];
         for (i, b) in x.iter().enumerate() {
             let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
-            let db = scale(b.d);
+            let db = scale8(b.d);
             for (r, a) in acc.iter_mut().enumerate() {
                 let blk = w.get_unchecked(r * nb + i);
-                let d = _mm256_set1_ps(scale(blk.d) * db);
+                let d = _mm256_mul_ps(scale8(blk.d), db);
                 let qa = _mm256_loadu_si256(blk.qs.as_ptr() as *const __m256i);
                 *a = _mm256_fmadd_ps(d, mul_sum_i8(qa, qb), *a);
             }
@@ -247,10 +250,10 @@ mod avx2 {
         let mut acc = [_mm256_setzero_ps(); 4];
         for (i, b) in x.iter().enumerate() {
             let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
-            let db = scale(b.d);
+            let db = scale8(b.d);
             for (r, a) in acc.iter_mut().enumerate() {
                 let blk = w.get_unchecked(r * nb + i);
-                let d = _mm256_set1_ps(scale(blk.d) * db);
+                let d = _mm256_mul_ps(scale8(blk.d), db);
                 let packed = _mm_loadu_si128(blk.qs.as_ptr() as *const __m128i);
                 let both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
                 let qa = _mm256_sub_epi8(_mm256_and_si256(both, low), eight);
@@ -270,7 +273,7 @@ mod avx2 {
         let low = _mm256_set1_epi8(0x0F);
         let eight = _mm256_set1_epi8(8);
         for (a, b) in w.iter().zip(x) {
-            let d = _mm256_set1_ps(scale(a.d) * scale(b.d));
+            let d = _mm256_mul_ps(scale8(a.d), scale8(b.d));
             // 16 packed bytes -> 32 nibbles: low nibbles in lanes 0..16, high in 16..32.
             let packed = _mm_loadu_si128(a.qs.as_ptr() as *const __m128i);
             let both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
