@@ -246,3 +246,58 @@ fn bench_reports_decode_speed_and_bandwidth_as_json() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--model"));
 }
+
+#[test]
+fn gguf_export_of_stories260k_generates_the_same_text() {
+    let Some(dir) = shared("llama2c") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let greedy = |model: &std::path::Path, tokenizer: bool| {
+        let mut c = slm();
+        c.args([
+            "generate",
+            "-n",
+            "40",
+            "-t",
+            "0",
+            "--prompt",
+            "Once upon a time",
+            "-m",
+        ])
+        .arg(model);
+        if tokenizer {
+            c.arg("--tokenizer").arg(dir.join("tok512.bin"));
+        }
+        run_ok(&mut c)
+    };
+    let want = greedy(&dir.join("stories260K.bin"), true);
+    for ty in ["f32", "q8_0"] {
+        let out = tmp.path().join(format!("s260k-{ty}.gguf"));
+        let msg = run_ok(
+            slm()
+                .args(["export", "gguf", "--type", ty, "-m"])
+                .arg(dir.join("stories260K.bin"))
+                .arg("--tokenizer")
+                .arg(dir.join("tok512.bin"))
+                .arg("--out")
+                .arg(&out),
+        );
+        assert!(msg.contains("llama vocabulary of 512 tokens"), "{msg}");
+        // The GGUF carries its own vocabulary: no --tokenizer.
+        let got = greedy(&out, false);
+        if ty == "f32" {
+            assert_eq!(got, want, "f32 export");
+        } else {
+            // Q8_0 may drift late; the start of the story must agree.
+            assert_eq!(got[..40], want[..40], "q8_0 export: {got}");
+        }
+    }
+    let bad = slm()
+        .args(["export", "gguf", "--type", "q5_k", "-m"])
+        .arg(dir.join("stories260K.bin"))
+        .arg("--out")
+        .arg(tmp.path().join("x.gguf"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("q5_k"));
+}

@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod decode;
 pub mod generate;
+pub mod gguf_export;
 pub mod sampler;
 pub mod stop;
 

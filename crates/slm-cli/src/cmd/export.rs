@@ -14,6 +14,28 @@ pub enum ExportCommand {
         after_help = "Example:\n  slm export hf -m stories260K.bin --tokenizer tok512.bin --out runs/stories260K-hf"
     )]
     Hf(HfArgs),
+    /// A GGUF file for llama.cpp and Ollama: f32, f16, q8_0 or q4_0 weights and the
+    /// vocabulary (llama2.c tokenizer.bin → SentencePiece, tokenizer.json BPE → gpt2, or the
+    /// source GGUF's own).
+    #[command(
+        after_help = "q/k rows are permuted to llama.cpp's interleaved RoPE layout; norms stay f32; a quantised matrix \
+whose rows do not fill 32-value blocks is kept in f16. Check it with llama.cpp itself (docs/PERFORMANCE.md).\n\n\
+Examples:\n  slm export gguf -m stories260K.bin --tokenizer tok512.bin --type q8_0 --out stories260K-q8_0.gguf\n  \
+slm export gguf -m runs/quickstart/model --type f16 --out quickstart.gguf"
+    )]
+    Gguf(GgufArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct GgufArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Weight type: f32, f16, q8_0, q4_0.
+    #[arg(long = "type", default_value = "f16")]
+    pub weight_type: String,
+    /// Output file.
+    #[arg(long, short = 'o')]
+    pub out: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -28,6 +50,7 @@ pub struct HfArgs {
 pub fn run(cmd: ExportCommand) -> Result<()> {
     match cmd {
         ExportCommand::Hf(a) => export_hf(a),
+        ExportCommand::Gguf(a) => export_gguf(a),
     }
 }
 
@@ -60,6 +83,52 @@ fn export_hf(args: HfArgs) -> Result<()> {
         "wrote {} ({} parameters)",
         args.out.display(),
         loaded.model.num_parameters()
+    );
+    Ok(())
+}
+
+fn export_gguf(a: GgufArgs) -> Result<()> {
+    use slm_infer::gguf_export::{self, GgufType};
+    let ty = GgufType::parse(&a.weight_type)?;
+    let loaded = crate::common::load_model(&a.model)?;
+    let vocab = match &loaded.tokenizer {
+        TokenizerSource::Gguf(v) => Some(v.clone()),
+        TokenizerSource::Llama2c(p) => Some(gguf_export::vocab_from_llama2c(
+            &slm_data::tokenizer::Llama2cTokenizer::from_file(p)?,
+        )),
+        TokenizerSource::HfJson(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| p.display().to_string())?;
+            Some(gguf_export::vocab_from_tokenizer_json(
+                &serde_json::from_str(&text)?,
+            )?)
+        }
+        TokenizerSource::None => {
+            eprintln!(
+                "warning: no tokenizer found; the GGUF will carry no vocabulary (give --tokenizer)"
+            );
+            None
+        }
+    };
+    let name = std::path::Path::new(&a.model.model)
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "slm".into());
+    let report = gguf_export::export_gguf(&loaded.model, &name, vocab.as_ref(), ty, &a.out)?;
+    println!(
+        "wrote {} ({} tensors, {:.1} MB, {} weights{}{})",
+        a.out.display(),
+        report.tensors,
+        report.bytes as f64 / 1e6,
+        a.weight_type,
+        vocab
+            .as_ref()
+            .map(|v| format!(", {} vocabulary of {} tokens", v.model, v.tokens.len()))
+            .unwrap_or_default(),
+        if report.kept_f16.is_empty() {
+            String::new()
+        } else {
+            format!("; kept in f16: {}", report.kept_f16.join(", "))
+        }
     );
     Ok(())
 }

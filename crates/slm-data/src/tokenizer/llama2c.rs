@@ -42,6 +42,16 @@ pub struct Llama2cTokenizer {
 }
 
 impl Llama2cTokenizer {
+    /// The pieces (raw bytes; llama2.c writes SentencePiece's `▁` as a space), by id.
+    pub fn pieces(&self) -> &[Vec<u8>] {
+        &self.pieces
+    }
+
+    /// The merge scores, by id.
+    pub fn scores(&self) -> &[f32] {
+        &self.scores
+    }
+
     /// Reads a `tokenizer.bin`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();

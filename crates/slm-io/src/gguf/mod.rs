@@ -18,6 +18,7 @@
 mod config;
 mod file;
 mod vocab;
+pub mod writer;
 
 use std::collections::HashMap;
 use std::path::Path;
