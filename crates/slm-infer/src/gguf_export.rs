@@ -82,7 +82,7 @@ fn encode_matrix(
     kept_f16: &mut Vec<String>,
 ) -> Result<(u32, Vec<u8>)> {
     let quantised = matches!(ty, GgufType::Q8_0 | GgufType::Q4_0);
-    if quantised && !cols.is_multiple_of(QK) {
+    if quantised && cols % QK != 0 {
         kept_f16.push(name.to_string());
         return Ok((GGML_F16, f16_bytes(v)));
     }

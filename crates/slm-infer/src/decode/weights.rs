@@ -57,7 +57,7 @@ impl Matrix {
                 w.len()
             )));
         }
-        if ty == WeightType::F32 || !cols.is_multiple_of(QK) {
+        if ty == WeightType::F32 || cols % QK != 0 {
             return Ok(Self::F32 { w, rows, cols });
         }
         let blocks = rows * cols / QK;
