@@ -301,3 +301,48 @@ fn gguf_export_of_stories260k_generates_the_same_text() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("q5_k"));
 }
+
+/// llama.cpp itself reads our GGUF exports: greedy continuations equal (runs when
+/// `tools/reference/.venv` has llama-cpp-python; see tools/reference/check_gguf_llamacpp.py).
+#[test]
+fn llama_cpp_reads_our_gguf_exports() {
+    let Some(dir) = shared("llama2c") else { return };
+    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+    let python = root.join("tools/reference/.venv/bin/python");
+    let importable = python.is_file()
+        && Command::new(&python)
+            .args(["-c", "import llama_cpp"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+    if !importable {
+        println!("skipping: llama-cpp-python is not installed in tools/reference/.venv");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    for ty in ["f32", "q8_0", "q4_0"] {
+        let out = tmp.path().join(format!("s260k-{ty}.gguf"));
+        run_ok(
+            slm()
+                .args(["export", "gguf", "--type", ty, "-m"])
+                .arg(dir.join("stories260K.bin"))
+                .arg("--tokenizer")
+                .arg(dir.join("tok512.bin"))
+                .arg("--out")
+                .arg(&out),
+        );
+        let check = Command::new(&python)
+            .arg(root.join("tools/reference/check_gguf_llamacpp.py"))
+            .arg(&out)
+            .arg(env!("CARGO_BIN_EXE_slm"))
+            .output()
+            .unwrap();
+        let report = String::from_utf8_lossy(&check.stdout);
+        assert!(
+            check.status.success(),
+            "{ty}: {report}{}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+        assert!(report.contains("\"equal\": true"), "{ty}: {report}");
+    }
+}

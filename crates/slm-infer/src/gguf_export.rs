@@ -190,7 +190,8 @@ pub fn vocab_from_llama2c(t: &slm_data::tokenizer::Llama2cTokenizer) -> GgufVoca
 }
 
 /// A Hugging Face byte-level BPE `tokenizer.json` as a `"gpt2"` GGUF vocabulary (tokens by id,
-/// merges, added tokens typed as control; `<|endoftext|>` as BOS/EOS when present).
+/// merges, added tokens typed as control; `<|endoftext|>` as BOS/EOS when present, and then
+/// prepended like slm does when it prepares data and prompts).
 pub fn vocab_from_tokenizer_json(json: &serde_json::Value) -> Result<GgufVocab> {
     let model = &json["model"];
     if model["type"].as_str() != Some("BPE") {
@@ -250,7 +251,7 @@ pub fn vocab_from_tokenizer_json(json: &serde_json::Value) -> Result<GgufVocab> 
         bos_id: special,
         eos_id: special,
         unk_id: None,
-        add_bos: false,
+        add_bos: special.is_some(),
     })
 }
 
