@@ -4,9 +4,9 @@
 //! Stops at `max_tokens`, at the end-of-sequence token, at a stop string or when the model
 //! context is full, and reports which, with timings for prefill and decode.
 
+use crate::decode::{Decoder, WeightType};
 use crate::sampler::{Sampler, SamplerConfig};
 use crate::stop::{StopCheck, StopMatcher};
-use candle_core::Tensor;
 use slm_core::{Error, Result};
 use slm_data::tokenizer::{StreamDecoder, Tokenizer};
 use slm_model::Llama;
@@ -68,16 +68,6 @@ impl Generation {
     }
 }
 
-/// Last-position logits [1, t, v] -> Vec<f32> of length v.
-fn last_logits(logits: &Tensor) -> Result<Vec<f32>> {
-    let t = logits.dim(1)?;
-    Ok(logits
-        .narrow(1, t - 1, 1)?
-        .squeeze(1)?
-        .squeeze(0)?
-        .to_vec1::<f32>()?)
-}
-
 /// Generates a continuation of `prompt`, calling `on_text` with each piece of new text.
 pub fn generate(
     model: &Llama,
@@ -111,19 +101,20 @@ pub fn generate_from_tokens(
     on_text: &mut dyn FnMut(&str) -> Result<()>,
 ) -> Result<Generation> {
     let mut sampler = Sampler::new(opts.sampler.clone())?;
-    let device = model.device();
     let ctx = model.config.max_position_embeddings;
     let eos = tokenizer.eos_id();
-    let mut cache = model.new_cache();
     let mut stops = StopMatcher::new(opts.stop.clone());
     let mut decoder = StreamDecoder::new(tokenizer);
     for &t in &prompt_tokens {
         decoder.push(t)?; // prime the decoder so spacing after the prompt is right
     }
 
+    // The decode engine (preallocated KV cache, streaming matrix-vector products); the
+    // candle model stays the reference its tests compare with.
+    let engine = Decoder::new(model, WeightType::F32)?;
+    let mut state = engine.new_state();
     let t0 = Instant::now();
-    let input = Tensor::new(prompt_tokens.as_slice(), device)?.unsqueeze(0)?; // [1, t]
-    let mut logits = last_logits(&model.forward(&input, Some(&mut cache))?)?;
+    let mut logits = engine.prefill(&mut state, &prompt_tokens, 0)?.to_vec();
     let prefill_secs = t0.elapsed().as_secs_f64();
 
     let mut history = prompt_tokens.clone();
@@ -160,12 +151,7 @@ pub fn generate_from_tokens(
             stop_reason = StopReason::ContextFull;
             break;
         }
-        let input = Tensor::new(&[next], device)?.unsqueeze(0)?; // [1, 1]
-        logits = model
-            .forward(&input, Some(&mut cache))?
-            .squeeze(0)?
-            .squeeze(0)?
-            .to_vec1::<f32>()?;
+        logits.copy_from_slice(engine.forward(&mut state, next, history.len() - 1)?);
     }
     if stop_reason != StopReason::StopString {
         let rest = decoder.finish()?.unwrap_or_default();
