@@ -3,11 +3,12 @@
 //! so the student learns on the sequences it actually produces instead of only on data.
 //!
 //! For each window of the batch, the first `prompt` tokens are kept and the student samples
-//! the rest (with a KV cache, at `temperature`); the loss covers only the sampled tokens (the
+//! the rest (on the decode engine's KV cache, at `temperature`); the loss covers only the sampled tokens (the
 //! targets of prompt positions are ignored). Whether a micro-batch is replaced and every
 //! sample's seed come from (seed, step, micro-batch, row), so resumed runs repeat exactly.
 
 use slm_core::Result;
+use slm_infer::decode::{Decoder, WeightType};
 use slm_infer::{Sampler, SamplerConfig};
 use slm_kernels::IGNORE_INDEX;
 use slm_train::trainer::BatchHook;
@@ -58,7 +59,9 @@ impl OnPolicy {
             return Ok(false);
         }
         let llama = student.to_llama()?;
-        let device = llama.device().clone();
+        // The decode engine (one KV cache, reused row after row: each row restarts at 0).
+        let engine = Decoder::new(&llama, WeightType::F32)?;
+        let mut state = engine.new_state();
         let p = self.prompt.min(seq);
         for (row, (x, y)) in inputs
             .chunks_exact_mut(seq)
@@ -72,19 +75,13 @@ impl OnPolicy {
                 seed: mix(&[self.seed, step, micro as u64, row as u64, 2]),
                 ..SamplerConfig::default()
             })?;
-            let mut cache = llama.new_cache();
-            let mut next = candle_core::Tensor::from_vec(tokens.clone(), (1, p), &device)?;
+            let mut logits = engine.prefill(&mut state, &tokens, 0)?.to_vec();
             while tokens.len() < seq + 1 {
-                let logits = llama.forward(&next, Some(&mut cache))?; // [1, t, vocab]
-                let last = logits.dims()[1] - 1;
-                let row_logits: Vec<f32> = logits
-                    .get(0)?
-                    .get(last)?
-                    .to_dtype(candle_core::DType::F32)?
-                    .to_vec1()?;
-                let t = sampler.sample(&row_logits, &tokens)?;
+                let t = sampler.sample(&logits, &tokens)?;
                 tokens.push(t);
-                next = candle_core::Tensor::from_vec(vec![t], (1, 1), &device)?;
+                if tokens.len() < seq + 1 {
+                    logits.copy_from_slice(engine.forward(&mut state, t, tokens.len() - 1)?);
+                }
             }
             x.copy_from_slice(&tokens[..seq]);
             for (i, yi) in y.iter_mut().enumerate() {
