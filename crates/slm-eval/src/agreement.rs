@@ -8,7 +8,7 @@
 //!   forward KL that distillation minimises;
 //! - both perplexities on those positions.
 
-use crate::ppl::{nll_of, plan_windows, PplOptions};
+use crate::ppl::{plan_windows, PplOptions};
 use slm_core::{Error, Result};
 use slm_data::tokenizer::Tokenizer;
 use slm_model::Llama;
@@ -96,8 +96,15 @@ pub fn teacher_agreement(
                 .zip(&lp_s)
                 .map(|(&t, &s)| t.exp() * (t - s))
                 .sum::<f64>();
-            s_nll += nll_of(s_row, w.tokens[i])?;
-            t_nll += nll_of(t_row, w.tokens[i])?;
+            // NLLs from the log-softmaxes already computed for the KL.
+            let target = w.tokens[i] as usize;
+            let (Some(&ls), Some(&lt)) = (lp_s.get(target), lp_t.get(target)) else {
+                return Err(Error::invalid(format!(
+                    "token {target} outside the vocabulary of {v}"
+                )));
+            };
+            s_nll -= ls;
+            t_nll -= lt;
             count += 1;
         }
         progress(wi + 1, windows.len());

@@ -5,7 +5,10 @@
 //! `weight_bytes_per_token × tokens/s` is the bandwidth a decoder achieves, and
 //! `bandwidth ÷ weight_bytes_per_token` its ceiling.
 
+use crate::decode::Decoder;
+use crate::sampler::argmax;
 use rayon::prelude::*;
+use slm_core::Result;
 use slm_model::Llama;
 use std::time::Instant;
 
@@ -62,6 +65,21 @@ pub fn peak_memory_bytes() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+/// Prefill and greedy-decode speed of the decode engine, tokens/s: `prompt` in chunks, then
+/// `gen` tokens each fed back (positions after the prompt; `gen` must fit the context).
+pub fn time_greedy(dec: &Decoder, prompt: &[u32], gen: usize) -> Result<(f64, f64)> {
+    let mut state = dec.new_state();
+    let t0 = Instant::now();
+    let mut next = argmax(dec.prefill(&mut state, prompt, 0)?);
+    let prefill = prompt.len() as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+    let t1 = Instant::now();
+    for i in 0..gen {
+        next = argmax(dec.forward(&mut state, next, prompt.len() + i)?);
+    }
+    std::hint::black_box(next);
+    Ok((prefill, gen as f64 / t1.elapsed().as_secs_f64().max(1e-9)))
 }
 
 /// Median of `xs` (NaN when empty).

@@ -215,12 +215,15 @@ mod avx2 {
 
     /// Four rows of `nb` blocks each (`w` holds them back to back) against one activation:
     /// the activation block is loaded once for the four rows and the four sums are
-    /// independent chains.
-    ///
-    /// # Safety
-    /// The CPU must support AVX2, FMA and F16C; `w` holds 4·x.len() blocks.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dot4_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0], out: &mut [f32; 4]) {
+    /// independent chains. `quants` unpacks a weight block to 32 signed bytes.
+    #[inline(always)]
+    unsafe fn dot4<B>(
+        w: &[B],
+        x: &[BlockQ8_0],
+        out: &mut [f32; 4],
+        scale_bits: impl Fn(&B) -> u16,
+        quants: impl Fn(&B) -> __m256i,
+    ) {
         let nb = x.len();
         let mut acc = [_mm256_setzero_ps(); 4];
         for (i, b) in x.iter().enumerate() {
@@ -228,9 +231,8 @@ mod avx2 {
             let db = scale8(b.d);
             for (r, a) in acc.iter_mut().enumerate() {
                 let blk = w.get_unchecked(r * nb + i);
-                let d = _mm256_mul_ps(scale8(blk.d), db);
-                let qa = _mm256_loadu_si256(blk.qs.as_ptr() as *const __m256i);
-                *a = _mm256_fmadd_ps(d, mul_sum_i8(qa, qb), *a);
+                let d = _mm256_mul_ps(scale8(scale_bits(blk)), db);
+                *a = _mm256_fmadd_ps(d, mul_sum_i8(quants(blk), qb), *a);
             }
         }
         for (o, a) in out.iter_mut().zip(acc) {
@@ -238,31 +240,39 @@ mod avx2 {
         }
     }
 
-    /// As [`dot4_q8_0`] for Q4_0 rows.
+    /// Q4_0 block → 32 signed bytes: low nibbles are elements 0..16, high nibbles 16..32.
+    #[inline(always)]
+    unsafe fn unpack_q4_0(blk: &BlockQ4_0) -> __m256i {
+        let packed = _mm_loadu_si128(blk.qs.as_ptr() as *const __m128i);
+        let both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
+        _mm256_sub_epi8(
+            _mm256_and_si256(both, _mm256_set1_epi8(0x0F)),
+            _mm256_set1_epi8(8),
+        )
+    }
+
+    /// [`dot4`] for Q8_0 rows.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2, FMA and F16C; `w` holds 4·x.len() blocks.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot4_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0], out: &mut [f32; 4]) {
+        dot4(
+            w,
+            x,
+            out,
+            |b| b.d,
+            |b| _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i),
+        )
+    }
+
+    /// [`dot4`] for Q4_0 rows.
     ///
     /// # Safety
     /// The CPU must support AVX2, FMA and F16C; `w` holds 4·x.len() blocks.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot4_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0], out: &mut [f32; 4]) {
-        let nb = x.len();
-        let low = _mm256_set1_epi8(0x0F);
-        let eight = _mm256_set1_epi8(8);
-        let mut acc = [_mm256_setzero_ps(); 4];
-        for (i, b) in x.iter().enumerate() {
-            let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
-            let db = scale8(b.d);
-            for (r, a) in acc.iter_mut().enumerate() {
-                let blk = w.get_unchecked(r * nb + i);
-                let d = _mm256_mul_ps(scale8(blk.d), db);
-                let packed = _mm_loadu_si128(blk.qs.as_ptr() as *const __m128i);
-                let both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
-                let qa = _mm256_sub_epi8(_mm256_and_si256(both, low), eight);
-                *a = _mm256_fmadd_ps(d, mul_sum_i8(qa, qb), *a);
-            }
-        }
-        for (o, a) in out.iter_mut().zip(acc) {
-            *o = hsum(a);
-        }
+        dot4(w, x, out, |b| b.d, |b| unpack_q4_0(b))
     }
 
     /// # Safety
@@ -270,14 +280,9 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
         let mut acc = _mm256_setzero_ps();
-        let low = _mm256_set1_epi8(0x0F);
-        let eight = _mm256_set1_epi8(8);
         for (a, b) in w.iter().zip(x) {
             let d = _mm256_mul_ps(scale8(a.d), scale8(b.d));
-            // 16 packed bytes -> 32 nibbles: low nibbles in lanes 0..16, high in 16..32.
-            let packed = _mm_loadu_si128(a.qs.as_ptr() as *const __m128i);
-            let both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
-            let qa = _mm256_sub_epi8(_mm256_and_si256(both, low), eight);
+            let qa = unpack_q4_0(a);
             let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
             acc = _mm256_fmadd_ps(d, mul_sum_i8(qa, qb), acc);
         }

@@ -3,9 +3,10 @@
 use crate::common::{load_model_and_tokenizer, ModelArgs};
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use slm_infer::bench::{median, peak_memory_bytes, stream_triad, weight_bytes_per_token};
+use slm_infer::bench::{
+    median, peak_memory_bytes, stream_triad, time_greedy, weight_bytes_per_token,
+};
 use slm_infer::decode::{Decoder, WeightType};
-use slm_infer::sampler::argmax;
 use slm_infer::{generate_from_tokens, GenerateOptions, SamplerConfig};
 use slm_train::engine::FastModel;
 use std::path::PathBuf;
@@ -117,21 +118,6 @@ fn bandwidth(reps: usize) -> f64 {
     median(stream_triad(256 << 20, reps))
 }
 
-/// Prefill and decode tokens/s of the decode engine: the prompt in chunks
-/// ([`slm_infer::decode::PREFILL_CHUNK`] rows per matrix product), then `gen` greedy tokens.
-fn time_decoder(dec: &Decoder, prompt: &[u32], gen: usize) -> Result<(f64, f64)> {
-    let mut state = dec.new_state();
-    let t0 = Instant::now();
-    let mut next = argmax(dec.prefill(&mut state, prompt, 0)?);
-    let prefill = prompt.len() as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-    let t1 = Instant::now();
-    for i in 0..gen {
-        next = argmax(dec.forward(&mut state, next, prompt.len() + i)?);
-    }
-    std::hint::black_box(next);
-    Ok((prefill, gen as f64 / t1.elapsed().as_secs_f64().max(1e-9)))
-}
-
 fn bench_model(a: &BenchArgs) -> Result<()> {
     let spec = a.model.clone().unwrap_or_default();
     let (loaded, tokenizer) = load_model_and_tokenizer(&ModelArgs {
@@ -173,7 +159,7 @@ fn bench_model(a: &BenchArgs) -> Result<()> {
     };
     for rep in 0..a.reps + 1 {
         let (p, d) = match &fast {
-            Some(dec) => time_decoder(dec, &prompt, a.gen_tokens)?,
+            Some(dec) => time_greedy(dec, &prompt, a.gen_tokens)?,
             None => {
                 let g = generate_from_tokens(
                     model,

@@ -73,16 +73,13 @@ pub fn run(args: Args) -> Result<()> {
         ProgressStyle::with_template("perplexity {bar:30} {pos}/{len} windows [{elapsed} < {eta}]")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let report = perplexity(
-        &loaded.model,
-        tokenizer.as_ref(),
-        &text,
-        &opts,
-        &mut |done, total| {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        },
-    )?;
+    let progress = |done: usize, total: usize| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    };
+    let report = perplexity(&loaded.model, tokenizer.as_ref(), &text, &opts, &mut {
+        progress
+    })?;
     bar.finish_and_clear();
     let agreement = match &args.teacher {
         None => None,
@@ -98,10 +95,7 @@ pub fn run(args: Args) -> Result<()> {
                 tokenizer.as_ref(),
                 &text,
                 &opts,
-                &mut |done, total| {
-                    bar.set_length(total as u64);
-                    bar.set_position(done as u64);
-                },
+                &mut { progress },
             )?;
             bar.finish_and_clear();
             Some(a)

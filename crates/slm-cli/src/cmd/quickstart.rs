@@ -12,7 +12,6 @@ use slm_data::documents::Split;
 use slm_data::prepare::{prepare, PrepareOptions};
 use slm_data::tokenizer::train::{save, train_bpe, BpeTrainOptions};
 use slm_infer::decode::{Decoder, WeightType};
-use slm_infer::sampler::argmax;
 use slm_infer::{generate, GenerateOptions, SamplerConfig};
 use slm_train::engine::FastModel;
 use slm_train::{TrainConfig, Trainer};
@@ -295,15 +294,9 @@ pub fn run(a: Args) -> Result<()> {
     // Greedy decode speed on the decode engine: the prompt, then 64 timed tokens.
     let speed = |m: &slm_model::Llama| -> Result<f64> {
         let dec = Decoder::new(m, WeightType::F32)?;
-        let mut state = dec.new_state();
         let prompt = tok.encode("Once upon a time", true)?;
-        let mut next = argmax(dec.prefill(&mut state, &prompt, 0)?);
-        let t0 = Instant::now();
         let n = 64.min(m.config.max_position_embeddings - prompt.len());
-        for i in 0..n {
-            next = argmax(dec.forward(&mut state, next, prompt.len() + i)?);
-        }
-        Ok(n as f64 / t0.elapsed().as_secs_f64().max(1e-9))
+        Ok(slm_infer::bench::time_greedy(&dec, &prompt, n)?.1)
     };
     let (tspeed, sspeed) = (speed(&loaded.model)?, speed(&student.model)?);
     println!(
