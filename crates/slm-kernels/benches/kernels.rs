@@ -3,8 +3,8 @@
 //! for the elementwise kernels. Plain timing, median of repeated calls.
 //!
 //! ```text
-//! RAYON_NUM_THREADS=2 cargo bench -p slm-kernels --bench kernels -- [4m|15m|shakespeare] [--reps N]
-//!     [--only linear|attention|elementwise|decode]
+//! RAYON_NUM_THREADS=2 cargo bench -p slm-kernels --bench kernels -- [4m|15m|110m|336m|shakespeare] [--reps N]
+//!     [--only linear|attention|elementwise|decode|sparse]
 //! ```
 
 use slm_kernels::attention::{
@@ -57,6 +57,8 @@ fn main() {
     // (dim, heads, kv_heads, hidden, vocab) as in slm-model's presets
     let (d, h, g, inter, vocab) = match preset.as_str() {
         "15m" => (288, 6, 6, 768, 32000),
+        "110m" => (768, 12, 12, 2048, 32000),
+        "336m" => (1024, 16, 4, 2816, 32000),
         "shakespeare" => (128, 4, 4, 344, 67),
         _ => (256, 8, 8, 704, 4096),
     };
@@ -115,6 +117,56 @@ fn main() {
                 q8_s * 1e6, q8.bytes() as f64 / q8_s / 1e9,
                 q4_s * 1e6, q4.bytes() as f64 / q4_s / 1e9,
             );
+        }
+    }
+
+    // Sparse decode: the gate|up and down matrices pruned at random to 50/70/90% (bitmask
+    // format) and to 2:4, against the dense f32 matvec of the same matrix.
+    if want("sparse") {
+        use slm_kernels::matvec::matvec;
+        use slm_kernels::sparse::{BitmaskMatrix, Sparse24Matrix, SparseMatrix};
+        for (name, k, o) in [("gate_up", d, 2 * inter), ("down", inter, d)] {
+            let wf = rand_vec(o * k, 3);
+            let x = rand_vec(k, 4);
+            let mut y = vec![0.0; o];
+            let dense_s = median_secs(reps, || matvec(&wf, None, &x, 1, k, o, &mut y).unwrap());
+            print!(
+                "sparse {name:<8} [{o} × {k}] dense {:7.1} µs",
+                dense_s * 1e6
+            );
+            let mut row = |label: &str, m: SparseMatrix| {
+                let t = median_secs(reps, || m.matvec(&x, &mut y).unwrap());
+                print!(
+                    " | {label} {:7.1} µs {:4.2}× ({:4.2} B/w)",
+                    t * 1e6,
+                    dense_s / t,
+                    m.bytes() as f64 / (o * k) as f64
+                );
+            };
+            for sparsity in [0.5, 0.7, 0.9] {
+                // Zero the entries whose |value| falls in the lowest `sparsity` share.
+                let mut mags: Vec<f32> = wf.iter().map(|v| v.abs()).collect();
+                let cut = (sparsity * mags.len() as f64) as usize;
+                let thr = *mags.select_nth_unstable_by(cut, f32::total_cmp).1;
+                let w: Vec<f32> = wf
+                    .iter()
+                    .map(|&v| if v.abs() < thr { 0.0 } else { v })
+                    .collect();
+                let m = SparseMatrix::Bitmask(BitmaskMatrix::from_dense(&w, o, k).unwrap());
+                row(&format!("{:.0}%", sparsity * 100.0), m);
+            }
+            let mut w24 = wf.clone();
+            for g in w24.chunks_exact_mut(4) {
+                let mut idx = [0usize, 1, 2, 3];
+                idx.sort_by(|&a, &b| g[b].abs().total_cmp(&g[a].abs()));
+                g[idx[2]] = 0.0;
+                g[idx[3]] = 0.0;
+            }
+            row(
+                "2:4",
+                SparseMatrix::TwoFour(Sparse24Matrix::from_dense(&w24, o, k).unwrap()),
+            );
+            println!();
         }
     }
 

@@ -35,6 +35,7 @@ pub mod quant;
 pub mod rmsnorm;
 pub mod rope;
 pub mod simd;
+pub mod sparse;
 pub mod swiglu;
 
 pub use cross_entropy::IGNORE_INDEX;

@@ -20,7 +20,7 @@
 
 mod weights;
 
-pub use weights::{LayerWeights, Matrix, WeightType, Weights};
+pub use weights::{LayerWeights, Matrix, SparseUse, WeightType, Weights, BITMASK_MIN_SPARSITY};
 
 use slm_core::{Error, Result};
 use slm_kernels::quant::{BlockQ8_0, QK};
@@ -83,8 +83,14 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    /// Packs `model` for decoding with linear weights stored as `ty`.
+    /// Packs `model` for decoding with linear weights stored as `ty` (pruned f32 matrices
+    /// sparse where that pays, [`SparseUse::Auto`]).
     pub fn new(model: &Llama, ty: WeightType) -> Result<Self> {
+        Self::with_sparse(model, ty, SparseUse::Auto)
+    }
+
+    /// As [`Decoder::new`] with the sparse storage chosen by `sparse`.
+    pub fn with_sparse(model: &Llama, ty: WeightType, sparse: SparseUse) -> Result<Self> {
         let config = model.config.clone();
         let inv: Vec<f32> = slm_model::rope::inverse_frequencies(&config)
             .iter()
@@ -99,7 +105,7 @@ impl Decoder {
             }
         }
         Ok(Self {
-            weights: Weights::from_llama(model, ty)?,
+            weights: Weights::from_llama(model, ty, sparse)?,
             config,
             cos,
             sin,
@@ -482,6 +488,86 @@ mod tests {
         let mut s = dec.new_state();
         assert!(dec.prefill(&mut s, &[], 0).is_err());
         assert!(dec.prefill(&mut s, &tokens, 20).is_err());
+    }
+
+    /// `m` with every block's linear weights pruned: the `sparsity` smallest magnitudes of
+    /// each tensor zeroed, or the 2 smallest of every 4 when `two_four`.
+    fn pruned(m: &Llama, sparsity: f64, two_four: bool) -> Llama {
+        let mut t: std::collections::HashMap<String, Tensor> = m.tensors().into_iter().collect();
+        for (name, tensor) in t.iter_mut() {
+            if !name.contains("layers.") || !name.ends_with("proj.weight") {
+                continue;
+            }
+            let shape = tensor.dims().to_vec();
+            let mut w = tensor.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            if two_four {
+                for g in w.chunks_exact_mut(4) {
+                    let mut idx = [0usize, 1, 2, 3];
+                    idx.sort_by(|&a, &b| g[b].abs().total_cmp(&g[a].abs()));
+                    g[idx[2]] = 0.0;
+                    g[idx[3]] = 0.0;
+                }
+            } else {
+                let mut mags: Vec<f32> = w.iter().map(|v| v.abs()).collect();
+                let cut = (sparsity * mags.len() as f64) as usize;
+                let thr = *mags.select_nth_unstable_by(cut, f32::total_cmp).1;
+                w.iter_mut()
+                    .filter(|v| v.abs() < thr)
+                    .for_each(|v| *v = 0.0);
+            }
+            *tensor = Tensor::from_vec(w, shape, &Device::Cpu).unwrap();
+        }
+        Llama::from_tensors(m.config.clone(), t, std::path::Path::new("pruned")).unwrap()
+    }
+
+    #[test]
+    fn sparse_storage_decodes_like_the_masked_dense_model() {
+        let mut c = model(false, true).config;
+        c.max_position_embeddings = 96;
+        let base = Llama::random(c, 9, &Device::Cpu).unwrap();
+        let prompt: Vec<u32> = (0..70).map(|i| (i * 13 % 96) as u32).collect();
+        for (sparsity, two_four, kind) in [
+            (0.5, false, "bitmask"),
+            (0.7, false, "bitmask"),
+            (0.9, false, "bitmask"),
+            (0.5, true, "2:4"),
+        ] {
+            let m = pruned(&base, sparsity, two_four);
+            let dense = Decoder::with_sparse(&m, WeightType::F32, SparseUse::Off).unwrap();
+            let sparse = Decoder::new(&m, WeightType::F32).unwrap();
+            for l in &sparse.weights.layers {
+                for w in [&l.wqkv, &l.wo, &l.wgu, &l.wdown] {
+                    assert_eq!(w.kind(), kind, "{sparsity} {two_four}");
+                }
+            }
+            assert_eq!(sparse.weights.lm_head.kind(), "f32");
+            assert!(sparse.weight_bytes_per_token() < dense.weight_bytes_per_token());
+            // Prefill (chunked matmul path), then greedy decoding (matvec path).
+            let (mut sd, mut ss) = (dense.new_state(), sparse.new_state());
+            let mut a = dense.prefill(&mut sd, &prompt, 0).unwrap().to_vec();
+            let mut b = sparse.prefill(&mut ss, &prompt, 0).unwrap().to_vec();
+            for pos in prompt.len()..prompt.len() + 20 {
+                let worst = a
+                    .iter()
+                    .zip(&b)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0f32, f32::max);
+                assert!(
+                    worst < 1e-5,
+                    "{kind} {sparsity}: pos {pos} differs by {worst}"
+                );
+                let (ta, tb) = (crate::sampler::argmax(&a), crate::sampler::argmax(&b));
+                assert_eq!(ta, tb, "{kind} {sparsity}: greedy token at {pos}");
+                a = dense.forward(&mut sd, ta, pos).unwrap().to_vec();
+                b = sparse.forward(&mut ss, tb, pos).unwrap().to_vec();
+            }
+        }
+        // A dense model stays dense; `Off` keeps a pruned one dense.
+        let dense = Decoder::new(&base, WeightType::F32).unwrap();
+        assert_eq!(dense.weights.layers[0].wgu.kind(), "f32");
+        let off = Decoder::with_sparse(&pruned(&base, 0.7, false), WeightType::F32, SparseUse::Off)
+            .unwrap();
+        assert_eq!(off.weights.layers[0].wgu.kind(), "f32");
     }
 
     #[test]

@@ -1,5 +1,9 @@
-//! The decode engine's weights: matrices in f32 or block-quantised form, packed so that
-//! matrices applied to the same input run as one matrix-vector product (q|k|v, gate|up).
+//! The decode engine's weights: matrices in f32, block-quantised or sparse form, packed so
+//! that matrices applied to the same input run as one matrix-vector product (q|k|v, gate|up).
+//!
+//! A pruned f32 matrix is stored sparse when that reads fewer bytes and runs faster than
+//! dense ([`SparseUse::Auto`]): in the 2:4 format when every group of 4 keeps at most 2
+//! weights, in the bitmask format when at least [`BITMASK_MIN_SPARSITY`] of it is zero.
 
 use slm_core::{Error, Result};
 use slm_kernels::matmul::{linear_fwd, LinearDims};
@@ -7,6 +11,7 @@ use slm_kernels::matvec::matvec;
 use slm_kernels::quant::{
     matmul_quant, matvec_quant, quantize_q4_0, quantize_q8_0, BlockQ4_0, BlockQ8_0, QuantMatrix, QK,
 };
+use slm_kernels::sparse::{is_2_4, BitmaskMatrix, Sparse24Matrix, SparseMatrix};
 use slm_model::Llama;
 use std::collections::HashMap;
 
@@ -32,6 +37,33 @@ impl WeightType {
     }
 }
 
+/// Whether pruned f32 matrices are stored in a sparse format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SparseUse {
+    /// Sparse where it reads fewer bytes and runs faster (see the module docs).
+    #[default]
+    Auto,
+    /// Always dense (to time a pruned model against its dense storage).
+    Off,
+}
+
+impl SparseUse {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "off" => Ok(Self::Off),
+            other => Err(Error::invalid(format!(
+                "unknown sparse setting `{other}`: use auto or off"
+            ))),
+        }
+    }
+}
+
+/// Share of zeros from which an unstructured f32 matrix is stored as a bitmask (below it the
+/// mask and the expand step cost more than the skipped zeros save; `cargo bench -p
+/// slm-kernels --bench kernels -- 110m --only sparse`).
+pub const BITMASK_MIN_SPARSITY: f64 = 0.4;
+
 /// A weight matrix [rows = out, cols = in].
 #[derive(Debug, Clone)]
 pub enum Matrix {
@@ -45,17 +77,43 @@ pub enum Matrix {
         rows: usize,
         cols: usize,
     },
+    Sparse(SparseMatrix),
 }
 
 impl Matrix {
     /// Stores `w` [rows, cols] as `ty` (quantised types need `cols` divisible by 32; other
     /// matrices stay f32).
     pub fn new(w: Vec<f32>, rows: usize, cols: usize, ty: WeightType) -> Result<Self> {
+        Self::with_sparse(w, rows, cols, ty, SparseUse::Off)
+    }
+
+    /// As [`Matrix::new`], storing a pruned f32 matrix sparse when `sparse` allows and it
+    /// pays (see the module docs).
+    pub fn with_sparse(
+        w: Vec<f32>,
+        rows: usize,
+        cols: usize,
+        ty: WeightType,
+        sparse: SparseUse,
+    ) -> Result<Self> {
         if w.len() != rows * cols {
             return Err(Error::invalid(format!(
                 "matrix of {} values for {rows} × {cols}",
                 w.len()
             )));
+        }
+        if ty == WeightType::F32 && sparse == SparseUse::Auto && !w.is_empty() {
+            let zeros = w.iter().filter(|v| **v == 0.0).count() as f64 / w.len() as f64;
+            if zeros >= 0.45 && cols % 16 == 0 && is_2_4(&w, cols) {
+                return Ok(Self::Sparse(SparseMatrix::TwoFour(
+                    Sparse24Matrix::from_dense(&w, rows, cols)?,
+                )));
+            }
+            if zeros >= BITMASK_MIN_SPARSITY && cols % 8 == 0 {
+                return Ok(Self::Sparse(SparseMatrix::Bitmask(
+                    BitmaskMatrix::from_dense(&w, rows, cols)?,
+                )));
+            }
         }
         if ty == WeightType::F32 || cols % QK != 0 {
             return Ok(Self::F32 { w, rows, cols });
@@ -79,12 +137,14 @@ impl Matrix {
     pub fn rows(&self) -> usize {
         match self {
             Self::F32 { rows, .. } | Self::Quant { rows, .. } => *rows,
+            Self::Sparse(m) => m.rows(),
         }
     }
 
     pub fn cols(&self) -> usize {
         match self {
             Self::F32 { cols, .. } | Self::Quant { cols, .. } => *cols,
+            Self::Sparse(m) => m.cols(),
         }
     }
 
@@ -93,6 +153,7 @@ impl Matrix {
         match self {
             Self::F32 { w, .. } => 4 * w.len(),
             Self::Quant { w, .. } => w.bytes(),
+            Self::Sparse(m) => m.bytes(),
         }
     }
 
@@ -108,9 +169,12 @@ impl Matrix {
             Self::F32 { w, rows, cols } => matvec(w, bias, x, 1, *cols, *rows, y),
             Self::Quant { w, rows, cols } => {
                 matvec_quant(w, x, &mut xq[..cols / QK], *rows, y)?;
-                if let Some(b) = bias {
-                    y.iter_mut().zip(b).for_each(|(v, &b)| *v += b);
-                }
+                add_bias(y, bias);
+                Ok(())
+            }
+            Self::Sparse(m) => {
+                m.matvec(x, y)?;
+                add_bias(y, bias);
                 Ok(())
             }
         }
@@ -137,14 +201,42 @@ impl Matrix {
             Self::Quant { w, rows, cols } => {
                 let (nb, m) = (cols / QK, n * rows);
                 matmul_quant(w, x, n, &mut xq[..n * nb], &mut y_t[..m], y)?;
-                if let Some(b) = bias {
-                    for row in y.chunks_exact_mut(*rows) {
-                        row.iter_mut().zip(b).for_each(|(v, &b)| *v += b);
-                    }
+                for row in y.chunks_exact_mut(*rows) {
+                    add_bias(row, bias);
+                }
+                Ok(())
+            }
+            Self::Sparse(sm) => {
+                sm.matmul(x, n, &mut y_t[..n * sm.rows()], y)?;
+                for row in y.chunks_exact_mut(sm.rows()) {
+                    add_bias(row, bias);
                 }
                 Ok(())
             }
         }
+    }
+
+    /// The storage, for reports: `f32`, `q8_0`, `q4_0`, `bitmask` or `2:4`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::F32 { .. } => "f32",
+            Self::Quant {
+                w: QuantMatrix::Q8_0(_),
+                ..
+            } => "q8_0",
+            Self::Quant {
+                w: QuantMatrix::Q4_0(_),
+                ..
+            } => "q4_0",
+            Self::Sparse(SparseMatrix::Bitmask(_)) => "bitmask",
+            Self::Sparse(SparseMatrix::TwoFour(_)) => "2:4",
+        }
+    }
+}
+
+fn add_bias(y: &mut [f32], bias: Option<&[f32]>) {
+    if let Some(b) = bias {
+        y.iter_mut().zip(b).for_each(|(v, &b)| *v += b);
     }
 }
 
@@ -189,8 +281,9 @@ fn concat(parts: Vec<Vec<f32>>) -> Vec<f32> {
 }
 
 impl Weights {
-    /// Packs `model`'s weights, storing the linear layers (and the output head) as `ty`.
-    pub fn from_llama(model: &Llama, ty: WeightType) -> Result<Self> {
+    /// Packs `model`'s weights, storing the linear layers (and the output head) as `ty`;
+    /// pruned f32 block matrices go sparse as `sparse` allows (the head stays dense).
+    pub fn from_llama(model: &Llama, ty: WeightType, sparse: SparseUse) -> Result<Self> {
         let cfg = &model.config;
         let t: HashMap<String, candle_core::Tensor> = model.tensors().into_iter().collect();
         let (d, inter, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
@@ -220,12 +313,12 @@ impl Weights {
             ]);
             layers.push(LayerWeights {
                 attn_norm: get("input_layernorm.weight")?,
-                wqkv: Matrix::new(wqkv, q + 2 * kv, d, ty)?,
+                wqkv: Matrix::with_sparse(wqkv, q + 2 * kv, d, ty, sparse)?,
                 bqkv,
-                wo: Matrix::new(get("self_attn.o_proj.weight")?, d, q, ty)?,
+                wo: Matrix::with_sparse(get("self_attn.o_proj.weight")?, d, q, ty, sparse)?,
                 ffn_norm: get("post_attention_layernorm.weight")?,
-                wgu: Matrix::new(wgu, 2 * inter, d, ty)?,
-                wdown: Matrix::new(get("mlp.down_proj.weight")?, d, inter, ty)?,
+                wgu: Matrix::with_sparse(wgu, 2 * inter, d, ty, sparse)?,
+                wdown: Matrix::with_sparse(get("mlp.down_proj.weight")?, d, inter, ty, sparse)?,
             });
         }
         let head = if cfg.tie_word_embeddings {
