@@ -238,6 +238,56 @@ fn bench_reports_decode_speed_and_bandwidth_as_json() {
         v["weight_bytes_per_token"].as_u64(),
         Some(4 * 260_032 + 4 * 64)
     );
+    // A 70%-pruned copy decodes from bitmask storage (fewer bytes per token), batched too;
+    // `--sparse off` keeps it dense.
+    let tmp = tempfile::tempdir().unwrap();
+    let pruned = tmp.path().join("pruned");
+    run_ok(
+        slm()
+            .args([
+                "prune",
+                "--method",
+                "magnitude",
+                "--sparsity",
+                "0.7",
+                "--model",
+            ])
+            .arg(dir.join("stories260K.bin"))
+            .arg("--tokenizer")
+            .arg(dir.join("tok512.bin"))
+            .arg("--out")
+            .arg(&pruned),
+    );
+    let bench = |extra: &[&str]| -> serde_json::Value {
+        let out = run_ok(
+            slm()
+                .args([
+                    "bench",
+                    "--json",
+                    "--prompt-tokens",
+                    "16",
+                    "--gen-tokens",
+                    "8",
+                ])
+                .args(["--reps", "1", "--model"])
+                .arg(&pruned)
+                .args(extra),
+        );
+        serde_json::from_str(out.trim()).unwrap()
+    };
+    let (sparse, dense) = (bench(&["--batch", "3"]), bench(&["--sparse", "off"]));
+    assert_eq!(sparse["batch"].as_u64(), Some(3));
+    assert!(sparse["decode_tok_s"].as_f64().unwrap() > 0.0);
+    assert!(
+        sparse["storage"]
+            .as_str()
+            .unwrap()
+            .contains("bitmask ×20, f32 ×1"),
+        "{sparse}"
+    );
+    assert_eq!(dense["storage"].as_str(), Some("f32 ×21"), "{dense}");
+    let bytes = |v: &serde_json::Value| v["weight_bytes_per_token"].as_f64().unwrap();
+    assert!(bytes(&sparse) < 0.75 * bytes(&dense), "{sparse} vs {dense}");
     let bw = run_ok(slm().args(["bench", "--bandwidth", "--json", "--reps", "5"]));
     let v: serde_json::Value = serde_json::from_str(bw.trim()).unwrap();
     assert!(v["bandwidth_gb_s"].as_f64().unwrap() > 0.0, "{bw}");

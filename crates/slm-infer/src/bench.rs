@@ -5,7 +5,7 @@
 //! `weight_bytes_per_token × tokens/s` is the bandwidth a decoder achieves, and
 //! `bandwidth ÷ weight_bytes_per_token` its ceiling.
 
-use crate::decode::Decoder;
+use crate::decode::{BatchScratch, Decoder};
 use crate::sampler::argmax;
 use rayon::prelude::*;
 use slm_core::Result;
@@ -80,6 +80,31 @@ pub fn time_greedy(dec: &Decoder, prompt: &[u32], gen: usize) -> Result<(f64, f6
     }
     std::hint::black_box(next);
     Ok((prefill, gen as f64 / t1.elapsed().as_secs_f64().max(1e-9)))
+}
+
+/// Batched greedy-decode speed, tokens/s summed over `batch` sequences: each sequence is
+/// prefilled with `prompt` rotated by its index (untimed), then `gen` steps run for all of
+/// them at once through [`Decoder::forward_batch`].
+pub fn time_greedy_batch(dec: &Decoder, prompt: &[u32], gen: usize, batch: usize) -> Result<f64> {
+    let mut states: Vec<_> = (0..batch).map(|_| dec.new_state()).collect();
+    let mut next = Vec::with_capacity(batch);
+    for (b, s) in states.iter_mut().enumerate() {
+        let mut p = prompt.to_vec();
+        p.rotate_left(b % prompt.len().max(1));
+        next.push(argmax(dec.prefill(s, &p, 0)?));
+    }
+    let mut scratch = BatchScratch::default();
+    let mut positions = vec![prompt.len(); batch];
+    let t0 = Instant::now();
+    for _ in 0..gen {
+        dec.forward_batch(&mut scratch, &mut states, &next, &positions)?;
+        for ((t, s), p) in next.iter_mut().zip(&states).zip(positions.iter_mut()) {
+            *t = argmax(s.logits());
+            *p += 1;
+        }
+    }
+    std::hint::black_box(&next);
+    Ok((batch * gen) as f64 / t0.elapsed().as_secs_f64().max(1e-9))
 }
 
 /// Median of `xs` (NaN when empty).

@@ -4,9 +4,9 @@ use crate::common::{load_model_and_tokenizer, ModelArgs};
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use slm_infer::bench::{
-    median, peak_memory_bytes, stream_triad, time_greedy, weight_bytes_per_token,
+    median, peak_memory_bytes, stream_triad, time_greedy, time_greedy_batch, weight_bytes_per_token,
 };
-use slm_infer::decode::{Decoder, WeightType};
+use slm_infer::decode::{Decoder, SparseUse, WeightType};
 use slm_infer::{generate_from_tokens, GenerateOptions, SamplerConfig};
 use slm_train::engine::FastModel;
 use std::path::PathBuf;
@@ -48,6 +48,14 @@ pub struct BenchArgs {
     /// round-to-nearest).
     #[arg(long = "type", default_value = "f32")]
     pub weight_type: String,
+    /// Sequences decoded together (each matrix read once per step for all of them); decode
+    /// tok/s is then summed over the batch. Prefill is always one sequence.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// `auto`: a pruned model's f32 matrices are stored sparse (bitmask or 2:4) where that
+    /// reads fewer bytes; `off`: dense, to time a pruned model against its dense storage.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "off"])]
+    pub sparse: String,
     /// `fast`: the decode engine (preallocated KV cache, streaming matrix-vector kernels);
     /// `candle`: the reference generation loop, for comparison.
     #[arg(long, default_value = "fast", value_parser = ["fast", "candle"])]
@@ -126,8 +134,11 @@ fn bench_model(a: &BenchArgs) -> Result<()> {
     })?;
     let model = &loaded.model;
     let cfg = &model.config;
-    if a.prompt_tokens == 0 || a.gen_tokens < 2 || a.reps == 0 {
-        bail!("--prompt-tokens must be ≥ 1, --gen-tokens ≥ 2 and --reps ≥ 1");
+    if a.prompt_tokens == 0 || a.gen_tokens < 2 || a.reps == 0 || a.batch == 0 {
+        bail!("--prompt-tokens must be ≥ 1, --gen-tokens ≥ 2, --reps ≥ 1 and --batch ≥ 1");
+    }
+    if a.batch > 1 && a.engine != "fast" {
+        bail!("--batch {} needs --engine fast", a.batch);
     }
     if a.prompt_tokens + a.gen_tokens > cfg.max_position_embeddings {
         bail!(
@@ -150,7 +161,11 @@ fn bench_model(a: &BenchArgs) -> Result<()> {
     let (mut prefill, mut decode) = (Vec::new(), Vec::new());
     let fast = if a.engine == "fast" {
         let ty = WeightType::parse(&a.weight_type)?;
-        Some(Decoder::new(model, ty)?)
+        Some(Decoder::with_sparse(
+            model,
+            ty,
+            SparseUse::parse(&a.sparse)?,
+        )?)
     } else {
         if a.weight_type != "f32" {
             bail!("--type {} needs --engine fast", a.weight_type);
@@ -159,6 +174,10 @@ fn bench_model(a: &BenchArgs) -> Result<()> {
     };
     for rep in 0..a.reps + 1 {
         let (p, d) = match &fast {
+            Some(dec) if a.batch > 1 => (
+                time_greedy(dec, &prompt, 1)?.0,
+                time_greedy_batch(dec, &prompt, a.gen_tokens, a.batch)?,
+            ),
             Some(dec) => time_greedy(dec, &prompt, a.gen_tokens)?,
             None => {
                 let g = generate_from_tokens(
@@ -185,7 +204,9 @@ fn bench_model(a: &BenchArgs) -> Result<()> {
         Some(dec) => dec.weight_bytes_per_token(),
         None => weight_bytes_per_token(model),
     };
-    let achieved = bytes as f64 * decode_tok_s / 1e9;
+    // A batched step reads the weights once for all its sequences.
+    let achieved = bytes as f64 * decode_tok_s / a.batch as f64 / 1e9;
+    let storage = fast.as_ref().map(|d| d.weights.storage());
     let peak = peak_memory_bytes(); // before the triad's arrays
     let bw = bandwidth(5);
     let threads = rayon::current_num_threads();
@@ -193,34 +214,38 @@ fn bench_model(a: &BenchArgs) -> Result<()> {
         println!(
             "{}",
             serde_json::json!({"model": spec, "parameters": model.num_parameters(), "threads": threads,
-                "engine": a.engine, "type": a.weight_type,
-                "batch": 1, "prompt_tokens": a.prompt_tokens, "gen_tokens": a.gen_tokens, "reps": a.reps,
+                "engine": a.engine, "type": a.weight_type, "sparse": a.sparse, "storage": storage,
+                "batch": a.batch, "prompt_tokens": a.prompt_tokens, "gen_tokens": a.gen_tokens, "reps": a.reps,
                 "prefill_tok_s": prefill_tok_s, "decode_tok_s": decode_tok_s,
                 "weight_bytes_per_token": bytes, "achieved_gb_s": achieved, "bandwidth_gb_s": bw,
-                "bandwidth_share": achieved / bw, "ceiling_tok_s": bw * 1e9 / bytes as f64,
+                "bandwidth_share": achieved / bw, "ceiling_tok_s": a.batch as f64 * bw * 1e9 / bytes as f64,
                 "peak_memory_bytes": peak})
         );
     } else {
         println!(
-            "{spec}: {:.2}M parameters, {} engine, {} weights, {threads} threads, batch 1, medians of {} runs",
+            "{spec}: {:.2}M parameters, {} engine, {} weights, {threads} threads, batch {}, medians of {} runs",
             model.num_parameters() as f64 / 1e6,
             a.engine,
             a.weight_type,
+            a.batch,
             a.reps
         );
+        if let Some(st) = &storage {
+            println!("storage   {st}");
+        }
         println!(
             "prefill   {:>9.0} tok/s ({}-token prompt)",
             prefill_tok_s, a.prompt_tokens
         );
         println!(
-            "decode    {:>9.1} tok/s ({} tokens)",
-            decode_tok_s, a.gen_tokens
+            "decode    {:>9.1} tok/s ({} tokens × {} sequences)",
+            decode_tok_s, a.gen_tokens, a.batch
         );
         println!(
             "weights   {:>9.1} MB read per token → {achieved:.1} GB/s = {:.0}% of {bw:.1} GB/s (ceiling {:.0} tok/s)",
             bytes as f64 / 1e6,
             100.0 * achieved / bw,
-            bw * 1e9 / bytes as f64
+            a.batch as f64 * bw * 1e9 / bytes as f64
         );
         if let Some(p) = peak {
             println!("memory    {:>9.1} MB peak resident", p as f64 / 1e6);

@@ -69,6 +69,39 @@ struct Prefill {
     y_t: Vec<f32>,
 }
 
+impl Prefill {
+    /// Grows the buffers to hold `rows` rows of `c`'s activations (kept if large enough).
+    fn reserve(&mut self, c: &LlamaConfig, rows: usize) {
+        if self.rows >= rows {
+            return;
+        }
+        let (d, q_dim, kv, inter) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size);
+        let widest_in = d.max(q_dim).max(inter);
+        let widest_out = (q_dim + 2 * kv).max(2 * inter).max(d);
+        *self = Prefill {
+            rows,
+            x: vec![0.0; rows * d],
+            xn: vec![0.0; rows * d],
+            delta: vec![0.0; rows * d],
+            rstd: vec![0.0; rows],
+            qkv: vec![0.0; rows * (q_dim + 2 * kv)],
+            att: vec![0.0; rows * q_dim],
+            gu: vec![0.0; rows * 2 * inter],
+            act: vec![0.0; rows * inter],
+            xq: vec![BlockQ8_0::default(); rows * widest_in.div_ceil(QK)],
+            y_t: vec![0.0; rows * widest_out],
+        };
+    }
+}
+
+/// Activations of one batched decoding step ([`Decoder::forward_batch`]), sized on first use.
+#[derive(Debug, Clone, Default)]
+pub struct BatchScratch {
+    rows: Prefill,
+    /// [batch, vocab]
+    logits: Vec<f32>,
+}
+
 /// Prompt positions per prefill chunk.
 pub const PREFILL_CHUNK: usize = 64;
 
@@ -80,6 +113,13 @@ pub struct Decoder {
     /// RoPE tables [context, head_dim/2], as `slm_model::rope` builds them.
     cos: Vec<f32>,
     sin: Vec<f32>,
+}
+
+impl RunState {
+    /// The next-token logits [vocab] of the last step.
+    pub fn logits(&self) -> &[f32] {
+        &self.logits
+    }
 }
 
 impl Decoder {
@@ -169,11 +209,8 @@ impl Decoder {
         start: usize,
     ) -> Result<&'s [f32]> {
         let c = &self.config;
-        let (d, v) = (c.hidden_size, c.vocab_size);
-        let (h, g) = (c.num_attention_heads, c.num_key_value_heads);
-        let (q_dim, kv, inter) = (c.q_dim(), c.kv_dim(), c.intermediate_size);
+        let d = c.hidden_size;
         let ctx = c.max_position_embeddings;
-        let eps = c.rms_norm_eps as f32;
         if tokens.is_empty() {
             return Err(Error::invalid("prefill needs at least one token"));
         }
@@ -183,87 +220,177 @@ impl Decoder {
                 start + tokens.len()
             )));
         }
-        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= v) {
-            return Err(Error::invalid(format!(
-                "token {bad} is outside the vocabulary of {v}"
-            )));
-        }
-        let w = &self.weights;
-        let cap = PREFILL_CHUNK.min(tokens.len());
-        let p = &mut s.prefill;
-        if p.rows < cap {
-            let widest_in = d.max(q_dim).max(inter);
-            let widest_out = (q_dim + 2 * kv).max(2 * inter).max(d);
-            *p = Prefill {
-                rows: cap,
-                x: vec![0.0; cap * d],
-                xn: vec![0.0; cap * d],
-                delta: vec![0.0; cap * d],
-                rstd: vec![0.0; cap],
-                qkv: vec![0.0; cap * (q_dim + 2 * kv)],
-                att: vec![0.0; cap * q_dim],
-                gu: vec![0.0; cap * 2 * inter],
-                act: vec![0.0; cap * inter],
-                xq: vec![BlockQ8_0::default(); cap * widest_in.div_ceil(QK)],
-                y_t: vec![0.0; cap * widest_out],
-            };
-        }
+        self.check_tokens(tokens)?;
+        // The chunk scratch lives in the state; take it out so the rows can borrow the cache.
+        let mut rows = std::mem::take(&mut s.prefill);
+        rows.reserve(c, PREFILL_CHUNK.min(tokens.len()));
+        let mut result = Ok(());
         for (ci, chunk) in tokens.chunks(PREFILL_CHUNK).enumerate() {
-            let n = chunk.len();
             let pos0 = start + ci * PREFILL_CHUNK;
-            let p = &mut s.prefill;
-            let (x, xn, delta) = (&mut p.x[..n * d], &mut p.xn[..n * d], &mut p.delta[..n * d]);
-            let rstd = &mut p.rstd[..n];
-            for (row, &t) in x.chunks_exact_mut(d).zip(chunk) {
-                row.copy_from_slice(&w.embed[t as usize * d..(t as usize + 1) * d]);
+            let positions: Vec<usize> = (pos0..pos0 + chunk.len()).collect();
+            result = self.forward_rows(
+                &mut rows,
+                std::slice::from_mut(s),
+                &|_| 0,
+                chunk,
+                &positions,
+            );
+            if result.is_err() {
+                break;
             }
-            for (l, lw) in w.layers.iter().enumerate() {
-                // qkv [n, q+2kv]
-                rmsnorm_fwd(xn, rstd, x, &lw.attn_norm, n, eps)?;
-                let qkv = &mut p.qkv[..n * (q_dim + 2 * kv)];
-                lw.wqkv
-                    .matmul(xn, n, lw.bqkv.as_deref(), &mut p.xq, &mut p.y_t, qkv)?;
-                let layer = l * ctx * kv;
-                for (r, row) in qkv.chunks_exact_mut(q_dim + 2 * kv).enumerate() {
-                    let pos = pos0 + r;
-                    let (q, rest) = row.split_at_mut(q_dim);
-                    let (k, vv) = rest.split_at_mut(kv);
-                    self.rope(q, h, pos);
-                    self.rope(k, g, pos);
-                    s.k_cache[layer + pos * kv..layer + (pos + 1) * kv].copy_from_slice(k);
-                    s.v_cache[layer + pos * kv..layer + (pos + 1) * kv].copy_from_slice(vv);
-                }
-                let att = &mut p.att[..n * q_dim];
-                for (r, (row, out)) in qkv
-                    .chunks_exact(q_dim + 2 * kv)
-                    .zip(att.chunks_exact_mut(q_dim))
-                    .enumerate()
-                {
-                    let pos = pos0 + r;
-                    self.attend(
-                        &row[..q_dim],
-                        &s.k_cache[layer..layer + (pos + 1) * kv],
-                        &s.v_cache[layer..layer + (pos + 1) * kv],
-                        &mut s.scores[..=pos],
-                        out,
-                    );
-                }
-                lw.wo.matmul(att, n, None, &mut p.xq, &mut p.y_t, delta)?;
-                x.iter_mut().zip(delta.iter()).for_each(|(a, b)| *a += b);
-                rmsnorm_fwd(xn, rstd, x, &lw.ffn_norm, n, eps)?;
-                let gu = &mut p.gu[..n * 2 * inter];
-                lw.wgu.matmul(xn, n, None, &mut p.xq, &mut p.y_t, gu)?;
-                let act = &mut p.act[..n * inter];
-                swiglu_fwd(act, gu, n, inter)?;
-                lw.wdown
-                    .matmul(act, n, None, &mut p.xq, &mut p.y_t, delta)?;
-                x.iter_mut().zip(delta.iter()).for_each(|(a, b)| *a += b);
-            }
-            s.x.copy_from_slice(&x[(n - 1) * d..]);
+            let n = chunk.len();
+            s.x.copy_from_slice(&rows.x[(n - 1) * d..n * d]);
         }
-        rmsnorm_fwd(&mut s.xn, &mut s.rstd, &s.x, &w.final_norm, 1, eps)?;
+        s.prefill = rows;
+        result?;
+        let w = &self.weights;
+        rmsnorm_fwd(
+            &mut s.xn,
+            &mut s.rstd,
+            &s.x,
+            &w.final_norm,
+            1,
+            c.rms_norm_eps as f32,
+        )?;
         w.lm_head.matvec(&s.xn, None, &mut s.xq, &mut s.logits)?;
         Ok(&s.logits)
+    }
+
+    /// One decoding step for a batch of sequences: `tokens[i]` at `positions[i]` of the
+    /// sequence whose cache is `states[i]` (each must hold positions 0..positions[i]). Every
+    /// matrix is read once for the whole batch; each state's logits are left in it
+    /// ([`RunState::logits`]). `scratch` holds the batch's activations between calls.
+    pub fn forward_batch(
+        &self,
+        scratch: &mut BatchScratch,
+        states: &mut [RunState],
+        tokens: &[u32],
+        positions: &[usize],
+    ) -> Result<()> {
+        let c = &self.config;
+        let (d, v) = (c.hidden_size, c.vocab_size);
+        let n = states.len();
+        if tokens.len() != n || positions.len() != n {
+            return Err(Error::invalid(format!(
+                "batch of {n} states with {} tokens and {} positions",
+                tokens.len(),
+                positions.len()
+            )));
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        if let Some(&p) = positions.iter().find(|&&p| p >= c.max_position_embeddings) {
+            return Err(Error::invalid(format!(
+                "position {p} is beyond the context of {} tokens",
+                c.max_position_embeddings
+            )));
+        }
+        self.check_tokens(tokens)?;
+        let rows = &mut scratch.rows;
+        rows.reserve(c, n);
+        self.forward_rows(rows, states, &|r| r, tokens, positions)?;
+        let w = &self.weights;
+        let (x, xn, rstd) = (&rows.x[..n * d], &mut rows.xn[..n * d], &mut rows.rstd[..n]);
+        rmsnorm_fwd(xn, rstd, x, &w.final_norm, n, c.rms_norm_eps as f32)?;
+        scratch.logits.resize(n * v, 0.0);
+        if rows.y_t.len() < n * v {
+            rows.y_t.resize(n * v, 0.0);
+        }
+        // [n, vocab]
+        w.lm_head.matmul(
+            xn,
+            n,
+            None,
+            &mut rows.xq,
+            &mut rows.y_t[..n * v],
+            &mut scratch.logits,
+        )?;
+        for (st, l) in states.iter_mut().zip(scratch.logits.chunks_exact(v)) {
+            st.logits.copy_from_slice(l);
+        }
+        Ok(())
+    }
+
+    fn check_tokens(&self, tokens: &[u32]) -> Result<()> {
+        let v = self.config.vocab_size;
+        match tokens.iter().find(|&&t| t as usize >= v) {
+            Some(bad) => Err(Error::invalid(format!(
+                "token {bad} is outside the vocabulary of {v}"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// The blocks for `tokens.len()` rows at once (prefill chunks and batched decoding):
+    /// row r is `tokens[r]` at `positions[r]` of sequence `states[seq(r)]`, whose cache
+    /// receives its keys and values. Leaves the rows' residual streams in `p.x` [n, d].
+    fn forward_rows(
+        &self,
+        p: &mut Prefill,
+        states: &mut [RunState],
+        seq: &dyn Fn(usize) -> usize,
+        tokens: &[u32],
+        positions: &[usize],
+    ) -> Result<()> {
+        let c = &self.config;
+        let d = c.hidden_size;
+        let (h, g) = (c.num_attention_heads, c.num_key_value_heads);
+        let (q_dim, kv, inter) = (c.q_dim(), c.kv_dim(), c.intermediate_size);
+        let ctx = c.max_position_embeddings;
+        let eps = c.rms_norm_eps as f32;
+        let w = &self.weights;
+        let n = tokens.len();
+        let (x, xn, delta) = (&mut p.x[..n * d], &mut p.xn[..n * d], &mut p.delta[..n * d]);
+        let rstd = &mut p.rstd[..n];
+        for (row, &t) in x.chunks_exact_mut(d).zip(tokens) {
+            row.copy_from_slice(&w.embed[t as usize * d..(t as usize + 1) * d]);
+        }
+        for (l, lw) in w.layers.iter().enumerate() {
+            // qkv [n, q+2kv]
+            rmsnorm_fwd(xn, rstd, x, &lw.attn_norm, n, eps)?;
+            let qkv = &mut p.qkv[..n * (q_dim + 2 * kv)];
+            lw.wqkv
+                .matmul(xn, n, lw.bqkv.as_deref(), &mut p.xq, &mut p.y_t, qkv)?;
+            let layer = l * ctx * kv;
+            for (r, row) in qkv.chunks_exact_mut(q_dim + 2 * kv).enumerate() {
+                let (pos, st) = (positions[r], &mut states[seq(r)]);
+                let (q, rest) = row.split_at_mut(q_dim);
+                let (k, vv) = rest.split_at_mut(kv);
+                self.rope(q, h, pos);
+                self.rope(k, g, pos);
+                st.k_cache[layer + pos * kv..layer + (pos + 1) * kv].copy_from_slice(k);
+                st.v_cache[layer + pos * kv..layer + (pos + 1) * kv].copy_from_slice(vv);
+            }
+            // att [n, q]
+            let att = &mut p.att[..n * q_dim];
+            for (r, (row, out)) in qkv
+                .chunks_exact(q_dim + 2 * kv)
+                .zip(att.chunks_exact_mut(q_dim))
+                .enumerate()
+            {
+                let (pos, st) = (positions[r], &mut states[seq(r)]);
+                self.attend(
+                    &row[..q_dim],
+                    &st.k_cache[layer..layer + (pos + 1) * kv],
+                    &st.v_cache[layer..layer + (pos + 1) * kv],
+                    &mut st.scores[..=pos],
+                    out,
+                );
+            }
+            lw.wo.matmul(att, n, None, &mut p.xq, &mut p.y_t, delta)?;
+            x.iter_mut().zip(delta.iter()).for_each(|(a, b)| *a += b);
+            rmsnorm_fwd(xn, rstd, x, &lw.ffn_norm, n, eps)?;
+            // gate|up [n, 2·inter]
+            let gu = &mut p.gu[..n * 2 * inter];
+            lw.wgu.matmul(xn, n, None, &mut p.xq, &mut p.y_t, gu)?;
+            let act = &mut p.act[..n * inter];
+            swiglu_fwd(act, gu, n, inter)?;
+            lw.wdown
+                .matmul(act, n, None, &mut p.xq, &mut p.y_t, delta)?;
+            x.iter_mut().zip(delta.iter()).for_each(|(a, b)| *a += b);
+        }
+        Ok(())
     }
 
     /// Causal attention of one position: `q` [h·e] against the cached keys/values of
@@ -568,6 +695,66 @@ mod tests {
         let off = Decoder::with_sparse(&pruned(&base, 0.7, false), WeightType::F32, SparseUse::Off)
             .unwrap();
         assert_eq!(off.weights.layers[0].wgu.kind(), "f32");
+    }
+
+    #[test]
+    fn batched_decoding_equals_one_sequence_at_a_time() {
+        let m = model(false, true);
+        let prompts: [Vec<u32>; 3] = [vec![1, 2, 3], vec![9, 8, 7, 6, 5], vec![40]];
+        for ty in [WeightType::F32, WeightType::Q8_0] {
+            let dec = Decoder::new(&m, ty).unwrap();
+            // One at a time: prefill, then 6 greedy steps.
+            let mut want = Vec::new();
+            for p in &prompts {
+                let mut s = dec.new_state();
+                let mut logits = dec.prefill(&mut s, p, 0).unwrap().to_vec();
+                let mut steps = Vec::new();
+                for i in 0..6 {
+                    let t = crate::sampler::argmax(&logits);
+                    logits = dec.forward(&mut s, t, p.len() + i).unwrap().to_vec();
+                    steps.push(logits.clone());
+                }
+                want.push(steps);
+            }
+            // Together: each prefilled alone, then batched steps at different positions.
+            let mut states: Vec<RunState> = prompts.iter().map(|_| dec.new_state()).collect();
+            let mut next: Vec<u32> = prompts
+                .iter()
+                .zip(states.iter_mut())
+                .map(|(p, s)| crate::sampler::argmax(dec.prefill(s, p, 0).unwrap()))
+                .collect();
+            let mut scratch = BatchScratch::default();
+            for i in 0..6 {
+                let pos: Vec<usize> = prompts.iter().map(|p| p.len() + i).collect();
+                dec.forward_batch(&mut scratch, &mut states, &next, &pos)
+                    .unwrap();
+                for (b, s) in states.iter().enumerate() {
+                    let worst = s
+                        .logits()
+                        .iter()
+                        .zip(&want[b][i])
+                        .map(|(x, y)| (x - y).abs())
+                        .fold(0f32, f32::max);
+                    assert!(worst < 1e-4, "{ty:?} sequence {b} step {i}: {worst}");
+                }
+                next = states
+                    .iter()
+                    .map(|s| crate::sampler::argmax(s.logits()))
+                    .collect();
+            }
+        }
+        let dec = Decoder::new(&m, WeightType::F32).unwrap();
+        let mut states = vec![dec.new_state(), dec.new_state()];
+        let mut scratch = BatchScratch::default();
+        assert!(dec
+            .forward_batch(&mut scratch, &mut states, &[1], &[0, 0])
+            .is_err());
+        assert!(dec
+            .forward_batch(&mut scratch, &mut states, &[1, 96], &[0, 0])
+            .is_err());
+        assert!(dec
+            .forward_batch(&mut scratch, &mut states, &[1, 2], &[0, 32])
+            .is_err());
     }
 
     #[test]

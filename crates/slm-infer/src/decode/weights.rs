@@ -109,7 +109,7 @@ impl Matrix {
                     Sparse24Matrix::from_dense(&w, rows, cols)?,
                 )));
             }
-            if zeros >= BITMASK_MIN_SPARSITY && cols % 8 == 0 {
+            if zeros >= BITMASK_MIN_SPARSITY {
                 return Ok(Self::Sparse(SparseMatrix::Bitmask(
                     BitmaskMatrix::from_dense(&w, rows, cols)?,
                 )));
@@ -332,6 +332,22 @@ impl Weights {
             final_norm: values(&t, "model.norm.weight")?,
             lm_head: Matrix::new(head, v, d, ty)?,
         })
+    }
+
+    /// How the matrices are stored, e.g. `bitmask ×24, f32 ×1` (the head included).
+    pub fn storage(&self) -> String {
+        let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+        for l in &self.layers {
+            for m in [&l.wqkv, &l.wo, &l.wgu, &l.wdown] {
+                *counts.entry(m.kind()).or_default() += 1;
+            }
+        }
+        *counts.entry(self.lm_head.kind()).or_default() += 1;
+        counts
+            .iter()
+            .map(|(k, n)| format!("{k} ×{n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Bytes of weights read per decoded token (every matrix once, one embedding row).
