@@ -1,6 +1,6 @@
 //! `slm export gguf`: a Llama model as a GGUF file llama.cpp reads — tensors renamed to
 //! llama.cpp's names, q/k rows permuted to its interleaved RoPE layout, weights stored as
-//! f32, f16, Q8_0 or Q4_0 (`slm_kernels::quant`, ggml's blocks and round-to-nearest), norms in
+//! f32, f16, Q8_0, Q4_0 or Q4_1 (`slm_kernels::quant`, ggml's blocks and round-to-nearest), norms in
 //! f32, and the vocabulary as `tokenizer.ggml.*` metadata.
 //!
 //! Quantised types need a row length divisible by 32; a matrix whose rows are not stays f16
@@ -9,10 +9,14 @@
 
 use candle_core::{DType, Tensor};
 use slm_core::{Error, Result};
-use slm_io::gguf::writer::{self, MetaValue, TensorOut, GGML_F16, GGML_F32, GGML_Q4_0, GGML_Q8_0};
+use slm_io::gguf::writer::{
+    self, MetaValue, TensorOut, GGML_F16, GGML_F32, GGML_Q4_0, GGML_Q4_1, GGML_Q8_0,
+};
 use slm_io::permute::hf_to_meta;
 use slm_io::GgufVocab;
-use slm_kernels::quant::{quantize_q4_0, quantize_q8_0, BlockQ4_0, BlockQ8_0, QK};
+use slm_kernels::quant::{
+    quantize_q4_0, quantize_q4_1, quantize_q8_0, BlockQ4_0, BlockQ4_1, BlockQ8_0, QK,
+};
 use slm_model::Llama;
 use std::collections::HashMap;
 use std::path::Path;
@@ -24,6 +28,7 @@ pub enum GgufType {
     F16,
     Q8_0,
     Q4_0,
+    Q4_1,
 }
 
 impl GgufType {
@@ -33,8 +38,9 @@ impl GgufType {
             "f16" => Ok(Self::F16),
             "q8_0" => Ok(Self::Q8_0),
             "q4_0" => Ok(Self::Q4_0),
+            "q4_1" => Ok(Self::Q4_1),
             other => Err(Error::invalid(format!(
-                "unknown GGUF type `{other}`: use f32, f16, q8_0 or q4_0"
+                "unknown GGUF type `{other}`: use f32, f16, q8_0, q4_0 or q4_1"
             ))),
         }
     }
@@ -45,6 +51,7 @@ impl GgufType {
             Self::F32 => 0,
             Self::F16 => 1,
             Self::Q4_0 => 2,
+            Self::Q4_1 => 3,
             Self::Q8_0 => 7,
         }
     }
@@ -81,7 +88,7 @@ fn encode_matrix(
     ty: GgufType,
     kept_f16: &mut Vec<String>,
 ) -> Result<(u32, Vec<u8>)> {
-    let quantised = matches!(ty, GgufType::Q8_0 | GgufType::Q4_0);
+    let quantised = matches!(ty, GgufType::Q8_0 | GgufType::Q4_0 | GgufType::Q4_1);
     if quantised && cols % QK != 0 {
         kept_f16.push(name.to_string());
         return Ok((GGML_F16, f16_bytes(v)));
@@ -108,6 +115,17 @@ fn encode_matrix(
                 out.extend_from_slice(&blk.qs);
             }
             (GGML_Q4_0, out)
+        }
+        GgufType::Q4_1 => {
+            let mut b = vec![BlockQ4_1::default(); v.len() / QK];
+            quantize_q4_1(v, &mut b)?;
+            let mut out = Vec::with_capacity(b.len() * 20);
+            for blk in &b {
+                out.extend_from_slice(&blk.d.to_le_bytes());
+                out.extend_from_slice(&blk.m.to_le_bytes());
+                out.extend_from_slice(&blk.qs);
+            }
+            (GGML_Q4_1, out)
         }
     })
 }
@@ -508,11 +526,16 @@ mod tests {
 
     #[test]
     fn quantised_exports_read_back_as_their_blocks() {
-        use slm_kernels::quant::{dequantize_q4_0, dequantize_q8_0};
+        use slm_kernels::quant::{dequantize_q4_0, dequantize_q4_1, dequantize_q8_0};
         let m = model(false);
         let orig: HashMap<String, Tensor> = m.tensors().into_iter().collect();
         let dir = tempfile::tempdir().unwrap();
-        for ty in [GgufType::Q8_0, GgufType::Q4_0, GgufType::F16] {
+        for ty in [
+            GgufType::Q8_0,
+            GgufType::Q4_0,
+            GgufType::Q4_1,
+            GgufType::F16,
+        ] {
             let path = dir.path().join(format!("{ty:?}.gguf"));
             export_gguf(&m, "test", None, ty, &path).unwrap();
             let back = slm_io::gguf::read(&path).unwrap().tensors;
@@ -542,6 +565,13 @@ mod tests {
                         quantize_q4_0(&w, &mut b).unwrap();
                         let mut out = vec![0f32; w.len()];
                         dequantize_q4_0(&b, &mut out).unwrap();
+                        out
+                    }
+                    GgufType::Q4_1 => {
+                        let mut b = vec![BlockQ4_1::default(); w.len() / QK];
+                        quantize_q4_1(&w, &mut b).unwrap();
+                        let mut out = vec![0f32; w.len()];
+                        dequantize_q4_1(&b, &mut out).unwrap();
                         out
                     }
                     _ => w.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect(),

@@ -44,7 +44,7 @@ pub struct BenchArgs {
     /// Timed repetitions (medians are reported).
     #[arg(long, default_value_t = 3)]
     pub reps: usize,
-    /// Weight storage for the decode engine: f32, q8_0 or q4_0 (quantised at load,
+    /// Weight storage for the decode engine: f32, q8_0, q4_0 or q4_1 (quantised at load,
     /// round-to-nearest).
     #[arg(long = "type", default_value = "f32")]
     pub weight_type: String,

@@ -14,7 +14,7 @@ pub enum ExportCommand {
         after_help = "Example:\n  slm export hf -m stories260K.bin --tokenizer tok512.bin --out runs/stories260K-hf"
     )]
     Hf(HfArgs),
-    /// A GGUF file for llama.cpp and Ollama: f32, f16, q8_0 or q4_0 weights and the
+    /// A GGUF file for llama.cpp and Ollama: f32, f16, q8_0, q4_0 or q4_1 weights and the
     /// vocabulary (llama2.c tokenizer.bin → SentencePiece, tokenizer.json BPE → gpt2, or the
     /// source GGUF's own).
     #[command(
@@ -30,7 +30,7 @@ slm export gguf -m runs/quickstart/model --type f16 --out quickstart.gguf"
 pub struct GgufArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Weight type: f32, f16, q8_0, q4_0.
+    /// Weight type: f32, f16, q8_0, q4_0, q4_1 (q4_1: 4-bit with a per-block minimum, 5 bits per weight, more accurate than q4_0).
     #[arg(long = "type", default_value = "f16")]
     pub weight_type: String,
     /// Output file.

@@ -557,7 +557,11 @@ mod tests {
         let m = model(false, false);
         let tokens: Vec<u32> = (0..12).map(|i| (i * 11 % 96) as u32).collect();
         let f = Decoder::new(&m, WeightType::F32).unwrap();
-        for (ty, tol) in [(WeightType::Q8_0, 0.02), (WeightType::Q4_0, 0.25)] {
+        for (ty, tol) in [
+            (WeightType::Q8_0, 0.02),
+            (WeightType::Q4_0, 0.25),
+            (WeightType::Q4_1, 0.25),
+        ] {
             let qd = Decoder::new(&m, ty).unwrap();
             assert!(qd.weight_bytes_per_token() < f.weight_bytes_per_token() / 3);
             let (mut sf, mut sq) = (f.new_state(), qd.new_state());

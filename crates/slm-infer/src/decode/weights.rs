@@ -9,7 +9,8 @@ use slm_core::{Error, Result};
 use slm_kernels::matmul::{linear_fwd, LinearDims};
 use slm_kernels::matvec::matvec;
 use slm_kernels::quant::{
-    matmul_quant, matvec_quant, quantize_q4_0, quantize_q8_0, BlockQ4_0, BlockQ8_0, QuantMatrix, QK,
+    matmul_quant, matvec_quant, quantize_q4_0, quantize_q4_1, quantize_q8_0, BlockQ4_0, BlockQ4_1,
+    BlockQ8_0, QuantMatrix, QK,
 };
 use slm_kernels::sparse::{is_2_4, BitmaskMatrix, Sparse24Matrix, SparseMatrix};
 use slm_model::Llama;
@@ -22,6 +23,7 @@ pub enum WeightType {
     F32,
     Q8_0,
     Q4_0,
+    Q4_1,
 }
 
 impl WeightType {
@@ -30,8 +32,9 @@ impl WeightType {
             "f32" => Ok(Self::F32),
             "q8_0" => Ok(Self::Q8_0),
             "q4_0" => Ok(Self::Q4_0),
+            "q4_1" => Ok(Self::Q4_1),
             other => Err(Error::invalid(format!(
-                "unknown weight type `{other}`: use f32, q8_0 or q4_0"
+                "unknown weight type `{other}`: use f32, q8_0, q4_0 or q4_1"
             ))),
         }
     }
@@ -125,6 +128,11 @@ impl Matrix {
                 quantize_q8_0(&w, &mut b)?;
                 QuantMatrix::Q8_0(b)
             }
+            WeightType::Q4_1 => {
+                let mut b = vec![BlockQ4_1::default(); blocks];
+                quantize_q4_1(&w, &mut b)?;
+                QuantMatrix::Q4_1(b)
+            }
             _ => {
                 let mut b = vec![BlockQ4_0::default(); blocks];
                 quantize_q4_0(&w, &mut b)?;
@@ -216,7 +224,7 @@ impl Matrix {
         }
     }
 
-    /// The storage, for reports: `f32`, `q8_0`, `q4_0`, `bitmask` or `2:4`.
+    /// The storage, for reports: `f32`, `q8_0`, `q4_0`, `q4_1`, `bitmask` or `2:4`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::F32 { .. } => "f32",
@@ -228,6 +236,10 @@ impl Matrix {
                 w: QuantMatrix::Q4_0(_),
                 ..
             } => "q4_0",
+            Self::Quant {
+                w: QuantMatrix::Q4_1(_),
+                ..
+            } => "q4_1",
             Self::Sparse(SparseMatrix::Bitmask(_)) => "bitmask",
             Self::Sparse(SparseMatrix::TwoFour(_)) => "2:4",
         }

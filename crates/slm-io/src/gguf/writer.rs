@@ -15,6 +15,7 @@ use std::path::Path;
 pub const GGML_F32: u32 = 0;
 pub const GGML_F16: u32 = 1;
 pub const GGML_Q4_0: u32 = 2;
+pub const GGML_Q4_1: u32 = 3;
 pub const GGML_Q8_0: u32 = 8;
 
 const ALIGNMENT: usize = 32;
@@ -98,7 +99,8 @@ pub fn tensor_bytes(ggml_type: u32, elements: u64) -> Result<u64> {
         GGML_F16 => Ok(2 * elements),
         GGML_Q8_0 if elements % 32 == 0 => Ok(elements / 32 * 34),
         GGML_Q4_0 if elements % 32 == 0 => Ok(elements / 32 * 18),
-        GGML_Q8_0 | GGML_Q4_0 => Err(Error::invalid(format!(
+        GGML_Q4_1 if elements % 32 == 0 => Ok(elements / 32 * 20),
+        GGML_Q8_0 | GGML_Q4_0 | GGML_Q4_1 => Err(Error::invalid(format!(
             "{elements} values do not fill 32-value blocks"
         ))),
         other => Err(Error::Unsupported(format!("writing ggml type {other}"))),
