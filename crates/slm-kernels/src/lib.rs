@@ -24,6 +24,7 @@
 
 pub mod adamw;
 pub mod attention;
+pub mod attention_decode;
 pub mod cross_entropy;
 pub mod distill;
 pub mod embedding;
@@ -32,6 +33,7 @@ pub mod matmul;
 pub mod matvec;
 pub mod par;
 pub mod quant;
+pub mod quant_x8;
 pub mod rmsnorm;
 pub mod rope;
 pub mod simd;

@@ -283,19 +283,35 @@ mod avx2 {
         quants: impl Fn(&B) -> __m256i,
     ) {
         let nb = x.len();
-        let mut acc = [_mm256_setzero_ps(); 4];
-        for (i, b) in x.iter().enumerate() {
+        // Four row pointers and four named accumulators: an indexed array of accumulators
+        // made the compiler spill to the stack inside the loop (perf annotate).
+        let p = w.as_ptr();
+        let (r0, r1, r2, r3) = (p, p.add(nb), p.add(2 * nb), p.add(3 * nb));
+        let (mut a0, mut a1, mut a2, mut a3) = (
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+        );
+        let xp = x.as_ptr();
+        for i in 0..nb {
+            let b = &*xp.add(i);
             let qb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
             let db = scale8(b.d);
-            for (r, a) in acc.iter_mut().enumerate() {
-                let blk = w.get_unchecked(r * nb + i);
-                let d = _mm256_mul_ps(scale8(scale_bits(blk)), db);
-                *a = _mm256_fmadd_ps(d, mul_sum_i8(quants(blk), qb), *a);
+            // (A macro, not a closure: closures do not inherit the caller's target features.)
+            macro_rules! step {
+                ($row:expr, $acc:ident) => {{
+                    let blk = &*$row.add(i);
+                    let d = _mm256_mul_ps(scale8(scale_bits(blk)), db);
+                    $acc = _mm256_fmadd_ps(d, mul_sum_i8(quants(blk), qb), $acc);
+                }};
             }
+            step!(r0, a0);
+            step!(r1, a1);
+            step!(r2, a2);
+            step!(r3, a3);
         }
-        for (o, a) in out.iter_mut().zip(acc) {
-            *o = hsum(a);
-        }
+        *out = [hsum(a0), hsum(a1), hsum(a2), hsum(a3)];
     }
 
     /// Q4_0 block → 32 signed bytes: low nibbles are elements 0..16, high nibbles 16..32.
@@ -451,7 +467,7 @@ impl QuantMatrix {
         }
     }
 
-    fn blocks(&self) -> usize {
+    pub(crate) fn blocks(&self) -> usize {
         match self {
             Self::Q8_0(b) => b.len(),
             Self::Q4_0(b) => b.len(),
@@ -488,7 +504,7 @@ impl QuantMatrix {
 
     /// Row `o`'s dot product with the quantised activation `xq` (one row of blocks).
     #[inline]
-    fn row_dot(&self, o: usize, xq: &[BlockQ8_0]) -> f32 {
+    pub(crate) fn row_dot(&self, o: usize, xq: &[BlockQ8_0]) -> f32 {
         let nb = xq.len();
         match self {
             Self::Q8_0(b) => vec_dot_q8_0(&b[o * nb..(o + 1) * nb], xq),

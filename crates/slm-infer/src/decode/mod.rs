@@ -23,9 +23,9 @@ mod weights;
 pub use weights::{LayerWeights, Matrix, SparseUse, WeightType, Weights, BITMASK_MIN_SPARSITY};
 
 use slm_core::{Error, Result};
+use slm_kernels::attention_decode::{self, DecodeAttn};
 use slm_kernels::quant::{BlockQ8_0, QK};
 use slm_kernels::rmsnorm::rmsnorm_fwd;
-use slm_kernels::simd;
 use slm_kernels::swiglu::swiglu_fwd;
 use slm_model::{Llama, LlamaConfig};
 
@@ -38,7 +38,7 @@ pub struct RunState {
     delta: Vec<f32>,
     qkv: Vec<f32>,
     att: Vec<f32>,
-    /// Attention scores of one head over the positions so far.
+    /// Attention scores of every head over the positions so far, [heads, context].
     scores: Vec<f32>,
     gu: Vec<f32>,
     act: Vec<f32>,
@@ -164,7 +164,7 @@ impl Decoder {
             delta: vec![0.0; d],
             qkv: vec![0.0; q + 2 * kv],
             att: vec![0.0; q],
-            scores: vec![0.0; ctx],
+            scores: vec![0.0; c.num_attention_heads * ctx],
             gu: vec![0.0; 2 * c.intermediate_size],
             act: vec![0.0; c.intermediate_size],
             logits: vec![0.0; c.vocab_size],
@@ -374,9 +374,9 @@ impl Decoder {
                     &row[..q_dim],
                     &st.k_cache[layer..layer + (pos + 1) * kv],
                     &st.v_cache[layer..layer + (pos + 1) * kv],
-                    &mut st.scores[..=pos],
+                    &mut st.scores,
                     out,
-                );
+                )?;
             }
             lw.wo.matmul(att, n, None, &mut p.xq, &mut p.y_t, delta)?;
             x.iter_mut().zip(delta.iter()).for_each(|(a, b)| *a += b);
@@ -394,33 +394,23 @@ impl Decoder {
     }
 
     /// Causal attention of one position: `q` [h·e] against the cached keys/values of
-    /// positions 0..=pos (`keys`, `vals` [pos+1, g·e]); `scores` [pos+1] is scratch; writes
-    /// `out` [h·e]. Head i reads kv head i/(h/g).
-    fn attend(&self, q: &[f32], keys: &[f32], vals: &[f32], scores: &mut [f32], out: &mut [f32]) {
+    /// positions 0..=pos (`keys`, `vals` [pos+1, g·e]); `scores` [h·(pos+1)] is scratch;
+    /// writes `out` [h·e] (`slm_kernels::attention_decode`, heads in parallel).
+    fn attend(
+        &self,
+        q: &[f32],
+        keys: &[f32],
+        vals: &[f32],
+        scores: &mut [f32],
+        out: &mut [f32],
+    ) -> Result<()> {
         let c = &self.config;
-        let (e, h, g) = (c.head_dim, c.num_attention_heads, c.num_key_value_heads);
-        let kv = g * e;
-        let scale = 1.0 / (e as f32).sqrt();
-        for head in 0..h {
-            let kvh = head / (h / g);
-            let qh = &q[head * e..(head + 1) * e];
-            for (tpos, sc) in scores.iter_mut().enumerate() {
-                let kt = &keys[tpos * kv + kvh * e..tpos * kv + (kvh + 1) * e];
-                *sc = simd::dot(qh, kt) * scale;
-            }
-            let max = simd::max(scores);
-            let sum = simd::exp_shift_sum(scores, max);
-            let o = &mut out[head * e..(head + 1) * e];
-            o.fill(0.0);
-            for (tpos, &p) in scores.iter().enumerate() {
-                let vt = &vals[tpos * kv + kvh * e..tpos * kv + (kvh + 1) * e];
-                for (a, &vv) in o.iter_mut().zip(vt) {
-                    *a += p * vv;
-                }
-            }
-            let inv = 1.0 / sum;
-            o.iter_mut().for_each(|a| *a *= inv);
-        }
+        let shape = DecodeAttn {
+            heads: c.num_attention_heads,
+            kv_heads: c.num_key_value_heads,
+            head_dim: c.head_dim,
+        };
+        attention_decode::attend(shape, q, keys, vals, scores, out)
     }
 
     /// Runs `token` at position `pos` (the cache must hold positions 0..pos of this
@@ -467,9 +457,9 @@ impl Decoder {
                 q,
                 &s.k_cache[layer..layer + (pos + 1) * kv],
                 &s.v_cache[layer..layer + (pos + 1) * kv],
-                &mut s.scores[..=pos],
+                &mut s.scores,
                 &mut s.att,
-            );
+            )?;
             lw.wo.matvec(&s.att, None, &mut s.xq, &mut s.delta)?;
             s.x.iter_mut().zip(&s.delta).for_each(|(x, d)| *x += d);
             rmsnorm_fwd(

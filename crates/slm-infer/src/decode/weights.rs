@@ -9,9 +9,9 @@ use slm_core::{Error, Result};
 use slm_kernels::matmul::{linear_fwd, LinearDims};
 use slm_kernels::matvec::matvec;
 use slm_kernels::quant::{
-    matmul_quant, matvec_quant, quantize_q4_0, quantize_q4_1, quantize_q8_0, BlockQ4_0, BlockQ4_1,
-    BlockQ8_0, QuantMatrix, QK,
+    quantize_q4_0, quantize_q4_1, quantize_q8_0, BlockQ4_0, BlockQ4_1, BlockQ8_0, QuantMatrix, QK,
 };
+use slm_kernels::quant_x8::{matmul_x8, matvec_x8, InterleavedMatrix, Kind};
 use slm_kernels::sparse::{is_2_4, BitmaskMatrix, Sparse24Matrix, SparseMatrix};
 use slm_model::Llama;
 use std::collections::HashMap;
@@ -75,11 +75,8 @@ pub enum Matrix {
         rows: usize,
         cols: usize,
     },
-    Quant {
-        w: QuantMatrix,
-        rows: usize,
-        cols: usize,
-    },
+    /// Block-quantised, repacked 8 rows at a time (`slm_kernels::quant_x8`).
+    Quant(InterleavedMatrix),
     Sparse(SparseMatrix),
 }
 
@@ -139,19 +136,21 @@ impl Matrix {
                 QuantMatrix::Q4_0(b)
             }
         };
-        Ok(Self::Quant { w: q, rows, cols })
+        Ok(Self::Quant(InterleavedMatrix::new(&q, rows, cols)?))
     }
 
     pub fn rows(&self) -> usize {
         match self {
-            Self::F32 { rows, .. } | Self::Quant { rows, .. } => *rows,
+            Self::F32 { rows, .. } => *rows,
+            Self::Quant(m) => m.rows(),
             Self::Sparse(m) => m.rows(),
         }
     }
 
     pub fn cols(&self) -> usize {
         match self {
-            Self::F32 { cols, .. } | Self::Quant { cols, .. } => *cols,
+            Self::F32 { cols, .. } => *cols,
+            Self::Quant(m) => m.cols(),
             Self::Sparse(m) => m.cols(),
         }
     }
@@ -160,7 +159,7 @@ impl Matrix {
     pub fn bytes(&self) -> usize {
         match self {
             Self::F32 { w, .. } => 4 * w.len(),
-            Self::Quant { w, .. } => w.bytes(),
+            Self::Quant(m) => m.bytes(),
             Self::Sparse(m) => m.bytes(),
         }
     }
@@ -175,8 +174,8 @@ impl Matrix {
     ) -> Result<()> {
         match self {
             Self::F32 { w, rows, cols } => matvec(w, bias, x, 1, *cols, *rows, y),
-            Self::Quant { w, rows, cols } => {
-                matvec_quant(w, x, &mut xq[..cols / QK], *rows, y)?;
+            Self::Quant(m) => {
+                matvec_x8(m, x, &mut xq[..m.cols() / QK], y)?;
                 add_bias(y, bias);
                 Ok(())
             }
@@ -206,10 +205,10 @@ impl Matrix {
             Self::F32 { w, rows, cols } => {
                 linear_fwd(y, x, w, bias, LinearDims::new(n, *cols, *rows), false)
             }
-            Self::Quant { w, rows, cols } => {
-                let (nb, m) = (cols / QK, n * rows);
-                matmul_quant(w, x, n, &mut xq[..n * nb], &mut y_t[..m], y)?;
-                for row in y.chunks_exact_mut(*rows) {
+            Self::Quant(m) => {
+                let (nb, rows) = (m.cols() / QK, m.rows());
+                matmul_x8(m, x, n, &mut xq[..n * nb], &mut y_t[..n * rows], y)?;
+                for row in y.chunks_exact_mut(rows) {
                     add_bias(row, bias);
                 }
                 Ok(())
@@ -228,18 +227,11 @@ impl Matrix {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::F32 { .. } => "f32",
-            Self::Quant {
-                w: QuantMatrix::Q8_0(_),
-                ..
-            } => "q8_0",
-            Self::Quant {
-                w: QuantMatrix::Q4_0(_),
-                ..
-            } => "q4_0",
-            Self::Quant {
-                w: QuantMatrix::Q4_1(_),
-                ..
-            } => "q4_1",
+            Self::Quant(m) => match m.kind() {
+                Kind::Q8_0 => "q8_0",
+                Kind::Q4_0 => "q4_0",
+                Kind::Q4_1 => "q4_1",
+            },
             Self::Sparse(SparseMatrix::Bitmask(_)) => "bitmask",
             Self::Sparse(SparseMatrix::TwoFour(_)) => "2:4",
         }

@@ -1,0 +1,538 @@
+//! Quantised matrices repacked for decoding: eight rows interleaved so that one AVX register
+//! holds one value per row and a matrix-vector product computes eight outputs at once.
+//!
+//! The GGUF/ggml layout ([`crate::quant`]) stores each row's blocks back to back. A dot
+//! product over it spends most of its instructions per block on bookkeeping: broadcasting and
+//! converting the block's f16 scale, reducing 8 lanes to one sum per row. Repacked at load
+//! time (llama.cpp's "repack" CPU buffers do the same), a group of 8 rows stores for each
+//! block column `i`:
+//!
+//! ```text
+//! scales [8 × f16]       one per row: a single F16C conversion gives the 8 lanes
+//! (Q4_1) mins [8 × f16]
+//! quants                 32-byte chunks, chunk j = for r in 0..8: 4 bytes of row r
+//!   Q8_0: 8 chunks, chunk j holds weights 4j..4j+4 of each row
+//!   Q4_0/Q4_1: 4 chunks, chunk j holds packed bytes 4j..4j+4 of each row: its low nibbles
+//!         are weights 4j..4j+4, its high nibbles weights 16+4j..16+4j+4
+//! ```
+//!
+//! so that lane r of `maddubs` + `madd` over a chunk and a broadcast of the matching 4
+//! activation bytes is row r's partial sum. The activation is Q8_0 as before. Q4 weights are
+//! multiplied as unsigned nibbles (no sign fix-ups): Σ (q − 8)·x = Σ q·x − 8·Σ x for Q4_0, and
+//! Q4_1 adds m·d_x·Σ q_x. The same bytes are read as in the ggml layout; rows left over
+//! after the last full group of 8 stay in that layout.
+
+use crate::check_len;
+use crate::quant::{quantize_q8_0, BlockQ8_0, QuantMatrix, QK};
+use half::f16;
+use rayon::prelude::*;
+use slm_core::{Error, Result};
+
+/// Rows per interleaved group.
+pub const ROWS: usize = 8;
+
+/// 32 bytes, aligned for AVX loads.
+#[repr(C, align(32))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Chunk(pub [u8; 32]);
+
+/// Which blocks were repacked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Q8_0,
+    Q4_0,
+    Q4_1,
+}
+
+impl Kind {
+    /// Quant chunks per group and block column.
+    fn chunks(self) -> usize {
+        match self {
+            Self::Q8_0 => 8,
+            Self::Q4_0 | Self::Q4_1 => 4,
+        }
+    }
+}
+
+/// A quantised matrix [rows, nb·32] in the interleaved layout (see the module docs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InterleavedMatrix {
+    kind: Kind,
+    rows: usize,
+    /// Blocks per row.
+    nb: usize,
+    /// [groups, nb, 8] f16 bits.
+    scales: Vec<u16>,
+    /// [groups, nb, 8] f16 bits (Q4_1 only).
+    mins: Vec<u16>,
+    /// [groups, nb, chunks]
+    quants: Vec<Chunk>,
+    /// The last rows % 8 rows, in the ggml layout.
+    tail: QuantMatrix,
+}
+
+impl InterleavedMatrix {
+    /// Repacks `w` [rows, cols] (ggml layout, `cols` a multiple of 32).
+    pub fn new(w: &QuantMatrix, rows: usize, cols: usize) -> Result<Self> {
+        if cols % QK != 0 || rows == 0 {
+            return Err(Error::invalid(format!(
+                "interleaved matrix: {rows} × {cols} (columns must be a multiple of {QK})"
+            )));
+        }
+        let nb = cols / QK;
+        check_len("interleaved matrix blocks", w.blocks(), rows * nb)?;
+        let (groups, full) = (rows / ROWS, rows / ROWS * ROWS);
+        let kind = match w {
+            QuantMatrix::Q8_0(_) => Kind::Q8_0,
+            QuantMatrix::Q4_0(_) => Kind::Q4_0,
+            QuantMatrix::Q4_1(_) => Kind::Q4_1,
+        };
+        let mut scales = Vec::with_capacity(groups * nb * ROWS);
+        let mut mins = Vec::new();
+        let mut quants = Vec::with_capacity(groups * nb * kind.chunks());
+        for g in 0..groups {
+            for i in 0..nb {
+                let at = |r: usize| (g * ROWS + r) * nb + i;
+                match w {
+                    QuantMatrix::Q8_0(b) => {
+                        scales.extend((0..ROWS).map(|r| b[at(r)].d));
+                        quants.extend((0..8).map(|j| {
+                            interleave(|r| {
+                                b[at(r)].qs[4 * j..4 * j + 4]
+                                    .iter()
+                                    .map(|&q| q as u8)
+                                    .collect()
+                            })
+                        }));
+                    }
+                    QuantMatrix::Q4_0(b) => {
+                        scales.extend((0..ROWS).map(|r| b[at(r)].d));
+                        quants.extend(
+                            (0..4).map(|j| interleave(|r| b[at(r)].qs[4 * j..4 * j + 4].to_vec())),
+                        );
+                    }
+                    QuantMatrix::Q4_1(b) => {
+                        scales.extend((0..ROWS).map(|r| b[at(r)].d));
+                        mins.extend((0..ROWS).map(|r| b[at(r)].m));
+                        quants.extend(
+                            (0..4).map(|j| interleave(|r| b[at(r)].qs[4 * j..4 * j + 4].to_vec())),
+                        );
+                    }
+                }
+            }
+        }
+        let tail = match w {
+            QuantMatrix::Q8_0(b) => QuantMatrix::Q8_0(b[full * nb..].to_vec()),
+            QuantMatrix::Q4_0(b) => QuantMatrix::Q4_0(b[full * nb..].to_vec()),
+            QuantMatrix::Q4_1(b) => QuantMatrix::Q4_1(b[full * nb..].to_vec()),
+        };
+        Ok(Self {
+            kind,
+            rows,
+            nb,
+            scales,
+            mins,
+            quants,
+            tail,
+        })
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.nb * QK
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Bytes a matrix-vector product streams (as many as the ggml layout).
+    pub fn bytes(&self) -> usize {
+        2 * (self.scales.len() + self.mins.len())
+            + std::mem::size_of::<Chunk>() * self.quants.len()
+            + self.tail.bytes()
+    }
+
+    fn groups(&self) -> usize {
+        self.rows / ROWS
+    }
+
+    /// Rows `8g..8g + 8` dotted with the quantised activation `xq` [nb blocks].
+    #[inline]
+    fn group_dot(&self, g: usize, xq: &[BlockQ8_0], out: &mut [f32]) {
+        let nb = self.nb;
+        let scales = &self.scales[g * nb * ROWS..(g + 1) * nb * ROWS];
+        let c = self.kind.chunks();
+        let quants = &self.quants[g * nb * c..(g + 1) * nb * c];
+        let mins = match self.kind {
+            Kind::Q4_1 => &self.mins[g * nb * ROWS..(g + 1) * nb * ROWS],
+            _ => &[][..],
+        };
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2() {
+            // SAFETY: features detected; the slices hold nb block columns of this group.
+            let y = unsafe {
+                match self.kind {
+                    Kind::Q8_0 => avx2::group_q8_0(scales, quants, xq),
+                    Kind::Q4_0 => avx2::group_q4(scales, None, quants, xq),
+                    Kind::Q4_1 => avx2::group_q4(scales, Some(mins), quants, xq),
+                }
+            };
+            out[..ROWS].copy_from_slice(&y);
+            return;
+        }
+        group_dot_scalar(self.kind, scales, mins, quants, xq, out);
+    }
+
+    /// y [rows] for one quantised activation row: full groups, then the tail rows.
+    fn rows_into(&self, xq: &[BlockQ8_0], g0: usize, ys: &mut [f32]) {
+        for (k, yg) in ys.chunks_mut(ROWS).enumerate() {
+            let g = g0 + k;
+            if g < self.groups() && yg.len() == ROWS {
+                self.group_dot(g, xq, yg);
+            } else {
+                let first = g * ROWS - self.groups() * ROWS;
+                for (j, y) in yg.iter_mut().enumerate() {
+                    *y = self.tail.row_dot(first + j, xq);
+                }
+            }
+        }
+    }
+}
+
+/// One 32-byte chunk from 4 bytes of each of the 8 rows.
+fn interleave(four_bytes: impl Fn(usize) -> Vec<u8>) -> Chunk {
+    let mut c = Chunk::default();
+    for r in 0..ROWS {
+        c.0[4 * r..4 * r + 4].copy_from_slice(&four_bytes(r));
+    }
+    c
+}
+
+fn scale(d: u16) -> f32 {
+    f16::from_bits(d).to_f32()
+}
+
+/// The scalar twin of the AVX2 group kernels, reading the same layout.
+fn group_dot_scalar(
+    kind: Kind,
+    scales: &[u16],
+    mins: &[u16],
+    quants: &[Chunk],
+    xq: &[BlockQ8_0],
+    out: &mut [f32],
+) {
+    let c = kind.chunks();
+    let mut acc = [0f32; ROWS];
+    for (i, xb) in xq.iter().enumerate() {
+        let sx: i32 = xb.qs.iter().map(|&q| q as i32).sum();
+        for r in 0..ROWS {
+            let mut s = 0i32;
+            for j in 0..c {
+                let w = &quants[i * c + j].0[4 * r..4 * r + 4];
+                for (k, &b) in w.iter().enumerate() {
+                    match kind {
+                        Kind::Q8_0 => s += b as i8 as i32 * xb.qs[4 * j + k] as i32,
+                        Kind::Q4_0 | Kind::Q4_1 => {
+                            s += (b & 0x0F) as i32 * xb.qs[4 * j + k] as i32;
+                            s += (b >> 4) as i32 * xb.qs[16 + 4 * j + k] as i32;
+                        }
+                    }
+                }
+            }
+            let d = scale(scales[i * ROWS + r]) * scale(xb.d);
+            acc[r] += match kind {
+                Kind::Q8_0 => d * s as f32,
+                Kind::Q4_0 => d * (s - 8 * sx) as f32,
+                Kind::Q4_1 => d * s as f32 + scale(mins[i * ROWS + r]) * scale(xb.d) * sx as f32,
+            };
+        }
+    }
+    out[..ROWS].copy_from_slice(&acc);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn has_avx2() -> bool {
+    std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+        && std::arch::is_x86_feature_detected!("f16c")
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{Chunk, ROWS};
+    use crate::quant::BlockQ8_0;
+    use std::arch::x86_64::*;
+
+    /// 4 activation bytes `qs[at..at + 4]` in every 32-bit lane.
+    #[inline(always)]
+    unsafe fn bcast4(qs: &[i8; 32], at: usize) -> __m256i {
+        _mm256_set1_epi32(std::ptr::read_unaligned(qs.as_ptr().add(at) as *const i32))
+    }
+
+    /// Σ over block columns of d_w·d_x·Σ q_w·q_x for 8 interleaved Q8_0 rows.
+    ///
+    /// # Safety
+    /// AVX2, FMA and F16C present; `scales` holds 8·xq.len() values, `quants` 8·xq.len().
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn group_q8_0(scales: &[u16], quants: &[Chunk], xq: &[BlockQ8_0]) -> [f32; ROWS] {
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = _mm256_setzero_ps();
+        let (sp, qp) = (scales.as_ptr(), quants.as_ptr());
+        for (i, xb) in xq.iter().enumerate() {
+            let mut isum = _mm256_setzero_si256();
+            for j in 0..8 {
+                let w = _mm256_load_si256(qp.add(8 * i + j) as *const __m256i);
+                let x = bcast4(&xb.qs, 4 * j);
+                // |w| · (x with w's sign): unsigned × signed, as maddubs wants.
+                let p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, ones));
+            }
+            let dw = _mm256_cvtph_ps(_mm_loadu_si128(sp.add(ROWS * i) as *const __m128i));
+            let d = _mm256_mul_ps(dw, _mm256_cvtph_ps(_mm_set1_epi16(xb.d as i16)));
+            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum), acc);
+        }
+        let mut out = [0f32; ROWS];
+        _mm256_storeu_ps(out.as_mut_ptr(), acc);
+        out
+    }
+
+    /// Q4_0 (`mins` None: Σ (q − 8)·x) or Q4_1 (Σ q·x·d + m·d_x·Σ x) for 8 interleaved rows.
+    ///
+    /// # Safety
+    /// AVX2, FMA and F16C present; `scales` (and `mins`) hold 8·xq.len() values, `quants`
+    /// 4·xq.len() chunks.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn group_q4(
+        scales: &[u16],
+        mins: Option<&[u16]>,
+        quants: &[Chunk],
+        xq: &[BlockQ8_0],
+    ) -> [f32; ROWS] {
+        let ones16 = _mm256_set1_epi16(1);
+        let ones8 = _mm256_set1_epi8(1);
+        let low = _mm256_set1_epi8(0x0F);
+        let mut acc = _mm256_setzero_ps();
+        let (sp, qp) = (scales.as_ptr(), quants.as_ptr());
+        for (i, xb) in xq.iter().enumerate() {
+            let xv = _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i);
+            // Σ x of the block, in every lane.
+            let sx8 = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, xv), ones16);
+            let sx4 = _mm_add_epi32(
+                _mm256_castsi256_si128(sx8),
+                _mm256_extracti128_si256(sx8, 1),
+            );
+            let sx2 = _mm_add_epi32(sx4, _mm_unpackhi_epi64(sx4, sx4));
+            let sx1 = _mm_add_epi32(sx2, _mm_shuffle_epi32(sx2, 1));
+            let sx = _mm256_broadcastd_epi32(sx1);
+            let mut isum = _mm256_setzero_si256();
+            for j in 0..4 {
+                let raw = _mm256_load_si256(qp.add(4 * i + j) as *const __m256i);
+                let lo = _mm256_and_si256(raw, low);
+                let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low);
+                let plo = _mm256_maddubs_epi16(lo, bcast4(&xb.qs, 4 * j));
+                let phi = _mm256_maddubs_epi16(hi, bcast4(&xb.qs, 16 + 4 * j));
+                isum =
+                    _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_add_epi16(plo, phi), ones16));
+            }
+            let dx = _mm256_cvtph_ps(_mm_set1_epi16(xb.d as i16));
+            let dw = _mm256_cvtph_ps(_mm_loadu_si128(sp.add(ROWS * i) as *const __m128i));
+            let d = _mm256_mul_ps(dw, dx);
+            match mins {
+                None => {
+                    let centred = _mm256_sub_epi32(isum, _mm256_slli_epi32(sx, 3));
+                    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(centred), acc);
+                }
+                Some(m) => {
+                    let mw = _mm256_cvtph_ps(_mm_loadu_si128(
+                        m.as_ptr().add(ROWS * i) as *const __m128i
+                    ));
+                    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum), acc);
+                    let msx = _mm256_mul_ps(dx, _mm256_cvtepi32_ps(sx));
+                    acc = _mm256_fmadd_ps(mw, msx, acc);
+                }
+            }
+        }
+        let mut out = [0f32; ROWS];
+        _mm256_storeu_ps(out.as_mut_ptr(), acc);
+        out
+    }
+}
+
+/// y = W·x for an interleaved `w`: `x` is quantised to Q8_0 into `xq` (cols/32 blocks), then
+/// groups of 8 rows are split across the current rayon pool.
+pub fn matvec_x8(
+    w: &InterleavedMatrix,
+    x: &[f32],
+    xq: &mut [BlockQ8_0],
+    y: &mut [f32],
+) -> Result<()> {
+    check_len("matvec_x8 x", x.len(), w.cols())?;
+    check_len("matvec_x8 y", y.len(), w.rows)?;
+    check_len("matvec_x8 scratch", xq.len(), w.nb)?;
+    quantize_q8_0(x, xq)?;
+    let xq: &[BlockQ8_0] = xq;
+    if w.bytes() < 64 * 1024 {
+        w.rows_into(xq, 0, y);
+        return Ok(());
+    }
+    // ~32 KiB of weights per task, whole groups.
+    let group_bytes = w.bytes() / w.rows.div_ceil(ROWS);
+    let groups_per_task = (32 * 1024 / group_bytes.max(1)).max(1);
+    y.par_chunks_mut(groups_per_task * ROWS)
+        .enumerate()
+        .for_each(|(t, ys)| w.rows_into(xq, t * groups_per_task, ys));
+    Ok(())
+}
+
+/// Y [n, rows] = X [n, cols]·Wᵀ for an interleaved `w` (prefill): the n rows of `x` are
+/// quantised into `xq` (n·cols/32 blocks); each task streams its groups' weights once for all
+/// n inputs (they stay in cache), writing `y_t` [rows, n]; `y` gets it in row-major order.
+pub fn matmul_x8(
+    w: &InterleavedMatrix,
+    x: &[f32],
+    n: usize,
+    xq: &mut [BlockQ8_0],
+    y_t: &mut [f32],
+    y: &mut [f32],
+) -> Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let (rows, nb) = (w.rows, w.nb);
+    check_len("matmul_x8 x", x.len(), n * w.cols())?;
+    check_len("matmul_x8 scratch", xq.len(), n * nb)?;
+    check_len("matmul_x8 y_t", y_t.len(), n * rows)?;
+    check_len("matmul_x8 y", y.len(), n * rows)?;
+    quantize_q8_0(x, xq)?;
+    let xq: &[BlockQ8_0] = xq;
+    let groups = rows.div_ceil(ROWS);
+    let groups_per_task = groups.div_ceil(4 * crate::par::num_threads()).max(1);
+    // y_t as [rows, n]: a task owns whole groups, i.e. 8·n consecutive values per group.
+    y_t.par_chunks_mut(groups_per_task * ROWS * n)
+        .enumerate()
+        .for_each(|(t, yc)| {
+            let mut col = [0f32; ROWS];
+            for (k, yg) in yc.chunks_mut(ROWS * n).enumerate() {
+                let g = t * groups_per_task + k;
+                let in_group = yg.len() / n;
+                for r in 0..n {
+                    w.rows_into(&xq[r * nb..(r + 1) * nb], g, &mut col[..in_group]);
+                    for (j, &v) in col[..in_group].iter().enumerate() {
+                        yg[j * n + r] = v;
+                    }
+                }
+            }
+        });
+    for r in 0..n {
+        for o in 0..rows {
+            y[r * rows + o] = y_t[o * n + r];
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::{matvec_quant_naive, quantize_q4_0, quantize_q4_1};
+    use crate::testutil::rand_vec;
+    use proptest::prelude::*;
+
+    fn plain(wf: &[f32], kind: usize) -> QuantMatrix {
+        let n = wf.len() / QK;
+        match kind {
+            0 => {
+                let mut b = vec![BlockQ8_0::default(); n];
+                quantize_q8_0(wf, &mut b).unwrap();
+                QuantMatrix::Q8_0(b)
+            }
+            1 => {
+                let mut b = vec![BlockQ4_0::default(); n];
+                quantize_q4_0(wf, &mut b).unwrap();
+                QuantMatrix::Q4_0(b)
+            }
+            _ => {
+                let mut b = vec![BlockQ4_1::default(); n];
+                quantize_q4_1(wf, &mut b).unwrap();
+                QuantMatrix::Q4_1(b)
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        #[test]
+        fn interleaved_matvec_equals_dequantised_reference(
+            rows in 1usize..90, blocks in 1usize..10, kind in 0usize..3, seed in 0u64..1000,
+            shift in -1.0f32..1.0
+        ) {
+            let cols = blocks * QK;
+            let wf: Vec<f32> = rand_vec(rows * cols, seed).iter().map(|v| v + shift).collect();
+            let x = rand_vec(cols, seed + 3);
+            let q = plain(&wf, kind);
+            let w = InterleavedMatrix::new(&q, rows, cols).unwrap();
+            prop_assert_eq!(w.bytes(), q.bytes());
+            let mut y = vec![0f32; rows];
+            let mut xq = vec![BlockQ8_0::default(); blocks];
+            matvec_x8(&w, &x, &mut xq, &mut y).unwrap();
+            let want = matvec_quant_naive(&q, &x, rows).unwrap();
+            for (a, b) in y.iter().zip(&want) {
+                prop_assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{} vs {}", a, b);
+            }
+            // The scalar twin reads the same layout to the same sums.
+            let mut xq = vec![BlockQ8_0::default(); blocks];
+            quantize_q8_0(&x, &mut xq).unwrap();
+            for g in 0..w.groups() {
+                let c = w.kind.chunks();
+                let mut s = [0f32; ROWS];
+                group_dot_scalar(w.kind, &w.scales[g * blocks * ROWS..(g + 1) * blocks * ROWS],
+                    if w.mins.is_empty() { &[] } else { &w.mins[g * blocks * ROWS..(g + 1) * blocks * ROWS] },
+                    &w.quants[g * blocks * c..(g + 1) * blocks * c], &xq, &mut s);
+                for (j, v) in s.iter().enumerate() {
+                    let b = want[g * ROWS + j];
+                    prop_assert!((v - b).abs() <= 1e-4 * (1.0 + b.abs()), "scalar {} vs {}", v, b);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn large_matvec_and_matmul_agree() {
+        let (rows, blocks, n) = (1003, 24, 5);
+        let cols = blocks * QK;
+        let wf = rand_vec(rows * cols, 11);
+        let x = rand_vec(n * cols, 12);
+        for kind in 0..3 {
+            let q = plain(&wf, kind);
+            let w = InterleavedMatrix::new(&q, rows, cols).unwrap();
+            let (mut xq, mut y_t, mut y) = (
+                vec![BlockQ8_0::default(); n * blocks],
+                vec![0f32; n * rows],
+                vec![0f32; n * rows],
+            );
+            matmul_x8(&w, &x, n, &mut xq, &mut y_t, &mut y).unwrap();
+            for r in 0..n {
+                let mut one = vec![0f32; rows];
+                let mut xq1 = vec![BlockQ8_0::default(); blocks];
+                matvec_x8(&w, &x[r * cols..(r + 1) * cols], &mut xq1, &mut one).unwrap();
+                assert_eq!(
+                    &y[r * rows..(r + 1) * rows],
+                    one.as_slice(),
+                    "kind {kind} row {r}"
+                );
+                let want = matvec_quant_naive(&q, &x[r * cols..(r + 1) * cols], rows).unwrap();
+                for (a, b) in one.iter().zip(&want) {
+                    assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
+                }
+            }
+        }
+        let q = plain(&wf[..QK * 3], 0);
+        assert!(InterleavedMatrix::new(&q, 1, 3 * QK + 1).is_err());
+        assert!(InterleavedMatrix::new(&q, 2, 3 * QK).is_err());
+    }
+}
