@@ -155,6 +155,7 @@ pub fn generate_sample(
         stop: cfg.stop.clone(),
         add_bos: true,
         stop_at_eos: true,
+        ..Default::default()
     };
     let gen = continue_prompt(teacher.model, teacher.tokenizer, &prompt, &opts)
         .map_err(|e| Error::msg(format!("sample {index} (prompt {prompt:?}): {e}")))?;

@@ -5,7 +5,7 @@
 //! `weight_bytes_per_token × tokens/s` is the bandwidth a decoder achieves, and
 //! `bandwidth ÷ weight_bytes_per_token` its ceiling.
 
-use crate::decode::{BatchScratch, Decoder};
+use crate::decode::{BatchScratch, Decoder, KvType};
 use crate::sampler::argmax;
 use rayon::prelude::*;
 use slm_core::Result;
@@ -69,8 +69,8 @@ pub fn peak_memory_bytes() -> Option<u64> {
 
 /// Prefill and greedy-decode speed of the decode engine, tokens/s: `prompt` in chunks, then
 /// `gen` tokens each fed back (positions after the prompt; `gen` must fit the context).
-pub fn time_greedy(dec: &Decoder, prompt: &[u32], gen: usize) -> Result<(f64, f64)> {
-    let mut state = dec.new_state();
+pub fn time_greedy(dec: &Decoder, prompt: &[u32], gen: usize, kv: KvType) -> Result<(f64, f64)> {
+    let mut state = dec.new_state_with(kv);
     let t0 = Instant::now();
     let mut next = argmax(dec.prefill(&mut state, prompt, 0)?);
     let prefill = prompt.len() as f64 / t0.elapsed().as_secs_f64().max(1e-9);
@@ -85,8 +85,14 @@ pub fn time_greedy(dec: &Decoder, prompt: &[u32], gen: usize) -> Result<(f64, f6
 /// Batched greedy-decode speed, tokens/s summed over `batch` sequences: each sequence is
 /// prefilled with `prompt` rotated by its index (untimed), then `gen` steps run for all of
 /// them at once through [`Decoder::forward_batch`].
-pub fn time_greedy_batch(dec: &Decoder, prompt: &[u32], gen: usize, batch: usize) -> Result<f64> {
-    let mut states: Vec<_> = (0..batch).map(|_| dec.new_state()).collect();
+pub fn time_greedy_batch(
+    dec: &Decoder,
+    prompt: &[u32],
+    gen: usize,
+    batch: usize,
+    kv: KvType,
+) -> Result<f64> {
+    let mut states: Vec<_> = (0..batch).map(|_| dec.new_state_with(kv)).collect();
     let mut next = Vec::with_capacity(batch);
     for (b, s) in states.iter_mut().enumerate() {
         let mut p = prompt.to_vec();

@@ -4,7 +4,7 @@
 //! Stops at `max_tokens`, at the end-of-sequence token, at a stop string or when the model
 //! context is full, and reports which, with timings for prefill and decode.
 
-use crate::decode::{Decoder, WeightType};
+use crate::decode::{Decoder, KvType, WeightType};
 use crate::sampler::{Sampler, SamplerConfig};
 use crate::stop::{StopCheck, StopMatcher};
 use slm_core::{Error, Result};
@@ -21,6 +21,8 @@ pub struct GenerateOptions {
     pub add_bos: bool,
     /// Stop when the model emits its end-of-sequence token.
     pub stop_at_eos: bool,
+    /// Storage of the decode engine's KV cache.
+    pub kv: KvType,
 }
 
 impl Default for GenerateOptions {
@@ -31,6 +33,7 @@ impl Default for GenerateOptions {
             stop: Vec::new(),
             add_bos: true,
             stop_at_eos: true,
+            kv: KvType::F32,
         }
     }
 }
@@ -112,7 +115,7 @@ pub fn generate_from_tokens(
     // The decode engine (preallocated KV cache, streaming matrix-vector products); the
     // candle model stays the reference its tests compare with.
     let engine = Decoder::new(model, WeightType::F32)?;
-    let mut state = engine.new_state();
+    let mut state = engine.new_state_with(opts.kv);
     let t0 = Instant::now();
     let mut logits = engine.prefill(&mut state, &prompt_tokens, 0)?.to_vec();
     let prefill_secs = t0.elapsed().as_secs_f64();

@@ -42,6 +42,7 @@ fn greedy(prompt: Vec<u32>, total: usize) -> Vec<u32> {
         stop: vec![],
         add_bos: true,
         stop_at_eos: false,
+        ..Default::default()
     };
     let g = generate_from_tokens(
         &loaded.model,

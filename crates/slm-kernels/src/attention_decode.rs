@@ -6,8 +6,10 @@
 //! out[i] = Σ_t softmax_t(q_i·k_t / √e) · v_t
 //! ```
 //! Heads run in parallel on the current rayon pool once there is enough work (long caches),
-//! each head's loop compiled for AVX2+FMA where the CPU has it. The training kernels in
-//! [`crate::attention`] cover whole sequences; this is the one-query case.
+//! each head's loop compiled for AVX2+FMA where the CPU has it. The cache holds f32 or f16
+//! values ([`attend_f16`]: half the bytes read per position, as llama.cpp's default cache;
+//! converted with F16C). The training kernels in [`crate::attention`] cover whole sequences;
+//! this is the one-query case.
 
 use crate::{check_len, simd};
 use rayon::prelude::*;
@@ -56,6 +58,149 @@ crate::dispatch!(
             scores: &mut [f32], o: &mut [f32]) => head_impl
 );
 
+/// [`head_impl`] over an f16 cache (values as f16 bits).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn head_f16_scalar(
+    qh: &[f32],
+    keys: &[u16],
+    vals: &[u16],
+    kv: usize,
+    off: usize,
+    scale: f32,
+    scores: &mut [f32],
+    o: &mut [f32],
+) {
+    use half::f16;
+    let e = qh.len();
+    for (t, sc) in scores.iter_mut().enumerate() {
+        let k = &keys[t * kv + off..t * kv + off + e];
+        *sc = qh
+            .iter()
+            .zip(k)
+            .map(|(a, &b)| a * f16::from_bits(b).to_f32())
+            .sum::<f32>()
+            * scale;
+    }
+    let max = simd::max(scores);
+    let sum = simd::exp_shift_sum(scores, max);
+    o.fill(0.0);
+    for (t, &p) in scores.iter().enumerate() {
+        let vt = &vals[t * kv + off..t * kv + off + e];
+        for (a, &v) in o.iter_mut().zip(vt) {
+            *a += p * f16::from_bits(v).to_f32();
+        }
+    }
+    let inv = 1.0 / sum;
+    o.iter_mut().for_each(|a| *a *= inv);
+}
+
+#[cfg(target_arch = "x86_64")]
+mod f16c {
+    use crate::simd;
+    use std::arch::x86_64::*;
+
+    /// One head over an f16 cache, 8 values per F16C conversion; `e` a multiple of 8.
+    ///
+    /// # Safety
+    /// AVX2, FMA and F16C present; `keys`/`vals` hold `scores.len()` positions of `kv`
+    /// values, `off + qh.len() ≤ kv`, `o.len() = qh.len()`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn head(
+        qh: &[f32],
+        keys: &[u16],
+        vals: &[u16],
+        kv: usize,
+        off: usize,
+        scale: f32,
+        scores: &mut [f32],
+        o: &mut [f32],
+    ) {
+        let e = qh.len();
+        let (kp, vp, qp) = (keys.as_ptr(), vals.as_ptr(), qh.as_ptr());
+        for (t, sc) in scores.iter_mut().enumerate() {
+            let row = kp.add(t * kv + off);
+            let mut acc = _mm256_setzero_ps();
+            // (Plain index loops: `step_by` kept its state on the stack in this function.)
+            let mut c = 0;
+            while c < e {
+                let k = _mm256_cvtph_ps(_mm_loadu_si128(row.add(c) as *const __m128i));
+                acc = _mm256_fmadd_ps(_mm256_loadu_ps(qp.add(c)), k, acc);
+                c += 8;
+            }
+            *sc = simd::hsum256(acc) * scale;
+        }
+        let max = simd::max(scores);
+        let sum = simd::exp_shift_sum(scores, max);
+        o.fill(0.0);
+        let op = o.as_mut_ptr();
+        for (t, &p) in scores.iter().enumerate() {
+            let row = vp.add(t * kv + off);
+            let pv = _mm256_set1_ps(p);
+            let mut c = 0;
+            while c < e {
+                let v = _mm256_cvtph_ps(_mm_loadu_si128(row.add(c) as *const __m128i));
+                _mm256_storeu_ps(
+                    op.add(c),
+                    _mm256_fmadd_ps(pv, v, _mm256_loadu_ps(op.add(c))),
+                );
+                c += 8;
+            }
+        }
+        let inv = 1.0 / sum;
+        o.iter_mut().for_each(|a| *a *= inv);
+    }
+}
+
+/// One head over an f16 cache: F16C where present and `e` is a multiple of 8, else scalar.
+#[allow(clippy::too_many_arguments)]
+fn head_f16(
+    qh: &[f32],
+    keys: &[u16],
+    vals: &[u16],
+    kv: usize,
+    off: usize,
+    scale: f32,
+    scores: &mut [f32],
+    o: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if qh.len() % 8 == 0
+        && std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+        && std::arch::is_x86_feature_detected!("f16c")
+    {
+        // SAFETY: features detected; `attend_cache` checked the lengths.
+        unsafe { f16c::head(qh, keys, vals, kv, off, scale, scores, o) };
+        return;
+    }
+    head_f16_scalar(qh, keys, vals, kv, off, scale, scores, o);
+}
+
+/// Cached keys/values of one layer, positions 0..n, [n, g·e].
+#[derive(Debug, Clone, Copy)]
+pub enum Cache<'a> {
+    F32 {
+        keys: &'a [f32],
+        vals: &'a [f32],
+    },
+    /// f16 bits.
+    F16 {
+        keys: &'a [u16],
+        vals: &'a [u16],
+    },
+}
+
+impl Cache<'_> {
+    fn len(&self) -> (usize, usize) {
+        match self {
+            Self::F32 { keys, vals } => (keys.len(), vals.len()),
+            Self::F16 { keys, vals } => (keys.len(), vals.len()),
+        }
+    }
+}
+
 /// `out` [h·e] = attention of `q` [h·e] over `keys`, `vals` [n, g·e]; `scores` is scratch of
 /// at least h·n values.
 pub fn attend(
@@ -66,6 +211,29 @@ pub fn attend(
     scores: &mut [f32],
     out: &mut [f32],
 ) -> Result<()> {
+    attend_cache(s, q, Cache::F32 { keys, vals }, scores, out)
+}
+
+/// [`attend`] over an f16 cache (values as f16 bits).
+pub fn attend_f16(
+    s: DecodeAttn,
+    q: &[f32],
+    keys: &[u16],
+    vals: &[u16],
+    scores: &mut [f32],
+    out: &mut [f32],
+) -> Result<()> {
+    attend_cache(s, q, Cache::F16 { keys, vals }, scores, out)
+}
+
+/// [`attend`] over either cache type.
+pub fn attend_cache(
+    s: DecodeAttn,
+    q: &[f32],
+    cache: Cache<'_>,
+    scores: &mut [f32],
+    out: &mut [f32],
+) -> Result<()> {
     let (h, g, e) = (s.heads, s.kv_heads, s.head_dim);
     if g == 0 || h % g != 0 || e == 0 {
         return Err(Error::invalid(format!(
@@ -73,11 +241,12 @@ pub fn attend(
         )));
     }
     let kv = g * e;
-    let n = keys.len() / kv;
+    let (nk, nv) = cache.len();
+    let n = nk / kv;
     check_len("decode attention q", q.len(), h * e)?;
     check_len("decode attention out", out.len(), h * e)?;
-    check_len("decode attention keys", keys.len(), n * kv)?;
-    check_len("decode attention vals", vals.len(), n * kv)?;
+    check_len("decode attention keys", nk, n * kv)?;
+    check_len("decode attention vals", nv, n * kv)?;
     if n == 0 || scores.len() < h * n {
         return Err(Error::invalid(format!(
             "decode attention: {n} positions, {} scores of scratch for {h} heads",
@@ -88,7 +257,11 @@ pub fn attend(
     let per_group = h / g;
     let one = |(i, (o, sc)): (usize, (&mut [f32], &mut [f32]))| {
         let off = (i / per_group) * e;
-        head(&q[i * e..(i + 1) * e], keys, vals, kv, off, scale, sc, o);
+        let qh = &q[i * e..(i + 1) * e];
+        match cache {
+            Cache::F32 { keys, vals } => head(qh, keys, vals, kv, off, scale, sc, o),
+            Cache::F16 { keys, vals } => head_f16(qh, keys, vals, kv, off, scale, sc, o),
+        }
     };
     let scores = &mut scores[..h * n];
     // Two passes over n·e values per head: worth a fork-join from ~16k multiply-adds.
@@ -154,6 +327,31 @@ mod tests {
             let want = naive(s, &q, &keys, &vals);
             for (a, b) in out.iter().zip(&want) {
                 assert!((a - b).abs() < 1e-5, "{h}/{g}/{e}/{n}: {a} vs {b}");
+            }
+        }
+        // An f16 cache: the definition over the f16-rounded keys and values.
+        for (h, g, e, n) in [(4, 2, 16, 5), (2, 1, 12, 3), (16, 4, 64, 300)] {
+            let s = DecodeAttn {
+                heads: h,
+                kv_heads: g,
+                head_dim: e,
+            };
+            let q = rand_vec(h * e, 4);
+            let (keys, vals) = (rand_vec(n * g * e, 5), rand_vec(n * g * e, 6));
+            let bits = |v: &[f32]| -> Vec<u16> {
+                v.iter()
+                    .map(|&x| half::f16::from_f32(x).to_bits())
+                    .collect()
+            };
+            let round = |v: &[f32]| -> Vec<f32> {
+                v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect()
+            };
+            let mut scores = vec![0f32; h * n];
+            let mut out = vec![0f32; h * e];
+            attend_f16(s, &q, &bits(&keys), &bits(&vals), &mut scores, &mut out).unwrap();
+            let want = naive(s, &q, &round(&keys), &round(&vals));
+            for (a, b) in out.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-5, "f16 {h}/{g}/{e}/{n}: {a} vs {b}");
             }
         }
         let s = DecodeAttn {

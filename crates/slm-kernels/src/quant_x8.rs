@@ -174,17 +174,46 @@ impl InterleavedMatrix {
         #[cfg(target_arch = "x86_64")]
         if has_avx2() {
             // SAFETY: features detected; the slices hold nb block columns of this group.
-            let y = unsafe {
+            let [y] = unsafe {
                 match self.kind {
-                    Kind::Q8_0 => avx2::group_q8_0(scales, quants, xq),
-                    Kind::Q4_0 => avx2::group_q4(scales, None, quants, xq),
-                    Kind::Q4_1 => avx2::group_q4(scales, Some(mins), quants, xq),
+                    Kind::Q8_0 => avx2::group_q8_0(scales, quants, [xq]),
+                    Kind::Q4_0 => avx2::group_q4(scales, None, quants, [xq]),
+                    Kind::Q4_1 => avx2::group_q4(scales, Some(mins), quants, [xq]),
                 }
             };
             out[..ROWS].copy_from_slice(&y);
             return;
         }
         group_dot_scalar(self.kind, scales, mins, quants, xq, out);
+    }
+
+    /// Rows `8g..8g + 8` dotted with four quantised activation rows at once (each weight
+    /// chunk loaded once for the four), or None without AVX2.
+    #[inline]
+    fn group_dot4(&self, g: usize, xs: [&[BlockQ8_0]; 4]) -> Option<[[f32; ROWS]; 4]> {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2() {
+            let nb = self.nb;
+            let scales = &self.scales[g * nb * ROWS..(g + 1) * nb * ROWS];
+            let c = self.kind.chunks();
+            let quants = &self.quants[g * nb * c..(g + 1) * nb * c];
+            // SAFETY: features detected; the slices hold nb block columns of this group and
+            // every activation row has nb blocks.
+            return Some(unsafe {
+                match self.kind {
+                    Kind::Q8_0 => avx2::group_q8_0(scales, quants, xs),
+                    Kind::Q4_0 => avx2::group_q4(scales, None, quants, xs),
+                    Kind::Q4_1 => avx2::group_q4(
+                        scales,
+                        Some(&self.mins[g * nb * ROWS..(g + 1) * nb * ROWS]),
+                        quants,
+                        xs,
+                    ),
+                }
+            });
+        }
+        let _ = (g, xs);
+        None
     }
 
     /// y [rows] for one quantised activation row: full groups, then the tail rows.
@@ -274,91 +303,128 @@ mod avx2 {
         _mm256_set1_epi32(std::ptr::read_unaligned(qs.as_ptr().add(at) as *const i32))
     }
 
-    /// Σ over block columns of d_w·d_x·Σ q_w·q_x for 8 interleaved Q8_0 rows.
+    /// Σ over block columns of d_w·d_x·Σ q_w·q_x for 8 interleaved Q8_0 rows against `R`
+    /// activation rows (each weight chunk is loaded once for all of them).
     ///
     /// # Safety
-    /// AVX2, FMA and F16C present; `scales` holds 8·xq.len() values, `quants` 8·xq.len().
+    /// AVX2, FMA and F16C present; `scales` holds 8·nb values and `quants` 8·nb chunks, with
+    /// nb the block count of every `xs[r]`.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn group_q8_0(scales: &[u16], quants: &[Chunk], xq: &[BlockQ8_0]) -> [f32; ROWS] {
+    pub unsafe fn group_q8_0<const R: usize>(
+        scales: &[u16],
+        quants: &[Chunk],
+        xs: [&[BlockQ8_0]; R],
+    ) -> [[f32; ROWS]; R] {
         let ones = _mm256_set1_epi16(1);
-        let mut acc = _mm256_setzero_ps();
+        let mut acc = [_mm256_setzero_ps(); R];
         let (sp, qp) = (scales.as_ptr(), quants.as_ptr());
-        for (i, xb) in xq.iter().enumerate() {
-            let mut isum = _mm256_setzero_si256();
+        let nb = xs[0].len();
+        for i in 0..nb {
+            let mut isum = [_mm256_setzero_si256(); R];
             for j in 0..8 {
                 let w = _mm256_load_si256(qp.add(8 * i + j) as *const __m256i);
-                let x = bcast4(&xb.qs, 4 * j);
-                // |w| · (x with w's sign): unsigned × signed, as maddubs wants.
-                let p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
-                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, ones));
+                let aw = _mm256_sign_epi8(w, w);
+                for r in 0..R {
+                    let x = bcast4(&xs[r].get_unchecked(i).qs, 4 * j);
+                    // |w| · (x with w's sign): unsigned × signed, as maddubs wants.
+                    let p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, w));
+                    isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(p, ones));
+                }
             }
             let dw = _mm256_cvtph_ps(_mm_loadu_si128(sp.add(ROWS * i) as *const __m128i));
-            let d = _mm256_mul_ps(dw, _mm256_cvtph_ps(_mm_set1_epi16(xb.d as i16)));
-            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum), acc);
+            for r in 0..R {
+                let dx = _mm256_cvtph_ps(_mm_set1_epi16(xs[r].get_unchecked(i).d as i16));
+                acc[r] =
+                    _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(isum[r]), acc[r]);
+            }
         }
-        let mut out = [0f32; ROWS];
-        _mm256_storeu_ps(out.as_mut_ptr(), acc);
+        let mut out = [[0f32; ROWS]; R];
+        for r in 0..R {
+            _mm256_storeu_ps(out[r].as_mut_ptr(), acc[r]);
+        }
         out
     }
 
-    /// Q4_0 (`mins` None: Σ (q − 8)·x) or Q4_1 (Σ q·x·d + m·d_x·Σ x) for 8 interleaved rows.
+    /// Σ x of a Q8_0 block, in every lane.
+    #[inline(always)]
+    unsafe fn block_sum(xb: &BlockQ8_0) -> __m256i {
+        let xv = _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i);
+        let sx8 = _mm256_madd_epi16(
+            _mm256_maddubs_epi16(_mm256_set1_epi8(1), xv),
+            _mm256_set1_epi16(1),
+        );
+        let sx4 = _mm_add_epi32(
+            _mm256_castsi256_si128(sx8),
+            _mm256_extracti128_si256(sx8, 1),
+        );
+        let sx2 = _mm_add_epi32(sx4, _mm_unpackhi_epi64(sx4, sx4));
+        let sx1 = _mm_add_epi32(sx2, _mm_shuffle_epi32(sx2, 1));
+        _mm256_broadcastd_epi32(sx1)
+    }
+
+    /// Q4_0 (`mins` None: Σ (q − 8)·x) or Q4_1 (Σ q·x·d + m·d_x·Σ x) for 8 interleaved rows
+    /// against `R` activation rows.
     ///
     /// # Safety
-    /// AVX2, FMA and F16C present; `scales` (and `mins`) hold 8·xq.len() values, `quants`
-    /// 4·xq.len() chunks.
+    /// AVX2, FMA and F16C present; `scales` (and `mins`) hold 8·nb values, `quants` 4·nb
+    /// chunks, with nb the block count of every `xs[r]`.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn group_q4(
+    pub unsafe fn group_q4<const R: usize>(
         scales: &[u16],
         mins: Option<&[u16]>,
         quants: &[Chunk],
-        xq: &[BlockQ8_0],
-    ) -> [f32; ROWS] {
+        xs: [&[BlockQ8_0]; R],
+    ) -> [[f32; ROWS]; R] {
         let ones16 = _mm256_set1_epi16(1);
-        let ones8 = _mm256_set1_epi8(1);
         let low = _mm256_set1_epi8(0x0F);
-        let mut acc = _mm256_setzero_ps();
+        let mut acc = [_mm256_setzero_ps(); R];
         let (sp, qp) = (scales.as_ptr(), quants.as_ptr());
-        for (i, xb) in xq.iter().enumerate() {
-            let xv = _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i);
-            // Σ x of the block, in every lane.
-            let sx8 = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, xv), ones16);
-            let sx4 = _mm_add_epi32(
-                _mm256_castsi256_si128(sx8),
-                _mm256_extracti128_si256(sx8, 1),
-            );
-            let sx2 = _mm_add_epi32(sx4, _mm_unpackhi_epi64(sx4, sx4));
-            let sx1 = _mm_add_epi32(sx2, _mm_shuffle_epi32(sx2, 1));
-            let sx = _mm256_broadcastd_epi32(sx1);
-            let mut isum = _mm256_setzero_si256();
+        let nb = xs[0].len();
+        for i in 0..nb {
+            let mut isum = [_mm256_setzero_si256(); R];
             for j in 0..4 {
                 let raw = _mm256_load_si256(qp.add(4 * i + j) as *const __m256i);
                 let lo = _mm256_and_si256(raw, low);
                 let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low);
-                let plo = _mm256_maddubs_epi16(lo, bcast4(&xb.qs, 4 * j));
-                let phi = _mm256_maddubs_epi16(hi, bcast4(&xb.qs, 16 + 4 * j));
-                isum =
-                    _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_add_epi16(plo, phi), ones16));
-            }
-            let dx = _mm256_cvtph_ps(_mm_set1_epi16(xb.d as i16));
-            let dw = _mm256_cvtph_ps(_mm_loadu_si128(sp.add(ROWS * i) as *const __m128i));
-            let d = _mm256_mul_ps(dw, dx);
-            match mins {
-                None => {
-                    let centred = _mm256_sub_epi32(isum, _mm256_slli_epi32(sx, 3));
-                    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(centred), acc);
+                for r in 0..R {
+                    let xb = xs[r].get_unchecked(i);
+                    let plo = _mm256_maddubs_epi16(lo, bcast4(&xb.qs, 4 * j));
+                    let phi = _mm256_maddubs_epi16(hi, bcast4(&xb.qs, 16 + 4 * j));
+                    let s = _mm256_madd_epi16(_mm256_add_epi16(plo, phi), ones16);
+                    isum[r] = _mm256_add_epi32(isum[r], s);
                 }
-                Some(m) => {
-                    let mw = _mm256_cvtph_ps(_mm_loadu_si128(
-                        m.as_ptr().add(ROWS * i) as *const __m128i
-                    ));
-                    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum), acc);
-                    let msx = _mm256_mul_ps(dx, _mm256_cvtepi32_ps(sx));
-                    acc = _mm256_fmadd_ps(mw, msx, acc);
+            }
+            let dw = _mm256_cvtph_ps(_mm_loadu_si128(sp.add(ROWS * i) as *const __m128i));
+            // (`match`, not `Option::map`: a closure would not get this function's target
+            // features.)
+            let mw = match mins {
+                Some(m) => Some(_mm256_cvtph_ps(_mm_loadu_si128(
+                    m.as_ptr().add(ROWS * i) as *const __m128i
+                ))),
+                None => None,
+            };
+            for r in 0..R {
+                let xb = xs[r].get_unchecked(i);
+                let sx = block_sum(xb);
+                let dx = _mm256_cvtph_ps(_mm_set1_epi16(xb.d as i16));
+                let d = _mm256_mul_ps(dw, dx);
+                match mw {
+                    None => {
+                        let centred = _mm256_sub_epi32(isum[r], _mm256_slli_epi32(sx, 3));
+                        acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(centred), acc[r]);
+                    }
+                    Some(mw) => {
+                        acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum[r]), acc[r]);
+                        let msx = _mm256_mul_ps(dx, _mm256_cvtepi32_ps(sx));
+                        acc[r] = _mm256_fmadd_ps(mw, msx, acc[r]);
+                    }
                 }
             }
         }
-        let mut out = [0f32; ROWS];
-        _mm256_storeu_ps(out.as_mut_ptr(), acc);
+        let mut out = [[0f32; ROWS]; R];
+        for r in 0..R {
+            _mm256_storeu_ps(out[r].as_mut_ptr(), acc[r]);
+        }
         out
     }
 }
@@ -420,7 +486,23 @@ pub fn matmul_x8(
             for (k, yg) in yc.chunks_mut(ROWS * n).enumerate() {
                 let g = t * groups_per_task + k;
                 let in_group = yg.len() / n;
-                for r in 0..n {
+                let mut r0 = 0;
+                if in_group == ROWS {
+                    // Four activation rows per pass over the group's weights.
+                    while r0 + 4 <= n {
+                        let xs = std::array::from_fn(|q| &xq[(r0 + q) * nb..(r0 + q + 1) * nb]);
+                        let Some(four) = w.group_dot4(g, xs) else {
+                            break;
+                        };
+                        for (q, ys) in four.iter().enumerate() {
+                            for (j, &v) in ys.iter().enumerate() {
+                                yg[j * n + r0 + q] = v;
+                            }
+                        }
+                        r0 += 4;
+                    }
+                }
+                for r in r0..n {
                     w.rows_into(&xq[r * nb..(r + 1) * nb], g, &mut col[..in_group]);
                     for (j, &v) in col[..in_group].iter().enumerate() {
                         yg[j * n + r] = v;
@@ -439,7 +521,7 @@ pub fn matmul_x8(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quant::{matvec_quant_naive, quantize_q4_0, quantize_q4_1};
+    use crate::quant::{matvec_quant_naive, quantize_q4_0, quantize_q4_1, BlockQ4_0, BlockQ4_1};
     use crate::testutil::rand_vec;
     use proptest::prelude::*;
 

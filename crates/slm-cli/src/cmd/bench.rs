@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use slm_infer::bench::{
     median, peak_memory_bytes, stream_triad, time_greedy, time_greedy_batch, weight_bytes_per_token,
 };
-use slm_infer::decode::{Decoder, SparseUse, WeightType};
+use slm_infer::decode::{Decoder, KvType, SparseUse, WeightType};
 use slm_infer::{generate_from_tokens, GenerateOptions, SamplerConfig};
 use slm_train::engine::FastModel;
 use std::path::PathBuf;
@@ -56,6 +56,10 @@ pub struct BenchArgs {
     /// reads fewer bytes; `off`: dense, to time a pruned model against its dense storage.
     #[arg(long, default_value = "auto", value_parser = ["auto", "off"])]
     pub sparse: String,
+    /// KV cache storage: f32 (exact) or f16 (half the bytes per cached position, as
+    /// llama.cpp's default cache).
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
+    pub kv: String,
     /// `fast`: the decode engine (preallocated KV cache, streaming matrix-vector kernels);
     /// `candle`: the reference generation loop, for comparison.
     #[arg(long, default_value = "fast", value_parser = ["fast", "candle"])]
@@ -137,8 +141,8 @@ fn bench_model(a: &BenchArgs) -> Result<()> {
     if a.prompt_tokens == 0 || a.gen_tokens < 2 || a.reps == 0 || a.batch == 0 {
         bail!("--prompt-tokens must be ≥ 1, --gen-tokens ≥ 2, --reps ≥ 1 and --batch ≥ 1");
     }
-    if a.batch > 1 && a.engine != "fast" {
-        bail!("--batch {} needs --engine fast", a.batch);
+    if (a.batch > 1 || a.kv != "f32") && a.engine != "fast" {
+        bail!("--batch and --kv need --engine fast");
     }
     if a.prompt_tokens + a.gen_tokens > cfg.max_position_embeddings {
         bail!(
@@ -159,6 +163,7 @@ fn bench_model(a: &BenchArgs) -> Result<()> {
         ..Default::default()
     };
     let (mut prefill, mut decode) = (Vec::new(), Vec::new());
+    let kv = KvType::parse(&a.kv)?;
     let fast = if a.engine == "fast" {
         let ty = WeightType::parse(&a.weight_type)?;
         Some(Decoder::with_sparse(
@@ -175,10 +180,10 @@ fn bench_model(a: &BenchArgs) -> Result<()> {
     for rep in 0..a.reps + 1 {
         let (p, d) = match &fast {
             Some(dec) if a.batch > 1 => (
-                time_greedy(dec, &prompt, 1)?.0,
-                time_greedy_batch(dec, &prompt, a.gen_tokens, a.batch)?,
+                time_greedy(dec, &prompt, 1, kv)?.0,
+                time_greedy_batch(dec, &prompt, a.gen_tokens, a.batch, kv)?,
             ),
-            Some(dec) => time_greedy(dec, &prompt, a.gen_tokens)?,
+            Some(dec) => time_greedy(dec, &prompt, a.gen_tokens, kv)?,
             None => {
                 let g = generate_from_tokens(
                     model,
@@ -214,7 +219,7 @@ fn bench_model(a: &BenchArgs) -> Result<()> {
         println!(
             "{}",
             serde_json::json!({"model": spec, "parameters": model.num_parameters(), "threads": threads,
-                "engine": a.engine, "type": a.weight_type, "sparse": a.sparse, "storage": storage,
+                "engine": a.engine, "type": a.weight_type, "sparse": a.sparse, "storage": storage, "kv": a.kv,
                 "batch": a.batch, "prompt_tokens": a.prompt_tokens, "gen_tokens": a.gen_tokens, "reps": a.reps,
                 "prefill_tok_s": prefill_tok_s, "decode_tok_s": decode_tok_s,
                 "weight_bytes_per_token": bytes, "achieved_gb_s": achieved, "bandwidth_gb_s": bw,

@@ -3,6 +3,7 @@
 use crate::common::{load_model_and_tokenizer, ModelArgs};
 use anyhow::Result;
 use clap::Args as ClapArgs;
+use slm_infer::decode::KvType;
 use slm_infer::{generate, GenerateOptions, SamplerConfig};
 use std::io::Write;
 
@@ -49,6 +50,10 @@ pub struct Args {
     /// Print timing (prefill and decode tokens/s) to stderr at the end.
     #[arg(long)]
     pub stats: bool,
+    /// KV cache storage: f32 (exact) or f16 (half the memory and bytes read per cached
+    /// position, as llama.cpp's default; logits change slightly).
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
+    pub kv: String,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -65,6 +70,7 @@ pub fn run(args: Args) -> Result<()> {
         stop: args.stop.clone(),
         add_bos: !args.no_bos,
         stop_at_eos: !args.ignore_eos,
+        kv: KvType::parse(&args.kv)?,
     };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

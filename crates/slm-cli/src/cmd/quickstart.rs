@@ -296,7 +296,7 @@ pub fn run(a: Args) -> Result<()> {
         let dec = Decoder::new(m, WeightType::F32)?;
         let prompt = tok.encode("Once upon a time", true)?;
         let n = 64.min(m.config.max_position_embeddings - prompt.len());
-        Ok(slm_infer::bench::time_greedy(&dec, &prompt, n)?.1)
+        Ok(slm_infer::bench::time_greedy(&dec, &prompt, n, Default::default())?.1)
     };
     let (tspeed, sspeed) = (speed(&loaded.model)?, speed(&student.model)?);
     println!(

@@ -23,7 +23,7 @@ mod weights;
 pub use weights::{LayerWeights, Matrix, SparseUse, WeightType, Weights, BITMASK_MIN_SPARSITY};
 
 use slm_core::{Error, Result};
-use slm_kernels::attention_decode::{self, DecodeAttn};
+use slm_kernels::attention_decode::{self, Cache, DecodeAttn};
 use slm_kernels::quant::{BlockQ8_0, QK};
 use slm_kernels::rmsnorm::rmsnorm_fwd;
 use slm_kernels::swiglu::swiglu_fwd;
@@ -47,10 +47,95 @@ pub struct RunState {
     /// Activation quantised for quantised matrices.
     xq: Vec<BlockQ8_0>,
     /// [layers, context, kv_dim] each.
-    k_cache: Vec<f32>,
-    v_cache: Vec<f32>,
+    cache: KvCache,
     /// Row buffers for prefill chunks, sized on first use.
     prefill: Prefill,
+}
+
+/// How the KV cache stores keys and values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KvType {
+    /// Exact: decoding equals the full forward to float rounding.
+    #[default]
+    F32,
+    /// Half the bytes per cached position (llama.cpp's default); attention reads keys and
+    /// values rounded to f16.
+    F16,
+}
+
+impl KvType {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" => Ok(Self::F32),
+            "f16" => Ok(Self::F16),
+            other => Err(Error::invalid(format!(
+                "unknown KV cache type `{other}`: use f32 or f16"
+            ))),
+        }
+    }
+}
+
+/// Keys and values of every layer and position, [layers, context, kv_dim] each.
+#[derive(Debug, Clone)]
+enum KvCache {
+    F32 {
+        k: Vec<f32>,
+        v: Vec<f32>,
+    },
+    /// f16 bits.
+    F16 {
+        k: Vec<u16>,
+        v: Vec<u16>,
+    },
+}
+
+impl KvCache {
+    fn new(ty: KvType, len: usize) -> Self {
+        match ty {
+            KvType::F32 => Self::F32 {
+                k: vec![0.0; len],
+                v: vec![0.0; len],
+            },
+            KvType::F16 => Self::F16 {
+                k: vec![0; len],
+                v: vec![0; len],
+            },
+        }
+    }
+
+    /// Writes one position's keys and values at offset `at`.
+    fn store(&mut self, at: usize, keys: &[f32], vals: &[f32]) {
+        let n = keys.len();
+        match self {
+            Self::F32 { k, v } => {
+                k[at..at + n].copy_from_slice(keys);
+                v[at..at + n].copy_from_slice(vals);
+            }
+            Self::F16 { k, v } => {
+                let to16 = |d: &mut [u16], s: &[f32]| {
+                    d.iter_mut()
+                        .zip(s)
+                        .for_each(|(d, &x)| *d = half::f16::from_f32(x).to_bits())
+                };
+                to16(&mut k[at..at + n], keys);
+                to16(&mut v[at..at + n], vals);
+            }
+        }
+    }
+
+    /// `len` values from offset `at` (one layer's first positions).
+    fn view(&self, at: usize, len: usize) -> Cache<'_> {
+        match self {
+            Self::F32 { k, v } => Cache::F32 {
+                keys: &k[at..at + len],
+                vals: &v[at..at + len],
+            },
+            Self::F16 { k, v } => Cache::F16 {
+                keys: &k[at..at + len],
+                vals: &v[at..at + len],
+            },
+        }
+    }
 }
 
 /// Activations of a chunk of up to `rows` prompt positions (prefill).
@@ -154,6 +239,11 @@ impl Decoder {
 
     /// Buffers and an empty KV cache for one sequence of up to the model's context.
     pub fn new_state(&self) -> RunState {
+        self.new_state_with(KvType::F32)
+    }
+
+    /// [`Decoder::new_state`] with the KV cache stored as `kv_type`.
+    pub fn new_state_with(&self, kv_type: KvType) -> RunState {
         let c = &self.config;
         let (d, q, kv) = (c.hidden_size, c.q_dim(), c.kv_dim());
         let ctx = c.max_position_embeddings;
@@ -170,8 +260,7 @@ impl Decoder {
             logits: vec![0.0; c.vocab_size],
             rstd: [0.0],
             xq: vec![BlockQ8_0::default(); widest.div_ceil(QK)],
-            k_cache: vec![0.0; c.num_hidden_layers * ctx * kv],
-            v_cache: vec![0.0; c.num_hidden_layers * ctx * kv],
+            cache: KvCache::new(kv_type, c.num_hidden_layers * ctx * kv),
             prefill: Prefill::default(),
         }
     }
@@ -359,8 +448,7 @@ impl Decoder {
                 let (k, vv) = rest.split_at_mut(kv);
                 self.rope(q, h, pos);
                 self.rope(k, g, pos);
-                st.k_cache[layer + pos * kv..layer + (pos + 1) * kv].copy_from_slice(k);
-                st.v_cache[layer + pos * kv..layer + (pos + 1) * kv].copy_from_slice(vv);
+                st.cache.store(layer + pos * kv, k, vv);
             }
             // att [n, q]
             let att = &mut p.att[..n * q_dim];
@@ -372,8 +460,7 @@ impl Decoder {
                 let (pos, st) = (positions[r], &mut states[seq(r)]);
                 self.attend(
                     &row[..q_dim],
-                    &st.k_cache[layer..layer + (pos + 1) * kv],
-                    &st.v_cache[layer..layer + (pos + 1) * kv],
+                    st.cache.view(layer, (pos + 1) * kv),
                     &mut st.scores,
                     out,
                 )?;
@@ -394,13 +481,12 @@ impl Decoder {
     }
 
     /// Causal attention of one position: `q` [h·e] against the cached keys/values of
-    /// positions 0..=pos (`keys`, `vals` [pos+1, g·e]); `scores` [h·(pos+1)] is scratch;
+    /// positions 0..=pos (`cache` [pos+1, g·e] each); `scores` [h·(pos+1)] is scratch;
     /// writes `out` [h·e] (`slm_kernels::attention_decode`, heads in parallel).
     fn attend(
         &self,
         q: &[f32],
-        keys: &[f32],
-        vals: &[f32],
+        cache: Cache<'_>,
         scores: &mut [f32],
         out: &mut [f32],
     ) -> Result<()> {
@@ -410,7 +496,7 @@ impl Decoder {
             kv_heads: c.num_key_value_heads,
             head_dim: c.head_dim,
         };
-        attention_decode::attend(shape, q, keys, vals, scores, out)
+        attention_decode::attend_cache(shape, q, cache, scores, out)
     }
 
     /// Runs `token` at position `pos` (the cache must hold positions 0..pos of this
@@ -451,12 +537,10 @@ impl Decoder {
             self.rope(q, h, pos);
             self.rope(k, g, pos);
             let layer = l * ctx * kv;
-            s.k_cache[layer + pos * kv..layer + (pos + 1) * kv].copy_from_slice(k);
-            s.v_cache[layer + pos * kv..layer + (pos + 1) * kv].copy_from_slice(v);
+            s.cache.store(layer + pos * kv, k, v);
             self.attend(
                 q,
-                &s.k_cache[layer..layer + (pos + 1) * kv],
-                &s.v_cache[layer..layer + (pos + 1) * kv],
+                s.cache.view(layer, (pos + 1) * kv),
                 &mut s.scores,
                 &mut s.att,
             )?;
@@ -749,6 +833,32 @@ mod tests {
         assert!(dec
             .forward_batch(&mut scratch, &mut states, &[1, 2], &[0, 32])
             .is_err());
+    }
+
+    #[test]
+    fn f16_kv_cache_tracks_the_f32_cache() {
+        let m = model(false, true);
+        let dec = Decoder::new(&m, WeightType::F32).unwrap();
+        let (mut a, mut b) = (dec.new_state(), dec.new_state_with(KvType::F16));
+        let prompt: Vec<u32> = (0..10).map(|i| (i * 7 % 96) as u32).collect();
+        let mut la = dec.prefill(&mut a, &prompt, 0).unwrap().to_vec();
+        let mut lb = dec.prefill(&mut b, &prompt, 0).unwrap().to_vec();
+        for pos in 10..30 {
+            let scale = la.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let worst = la
+                .iter()
+                .zip(&lb)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                worst > 0.0 && worst < 1e-2 * scale,
+                "pos {pos}: {worst} vs {scale}"
+            );
+            let t = crate::sampler::argmax(&la);
+            la = dec.forward(&mut a, t, pos).unwrap().to_vec();
+            lb = dec.forward(&mut b, t, pos).unwrap().to_vec();
+        }
+        assert!(KvType::parse("q8").is_err());
     }
 
     #[test]
