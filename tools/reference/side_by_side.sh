@@ -16,10 +16,10 @@ for round in $(seq 1 "$rounds"); do
   for spec in "$@"; do
     file=${spec%%:*}; ty=${spec##*:}
     # Prefill from an empty cache; decode at the depth `slm bench` decodes at (after the
-    # prompt), so both attend over the same number of cached positions, kept in f32 by both
-    # (slm's KV cache is f32; llama.cpp defaults to f16).
+    # prompt), so both attend over the same number of cached positions, both with an f16 KV
+    # cache (llama.cpp's default; slm bench --kv f16).
     { "$llama" -m "$file" -t "$threads" -p "$prompt" -n 0 -r "$reps" -o jsonl 2>/dev/null
-      "$llama" -m "$file" -t "$threads" -p 0 -n "$gen" -d "$prompt" -r "$reps" -ctk f32 -ctv f32 -o jsonl 2>/dev/null; } |
+      "$llama" -m "$file" -t "$threads" -p 0 -n "$gen" -d "$prompt" -r "$reps" -o jsonl 2>/dev/null; } |
       python3 -c '
 import json, sys
 rows = [json.loads(l) for l in sys.stdin if l.strip()]
@@ -28,7 +28,7 @@ for r in rows:
     key = "prefill_tok_s" if r["n_prompt"] > 0 else "decode_tok_s"
     out[key] = r["avg_ts"]
 print(json.dumps(out))' "$file" "$ty" "$round"
-    "$slm" --threads "$threads" bench --model "$file" --type "$ty" --prompt-tokens "$prompt" \
+    "$slm" --threads "$threads" bench --model "$file" --type "$ty" --kv f16 --prompt-tokens "$prompt" \
       --gen-tokens "$gen" --reps "$reps" --json |
       python3 -c '
 import json, sys

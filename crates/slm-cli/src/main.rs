@@ -43,6 +43,8 @@ enum Command {
     Distill(cmd::distill::DistillCommand),
     /// Prune a model (magnitude, OBD, Wanda, SparseGPT; unstructured or N:M), or sweep.
     Prune(cmd::prune::PruneArgs),
+    /// Quantise a model's weights (q8_0, q4_1, q4_0) to a GGUF file, with the error per matrix.
+    Quantize(cmd::quantize::Args),
     /// Measure speed (medians over repetitions): a model's prefill/decode, the memory
     /// bandwidth, training steps.
     Bench(cmd::bench::BenchArgs),
@@ -69,6 +71,7 @@ fn main() {
         Command::Train(a) => cmd::train::run(a),
         Command::Prune(a) => cmd::prune::run(a),
         Command::Distill(c) => cmd::distill::run(c),
+        Command::Quantize(a) => cmd::quantize::run(a),
         Command::Bench(c) => cmd::bench::run(c),
         Command::Generate(a) => cmd::generate::run(a),
         Command::Eval(a) => cmd::eval::run(a),

@@ -396,3 +396,155 @@ fn llama_cpp_reads_our_gguf_exports() {
         assert!(report.contains("\"equal\": true"), "{ty}: {report}");
     }
 }
+
+/// llama.cpp's logits at every position of a token sequence on our GGUF export equal the
+/// decode engine's on the same file: f32 within 1e-3; Q8_0 within twice what activation
+/// quantisation alone moves them, with the same argmax everywhere.
+#[test]
+fn llama_cpp_logits_match_ours() {
+    let Some(dir) = shared("llama2c") else { return };
+    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+    let python = root.join("tools/reference/.venv/bin/python");
+    let importable = python.is_file()
+        && Command::new(&python)
+            .args(["-c", "import llama_cpp"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+    if !importable {
+        println!("skipping: llama-cpp-python is not installed in tools/reference/.venv");
+        return;
+    }
+    use slm_infer::decode::{Decoder, WeightType};
+    let tokens: Vec<u32> = std::iter::once(1)
+        .chain((0..31).map(|i| (i * 37 + 11) % 512))
+        .collect();
+    let ids = tokens
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let tmp = tempfile::tempdir().unwrap();
+    // (type, absolute tolerance on max |Δ logit|)
+    for (ty, tol) in [("f32", 1e-3f32), ("q8_0", 1e-3)] {
+        let gguf = tmp.path().join(format!("s260k-{ty}.gguf"));
+        run_ok(
+            slm()
+                .args(["export", "gguf", "--type", ty, "-m"])
+                .arg(dir.join("stories260K.bin"))
+                .arg("--tokenizer")
+                .arg(dir.join("tok512.bin"))
+                .arg("--out")
+                .arg(&gguf),
+        );
+        let raw = tmp.path().join(format!("{ty}.f32"));
+        let out = Command::new(&python)
+            .arg(root.join("tools/reference/llamacpp_logits.py"))
+            .arg(&gguf)
+            .arg(&raw)
+            .args(["--tokens", &ids])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let theirs: Vec<f32> = std::fs::read(&raw)
+            .unwrap()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let loaded = slm_model::load(gguf.to_str().unwrap(), None).unwrap();
+        let vocab = loaded.model.config.vocab_size;
+        assert_eq!(theirs.len(), tokens.len() * vocab);
+        let dec = Decoder::new(&loaded.model, WeightType::parse(ty).unwrap()).unwrap();
+        // The same file's weights decoded in f32: how far quantisation itself moves logits.
+        let exact = Decoder::new(&loaded.model, WeightType::F32).unwrap();
+        let (mut state, mut es) = (dec.new_state(), exact.new_state());
+        let (mut worst, mut quant_effect, mut agree) = (0f32, 0f32, 0);
+        for (pos, &t) in tokens.iter().enumerate() {
+            let ours = dec.forward(&mut state, t, pos).unwrap();
+            let row = &theirs[pos * vocab..(pos + 1) * vocab];
+            worst = ours
+                .iter()
+                .zip(row)
+                .map(|(a, b)| (a - b).abs())
+                .fold(worst, f32::max);
+            let e = exact.forward(&mut es, t, pos).unwrap();
+            quant_effect = ours
+                .iter()
+                .zip(e)
+                .map(|(a, b)| (a - b).abs())
+                .fold(quant_effect, f32::max);
+            let same = slm_infer::sampler::argmax(ours) == slm_infer::sampler::argmax(row);
+            agree += usize::from(same);
+        }
+        println!(
+            "{ty}: max |Δ logit| vs llama.cpp over {} positions = {worst:e} (quantisation itself moves them by up to {quant_effect:e}); same argmax at {agree}",
+            tokens.len()
+        );
+        // f32: the same arithmetic up to summation order. Q8_0: both sides quantise each
+        // activation to Q8_0 blocks (ties rounded differently) and llama.cpp rounds inputs of
+        // f16-kept matrices to f16, so the two may differ by about as much as activation
+        // quantisation moves the logits; allow twice that.
+        let bound = tol.max(2.0 * quant_effect);
+        assert!(
+            worst < bound,
+            "{ty}: logits differ by {worst} (bound {bound})"
+        );
+        assert_eq!(agree, tokens.len(), "{ty}: argmax differs");
+    }
+}
+
+#[test]
+fn quantize_writes_a_gguf_and_reports_the_error() {
+    let Some(dir) = shared("llama2c") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut errors = Vec::new();
+    for ty in ["q8_0", "q4_1", "q4_0"] {
+        let out = tmp.path().join(format!("{ty}.gguf"));
+        let report = run_ok(
+            slm()
+                .args(["quantize", "--json", "--type", ty, "-m"])
+                .arg(dir.join("stories260K.bin"))
+                .arg("--tokenizer")
+                .arg(dir.join("tok512.bin"))
+                .arg("--out")
+                .arg(&out),
+        );
+        let v: serde_json::Value = serde_json::from_str(report.trim()).unwrap();
+        let err = v["overall_relative_error"].as_f64().unwrap();
+        assert!(err > 0.0 && err < 0.05, "{ty}: {err}");
+        assert!(v["weight_bytes"].as_u64().unwrap() * 3 < v["f32_bytes"].as_u64().unwrap());
+        assert!(v["matrices"].as_array().unwrap().len() >= 21);
+        errors.push(err);
+        // The file is a model: it generates text.
+        let text = run_ok(
+            slm()
+                .args([
+                    "generate",
+                    "-n",
+                    "20",
+                    "-t",
+                    "0",
+                    "--prompt",
+                    "Once upon a time",
+                ])
+                .args(["--type", ty, "-m"])
+                .arg(&out),
+        );
+        assert!(text.len() > "Once upon a time".len() + 10, "{ty}: {text}");
+    }
+    assert!(
+        errors[0] < errors[1] && errors[1] < errors[2],
+        "q8_0 < q4_1 < q4_0: {errors:?}"
+    );
+    let out = slm()
+        .args(["quantize", "--type", "f16", "--out", "/tmp/x.gguf", "-m"])
+        .arg(dir.join("stories260K.bin"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a quantised type"));
+}

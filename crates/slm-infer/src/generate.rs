@@ -23,6 +23,8 @@ pub struct GenerateOptions {
     pub stop_at_eos: bool,
     /// Storage of the decode engine's KV cache.
     pub kv: KvType,
+    /// Storage of the decode engine's linear weights (quantised at load).
+    pub weights: WeightType,
 }
 
 impl Default for GenerateOptions {
@@ -34,6 +36,7 @@ impl Default for GenerateOptions {
             add_bos: true,
             stop_at_eos: true,
             kv: KvType::F32,
+            weights: WeightType::F32,
         }
     }
 }
@@ -114,7 +117,7 @@ pub fn generate_from_tokens(
 
     // The decode engine (preallocated KV cache, streaming matrix-vector products); the
     // candle model stays the reference its tests compare with.
-    let engine = Decoder::new(model, WeightType::F32)?;
+    let engine = Decoder::new(model, opts.weights)?;
     let mut state = engine.new_state_with(opts.kv);
     let t0 = Instant::now();
     let mut logits = engine.prefill(&mut state, &prompt_tokens, 0)?.to_vec();

@@ -45,6 +45,11 @@ impl GgufType {
         }
     }
 
+    /// Block-quantised (Q8_0, Q4_0, Q4_1).
+    pub fn is_quantised(self) -> bool {
+        matches!(self, Self::Q8_0 | Self::Q4_0 | Self::Q4_1)
+    }
+
     /// `general.file_type` (llama.cpp's `llama_ftype`).
     fn file_type(self) -> u32 {
         match self {
@@ -88,8 +93,7 @@ fn encode_matrix(
     ty: GgufType,
     kept_f16: &mut Vec<String>,
 ) -> Result<(u32, Vec<u8>)> {
-    let quantised = matches!(ty, GgufType::Q8_0 | GgufType::Q4_0 | GgufType::Q4_1);
-    if quantised && cols % QK != 0 {
+    if ty.is_quantised() && cols % QK != 0 {
         kept_f16.push(name.to_string());
         return Ok((GGML_F16, f16_bytes(v)));
     }

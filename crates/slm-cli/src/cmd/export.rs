@@ -47,6 +47,30 @@ pub struct HfArgs {
     pub out: PathBuf,
 }
 
+/// The vocabulary a GGUF export carries: the source GGUF's, or converted from a llama2.c
+/// tokenizer.bin or a tokenizer.json (None, with a warning, without a tokenizer).
+pub fn gguf_vocab(source: &TokenizerSource) -> Result<Option<slm_io::GgufVocab>> {
+    use slm_infer::gguf_export;
+    Ok(match source {
+        TokenizerSource::Gguf(v) => Some(v.clone()),
+        TokenizerSource::Llama2c(p) => Some(gguf_export::vocab_from_llama2c(
+            &slm_data::tokenizer::Llama2cTokenizer::from_file(p)?,
+        )),
+        TokenizerSource::HfJson(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| p.display().to_string())?;
+            Some(gguf_export::vocab_from_tokenizer_json(
+                &serde_json::from_str(&text)?,
+            )?)
+        }
+        TokenizerSource::None => {
+            eprintln!(
+                "warning: no tokenizer found; the GGUF will carry no vocabulary (give --tokenizer)"
+            );
+            None
+        }
+    })
+}
+
 pub fn run(cmd: ExportCommand) -> Result<()> {
     match cmd {
         ExportCommand::Hf(a) => export_hf(a),
@@ -91,24 +115,7 @@ fn export_gguf(a: GgufArgs) -> Result<()> {
     use slm_infer::gguf_export::{self, GgufType};
     let ty = GgufType::parse(&a.weight_type)?;
     let loaded = crate::common::load_model(&a.model)?;
-    let vocab = match &loaded.tokenizer {
-        TokenizerSource::Gguf(v) => Some(v.clone()),
-        TokenizerSource::Llama2c(p) => Some(gguf_export::vocab_from_llama2c(
-            &slm_data::tokenizer::Llama2cTokenizer::from_file(p)?,
-        )),
-        TokenizerSource::HfJson(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| p.display().to_string())?;
-            Some(gguf_export::vocab_from_tokenizer_json(
-                &serde_json::from_str(&text)?,
-            )?)
-        }
-        TokenizerSource::None => {
-            eprintln!(
-                "warning: no tokenizer found; the GGUF will carry no vocabulary (give --tokenizer)"
-            );
-            None
-        }
-    };
+    let vocab = gguf_vocab(&loaded.tokenizer)?;
     let name = std::path::Path::new(&a.model.model)
         .file_stem()
         .map(|s| s.to_string_lossy().to_string())

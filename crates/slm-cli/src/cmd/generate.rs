@@ -3,7 +3,7 @@
 use crate::common::{load_model_and_tokenizer, ModelArgs};
 use anyhow::Result;
 use clap::Args as ClapArgs;
-use slm_infer::decode::KvType;
+use slm_infer::decode::{KvType, WeightType};
 use slm_infer::{generate, GenerateOptions, SamplerConfig};
 use std::io::Write;
 
@@ -54,6 +54,11 @@ pub struct Args {
     /// position, as llama.cpp's default; logits change slightly).
     #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
     pub kv: String,
+    /// Weight storage while decoding: f32, or q8_0 / q4_1 / q4_0 blocks quantised at load
+    /// (a file from `slm quantize` loads as its dequantised values; the same type gives back
+    /// the same blocks).
+    #[arg(long = "type", default_value = "f32")]
+    pub weight_type: String,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -71,6 +76,7 @@ pub fn run(args: Args) -> Result<()> {
         add_bos: !args.no_bos,
         stop_at_eos: !args.ignore_eos,
         kv: KvType::parse(&args.kv)?,
+        weights: WeightType::parse(&args.weight_type)?,
     };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

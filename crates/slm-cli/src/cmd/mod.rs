@@ -9,6 +9,7 @@ pub mod export;
 pub mod generate;
 pub mod inspect;
 pub mod prune;
+pub mod quantize;
 pub mod quickstart;
 pub mod tokenizer;
 pub mod train;
