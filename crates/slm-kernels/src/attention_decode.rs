@@ -264,8 +264,10 @@ pub fn attend_cache(
         }
     };
     let scores = &mut scores[..h * n];
-    // Two passes over n·e values per head: worth a fork-join from ~16k multiply-adds.
-    if h * n * e >= 16 * 1024 && crate::par::num_threads() > 1 {
+    // Two passes over n·e values per head: worth a fork-join from ~16k multiply-adds, unless
+    // the caller already runs on a pool thread (prefill parallelises over rows).
+    let nested = rayon::current_thread_index().is_some();
+    if h * n * e >= 16 * 1024 && crate::par::num_threads() > 1 && !nested {
         out.par_chunks_mut(e)
             .zip(scores.par_chunks_mut(n))
             .enumerate()

@@ -381,7 +381,9 @@ mod avx2 {
         let (sp, qp) = (scales.as_ptr(), quants.as_ptr());
         let nb = xs[0].len();
         for i in 0..nb {
-            let mut isum = [_mm256_setzero_si256(); R];
+            // 16-bit partial sums: each maddubs lane is at most 2·15·127, so the 8 of a block
+            // (4 chunks × low/high nibbles) stay below 2^15; one widening madd per block.
+            let mut s16 = [_mm256_setzero_si256(); R];
             for j in 0..4 {
                 let raw = _mm256_load_si256(qp.add(4 * i + j) as *const __m256i);
                 let lo = _mm256_and_si256(raw, low);
@@ -390,9 +392,12 @@ mod avx2 {
                     let xb = xs[r].get_unchecked(i);
                     let plo = _mm256_maddubs_epi16(lo, bcast4(&xb.qs, 4 * j));
                     let phi = _mm256_maddubs_epi16(hi, bcast4(&xb.qs, 16 + 4 * j));
-                    let s = _mm256_madd_epi16(_mm256_add_epi16(plo, phi), ones16);
-                    isum[r] = _mm256_add_epi32(isum[r], s);
+                    s16[r] = _mm256_add_epi16(s16[r], _mm256_add_epi16(plo, phi));
                 }
+            }
+            let mut isum = [_mm256_setzero_si256(); R];
+            for r in 0..R {
+                isum[r] = _mm256_madd_epi16(s16[r], ones16);
             }
             let dw = _mm256_cvtph_ps(_mm_loadu_si128(sp.add(ROWS * i) as *const __m128i));
             // (`match`, not `Option::map`: a closure would not get this function's target

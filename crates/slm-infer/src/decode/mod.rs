@@ -22,6 +22,7 @@ mod weights;
 
 pub use weights::{LayerWeights, Matrix, SparseUse, WeightType, Weights, BITMASK_MIN_SPARSITY};
 
+use rayon::prelude::*;
 use slm_core::{Error, Result};
 use slm_kernels::attention_decode::{self, Cache, DecodeAttn};
 use slm_kernels::quant::{BlockQ8_0, QK};
@@ -188,7 +189,7 @@ pub struct BatchScratch {
 }
 
 /// Prompt positions per prefill chunk.
-pub const PREFILL_CHUNK: usize = 64;
+pub const PREFILL_CHUNK: usize = 256;
 
 /// A model ready to decode (see the module documentation).
 #[derive(Debug, Clone)]
@@ -418,7 +419,7 @@ impl Decoder {
         &self,
         p: &mut Prefill,
         states: &mut [RunState],
-        seq: &dyn Fn(usize) -> usize,
+        seq: &(dyn Fn(usize) -> usize + Sync),
         tokens: &[u32],
         positions: &[usize],
     ) -> Result<()> {
@@ -450,21 +451,25 @@ impl Decoder {
                 self.rope(k, g, pos);
                 st.cache.store(layer + pos * kv, k, vv);
             }
-            // att [n, q]
+            // att [n, q]: rows in parallel (every row's keys and values are cached above;
+            // each task has its own score scratch, heads run sequentially inside).
             let att = &mut p.att[..n * q_dim];
-            for (r, (row, out)) in qkv
-                .chunks_exact(q_dim + 2 * kv)
-                .zip(att.chunks_exact_mut(q_dim))
+            let caches: &[RunState] = states;
+            att.par_chunks_mut(q_dim)
+                .zip(qkv.par_chunks(q_dim + 2 * kv))
                 .enumerate()
-            {
-                let (pos, st) = (positions[r], &mut states[seq(r)]);
-                self.attend(
-                    &row[..q_dim],
-                    st.cache.view(layer, (pos + 1) * kv),
-                    &mut st.scores,
-                    out,
+                .try_for_each_init(
+                    || vec![0f32; h * ctx],
+                    |scores, (r, (out, row))| {
+                        let (pos, st) = (positions[r], &caches[seq(r)]);
+                        self.attend(
+                            &row[..q_dim],
+                            st.cache.view(layer, (pos + 1) * kv),
+                            scores,
+                            out,
+                        )
+                    },
                 )?;
-            }
             lw.wo.matmul(att, n, None, &mut p.xq, &mut p.y_t, delta)?;
             x.iter_mut().zip(delta.iter()).for_each(|(a, b)| *a += b);
             rmsnorm_fwd(xn, rstd, x, &lw.ffn_norm, n, eps)?;
@@ -658,11 +663,11 @@ mod tests {
 
     #[test]
     fn chunked_prefill_equals_token_by_token() {
-        // 150 tokens: three chunks (64, 64, 22), then decoding continues from the cache.
+        // 600 tokens: three chunks (256, 256, 88), then decoding continues from the cache.
         let mut m = model(false, true);
-        m.config.max_position_embeddings = 160;
+        m.config.max_position_embeddings = 610;
         let m = Llama::random(m.config.clone(), 5, &Device::Cpu).unwrap();
-        let tokens: Vec<u32> = (0..150).map(|i| (i * 29 % 96) as u32).collect();
+        let tokens: Vec<u32> = (0..600).map(|i| (i * 29 % 96) as u32).collect();
         for ty in [WeightType::F32, WeightType::Q8_0] {
             let dec = Decoder::new(&m, ty).unwrap();
             let mut a = dec.new_state();
@@ -671,17 +676,17 @@ mod tests {
                 last = dec.forward(&mut a, t, pos).unwrap().to_vec();
             }
             let mut b = dec.new_state();
-            // Prefill 140, then the last 10 as a second prefill starting at 140.
-            dec.prefill(&mut b, &tokens[..140], 0).unwrap();
-            let got = dec.prefill(&mut b, &tokens[140..], 140).unwrap().to_vec();
+            // Prefill 590, then the last 10 as a second prefill starting at 590.
+            dec.prefill(&mut b, &tokens[..590], 0).unwrap();
+            let got = dec.prefill(&mut b, &tokens[590..], 590).unwrap().to_vec();
             let worst = got
                 .iter()
                 .zip(&last)
                 .map(|(x, y)| (x - y).abs())
                 .fold(0f32, f32::max);
             assert!(worst < 1e-4, "{ty:?}: prefill vs token by token {worst}");
-            let next_a = dec.forward(&mut a, 7, 150).unwrap().to_vec();
-            let next_b = dec.forward(&mut b, 7, 150).unwrap();
+            let next_a = dec.forward(&mut a, 7, 600).unwrap().to_vec();
+            let next_b = dec.forward(&mut b, 7, 600).unwrap();
             let worst = next_a
                 .iter()
                 .zip(next_b)
