@@ -238,7 +238,7 @@ fn bench_reports_decode_speed_and_bandwidth_as_json() {
         v["weight_bytes_per_token"].as_u64(),
         Some(4 * 260_032 + 4 * 64)
     );
-    // A 70%-pruned copy decodes from bitmask storage (fewer bytes per token), batched too;
+    // A 70%-pruned copy decodes from sparse storage (fewer bytes per token), batched too;
     // `--sparse off` keeps it dense.
     let tmp = tempfile::tempdir().unwrap();
     let pruned = tmp.path().join("pruned");

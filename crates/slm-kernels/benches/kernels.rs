@@ -141,7 +141,7 @@ fn main() {
     // format) and to 2:4, against the dense f32 matvec of the same matrix.
     if want("sparse") {
         use slm_kernels::matvec::matvec;
-        use slm_kernels::sparse::{BitmaskMatrix, Sparse24Matrix, SparseMatrix};
+        use slm_kernels::sparse::{BitmaskMatrix, OffsetMatrix, Sparse24Matrix, SparseMatrix};
         for (name, k, o) in [("gate_up", d, 2 * inter), ("down", inter, d)] {
             let wf = rand_vec(o * k, 3);
             let x = rand_vec(k, 4);
@@ -153,8 +153,8 @@ fn main() {
             );
             let mut row = |label: &str, m: SparseMatrix| {
                 let t = median_secs(reps, || m.matvec(&x, &mut y).unwrap());
-                print!(
-                    " | {label} {:7.1} µs {:4.2}× ({:4.2} B/w)",
+                println!(
+                    "    {label:<12} {:7.1} µs {:4.2}× ({:4.2} B/w)",
                     t * 1e6,
                     dense_s / t,
                     m.bytes() as f64 / (o * k) as f64
@@ -170,7 +170,9 @@ fn main() {
                     .map(|&v| if v.abs() < thr { 0.0 } else { v })
                     .collect();
                 let m = SparseMatrix::Bitmask(BitmaskMatrix::from_dense(&w, o, k).unwrap());
-                row(&format!("{:.0}%", sparsity * 100.0), m);
+                row(&format!("{:.0}% bitmask", sparsity * 100.0), m);
+                let m = SparseMatrix::Offsets(OffsetMatrix::from_dense(&w, o, k).unwrap());
+                row(&format!("{:.0}% offsets", sparsity * 100.0), m);
             }
             let mut w24 = wf.clone();
             for g in w24.chunks_exact_mut(4) {

@@ -20,7 +20,10 @@
 
 mod weights;
 
-pub use weights::{LayerWeights, Matrix, SparseUse, WeightType, Weights, BITMASK_MIN_SPARSITY};
+pub use weights::{
+    LayerWeights, Matrix, SparseUse, WeightType, Weights, BITMASK_MIN_SPARSITY,
+    OFFSETS_MIN_SPARSITY,
+};
 
 use rayon::prelude::*;
 use slm_core::{Error, Result};
@@ -738,8 +741,8 @@ mod tests {
         let prompt: Vec<u32> = (0..70).map(|i| (i * 13 % 96) as u32).collect();
         for (sparsity, two_four, kind) in [
             (0.5, false, "bitmask"),
-            (0.7, false, "bitmask"),
-            (0.9, false, "bitmask"),
+            (0.7, false, "offsets"),
+            (0.9, false, "offsets"),
             (0.5, true, "2:4"),
         ] {
             let m = pruned(&base, sparsity, two_four);

@@ -3,7 +3,8 @@
 //!
 //! A pruned f32 matrix is stored sparse when that reads fewer bytes and runs faster than
 //! dense ([`SparseUse::Auto`]): in the 2:4 format when every group of 4 keeps at most 2
-//! weights, in the bitmask format when at least [`BITMASK_MIN_SPARSITY`] of it is zero.
+//! weights, as non-zeros with column offsets when at least [`OFFSETS_MIN_SPARSITY`] of it is
+//! zero, in the bitmask format from [`BITMASK_MIN_SPARSITY`].
 
 use slm_core::{Error, Result};
 use slm_kernels::matmul::{linear_fwd, LinearDims};
@@ -12,7 +13,7 @@ use slm_kernels::quant::{
     quantize_q4_0, quantize_q4_1, quantize_q8_0, BlockQ4_0, BlockQ4_1, BlockQ8_0, QuantMatrix, QK,
 };
 use slm_kernels::quant_x8::{matmul_x8, matvec_x8, InterleavedMatrix, Kind};
-use slm_kernels::sparse::{is_2_4, BitmaskMatrix, Sparse24Matrix, SparseMatrix};
+use slm_kernels::sparse::{is_2_4, BitmaskMatrix, OffsetMatrix, Sparse24Matrix, SparseMatrix};
 use slm_model::Llama;
 use std::collections::HashMap;
 
@@ -62,10 +63,15 @@ impl SparseUse {
     }
 }
 
-/// Share of zeros from which an unstructured f32 matrix is stored as a bitmask (below it the
-/// mask and the expand step cost more than the skipped zeros save; `cargo bench -p
-/// slm-kernels --bench kernels -- 110m --only sparse`).
-pub const BITMASK_MIN_SPARSITY: f64 = 0.4;
+/// Share of zeros from which an unstructured f32 matrix is stored as a bitmask (half the
+/// bytes at 50%; below it the mask and the expand step cost more than the skipped zeros
+/// save). Measured with `cargo bench -p slm-kernels --bench kernels -- 336m --only sparse`.
+pub const BITMASK_MIN_SPARSITY: f64 = 0.45;
+
+/// Share of zeros from which an unstructured f32 matrix is stored as non-zeros with byte
+/// column offsets (its gather kernel's work follows the non-zeros; faster than the bitmask
+/// from about 70% on this machine's kernel bench).
+pub const OFFSETS_MIN_SPARSITY: f64 = 0.65;
 
 /// A weight matrix [rows = out, cols = in].
 #[derive(Debug, Clone)]
@@ -107,6 +113,11 @@ impl Matrix {
             if zeros >= 0.45 && cols % 16 == 0 && is_2_4(&w, cols) {
                 return Ok(Self::Sparse(SparseMatrix::TwoFour(
                     Sparse24Matrix::from_dense(&w, rows, cols)?,
+                )));
+            }
+            if zeros >= OFFSETS_MIN_SPARSITY {
+                return Ok(Self::Sparse(SparseMatrix::Offsets(
+                    OffsetMatrix::from_dense(&w, rows, cols)?,
                 )));
             }
             if zeros >= BITMASK_MIN_SPARSITY {
@@ -223,7 +234,7 @@ impl Matrix {
         }
     }
 
-    /// The storage, for reports: `f32`, `q8_0`, `q4_0`, `q4_1`, `bitmask` or `2:4`.
+    /// The storage, for reports: `f32`, `q8_0`, `q4_0`, `q4_1`, `bitmask`, `offsets` or `2:4`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::F32 { .. } => "f32",
@@ -233,6 +244,7 @@ impl Matrix {
                 Kind::Q4_1 => "q4_1",
             },
             Self::Sparse(SparseMatrix::Bitmask(_)) => "bitmask",
+            Self::Sparse(SparseMatrix::Offsets(_)) => "offsets",
             Self::Sparse(SparseMatrix::TwoFour(_)) => "2:4",
         }
     }
