@@ -282,7 +282,7 @@ fn bench_reports_decode_speed_and_bandwidth_as_json() {
         sparse["storage"]
             .as_str()
             .unwrap()
-            .contains("bitmask ×20, f32 ×1"),
+            .contains("f32 ×1, offsets ×20"),
         "{sparse}"
     );
     assert_eq!(dense["storage"].as_str(), Some("f32 ×21"), "{dense}");
