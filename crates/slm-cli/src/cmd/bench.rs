@@ -1,6 +1,6 @@
 //! `slm bench`: timings, reported as medians over repetitions.
 
-use crate::common::{load_model_and_tokenizer, ModelArgs};
+use crate::common::{load_model, load_model_and_tokenizer, ModelArgs};
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use slm_infer::bench::{
@@ -132,10 +132,17 @@ fn bandwidth(reps: usize) -> f64 {
 
 fn bench_model(a: &BenchArgs) -> Result<()> {
     let spec = a.model.clone().unwrap_or_default();
-    let (loaded, tokenizer) = load_model_and_tokenizer(&ModelArgs {
+    let args = ModelArgs {
         model: spec.clone(),
         tokenizer: a.tokenizer.clone(),
-    })?;
+    };
+    // The decode engine times token ids: only the candle loop needs a tokenizer.
+    let (loaded, tokenizer) = if a.engine == "candle" {
+        let (l, t) = load_model_and_tokenizer(&args)?;
+        (l, Some(t))
+    } else {
+        (load_model(&args)?, None)
+    };
     let model = &loaded.model;
     let cfg = &model.config;
     if a.prompt_tokens == 0 || a.gen_tokens < 2 || a.reps == 0 || a.batch == 0 {
@@ -185,6 +192,9 @@ fn bench_model(a: &BenchArgs) -> Result<()> {
             ),
             Some(dec) => time_greedy(dec, &prompt, a.gen_tokens, kv)?,
             None => {
+                let Some(tokenizer) = &tokenizer else {
+                    bail!("the candle engine needs a tokenizer");
+                };
                 let g = generate_from_tokens(
                     model,
                     tokenizer.as_ref(),
