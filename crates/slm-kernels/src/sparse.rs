@@ -2,8 +2,8 @@
 //! the dense matrix, and matrix-vector products that stream them once.
 //!
 //! Decoding at batch 1 is bound by the bytes of weights read per token, so a pruned weight
-//! only saves time if its zeros are not stored. Two formats, row-major [out, in] like the
-//! dense weights:
+//! only saves time if its zeros are not stored — and if skipping them costs less than reading
+//! them. Three formats, row-major [out, in] like the dense weights:
 //!
 //! - **Bitmask** (any unstructured mask): per row, one bit per weight (`⌈in/8⌉` bytes) and the
 //!   non-zero values packed in column order. Bytes per weight: `4·density + 1/8` — 2.1 at 50%
@@ -11,14 +11,20 @@
 //!   step: the mask byte selects a lane permutation from a 256-entry table that spreads the
 //!   next `popcount` packed values over their columns, absent lanes are zeroed, one FMA.
 //!   (A masked load of the packed values against permuted activations instead measured 2×
-//!   slower here: AMD's `vmaskmovps` loads are slow.)
+//!   slower here: AMD's `vmaskmovps` loads are slow.) Measured compute-bound at about the
+//!   dense speed on 2 AVX2 cores, so the decode engine does not choose it.
 //! - **2:4** (at most 2 non-zeros in every 4 consecutive weights, NVIDIA's semi-structured
 //!   pattern): per row, exactly `in/2` values and a 2-bit position for each (16 bits per 16
 //!   columns). Bytes per weight: 2.125. The AVX2 kernel takes 16 columns per step: the
 //!   eight 2-bit positions become lane indices, two `permutevar8x32` gather the matching
 //!   activations, one FMA.
+//! - **Offsets** ([`OffsetMatrix`], what the decode engine uses for unstructured masks): the
+//!   non-zeros with a byte column offset within 256-column blocks, 5 bytes each; its kernel's
+//!   work follows the non-zeros: one scalar load of the activation per non-zero, four
+//!   independent sums (AVX2's `vgatherdps` measured ~4 cycles per element on these AMD cores,
+//!   slower than scalar loads).
 //!
-//! Both give the masked dense product up to float summation order (tests compare with the
+//! All give the masked dense product up to float summation order (tests compare with the
 //! dense kernel on random odd shapes); scalar twins run where AVX2 is missing.
 
 use crate::check_len;
@@ -346,46 +352,6 @@ mod avx2 {
         )
     }
 
-    /// Σ over a row of value·x[block·256 + offset] (see `OffsetMatrix`): 8 non-zeros per
-    /// step, their activations gathered, two accumulators; each block's last < 8 non-zeros
-    /// one at a time.
-    ///
-    /// SAFETY: AVX2 and FMA present; `offsets`/`values` hold the row's non-zeros (Σ counts)
-    /// + 8; block b's offsets index inside `x[256·b..]`.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn offset_dot(counts: &[u16], offsets: &[u8], values: &[f32], x: &[f32]) -> f32 {
-        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let (op, vp) = (offsets.as_ptr(), values.as_ptr());
-        let mut tail = 0f32;
-        let mut p = 0usize;
-        for (b, &n) in counts.iter().enumerate() {
-            let n = n as usize;
-            let xb = x.as_ptr().add(b * super::OFFSET_BLOCK);
-            let mut k = 0;
-            while k + 16 <= n {
-                let i0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(op.add(p + k) as *const __m128i));
-                let i1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(op.add(p + k + 8) as *const __m128i));
-                let x0 = _mm256_i32gather_ps::<4>(xb, i0);
-                let x1 = _mm256_i32gather_ps::<4>(xb, i1);
-                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(vp.add(p + k)), x0, acc0);
-                acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(vp.add(p + k + 8)), x1, acc1);
-                k += 16;
-            }
-            if k + 8 <= n {
-                let i0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(op.add(p + k) as *const __m128i));
-                let x0 = _mm256_i32gather_ps::<4>(xb, i0);
-                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(vp.add(p + k)), x0, acc0);
-                k += 8;
-            }
-            while k < n {
-                tail += *vp.add(p + k) * *xb.add(*op.add(p + k) as usize);
-                k += 1;
-            }
-            p += n;
-        }
-        hsum(_mm256_add_ps(acc0, acc1)) + tail
-    }
-
     /// The 8 activations that the 8 values of 16-column step `s` multiply.
     #[inline(always)]
     unsafe fn gather24(bits: u16, xs: *const f32, shifts: __m256i, base: __m256i) -> __m256 {
@@ -436,10 +402,9 @@ pub const OFFSET_BLOCK: usize = 256;
 
 /// A matrix [rows, cols] stored as its non-zeros, each with its column offset (one byte)
 /// within a block of 256 columns, and a count per (row, block). Bytes per weight:
-/// `5·density` + 2 per 256 columns — 2.5 at 50% sparsity, 1.5 at 70%, 0.5 at 90%. The AVX2
-/// kernel gathers 8 activations per step (`vpgatherdd` on base + offsets), so its work follows
-/// the non-zeros, not the columns: the bitmask format reads fewer bytes at 50–70% but does
-/// work for every column and ends up compute-bound on two cores.
+/// `5·density` + 2 per 256 columns — 2.5 at 50% sparsity, 1.5 at 70%, 0.5 at 90%. The kernel's
+/// work follows the non-zeros, not the columns: the bitmask format reads fewer bytes at 50–70%
+/// but does work for every column and ends up compute-bound on two cores.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OffsetMatrix {
     rows: usize,
@@ -524,27 +489,32 @@ impl OffsetMatrix {
         let bpr = self.cols.div_ceil(OFFSET_BLOCK);
         let counts = &self.counts[r * bpr..(r + 1) * bpr];
         let p = self.starts[r] as usize;
-        #[cfg(target_arch = "x86_64")]
-        if has_avx2() {
-            // SAFETY: features detected; offsets/values are readable 8 past the row's last
-            // non-zero (padding), every offset indexes inside `x` (cols values).
-            return unsafe { avx2::offset_dot(counts, &self.offsets[p..], &self.values[p..], x) };
-        }
-        offset_dot_scalar(counts, &self.offsets[p..], &self.values[p..], x)
+        offset_dot(counts, &self.offsets[p..], &self.values[p..], x)
     }
 }
 
-fn offset_dot_scalar(counts: &[u16], offsets: &[u8], values: &[f32], x: &[f32]) -> f32 {
+/// One row's dot product: scalar loads, four independent sums (on this machine's AMD cores
+/// `vgatherdps` costs about four cycles per element, more than a scalar load each).
+fn offset_dot(counts: &[u16], offsets: &[u8], values: &[f32], x: &[f32]) -> f32 {
     let mut p = 0;
-    let mut sum = 0f32;
+    let mut acc = [0f32; 4];
     for (b, &n) in counts.iter().enumerate() {
-        let xb = &x[b * OFFSET_BLOCK..];
-        for _ in 0..n {
-            sum += values[p] * xb[offsets[p] as usize];
-            p += 1;
+        let n = n as usize;
+        let xb = &x[b * OFFSET_BLOCK..(b * OFFSET_BLOCK + OFFSET_BLOCK).min(x.len())];
+        let (offs, vals) = (&offsets[p..p + n], &values[p..p + n]);
+        let mut o4 = offs.chunks_exact(4);
+        let mut v4 = vals.chunks_exact(4);
+        for (o, v) in (&mut o4).zip(&mut v4) {
+            for l in 0..4 {
+                acc[l] += v[l] * xb[o[l] as usize];
+            }
         }
+        for (o, v) in o4.remainder().iter().zip(v4.remainder()) {
+            acc[0] += v * xb[*o as usize];
+        }
+        p += n;
     }
-    sum
+    (acc[0] + acc[1]) + (acc[2] + acc[3])
 }
 
 /// A sparse matrix in either format.
@@ -748,13 +718,6 @@ mod tests {
             let mut y = vec![0f32; rows];
             sm.matvec(&x, &mut y).unwrap();
             assert_close(&y, &dense_matvec(&w, &x, rows, cols), "offsets");
-            let bpr = cols.div_ceil(OFFSET_BLOCK);
-            for r in 0..rows {
-                let p = m.starts[r] as usize;
-                let scalar = offset_dot_scalar(&m.counts[r * bpr..(r + 1) * bpr],
-                    &m.offsets[p..], &m.values[p..], &x);
-                prop_assert!((scalar - y[r]).abs() <= 1e-4 * (1.0 + y[r].abs()));
-            }
         }
 
         #[test]

@@ -20,10 +20,7 @@
 
 mod weights;
 
-pub use weights::{
-    LayerWeights, Matrix, SparseUse, WeightType, Weights, BITMASK_MIN_SPARSITY,
-    OFFSETS_MIN_SPARSITY,
-};
+pub use weights::{LayerWeights, Matrix, SparseUse, WeightType, Weights, OFFSETS_MIN_SPARSITY};
 
 use rayon::prelude::*;
 use slm_core::{Error, Result};
@@ -740,7 +737,7 @@ mod tests {
         let base = Llama::random(c, 9, &Device::Cpu).unwrap();
         let prompt: Vec<u32> = (0..70).map(|i| (i * 13 % 96) as u32).collect();
         for (sparsity, two_four, kind) in [
-            (0.5, false, "bitmask"),
+            (0.5, false, "offsets"),
             (0.7, false, "offsets"),
             (0.9, false, "offsets"),
             (0.5, true, "2:4"),

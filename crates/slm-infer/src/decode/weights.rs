@@ -3,8 +3,8 @@
 //!
 //! A pruned f32 matrix is stored sparse when that reads fewer bytes and runs faster than
 //! dense ([`SparseUse::Auto`]): in the 2:4 format when every group of 4 keeps at most 2
-//! weights, as non-zeros with column offsets when at least [`OFFSETS_MIN_SPARSITY`] of it is
-//! zero, in the bitmask format from [`BITMASK_MIN_SPARSITY`].
+//! weights, else as non-zeros with column offsets when at least [`OFFSETS_MIN_SPARSITY`] of it
+//! is zero.
 
 use slm_core::{Error, Result};
 use slm_kernels::matmul::{linear_fwd, LinearDims};
@@ -13,7 +13,7 @@ use slm_kernels::quant::{
     quantize_q4_0, quantize_q4_1, quantize_q8_0, BlockQ4_0, BlockQ4_1, BlockQ8_0, QuantMatrix, QK,
 };
 use slm_kernels::quant_x8::{matmul_x8, matvec_x8, InterleavedMatrix, Kind};
-use slm_kernels::sparse::{is_2_4, BitmaskMatrix, OffsetMatrix, Sparse24Matrix, SparseMatrix};
+use slm_kernels::sparse::{is_2_4, OffsetMatrix, Sparse24Matrix, SparseMatrix};
 use slm_model::Llama;
 use std::collections::HashMap;
 
@@ -63,15 +63,15 @@ impl SparseUse {
     }
 }
 
-/// Share of zeros from which an unstructured f32 matrix is stored as a bitmask (half the
-/// bytes at 50%; below it the mask and the expand step cost more than the skipped zeros
-/// save). Measured with `cargo bench -p slm-kernels --bench kernels -- 336m --only sparse`.
-pub const BITMASK_MIN_SPARSITY: f64 = 0.45;
-
 /// Share of zeros from which an unstructured f32 matrix is stored as non-zeros with byte
-/// column offsets (its gather kernel's work follows the non-zeros; faster than the bitmask
-/// from about 70% on this machine's kernel bench).
-pub const OFFSETS_MIN_SPARSITY: f64 = 0.65;
+/// column offsets: from here it reads fewer bytes and runs faster than dense on this machine
+/// (`cargo bench -p slm-kernels --bench kernels -- 336m --only sparse`: 1.15–1.2× at 50%,
+/// 1.7× at 70%, 3.3× at 90% per matrix). The bitmask format (fewer bytes at 50%) stays unused:
+/// its expand step makes it compute-bound at ~1.0× with AVX2.
+pub const OFFSETS_MIN_SPARSITY: f64 = 0.4;
+
+/// Rows from which a sparse matrix product expands the matrix and uses the dense matmul.
+const DENSIFY_ROWS: usize = 16;
 
 /// A weight matrix [rows = out, cols = in].
 #[derive(Debug, Clone)]
@@ -118,11 +118,6 @@ impl Matrix {
             if zeros >= OFFSETS_MIN_SPARSITY {
                 return Ok(Self::Sparse(SparseMatrix::Offsets(
                     OffsetMatrix::from_dense(&w, rows, cols)?,
-                )));
-            }
-            if zeros >= BITMASK_MIN_SPARSITY {
-                return Ok(Self::Sparse(SparseMatrix::Bitmask(
-                    BitmaskMatrix::from_dense(&w, rows, cols)?,
                 )));
             }
         }
@@ -224,6 +219,16 @@ impl Matrix {
                 }
                 Ok(())
             }
+            // Many rows (prefill): expanding the matrix once and running the blocked matmul
+            // beats walking the non-zeros once per row.
+            Self::Sparse(sm) if n >= DENSIFY_ROWS => linear_fwd(
+                y,
+                x,
+                &sm.to_dense(),
+                bias,
+                LinearDims::new(n, sm.cols(), sm.rows()),
+                false,
+            ),
             Self::Sparse(sm) => {
                 sm.matmul(x, n, &mut y_t[..n * sm.rows()], y)?;
                 for row in y.chunks_exact_mut(sm.rows()) {
