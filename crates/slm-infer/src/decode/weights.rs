@@ -8,7 +8,7 @@
 
 use slm_core::{Error, Result};
 use slm_kernels::matmul::{linear_fwd, LinearDims};
-use slm_kernels::matvec::matvec;
+use slm_kernels::matvec::{matvec, MAX_ROWS};
 use slm_kernels::quant::{
     quantize_q4_0, quantize_q4_1, quantize_q8_0, BlockQ4_0, BlockQ4_1, BlockQ8_0, QuantMatrix, QK,
 };
@@ -64,11 +64,12 @@ impl SparseUse {
 }
 
 /// Share of zeros from which an unstructured f32 matrix is stored as non-zeros with byte
-/// column offsets: from here it reads fewer bytes and runs faster than dense on this machine
-/// (`cargo bench -p slm-kernels --bench kernels -- 336m --only sparse`: 1.15–1.2× at 50%,
-/// 1.7× at 70%, 3.3× at 90% per matrix). The bitmask format (fewer bytes at 50%) stays unused:
-/// its expand step makes it compute-bound at ~1.0× with AVX2.
-pub const OFFSETS_MIN_SPARSITY: f64 = 0.4;
+/// column offsets: from here it reads fewer bytes *and* decodes faster than dense on this
+/// machine (docs/PERFORMANCE.md § Sparse decoding: whole models 1.2–1.3× at 70%, 1.7–2.2× at
+/// 90%; at 50% the offsets kernel was 1.15× per matrix but 0.82–0.94× end to end, so a
+/// 50%-pruned matrix stays dense). The bitmask format (fewer bytes at 50%) is not chosen: its
+/// expand step makes it compute-bound at ~1.0× with AVX2.
+pub const OFFSETS_MIN_SPARSITY: f64 = 0.6;
 
 /// Rows from which a sparse matrix product expands the matrix and uses the dense matmul.
 const DENSIFY_ROWS: usize = 16;
@@ -208,6 +209,8 @@ impl Matrix {
         y: &mut [f32],
     ) -> Result<()> {
         match self {
+            // A few rows (batched decoding): stream the weights once for all of them.
+            Self::F32 { w, rows, cols } if n <= MAX_ROWS => matvec(w, bias, x, n, *cols, *rows, y),
             Self::F32 { w, rows, cols } => {
                 linear_fwd(y, x, w, bias, LinearDims::new(n, *cols, *rows), false)
             }
