@@ -352,11 +352,9 @@ fn gguf_export_of_stories260k_generates_the_same_text() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("q5_k"));
 }
 
-/// llama.cpp itself reads our GGUF exports: greedy continuations equal (runs when
-/// `tools/reference/.venv` has llama-cpp-python; see tools/reference/check_gguf_llamacpp.py).
-#[test]
-fn llama_cpp_reads_our_gguf_exports() {
-    let Some(dir) = shared("llama2c") else { return };
+/// The repository root and the reference virtualenv's Python when llama-cpp-python imports
+/// there (None, with a note, otherwise: CI has no llama.cpp).
+fn llama_cpp_python() -> Option<(PathBuf, PathBuf)> {
     let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
     let python = root.join("tools/reference/.venv/bin/python");
     let importable = python.is_file()
@@ -367,8 +365,19 @@ fn llama_cpp_reads_our_gguf_exports() {
             .unwrap_or(false);
     if !importable {
         println!("skipping: llama-cpp-python is not installed in tools/reference/.venv");
-        return;
+        return None;
     }
+    Some((root, python))
+}
+
+/// llama.cpp itself reads our GGUF exports: greedy continuations equal (runs when
+/// `tools/reference/.venv` has llama-cpp-python; see tools/reference/check_gguf_llamacpp.py).
+#[test]
+fn llama_cpp_reads_our_gguf_exports() {
+    let Some(dir) = shared("llama2c") else { return };
+    let Some((root, python)) = llama_cpp_python() else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     for ty in ["f32", "q8_0", "q4_0"] {
         let out = tmp.path().join(format!("s260k-{ty}.gguf"));
@@ -403,18 +412,9 @@ fn llama_cpp_reads_our_gguf_exports() {
 #[test]
 fn llama_cpp_logits_match_ours() {
     let Some(dir) = shared("llama2c") else { return };
-    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
-    let python = root.join("tools/reference/.venv/bin/python");
-    let importable = python.is_file()
-        && Command::new(&python)
-            .args(["-c", "import llama_cpp"])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-    if !importable {
-        println!("skipping: llama-cpp-python is not installed in tools/reference/.venv");
+    let Some((root, python)) = llama_cpp_python() else {
         return;
-    }
+    };
     use slm_infer::decode::{Decoder, WeightType};
     let tokens: Vec<u32> = std::iter::once(1)
         .chain((0..31).map(|i| (i * 37 + 11) % 512))

@@ -33,7 +33,7 @@ pub struct QuantizeReport {
 /// rows that do not fill 32-value blocks, which the exporter keeps in f16).
 pub fn round_trip(w: &[f32], cols: usize, ty: GgufType) -> Result<Vec<f32>> {
     let f16 = |w: &[f32]| w.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect();
-    if ty.is_quantised() && cols % QK != 0 {
+    if ty.is_quantised() && !cols.is_multiple_of(QK) {
         return Ok(f16(w));
     }
     let mut out = vec![0f32; w.len()];

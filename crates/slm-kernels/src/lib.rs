@@ -57,6 +57,33 @@ pub(crate) fn check_len(what: &str, len: usize, needed: usize) -> Result<()> {
 
 #[cfg(test)]
 pub(crate) mod testutil {
+    use crate::quant::{
+        quantize_q4_0, quantize_q4_1, quantize_q8_0, BlockQ4_0, BlockQ4_1, BlockQ8_0, QuantMatrix,
+        QK,
+    };
+
+    /// `wf` (rows of a multiple of 32 values) as Q8_0 (kind 0), Q4_0 (1) or Q4_1 (2 or more).
+    pub fn quantized(wf: &[f32], kind: usize) -> QuantMatrix {
+        let n = wf.len() / QK;
+        match kind {
+            0 => {
+                let mut b = vec![BlockQ8_0::default(); n];
+                quantize_q8_0(wf, &mut b).unwrap();
+                QuantMatrix::Q8_0(b)
+            }
+            1 => {
+                let mut b = vec![BlockQ4_0::default(); n];
+                quantize_q4_0(wf, &mut b).unwrap();
+                QuantMatrix::Q4_0(b)
+            }
+            _ => {
+                let mut b = vec![BlockQ4_1::default(); n];
+                quantize_q4_1(wf, &mut b).unwrap();
+                QuantMatrix::Q4_1(b)
+            }
+        }
+    }
+
     /// Deterministic values in [-1, 1) from a 64-bit LCG.
     pub fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
         let mut s = seed

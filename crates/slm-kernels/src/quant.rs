@@ -624,30 +624,8 @@ pub fn matvec_quant_naive(w: &QuantMatrix, x: &[f32], out_features: usize) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::rand_vec;
+    use crate::testutil::{quantized, rand_vec};
     use proptest::prelude::*;
-
-    /// `wf` as Q8_0 (kind 0), Q4_0 (1) or Q4_1 (2).
-    fn quantized(wf: &[f32], kind: usize) -> QuantMatrix {
-        let n = wf.len() / QK;
-        match kind {
-            0 => {
-                let mut b = vec![BlockQ8_0::default(); n];
-                quantize_q8_0(wf, &mut b).unwrap();
-                QuantMatrix::Q8_0(b)
-            }
-            1 => {
-                let mut b = vec![BlockQ4_0::default(); n];
-                quantize_q4_0(wf, &mut b).unwrap();
-                QuantMatrix::Q4_0(b)
-            }
-            _ => {
-                let mut b = vec![BlockQ4_1::default(); n];
-                quantize_q4_1(wf, &mut b).unwrap();
-                QuantMatrix::Q4_1(b)
-            }
-        }
-    }
 
     #[test]
     fn block_layout_is_ggml() {

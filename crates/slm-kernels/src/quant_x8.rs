@@ -402,6 +402,7 @@ mod avx2 {
             let dw = _mm256_cvtph_ps(_mm_loadu_si128(sp.add(ROWS * i) as *const __m128i));
             // (`match`, not `Option::map`: a closure would not get this function's target
             // features.)
+            #[allow(clippy::manual_map)]
             let mw = match mins {
                 Some(m) => Some(_mm256_cvtph_ps(_mm_loadu_si128(
                     m.as_ptr().add(ROWS * i) as *const __m128i
@@ -526,30 +527,9 @@ pub fn matmul_x8(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quant::{matvec_quant_naive, quantize_q4_0, quantize_q4_1, BlockQ4_0, BlockQ4_1};
-    use crate::testutil::rand_vec;
+    use crate::quant::matvec_quant_naive;
+    use crate::testutil::{quantized, rand_vec};
     use proptest::prelude::*;
-
-    fn plain(wf: &[f32], kind: usize) -> QuantMatrix {
-        let n = wf.len() / QK;
-        match kind {
-            0 => {
-                let mut b = vec![BlockQ8_0::default(); n];
-                quantize_q8_0(wf, &mut b).unwrap();
-                QuantMatrix::Q8_0(b)
-            }
-            1 => {
-                let mut b = vec![BlockQ4_0::default(); n];
-                quantize_q4_0(wf, &mut b).unwrap();
-                QuantMatrix::Q4_0(b)
-            }
-            _ => {
-                let mut b = vec![BlockQ4_1::default(); n];
-                quantize_q4_1(wf, &mut b).unwrap();
-                QuantMatrix::Q4_1(b)
-            }
-        }
-    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(32))]
@@ -561,7 +541,7 @@ mod tests {
             let cols = blocks * QK;
             let wf: Vec<f32> = rand_vec(rows * cols, seed).iter().map(|v| v + shift).collect();
             let x = rand_vec(cols, seed + 3);
-            let q = plain(&wf, kind);
+            let q = quantized(&wf, kind);
             let w = InterleavedMatrix::new(&q, rows, cols).unwrap();
             prop_assert_eq!(w.bytes(), q.bytes());
             let mut y = vec![0f32; rows];
@@ -595,7 +575,7 @@ mod tests {
         let wf = rand_vec(rows * cols, 11);
         let x = rand_vec(n * cols, 12);
         for kind in 0..3 {
-            let q = plain(&wf, kind);
+            let q = quantized(&wf, kind);
             let w = InterleavedMatrix::new(&q, rows, cols).unwrap();
             let (mut xq, mut y_t, mut y) = (
                 vec![BlockQ8_0::default(); n * blocks],
@@ -618,7 +598,7 @@ mod tests {
                 }
             }
         }
-        let q = plain(&wf[..QK * 3], 0);
+        let q = quantized(&wf[..QK * 3], 0);
         assert!(InterleavedMatrix::new(&q, 1, 3 * QK + 1).is_err());
         assert!(InterleavedMatrix::new(&q, 2, 3 * QK).is_err());
     }

@@ -111,7 +111,7 @@ impl Matrix {
         }
         if ty == WeightType::F32 && sparse == SparseUse::Auto && !w.is_empty() {
             let zeros = w.iter().filter(|v| **v == 0.0).count() as f64 / w.len() as f64;
-            if zeros >= 0.45 && cols % 16 == 0 && is_2_4(&w, cols) {
+            if zeros >= 0.45 && cols.is_multiple_of(16) && is_2_4(&w, cols) {
                 return Ok(Self::Sparse(SparseMatrix::TwoFour(
                     Sparse24Matrix::from_dense(&w, rows, cols)?,
                 )));
@@ -122,7 +122,7 @@ impl Matrix {
                 )));
             }
         }
-        if ty == WeightType::F32 || cols % QK != 0 {
+        if ty == WeightType::F32 || !cols.is_multiple_of(QK) {
             return Ok(Self::F32 { w, rows, cols });
         }
         let blocks = rows * cols / QK;
