@@ -21,12 +21,13 @@ achieved GB/s = weight bytes per token × decode tokens/s, and the ceiling is th
 (--bandwidth, a STREAM-style triad) ÷ weight bytes per token.\n\nExamples:\n  \
 slm --threads 2 bench --bandwidth\n  \
 slm --threads 2 bench --model stories15M.gguf --json\n  \
+slm --threads 2 bench --model model-q4_0.gguf --type q4_0 --kv f16 --batch 4\n  \
 slm --threads 2 bench train --preset 15m"
 )]
 pub struct BenchArgs {
     #[command(subcommand)]
     pub command: Option<BenchCommand>,
-    /// Time prefill and decode of this model (batch 1).
+    /// Time prefill and decode of this model.
     #[arg(long, short = 'm')]
     pub model: Option<String>,
     /// Tokenizer file for models that carry none.
@@ -52,8 +53,9 @@ pub struct BenchArgs {
     /// tok/s is then summed over the batch. Prefill is always one sequence.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
-    /// `auto`: a pruned model's f32 matrices are stored sparse (bitmask or 2:4) where that
-    /// reads fewer bytes; `off`: dense, to time a pruned model against its dense storage.
+    /// `auto`: a pruned model's f32 matrices are stored sparse where that reads fewer bytes
+    /// and runs faster (2:4 pattern → values + 2-bit positions; ≥ 60% zeros → non-zeros with
+    /// column offsets); `off`: dense, to time a pruned model against its dense storage.
     #[arg(long, default_value = "auto", value_parser = ["auto", "off"])]
     pub sparse: String,
     /// KV cache storage: f32 (exact) or f16 (half the bytes per cached position, as
