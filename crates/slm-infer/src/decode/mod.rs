@@ -461,8 +461,10 @@ impl Decoder {
                 self.rope(k, g, pos);
                 st.cache.store(layer + pos * kv, k, vv);
             }
-            // att [n, q]: rows in parallel (every row's keys and values are cached above;
-            // each task has its own score scratch, heads run sequentially inside).
+            // att [n, q]: a chunk from position 0 is causal self-attention over its own
+            // rows (blocked kernel, heads in parallel); otherwise each row queries its
+            // sequence's cache (every row's keys and values are cached above), rows in
+            // parallel, each task with its own score scratch.
             let att = &mut p.att[..n * q_dim];
             if causal_chunk {
                 let shape = AttnShape {
