@@ -18,6 +18,10 @@
 //! AVX2 path (chosen at run time) is ggml's: |q_x| times q_w with the sign of q_x moved
 //! over, `maddubs` to 16-bit pairs, `madd` to 32-bit lanes, one FMA per block. Other CPUs run
 //! the scalar twin, which the tests compare with the dequantise-then-multiply reference.
+//!
+//! The decode engine multiplies these blocks after repacking them eight rows at a time
+//! ([`crate::quant_x8`]); the row-by-row kernels here serve rows left over after the last full
+//! group, and the kernel bench's comparison of the two layouts.
 
 use crate::check_len;
 use half::f16;
@@ -406,9 +410,10 @@ mod avx2 {
     }
 }
 
+/// AVX2, FMA and F16C: what the block kernels here and in `quant_x8` need.
 #[cfg(target_arch = "x86_64")]
 #[inline]
-fn has_avx2() -> bool {
+pub(crate) fn has_avx2() -> bool {
     std::arch::is_x86_feature_detected!("avx2")
         && std::arch::is_x86_feature_detected!("fma")
         && std::arch::is_x86_feature_detected!("f16c")
@@ -543,54 +548,6 @@ pub fn matvec_quant(
         y.par_chunks_mut(rows_per_task)
             .enumerate()
             .for_each(|(c, ys)| w.rows_dot(c * rows_per_task, xq, ys));
-    }
-    Ok(())
-}
-
-/// Y [n, out] = X [n, in] · Wᵀ for a quantised `w` (prefill): every row of `x` is quantised
-/// to Q8_0 into `xq` (n·in/32 blocks), then each task takes a range of output rows and
-/// streams their weights once for all n input rows, writing the transposed result into
-/// `y_t` [out, n]; `y` gets it back in row-major order. All buffers are the caller's.
-pub fn matmul_quant(
-    w: &QuantMatrix,
-    x: &[f32],
-    n: usize,
-    xq: &mut [BlockQ8_0],
-    y_t: &mut [f32],
-    y: &mut [f32],
-) -> Result<()> {
-    if n == 0 {
-        return Ok(());
-    }
-    let inf = x.len() / n;
-    check_len("matmul_quant x", x.len(), n * inf)?;
-    let nb = blocks_for(inf, "matmul_quant x row")?;
-    let out_features = w.blocks() / nb.max(1);
-    check_len(
-        "matmul_quant weights (blocks)",
-        w.blocks(),
-        out_features * nb,
-    )?;
-    check_len("matmul_quant scratch", xq.len(), n * nb)?;
-    check_len("matmul_quant y_t", y_t.len(), n * out_features)?;
-    check_len("matmul_quant y", y.len(), n * out_features)?;
-    quantize_q8_0(x, xq)?;
-    let xq: &[BlockQ8_0] = xq;
-    let rows_per_task = (out_features / (4 * rayon::current_num_threads().max(1))).max(1);
-    y_t.par_chunks_mut(rows_per_task * n)
-        .enumerate()
-        .for_each(|(c, yc)| {
-            for (j, yo) in yc.chunks_exact_mut(n).enumerate() {
-                let o = c * rows_per_task + j;
-                for (r, v) in yo.iter_mut().enumerate() {
-                    *v = w.row_dot(o, &xq[r * nb..(r + 1) * nb]);
-                }
-            }
-        });
-    for r in 0..n {
-        for o in 0..out_features {
-            y[r * out_features + o] = y_t[o * n + r];
-        }
     }
     Ok(())
 }
@@ -786,29 +743,6 @@ mod tests {
                     "row {o}: {y} vs {one}"
                 );
             }
-        }
-    }
-
-    #[test]
-    fn matmul_rows_equal_matvecs() {
-        let (n, out, blocks) = (5, 37, 3);
-        let inf = blocks * QK;
-        let wf = rand_vec(out * inf, 8);
-        let x = rand_vec(n * inf, 9);
-        let mut b = vec![BlockQ8_0::default(); out * blocks];
-        quantize_q8_0(&wf, &mut b).unwrap();
-        let w = QuantMatrix::Q8_0(b);
-        let (mut xq, mut y_t, mut y) = (
-            vec![BlockQ8_0::default(); n * blocks],
-            vec![0f32; n * out],
-            vec![0f32; n * out],
-        );
-        matmul_quant(&w, &x, n, &mut xq, &mut y_t, &mut y).unwrap();
-        for r in 0..n {
-            let mut one = vec![0f32; out];
-            let mut xq1 = vec![BlockQ8_0::default(); blocks];
-            matvec_quant(&w, &x[r * inf..(r + 1) * inf], &mut xq1, out, &mut one).unwrap();
-            assert_eq!(&y[r * out..(r + 1) * out], one.as_slice());
         }
     }
 

@@ -284,12 +284,7 @@ fn group_dot_scalar(
 }
 
 #[cfg(target_arch = "x86_64")]
-#[inline]
-fn has_avx2() -> bool {
-    std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
-        && std::arch::is_x86_feature_detected!("f16c")
-}
+use crate::quant::has_avx2;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
