@@ -466,17 +466,7 @@ mod tests {
     use crate::decode::{Decoder, WeightType};
 
     fn model(tied: bool) -> Llama {
-        let mut c = slm_model::preset("260k").unwrap();
-        c.vocab_size = 64;
-        c.hidden_size = 64;
-        c.num_hidden_layers = 2;
-        c.num_attention_heads = 4;
-        c.num_key_value_heads = 2;
-        c.head_dim = 16;
-        c.intermediate_size = 96;
-        c.tie_word_embeddings = tied;
-        c.max_position_embeddings = 32;
-        Llama::random(c, 11, &candle_core::Device::Cpu).unwrap()
+        crate::testutil::tiny_llama(64, tied, false, 32, 11)
     }
 
     fn vocab() -> GgufVocab {

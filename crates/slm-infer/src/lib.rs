@@ -11,6 +11,8 @@ pub mod gguf_export;
 pub mod quantize;
 pub mod sampler;
 pub mod stop;
+#[cfg(test)]
+mod testutil;
 
 pub use generate::{generate, generate_from_tokens, GenerateOptions, Generation, StopReason};
 pub use sampler::{Sampler, SamplerConfig};

@@ -7,7 +7,7 @@
 //! ```
 //! Heads run in parallel on the current rayon pool once there is enough work (long caches),
 //! each head's loop compiled for AVX2+FMA where the CPU has it. The cache holds f32 or f16
-//! values ([`attend_f16`]: half the bytes read per position, as llama.cpp's default cache;
+//! values ([`Cache::F16`]: half the bytes read per position, as llama.cpp's default cache;
 //! converted with F16C). The training kernels in [`crate::attention`] cover whole sequences;
 //! this is the one-query case.
 
@@ -23,12 +23,49 @@ pub struct DecodeAttn {
     pub head_dim: usize,
 }
 
+/// A cached value type: f32, or f16 bits.
+trait CacheValue: Copy {
+    /// Σ q·k over a head.
+    fn dot(q: &[f32], k: &[Self]) -> f32;
+    /// o += p·v over a head.
+    fn axpy(o: &mut [f32], p: f32, v: &[Self]);
+}
+
+impl CacheValue for f32 {
+    #[inline(always)]
+    fn dot(q: &[f32], k: &[f32]) -> f32 {
+        simd::dot(q, k)
+    }
+    #[inline(always)]
+    fn axpy(o: &mut [f32], p: f32, v: &[f32]) {
+        o.iter_mut().zip(v).for_each(|(a, &v)| *a += p * v);
+    }
+}
+
+impl CacheValue for u16 {
+    #[inline(always)]
+    fn dot(q: &[f32], k: &[u16]) -> f32 {
+        q.iter()
+            .zip(k)
+            .map(|(a, &b)| a * half::f16::from_bits(b).to_f32())
+            .sum()
+    }
+    #[inline(always)]
+    fn axpy(o: &mut [f32], p: f32, v: &[u16]) {
+        o.iter_mut()
+            .zip(v)
+            .for_each(|(a, &v)| *a += p * half::f16::from_bits(v).to_f32());
+    }
+}
+
+/// One head: scores of `qh` against every cached key (head offset `off` within a position's
+/// `kv` values), softmax, weighted sum of the cached values into `o`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn head_impl(
+fn head_impl<T: CacheValue>(
     qh: &[f32],
-    keys: &[f32],
-    vals: &[f32],
+    keys: &[T],
+    vals: &[T],
     kv: usize,
     off: usize,
     scale: f32,
@@ -37,16 +74,13 @@ fn head_impl(
 ) {
     let e = qh.len();
     for (t, sc) in scores.iter_mut().enumerate() {
-        *sc = simd::dot(qh, &keys[t * kv + off..t * kv + off + e]) * scale;
+        *sc = T::dot(qh, &keys[t * kv + off..t * kv + off + e]) * scale;
     }
     let max = simd::max(scores);
     let sum = simd::exp_shift_sum(scores, max);
     o.fill(0.0);
     for (t, &p) in scores.iter().enumerate() {
-        let vt = &vals[t * kv + off..t * kv + off + e];
-        for (a, &v) in o.iter_mut().zip(vt) {
-            *a += p * v;
-        }
+        T::axpy(o, p, &vals[t * kv + off..t * kv + off + e]);
     }
     let inv = 1.0 / sum;
     o.iter_mut().for_each(|a| *a *= inv);
@@ -57,43 +91,6 @@ crate::dispatch!(
     fn head(qh: &[f32], keys: &[f32], vals: &[f32], kv: usize, off: usize, scale: f32,
             scores: &mut [f32], o: &mut [f32]) => head_impl
 );
-
-/// [`head_impl`] over an f16 cache (values as f16 bits).
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn head_f16_scalar(
-    qh: &[f32],
-    keys: &[u16],
-    vals: &[u16],
-    kv: usize,
-    off: usize,
-    scale: f32,
-    scores: &mut [f32],
-    o: &mut [f32],
-) {
-    use half::f16;
-    let e = qh.len();
-    for (t, sc) in scores.iter_mut().enumerate() {
-        let k = &keys[t * kv + off..t * kv + off + e];
-        *sc = qh
-            .iter()
-            .zip(k)
-            .map(|(a, &b)| a * f16::from_bits(b).to_f32())
-            .sum::<f32>()
-            * scale;
-    }
-    let max = simd::max(scores);
-    let sum = simd::exp_shift_sum(scores, max);
-    o.fill(0.0);
-    for (t, &p) in scores.iter().enumerate() {
-        let vt = &vals[t * kv + off..t * kv + off + e];
-        for (a, &v) in o.iter_mut().zip(vt) {
-            *a += p * f16::from_bits(v).to_f32();
-        }
-    }
-    let inv = 1.0 / sum;
-    o.iter_mut().for_each(|a| *a *= inv);
-}
 
 #[cfg(target_arch = "x86_64")]
 mod f16c {
@@ -153,7 +150,8 @@ mod f16c {
     }
 }
 
-/// One head over an f16 cache: F16C where present and `e` is a multiple of 8, else scalar.
+/// One head over an f16 cache: F16C where present and `e` is a multiple of 8, else the
+/// generic scalar loop.
 #[allow(clippy::too_many_arguments)]
 fn head_f16(
     qh: &[f32],
@@ -175,7 +173,7 @@ fn head_f16(
         unsafe { f16c::head(qh, keys, vals, kv, off, scale, scores, o) };
         return;
     }
-    head_f16_scalar(qh, keys, vals, kv, off, scale, scores, o);
+    head_impl(qh, keys, vals, kv, off, scale, scores, o);
 }
 
 /// Cached keys/values of one layer, positions 0..n, [n, g·e].
@@ -212,18 +210,6 @@ pub fn attend(
     out: &mut [f32],
 ) -> Result<()> {
     attend_cache(s, q, Cache::F32 { keys, vals }, scores, out)
-}
-
-/// [`attend`] over an f16 cache (values as f16 bits).
-pub fn attend_f16(
-    s: DecodeAttn,
-    q: &[f32],
-    keys: &[u16],
-    vals: &[u16],
-    scores: &mut [f32],
-    out: &mut [f32],
-) -> Result<()> {
-    attend_cache(s, q, Cache::F16 { keys, vals }, scores, out)
 }
 
 /// [`attend`] over either cache type.
@@ -350,7 +336,12 @@ mod tests {
             };
             let mut scores = vec![0f32; h * n];
             let mut out = vec![0f32; h * e];
-            attend_f16(s, &q, &bits(&keys), &bits(&vals), &mut scores, &mut out).unwrap();
+            let (kb, vb) = (bits(&keys), bits(&vals));
+            let cache = Cache::F16 {
+                keys: &kb,
+                vals: &vb,
+            };
+            attend_cache(s, &q, cache, &mut scores, &mut out).unwrap();
             let want = naive(s, &q, &round(&keys), &round(&vals));
             for (a, b) in out.iter().zip(&want) {
                 assert!((a - b).abs() < 1e-5, "f16 {h}/{g}/{e}/{n}: {a} vs {b}");

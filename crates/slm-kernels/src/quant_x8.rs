@@ -93,30 +93,20 @@ impl InterleavedMatrix {
         for g in 0..groups {
             for i in 0..nb {
                 let at = |r: usize| (g * ROWS + r) * nb + i;
+                // Byte `k` of each row's block: Q8_0 weights, or packed Q4 nibble pairs.
                 match w {
                     QuantMatrix::Q8_0(b) => {
                         scales.extend((0..ROWS).map(|r| b[at(r)].d));
-                        quants.extend((0..8).map(|j| {
-                            interleave(|r| {
-                                b[at(r)].qs[4 * j..4 * j + 4]
-                                    .iter()
-                                    .map(|&q| q as u8)
-                                    .collect()
-                            })
-                        }));
+                        quants.extend((0..8).map(|j| interleave(j, |r, k| b[at(r)].qs[k] as u8)));
                     }
                     QuantMatrix::Q4_0(b) => {
                         scales.extend((0..ROWS).map(|r| b[at(r)].d));
-                        quants.extend(
-                            (0..4).map(|j| interleave(|r| b[at(r)].qs[4 * j..4 * j + 4].to_vec())),
-                        );
+                        quants.extend((0..4).map(|j| interleave(j, |r, k| b[at(r)].qs[k])));
                     }
                     QuantMatrix::Q4_1(b) => {
                         scales.extend((0..ROWS).map(|r| b[at(r)].d));
                         mins.extend((0..ROWS).map(|r| b[at(r)].m));
-                        quants.extend(
-                            (0..4).map(|j| interleave(|r| b[at(r)].qs[4 * j..4 * j + 4].to_vec())),
-                        );
+                        quants.extend((0..4).map(|j| interleave(j, |r, k| b[at(r)].qs[k])));
                     }
                 }
             }
@@ -232,11 +222,14 @@ impl InterleavedMatrix {
     }
 }
 
-/// One 32-byte chunk from 4 bytes of each of the 8 rows.
-fn interleave(four_bytes: impl Fn(usize) -> Vec<u8>) -> Chunk {
+/// Chunk `j` of a block column: bytes 4j..4j+4 of each of the 8 rows, `byte(r, k)` being
+/// byte k of row r's block.
+fn interleave(j: usize, byte: impl Fn(usize, usize) -> u8) -> Chunk {
     let mut c = Chunk::default();
     for r in 0..ROWS {
-        c.0[4 * r..4 * r + 4].copy_from_slice(&four_bytes(r));
+        for k in 0..4 {
+            c.0[4 * r + k] = byte(r, 4 * j + k);
+        }
     }
     c
 }

@@ -192,6 +192,15 @@ pub struct BatchScratch {
     logits: Vec<f32>,
 }
 
+/// What the rows of one multi-row pass are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rows {
+    /// Consecutive positions of one sequence; `from_zero` when they start at position 0.
+    Prefill { from_zero: bool },
+    /// One new position of each of the batch's sequences.
+    Batch,
+}
+
 /// Prompt positions per prefill chunk.
 pub const PREFILL_CHUNK: usize = 256;
 
@@ -322,15 +331,10 @@ impl Decoder {
         for (ci, chunk) in tokens.chunks(PREFILL_CHUNK).enumerate() {
             let pos0 = start + ci * PREFILL_CHUNK;
             let positions: Vec<usize> = (pos0..pos0 + chunk.len()).collect();
-            // A chunk starting at position 0 is plain causal self-attention over its rows.
-            result = self.forward_rows(
-                &mut rows,
-                std::slice::from_mut(s),
-                &|_| 0,
-                chunk,
-                &positions,
-                pos0 == 0,
-            );
+            let kind = Rows::Prefill {
+                from_zero: pos0 == 0,
+            };
+            result = self.forward_rows(&mut rows, std::slice::from_mut(s), kind, chunk, &positions);
             if result.is_err() {
                 break;
             }
@@ -339,15 +343,14 @@ impl Decoder {
         }
         s.prefill = rows;
         result?;
+        self.logits(s)
+    }
+
+    /// Final norm and output head on the state's residual stream `x`: the next-token logits.
+    fn logits<'s>(&self, s: &'s mut RunState) -> Result<&'s [f32]> {
         let w = &self.weights;
-        rmsnorm_fwd(
-            &mut s.xn,
-            &mut s.rstd,
-            &s.x,
-            &w.final_norm,
-            1,
-            c.rms_norm_eps as f32,
-        )?;
+        let eps = self.config.rms_norm_eps as f32;
+        rmsnorm_fwd(&mut s.xn, &mut s.rstd, &s.x, &w.final_norm, 1, eps)?;
         w.lm_head.matvec(&s.xn, None, &mut s.xq, &mut s.logits)?;
         Ok(&s.logits)
     }
@@ -385,7 +388,7 @@ impl Decoder {
         self.check_tokens(tokens)?;
         let rows = &mut scratch.rows;
         rows.reserve(c, n);
-        self.forward_rows(rows, states, &|r| r, tokens, positions, false)?;
+        self.forward_rows(rows, states, Rows::Batch, tokens, positions)?;
         let w = &self.weights;
         let (x, xn, rstd) = (&rows.x[..n * d], &mut rows.xn[..n * d], &mut rows.rstd[..n]);
         rmsnorm_fwd(xn, rstd, x, &w.final_norm, n, c.rms_norm_eps as f32)?;
@@ -418,21 +421,22 @@ impl Decoder {
         }
     }
 
-    /// The blocks for `tokens.len()` rows at once (prefill chunks and batched decoding):
-    /// row r is `tokens[r]` at `positions[r]` of sequence `states[seq(r)]`, whose cache
-    /// receives its keys and values. Leaves the rows' residual streams in `p.x` [n, d].
-    /// `causal_chunk`: the rows are positions 0..n of one sequence, so attention is the
-    /// blocked causal kernel over the chunk (`slm_kernels::attention`) rather than one query
-    /// at a time against the cache.
+    /// The blocks for `tokens.len()` rows at once: row r is `tokens[r]` at `positions[r]` of
+    /// the sequence `kind` says (`states[0]` for a prefill chunk, `states[r]` in a batch),
+    /// whose cache receives its keys and values. Leaves the rows' residual streams in `p.x`
+    /// [n, d].
     fn forward_rows(
         &self,
         p: &mut Prefill,
         states: &mut [RunState],
-        seq: &(dyn Fn(usize) -> usize + Sync),
+        kind: Rows,
         tokens: &[u32],
         positions: &[usize],
-        causal_chunk: bool,
     ) -> Result<()> {
+        let seq = |r: usize| match kind {
+            Rows::Prefill { .. } => 0,
+            Rows::Batch => r,
+        };
         let c = &self.config;
         let d = c.hidden_size;
         let (h, g) = (c.num_attention_heads, c.num_key_value_heads);
@@ -461,37 +465,48 @@ impl Decoder {
                 self.rope(k, g, pos);
                 st.cache.store(layer + pos * kv, k, vv);
             }
-            // att [n, q]: a chunk from position 0 is causal self-attention over its own
-            // rows (blocked kernel, heads in parallel); otherwise each row queries its
-            // sequence's cache (every row's keys and values are cached above), rows in
-            // parallel, each task with its own score scratch.
+            // att [n, q]
             let att = &mut p.att[..n * q_dim];
-            if causal_chunk {
-                let shape = AttnShape {
-                    batch: 1,
-                    seq: n,
-                    heads: h,
-                    kv_heads: g,
-                    head_dim: c.head_dim,
-                };
-                attention_fwd_lse(att, &mut p.lse[..h * n], qkv, shape)?;
-            } else {
-                let caches: &[RunState] = states;
-                att.par_chunks_mut(q_dim)
-                    .zip(qkv.par_chunks(q_dim + 2 * kv))
-                    .enumerate()
-                    .try_for_each_init(
-                        || vec![0f32; h * ctx],
-                        |scores, (r, (out, row))| {
-                            let (pos, st) = (positions[r], &caches[seq(r)]);
-                            self.attend(
-                                &row[..q_dim],
-                                st.cache.view(layer, (pos + 1) * kv),
-                                scores,
-                                out,
-                            )
-                        },
-                    )?;
+            match kind {
+                // Positions 0..n of one sequence: causal self-attention over the chunk's own
+                // rows (blocked kernel, heads in parallel).
+                Rows::Prefill { from_zero: true } => {
+                    let shape = AttnShape {
+                        batch: 1,
+                        seq: n,
+                        heads: h,
+                        kv_heads: g,
+                        head_dim: c.head_dim,
+                    };
+                    attention_fwd_lse(att, &mut p.lse[..h * n], qkv, shape)?;
+                }
+                // A later chunk: each row queries the cache (its keys and values are stored
+                // above), rows in parallel, each task with its own score scratch.
+                Rows::Prefill { from_zero: false } => {
+                    let cache = &states[0].cache;
+                    att.par_chunks_mut(q_dim)
+                        .zip(qkv.par_chunks(q_dim + 2 * kv))
+                        .enumerate()
+                        .try_for_each_init(
+                            || vec![0f32; h * ctx],
+                            |scores, (r, (out, row))| {
+                                let view = cache.view(layer, (positions[r] + 1) * kv);
+                                self.attend(&row[..q_dim], view, scores, out)
+                            },
+                        )?;
+                }
+                // One row per sequence: each uses its own state's cache and score buffer (no
+                // allocation per step).
+                Rows::Batch => {
+                    att.par_chunks_mut(q_dim)
+                        .zip(qkv.par_chunks(q_dim + 2 * kv))
+                        .zip(states.par_iter_mut())
+                        .enumerate()
+                        .try_for_each(|(r, ((out, row), st))| {
+                            let view = st.cache.view(layer, (positions[r] + 1) * kv);
+                            self.attend(&row[..q_dim], view, &mut st.scores, out)
+                        })?;
+                }
             }
             lw.wo.matmul(att, n, None, &mut p.xq, &mut p.y_t, delta)?;
             x.iter_mut().zip(delta.iter()).for_each(|(a, b)| *a += b);
@@ -587,16 +602,7 @@ impl Decoder {
             lw.wdown.matvec(&s.act, None, &mut s.xq, &mut s.delta)?;
             s.x.iter_mut().zip(&s.delta).for_each(|(x, d)| *x += d);
         }
-        rmsnorm_fwd(
-            &mut s.xn,
-            &mut s.rstd,
-            &s.x,
-            &w.final_norm,
-            1,
-            c.rms_norm_eps as f32,
-        )?;
-        w.lm_head.matvec(&s.xn, None, &mut s.xq, &mut s.logits)?;
-        Ok(&s.logits)
+        self.logits(s)
     }
 }
 
@@ -606,18 +612,7 @@ mod tests {
     use candle_core::{Device, Tensor};
 
     fn model(tied: bool, bias: bool) -> Llama {
-        let mut c = slm_model::preset("260k").unwrap();
-        c.vocab_size = 96;
-        c.hidden_size = 64;
-        c.num_hidden_layers = 2;
-        c.num_attention_heads = 4;
-        c.num_key_value_heads = 2;
-        c.head_dim = 16;
-        c.intermediate_size = 96;
-        c.tie_word_embeddings = tied;
-        c.qkv_bias = bias;
-        c.max_position_embeddings = 32;
-        Llama::random(c, 5, &Device::Cpu).unwrap()
+        crate::testutil::tiny_llama(96, tied, bias, 32, 5)
     }
 
     /// Logits of every position from the candle model's full forward.
