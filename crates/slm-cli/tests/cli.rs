@@ -548,3 +548,117 @@ fn quantize_writes_a_gguf_and_reports_the_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a quantised type"));
 }
+
+#[test]
+fn gptq_quantize_beats_round_to_nearest_on_held_out_text() {
+    let Some(dir) = shared("llama2c") else { return };
+    let tiny = dir.join("../tinystories");
+    let tmp = tempfile::tempdir().unwrap();
+    // Held-out text: the first 60 KB of the validation file; calibration from the train file.
+    let valid = std::fs::read(tiny.join("tinystories_valid_head794k.txt")).unwrap();
+    let held_out = tmp.path().join("valid60k.txt");
+    std::fs::write(&held_out, &valid[..60_000]).unwrap();
+    let quantize = |extra: &[&str], out: &std::path::Path| {
+        let j = run_ok(
+            slm()
+                .args(["quantize", "--json", "--type", "q4_0", "-m"])
+                .arg(dir.join("stories260K.bin"))
+                .arg("--tokenizer")
+                .arg(dir.join("tok512.bin"))
+                .args(extra)
+                .arg("--out")
+                .arg(out),
+        );
+        serde_json::from_str::<serde_json::Value>(j.trim()).unwrap()
+    };
+    let ppl = |model: &std::path::Path| {
+        let j = run_ok(
+            slm()
+                .args(["eval", "--json", "-m"])
+                .arg(model)
+                .arg("--ppl")
+                .arg(&held_out),
+        );
+        serde_json::from_str::<serde_json::Value>(&j).unwrap()["ppl"]
+            .as_f64()
+            .unwrap()
+    };
+    let (rtn, gptq) = (tmp.path().join("rtn.gguf"), tmp.path().join("gptq.gguf"));
+    let r = quantize(&[], &rtn);
+    assert_eq!(r["method"], "rtn");
+    let calib = tiny.join("tinystories_train_head197k.txt");
+    let g = quantize(
+        &[
+            "--gptq",
+            "--nsamples",
+            "16",
+            "--seqlen",
+            "256",
+            "--calib",
+            calib.to_str().unwrap(),
+        ],
+        &gptq,
+    );
+    assert_eq!(g["method"], "gptq");
+    let report = &g["gptq"];
+    let tensors = report["tensors"].as_array().unwrap();
+    // Five blocks × q, k, v, o, gate, up; down's 172-wide rows do not fill blocks.
+    assert_eq!(tensors.len(), 30);
+    assert_eq!(report["skipped_roles"], serde_json::json!(["down"]));
+    let mean = |key: &str| {
+        tensors
+            .iter()
+            .map(|t| t[key].as_f64().unwrap())
+            .sum::<f64>()
+            / tensors.len() as f64
+    };
+    assert!(
+        mean("rel_error_gptq") < 0.8 * mean("rel_error_rtn"),
+        "{} vs {}",
+        mean("rel_error_gptq"),
+        mean("rel_error_rtn")
+    );
+    assert_eq!(g["file_bytes"], r["file_bytes"]);
+    let (p_rtn, p_gptq) = (ppl(&rtn), ppl(&gptq));
+    assert!(p_gptq < p_rtn, "GPTQ {p_gptq} vs round-to-nearest {p_rtn}");
+    // The file runs on the decode engine with its own blocks.
+    let text = run_ok(
+        slm()
+            .args([
+                "generate",
+                "-n",
+                "12",
+                "-t",
+                "0",
+                "--prompt",
+                "Once upon a time",
+                "--type",
+                "q4_0",
+                "-m",
+            ])
+            .arg(&gptq),
+    );
+    assert!(text.len() > "Once upon a time".len() + 5, "{text}");
+    // Argument errors say what to do.
+    for (args, want) in [
+        (vec!["--gptq"], "needs calibration text"),
+        (vec!["--calib", "x.txt"], "only used by --gptq"),
+    ] {
+        let out = slm()
+            .args([
+                "quantize",
+                "--type",
+                "q4_0",
+                "--out",
+                "/tmp/never.gguf",
+                "-m",
+            ])
+            .arg(dir.join("stories260K.bin"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}

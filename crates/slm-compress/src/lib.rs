@@ -1,6 +1,7 @@
 //! slm-compress: making a trained model smaller without retraining it from scratch.
 //!
-//! Today it owns unstructured and N:M pruning of the block linears (attention q/k/v/o, MLP
+//! It owns GPTQ quantisation of the block linears onto ggml's block grids ([`gptq`],
+//! [`quantize`]) and unstructured and N:M pruning of the block linears (attention q/k/v/o, MLP
 //! gate/up/down) by four methods: magnitude (per tensor or global), Optimal Brain Damage
 //! (with the empirical Fisher or the layer-wise Hessian), Wanda and SparseGPT; the
 //! calibration that feeds them (random windows of calibration text run block by block
@@ -21,23 +22,29 @@
 pub mod calib;
 pub mod capture;
 pub mod fast_block;
+pub mod gptq;
 pub mod gram;
 pub mod magnitude;
 pub mod obd;
+pub(crate) mod obs;
 pub mod pattern;
 pub mod prune;
+pub mod quantize;
 pub mod report;
 pub mod select;
+pub(crate) mod sequential;
 pub mod sparsegpt;
 pub mod wanda;
 
 pub use calib::calibration_windows;
 pub use capture::{InputSlot, LayerCapture};
+pub use gptq::{gptq_quantize, GptqOptions, GptqOutput};
 pub use gram::InputStats;
 pub use magnitude::{magnitude_mask, magnitude_scores};
 pub use obd::{obd_layerwise_saliency, obd_mask, obd_saliency, FisherDiag};
 pub use pattern::{check_nm, Pattern};
 pub use prune::{prune, Method, PruneConfig};
+pub use quantize::{gptq_model, GptqConfig, GptqReport, GptqTensorReport};
 pub use report::{output_energy, reconstruction_error, PruneReport, TensorReport};
 pub use select::{global_masks, select_mask, Group};
 pub use sparsegpt::{sparsegpt_prune, SparseGptOptions, SparseGptOutput};

@@ -1,16 +1,9 @@
 //! One-shot pruning of a whole model: the method and pattern chosen per run, applied to the
 //! chosen roles of every block, calibration run block by block.
 //!
-//! Calibration follows SparseGPT and Wanda: the calibration windows are embedded once; for
-//! block i, its inputs (the outputs of blocks 0..i−1 *after* they were pruned) are run
-//! through the block with a [`LayerCapture`] that accumulates the statistics of each
-//! distinct linear input; the block's linears are pruned (in parallel, each independent of
-//! the others) and written back into the model as dense weights with zeros; then the block
-//! is run again to produce the inputs of block i+1. Only the current block's inputs are kept,
-//! `[windows, seqlen, hidden]`, never the activations of all layers. With `true_sequential`
-//! the block is instead pruned in four steps (q/k/v, o, gate/up, down) with a capture pass
-//! before each, so o sees the output of the pruned q/k/v and so on (SparseGPT's
-//! `--true-sequential`).
+//! Calibration follows SparseGPT and Wanda ([`crate::sequential`]): block by block, each
+//! block's linears pruned with the statistics of the inputs they see in the model pruned so
+//! far, and written back as dense weights with zeros.
 //!
 //! Magnitude and Fisher-OBD masks depend on the weights alone and are chosen before
 //! calibration (which lets them be global across tensors); calibration then only measures
@@ -18,20 +11,18 @@
 //!
 //! Embeddings, norms, biases and the output head are never changed.
 
-use crate::capture::{InputSlot, LayerCapture};
-use crate::fast_block::{self, FastBlock, RopeTables};
 use crate::gram::InputStats;
 use crate::magnitude::magnitude_scores;
 use crate::obd::{obd_layerwise_saliency, obd_saliency, FisherDiag};
 use crate::pattern::Pattern;
 use crate::report::{output_energy, reconstruction_error, PruneReport, TensorReport};
 use crate::select::{global_masks, select_mask, Group};
+use crate::sequential::{check_windows, set_weight, tensor_name, weight_of, Walk, Weight};
 use crate::sparsegpt::{sparsegpt_prune, SparseGptOptions};
 use crate::wanda::wanda_mask;
-use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 use slm_core::{Error, LinearRole, Result};
-use slm_model::{Linear, Llama};
+use slm_model::Llama;
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -182,21 +173,7 @@ impl PruneConfig {
                 self.method.name()
             )));
         }
-        let max_len = model.config.max_position_embeddings;
-        let vocab = model.config.vocab_size;
-        for (i, w) in calib.iter().enumerate() {
-            if w.is_empty() || w.len() > max_len {
-                return Err(Error::invalid(format!(
-                    "calibration window {i} has {} tokens; windows need 1..={max_len} (the model's context)",
-                    w.len()
-                )));
-            }
-            if let Some(&t) = w.iter().find(|&&t| t as usize >= vocab) {
-                return Err(Error::invalid(format!(
-                    "calibration window {i} holds token {t}, outside the model's vocabulary of {vocab}"
-                )));
-            }
-        }
+        check_windows(model, calib)?;
         Ok(())
     }
 }
@@ -232,51 +209,11 @@ impl PruneConfig {
     }
 }
 
-/// A weight as row-major f32 `[rows, cols]`.
-struct Weight {
-    data: Vec<f32>,
-    rows: usize,
-    cols: usize,
-}
-
-fn weight_of(model: &Llama, layer: usize, role: LinearRole) -> Result<Weight> {
-    let w = model
-        .layers
-        .get(layer)
-        .ok_or_else(|| Error::invalid(format!("layer {layer} out of range")))?
-        .linear(role)
-        .weight();
-    let (rows, cols) = w.dims2()?;
-    let data = w
-        .to_dtype(DType::F32)?
-        .to_device(&Device::Cpu)?
-        .flatten_all()?
-        .to_vec1::<f32>()?;
-    Ok(Weight { data, rows, cols })
-}
-
-fn set_weight(model: &mut Llama, layer: usize, role: LinearRole, w: Weight) -> Result<()> {
-    let lin = model
-        .layers
-        .get_mut(layer)
-        .ok_or_else(|| Error::invalid(format!("layer {layer} out of range")))?
-        .linear_mut(role);
-    let old = lin.weight();
-    let t = Tensor::from_vec(w.data, (w.rows, w.cols), old.device())?.to_dtype(old.dtype())?;
-    let bias = lin.bias.clone();
-    *lin = Linear::dense(t, bias);
-    Ok(())
-}
-
 fn apply_mask(w: &[f32], mask: &[bool]) -> Vec<f32> {
     w.iter()
         .zip(mask)
         .map(|(&x, &p)| if p { 0.0 } else { x })
         .collect()
-}
-
-fn tensor_name(layer: usize, role: LinearRole) -> String {
-    format!("{}.weight", role.hf_prefix(layer))
 }
 
 /// Masks of the methods that need no activations (magnitude, Fisher OBD), keyed by
@@ -326,7 +263,6 @@ fn weight_only_masks(
 
 /// The result of pruning one tensor, before it is written back.
 struct Pruned {
-    role: LinearRole,
     weight: Weight,
     report: TensorReport,
 }
@@ -414,7 +350,6 @@ fn prune_linear(
         seconds,
     };
     Ok(Pruned {
-        role,
         weight: Weight {
             data: new,
             rows,
@@ -422,49 +357,6 @@ fn prune_linear(
         },
         report,
     })
-}
-
-/// One batch of calibration windows of equal length: hidden states `[b, t, hidden]`.
-struct HiddenBatch {
-    x: Vec<f32>,
-    b: usize,
-    t: usize,
-}
-
-/// The calibration windows embedded in batches of up to `batch` consecutive windows of equal
-/// length.
-fn embed_batches(model: &Llama, calib: &[Vec<u32>], batch: usize) -> Result<Vec<HiddenBatch>> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < calib.len() {
-        let t = calib[i].len();
-        let mut j = i + 1;
-        while j < calib.len() && j - i < batch && calib[j].len() == t {
-            j += 1;
-        }
-        let ids: Vec<u32> = calib[i..j].iter().flatten().copied().collect();
-        out.push(HiddenBatch {
-            x: fast_block::embed(model, &ids)?,
-            b: j - i,
-            t,
-        });
-        i = j;
-    }
-    Ok(out)
-}
-
-/// The steps of one block: all slots at once, or (true-sequential) one slot at a time;
-/// only slots read by a pruned role.
-fn block_steps(roles: &[LinearRole], true_sequential: bool) -> Vec<Vec<InputSlot>> {
-    let slots: Vec<InputSlot> = InputSlot::ALL
-        .into_iter()
-        .filter(|s| s.roles().iter().any(|r| roles.contains(r)))
-        .collect();
-    if true_sequential {
-        slots.into_iter().map(|s| vec![s]).collect()
-    } else {
-        vec![slots]
-    }
 }
 
 /// Prunes `model` in place as `cfg` says, with `calib` windows of token ids (needed by Wanda,
@@ -499,61 +391,18 @@ pub fn prune(
         }
     } else {
         let with_gram = cfg.method.needs_gram() || cfg.measure_error;
-        // Inputs of the current block, one tensor [b, t, hidden] per batch of windows.
-        let tf = Instant::now();
-        let rope = RopeTables::new(&model.config);
-        let mut xs = embed_batches(model, calib, cfg.batch_size)?;
-        forward_seconds += tf.elapsed().as_secs_f64();
-        progress("block", 0, nl);
-        for l in 0..nl {
-            for slots in block_steps(&roles, cfg.true_sequential) {
-                let tf = Instant::now();
-                let mut cap = LayerCapture::new(&model.config, l, &slots, with_gram);
-                let block = FastBlock::from_model(model, l)?;
-                for h in &xs {
-                    let mut out = vec![0f32; h.x.len()];
-                    block.forward(&h.x, h.b, h.t, &rope, &mut out, &mut |slot, x, rows| {
-                        cap.add(slot, x, rows, h.b)
-                    })?;
-                }
-                forward_seconds += tf.elapsed().as_secs_f64();
-                let jobs: Vec<LinearRole> = roles
-                    .iter()
-                    .copied()
-                    .filter(|r| slots.contains(&InputSlot::of(*r)))
-                    .collect();
-                let shared: &Llama = model;
-                let done: Vec<Pruned> = jobs
-                    .par_iter()
-                    .map(|&role| {
-                        prune_linear(
-                            shared,
-                            l,
-                            role,
-                            cap.stats_for(role),
-                            fixed.get(&(l, role)),
-                            cfg,
-                        )
-                    })
-                    .collect::<Result<_>>()?;
-                for p in done {
-                    set_weight(model, l, p.role, p.weight)?;
-                    tensors.push(p.report);
-                }
-            }
-            if l + 1 < nl {
-                // The next block's inputs: this block's outputs after pruning.
-                let tf = Instant::now();
-                let block = FastBlock::from_model(model, l)?;
-                for h in &mut xs {
-                    let mut out = vec![0f32; h.x.len()];
-                    block.forward(&h.x, h.b, h.t, &rope, &mut out, &mut |_, _, _| Ok(()))?;
-                    h.x = out;
-                }
-                forward_seconds += tf.elapsed().as_secs_f64();
-            }
-            progress("block", l + 1, nl);
-        }
+        let walk = Walk {
+            roles: &roles,
+            batch_size: cfg.batch_size,
+            true_sequential: cfg.true_sequential,
+            with_gram,
+        };
+        let (reports, seconds) = walk.run(model, calib, progress, &|m, l, role, stats| {
+            let p = prune_linear(m, l, role, stats, fixed.get(&(l, role)), cfg)?;
+            Ok((p.weight, p.report))
+        })?;
+        tensors = reports;
+        forward_seconds = seconds;
     }
 
     Ok(PruneReport {

@@ -9,9 +9,8 @@
 //! the dampening by a scale-dependent amount: pass H at this scale to reproduce the
 //! reference exactly.
 //!
-//! 1. dead inputs (H_ii = 0): H_ii = 1 and W[:, i] = 0;
-//! 2. dampening: H += damp · mean(diag H) · I;
-//! 3. U = the upper Cholesky factor of H⁻¹ (faer: Cholesky of H, inverse, Cholesky again);
+//! 1.–3. dead inputs, dampening and U = the upper Cholesky factor of H⁻¹, as [`crate::obs`]
+//!    prepares them (shared with GPTQ);
 //! 4. columns in blocks of `block_size`; in each block
 //!    * unstructured: the mask is chosen once for the block over all rows, from
 //!      w²/U_cc² with the threshold `sort(tmp)[int(numel · s)]` and `tmp <= thresh`, so, as in
@@ -27,10 +26,9 @@
 //! Shapes: W `[rows = out, cols = in]` (row-major in and out, column-major inside so that
 //! column updates are contiguous), H and U `[cols, cols]`.
 
+use crate::obs::ObsLayer;
 use crate::pattern::Pattern;
-use faer::linalg::matmul::matmul;
-use faer::linalg::solvers::DenseSolveCore;
-use faer::{Accum, Mat, MatMut, MatRef, Par, Side};
+use faer::MatRef;
 use slm_core::{Error, Result};
 
 /// What [`sparsegpt_prune`] returns.
@@ -83,22 +81,14 @@ pub fn sparsegpt_prune(
         block_size,
         damp,
     } = *opts;
-    if w.len() != rows * cols || hessian.nrows() != cols || hessian.ncols() != cols {
-        return Err(Error::invalid(format!(
-            "sparsegpt: weight has {} entries and H is {}x{}, expected {rows} x {cols} and {cols}x{cols}",
-            w.len(),
-            hessian.nrows(),
-            hessian.ncols()
-        )));
-    }
     if !(0.0..1.0).contains(&sparsity) {
         return Err(Error::invalid(format!(
             "sparsity {sparsity} is outside [0, 1)"
         )));
     }
-    if block_size == 0 || !damp.is_finite() || damp < 0.0 {
+    if block_size == 0 {
         return Err(Error::invalid(format!(
-            "sparsegpt: block size {block_size} must be ≥ 1 and damp {damp} ≥ 0"
+            "sparsegpt: block size {block_size} must be ≥ 1"
         )));
     }
     pattern.validate()?;
@@ -111,26 +101,7 @@ pub fn sparsegpt_prune(
         }
     }
 
-    // W column-major f64: wc[c * rows + r] = W[r, c].
-    let mut wc = vec![0.0f64; rows * cols];
-    for r in 0..rows {
-        for c in 0..cols {
-            wc[c * rows + r] = w[r * cols + c] as f64;
-        }
-    }
-    let mut h = hessian.to_owned();
-    for i in 0..cols {
-        if h[(i, i)] == 0.0 {
-            h[(i, i)] = 1.0;
-            wc[i * rows..(i + 1) * rows].fill(0.0);
-        }
-    }
-    let mean_diag = (0..cols).map(|i| h[(i, i)]).sum::<f64>() / cols.max(1) as f64;
-    let d = damp * mean_diag;
-    for i in 0..cols {
-        h[(i, i)] += d;
-    }
-    let u = inverse_upper_cholesky(h)?;
+    let mut layer = ObsLayer::new(w, rows, cols, hessian, damp, "sparsegpt")?;
 
     let mut mask = vec![false; rows * cols]; // row-major output
     let mut loss = 0.0f64;
@@ -148,14 +119,14 @@ pub fn sparsegpt_prune(
         let w1 = &mut w1[..rows * count];
         let err1 = &mut err1[..rows * count];
         let mask1 = &mut mask1[..rows * count];
-        w1.copy_from_slice(&wc[i1 * rows..i2 * rows]);
+        w1.copy_from_slice(&layer.wc[i1 * rows..i2 * rows]);
         err1.fill(0.0);
         mask1.fill(false);
 
         if pattern == Pattern::Unstructured && sparsity > 0.0 {
             tmp.clear();
             for c in 0..count {
-                let dc = u[(i1 + c, i1 + c)];
+                let dc = layer.diag(i1 + c);
                 tmp.extend(
                     w1[c * rows..(c + 1) * rows]
                         .iter()
@@ -174,7 +145,7 @@ pub fn sparsegpt_prune(
         }
 
         for i in 0..count {
-            let dcol = u[(i1 + i, i1 + i)];
+            let dcol = layer.diag(i1 + i);
             if let Pattern::NM { n, m } = pattern {
                 if i % m == 0 {
                     let g = m.min(count - i);
@@ -182,7 +153,7 @@ pub fn sparsegpt_prune(
                     for r in 0..rows {
                         tmp.clear();
                         for j in 0..g {
-                            let dj = u[(i1 + i + j, i1 + i + j)];
+                            let dj = layer.diag(i1 + i + j);
                             let x = w1[(i + j) * rows + r];
                             tmp.push(x * x / (dj * dj));
                         }
@@ -208,16 +179,9 @@ pub fn sparsegpt_prune(
                 }
             }
             // W1[:, j] −= err · U[i, j] for the block's later columns.
-            for (jj, cj) in rest.chunks_exact_mut(rows).enumerate() {
-                let uij = u[(i1 + i, i1 + i + 1 + jj)];
-                if uij != 0.0 {
-                    for (x, &er) in cj.iter_mut().zip(e.iter()) {
-                        *x -= er * uij;
-                    }
-                }
-            }
+            layer.update_later(i1 + i, e, rest);
         }
-        wc[i1 * rows..i2 * rows].copy_from_slice(w1);
+        layer.wc[i1 * rows..i2 * rows].copy_from_slice(w1);
         for c in 0..count {
             for r in 0..rows {
                 if mask1[c * rows + r] {
@@ -226,24 +190,14 @@ pub fn sparsegpt_prune(
             }
         }
         // Lazy update of everything after the block: W[:, i2:] −= Err1 · U[i1:i2, i2:].
-        if i2 < cols {
-            let (_, after) = wc.split_at_mut(i2 * rows);
-            let dst = MatMut::from_column_major_slice_mut(after, rows, cols - i2);
-            let lhs = MatRef::from_column_major_slice(err1, rows, count);
-            let rhs = u.as_ref().submatrix(i1, i2, count, cols - i2);
-            matmul(dst, Accum::Add, lhs, rhs, -1.0, Par::rayon(0));
-        }
+        layer.lazy_update(i1, i2, err1);
         i1 = i2;
     }
 
-    let mut out = vec![0.0f32; rows * cols];
-    for r in 0..rows {
-        for c in 0..cols {
-            out[r * cols + c] = if mask[r * cols + c] {
-                0.0
-            } else {
-                wc[c * rows + r] as f32
-            };
+    let mut out = layer.row_major();
+    for (x, &m) in out.iter_mut().zip(&mask) {
+        if m {
+            *x = 0.0;
         }
     }
     Ok(SparseGptOutput {
@@ -253,25 +207,10 @@ pub fn sparsegpt_prune(
     })
 }
 
-/// The upper triangular U with UᵀU = H⁻¹ (torch: `cholesky(cholesky_inverse(cholesky(H)),
-/// upper=True)`).
-fn inverse_upper_cholesky(h: Mat<f64>) -> Result<Mat<f64>> {
-    let not_pd = |what: &str| {
-        Error::msg(format!(
-            "sparsegpt: {what} is not positive definite; raise the dampening (damp)"
-        ))
-    };
-    let hinv = h
-        .llt(Side::Lower)
-        .map_err(|_| not_pd("H + damp·I"))?
-        .inverse();
-    let l = hinv.llt(Side::Lower).map_err(|_| not_pd("H⁻¹"))?;
-    Ok(l.L().transpose().to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use faer::Mat;
 
     fn opts(pattern: Pattern, sparsity: f64, damp: f64) -> SparseGptOptions {
         SparseGptOptions {

@@ -15,7 +15,7 @@ use slm_io::gguf::writer::{
 use slm_io::permute::hf_to_meta;
 use slm_io::GgufVocab;
 use slm_kernels::quant::{
-    quantize_q4_0, quantize_q4_1, quantize_q8_0, BlockQ4_0, BlockQ4_1, BlockQ8_0, QK,
+    quantize_q4_0, quantize_q4_1, quantize_q8_0, BlockKind, BlockQ4_0, BlockQ4_1, BlockQ8_0, QK,
 };
 use slm_model::Llama;
 use std::collections::HashMap;
@@ -48,6 +48,16 @@ impl GgufType {
     /// Block-quantised (Q8_0, Q4_0, Q4_1).
     pub fn is_quantised(self) -> bool {
         matches!(self, Self::Q8_0 | Self::Q4_0 | Self::Q4_1)
+    }
+
+    /// The block format of a quantised type.
+    pub fn block_kind(self) -> Option<BlockKind> {
+        match self {
+            Self::Q8_0 => Some(BlockKind::Q8_0),
+            Self::Q4_0 => Some(BlockKind::Q4_0),
+            Self::Q4_1 => Some(BlockKind::Q4_1),
+            Self::F32 | Self::F16 => None,
+        }
     }
 
     /// `general.file_type` (llama.cpp's `llama_ftype`).

@@ -4,10 +4,7 @@
 
 use crate::gguf_export::GgufType;
 use slm_core::{Error, Result};
-use slm_kernels::quant::{
-    dequantize_q4_0, dequantize_q4_1, dequantize_q8_0, quantize_q4_0, quantize_q4_1, quantize_q8_0,
-    BlockQ4_0, BlockQ4_1, BlockQ8_0, QK,
-};
+use slm_kernels::quant::{QuantMatrix, QK};
 use slm_model::Llama;
 
 /// One matrix's quantisation error.
@@ -36,28 +33,11 @@ pub fn round_trip(w: &[f32], cols: usize, ty: GgufType) -> Result<Vec<f32>> {
     if ty.is_quantised() && !cols.is_multiple_of(QK) {
         return Ok(f16(w));
     }
-    let mut out = vec![0f32; w.len()];
-    let n = w.len() / QK;
-    match ty {
-        GgufType::F32 => out.copy_from_slice(w),
-        GgufType::F16 => return Ok(f16(w)),
-        GgufType::Q8_0 => {
-            let mut b = vec![BlockQ8_0::default(); n];
-            quantize_q8_0(w, &mut b)?;
-            dequantize_q8_0(&b, &mut out)?;
-        }
-        GgufType::Q4_0 => {
-            let mut b = vec![BlockQ4_0::default(); n];
-            quantize_q4_0(w, &mut b)?;
-            dequantize_q4_0(&b, &mut out)?;
-        }
-        GgufType::Q4_1 => {
-            let mut b = vec![BlockQ4_1::default(); n];
-            quantize_q4_1(w, &mut b)?;
-            dequantize_q4_1(&b, &mut out)?;
-        }
+    match ty.block_kind() {
+        Some(kind) => Ok(QuantMatrix::quantize(kind, w)?.dequantize()),
+        None if ty == GgufType::F16 => Ok(f16(w)),
+        None => Ok(w.to_vec()),
     }
-    Ok(out)
 }
 
 /// Bytes per value of `ty` (blocks included).
@@ -74,26 +54,52 @@ fn bytes_per_value(ty: GgufType) -> f64 {
 /// The error report for quantising every 2-D weight of `model` (block linears, embedding,
 /// head) to `ty`, as `slm export gguf --type ty` writes them.
 pub fn quantize_report(model: &Llama, ty: GgufType) -> Result<QuantizeReport> {
+    quantize_report_against(model, model, ty)
+}
+
+/// The report for writing `model` as `ty` when it was made from `reference` (GPTQ changes
+/// the block linears before they are written): each matrix's error is that of the written
+/// values against `reference`'s.
+pub fn quantize_report_against(
+    reference: &Llama,
+    model: &Llama,
+    ty: GgufType,
+) -> Result<QuantizeReport> {
+    let originals: std::collections::HashMap<String, candle_core::Tensor> =
+        reference.tensors().into_iter().collect();
+    let values = |name: &str, t: &candle_core::Tensor| -> Result<Vec<f32>> {
+        t.to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()
+            .map_err(|e| Error::msg(format!("{name}: {e}")))
+    };
     let mut matrices = Vec::new();
     let (mut err, mut norm) = (0f64, 0f64);
     let (mut f32_bytes, mut q_bytes) = (0u64, 0u64);
     for (name, t) in model.tensors() {
         let dims = t.dims().to_vec();
-        let w: Vec<f32> = t
-            .to_dtype(candle_core::DType::F32)?
-            .flatten_all()?
-            .to_vec1::<f32>()
-            .map_err(|e| Error::msg(format!("{name}: {e}")))?;
+        let w = values(&name, &t)?;
         f32_bytes += 4 * w.len() as u64;
         if dims.len() != 2 {
             q_bytes += 4 * w.len() as u64; // norms stay f32
             continue;
         }
+        let orig = match originals.get(&name) {
+            Some(o) if o.dims() == t.dims() => values(&name, o)?,
+            _ => {
+                return Err(Error::invalid(format!(
+                    "the reference model has no tensor `{name}` of shape {dims:?}"
+                )))
+            }
+        };
         let cols = dims[1];
         let back = round_trip(&w, cols, ty)?;
-        let (e, n) = w.iter().zip(&back).fold((0f64, 0f64), |(e, n), (&a, &b)| {
-            (e + ((a - b) as f64).powi(2), n + (a as f64).powi(2))
-        });
+        let (e, n) = orig
+            .iter()
+            .zip(&back)
+            .fold((0f64, 0f64), |(e, n), (&a, &b)| {
+                (e + ((a - b) as f64).powi(2), n + (a as f64).powi(2))
+            });
         err += e;
         norm += n;
         // Quantised types keep rows that do not fill blocks in f16.

@@ -454,6 +454,14 @@ pub fn vec_dot_q4_1(w: &[BlockQ4_1], x: &[BlockQ8_0]) -> f32 {
     dot_q4_1_scalar(w, x)
 }
 
+/// One of the block formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockKind {
+    Q8_0,
+    Q4_0,
+    Q4_1,
+}
+
 /// A quantised weight matrix [out, in] stored row by row in blocks.
 #[derive(Debug, Clone, PartialEq)]
 pub enum QuantMatrix {
@@ -463,6 +471,40 @@ pub enum QuantMatrix {
 }
 
 impl QuantMatrix {
+    /// Round-to-nearest `kind` blocks of `x` (rows of a length divisible by 32, row after row).
+    pub fn quantize(kind: BlockKind, x: &[f32]) -> Result<Self> {
+        let n = blocks_for(x.len(), "QuantMatrix::quantize")?;
+        Ok(match kind {
+            BlockKind::Q8_0 => {
+                let mut b = vec![BlockQ8_0::default(); n];
+                quantize_q8_0(x, &mut b)?;
+                Self::Q8_0(b)
+            }
+            BlockKind::Q4_0 => {
+                let mut b = vec![BlockQ4_0::default(); n];
+                quantize_q4_0(x, &mut b)?;
+                Self::Q4_0(b)
+            }
+            BlockKind::Q4_1 => {
+                let mut b = vec![BlockQ4_1::default(); n];
+                quantize_q4_1(x, &mut b)?;
+                Self::Q4_1(b)
+            }
+        })
+    }
+
+    /// The values the blocks stand for.
+    pub fn dequantize(&self) -> Vec<f32> {
+        let mut out = vec![0f32; self.blocks() * QK];
+        // The lengths agree by construction.
+        let _ = match self {
+            Self::Q8_0(b) => dequantize_q8_0(b, &mut out),
+            Self::Q4_0(b) => dequantize_q4_0(b, &mut out),
+            Self::Q4_1(b) => dequantize_q4_1(b, &mut out),
+        };
+        out
+    }
+
     /// Bytes of weight data (what a matrix-vector product streams).
     pub fn bytes(&self) -> usize {
         match self {

@@ -37,12 +37,7 @@ pub const ROWS: usize = 8;
 pub struct Chunk(pub [u8; 32]);
 
 /// Which blocks were repacked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Q8_0,
-    Q4_0,
-    Q4_1,
-}
+pub use crate::quant::BlockKind as Kind;
 
 impl Kind {
     /// Quant chunks per group and block column.

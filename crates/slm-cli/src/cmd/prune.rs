@@ -190,7 +190,7 @@ fn with_fisher(method: Method, model: &Llama, windows: &[Vec<u32>]) -> Result<Me
         return Ok(method);
     };
     let mut fisher = FisherDiag::new();
-    let bar = bar("fisher", "batches");
+    let bar = progress_bar("fisher", "batches");
     slm_train::fisher::for_each_batch_gradient(
         model,
         windows,
@@ -205,7 +205,8 @@ fn with_fisher(method: Method, model: &Llama, windows: &[Vec<u32>]) -> Result<Me
     Ok(Method::Obd { fisher, global })
 }
 
-fn bar(what: &str, unit: &str) -> ProgressBar {
+/// A progress bar "what [bar] pos/len unit [elapsed < eta]"; set its length when known.
+pub(crate) fn progress_bar(what: &str, unit: &str) -> ProgressBar {
     let b = ProgressBar::new(0);
     b.set_style(
         ProgressStyle::with_template(&format!(
@@ -231,7 +232,7 @@ pub fn prune_model(
     let windows = windows_for(model, tok, c, &cfg.method)?;
     cfg.validate(model, &windows)?; // all argument errors before any work
     cfg.method = with_fisher(cfg.method, model, &windows)?;
-    let b = bar("prune", "");
+    let b = progress_bar("prune", "");
     let report = prune(model, &windows, &cfg, &mut |stage, d, t| {
         b.set_message(stage.to_string());
         b.set_length(t as u64);

@@ -9,9 +9,7 @@
 use slm_core::{Error, Result};
 use slm_kernels::matmul::{linear_fwd, LinearDims};
 use slm_kernels::matvec::{matvec, MAX_ROWS};
-use slm_kernels::quant::{
-    quantize_q4_0, quantize_q4_1, quantize_q8_0, BlockQ4_0, BlockQ4_1, BlockQ8_0, QuantMatrix, QK,
-};
+use slm_kernels::quant::{BlockKind, BlockQ8_0, QuantMatrix, QK};
 use slm_kernels::quant_x8::{matmul_x8, matvec_x8, InterleavedMatrix, Kind};
 use slm_kernels::sparse::{is_2_4, OffsetMatrix, Sparse24Matrix, SparseMatrix};
 use slm_model::Llama;
@@ -125,24 +123,12 @@ impl Matrix {
         if ty == WeightType::F32 || !cols.is_multiple_of(QK) {
             return Ok(Self::F32 { w, rows, cols });
         }
-        let blocks = rows * cols / QK;
-        let q = match ty {
-            WeightType::Q8_0 => {
-                let mut b = vec![BlockQ8_0::default(); blocks];
-                quantize_q8_0(&w, &mut b)?;
-                QuantMatrix::Q8_0(b)
-            }
-            WeightType::Q4_1 => {
-                let mut b = vec![BlockQ4_1::default(); blocks];
-                quantize_q4_1(&w, &mut b)?;
-                QuantMatrix::Q4_1(b)
-            }
-            _ => {
-                let mut b = vec![BlockQ4_0::default(); blocks];
-                quantize_q4_0(&w, &mut b)?;
-                QuantMatrix::Q4_0(b)
-            }
+        let kind = match ty {
+            WeightType::Q8_0 => BlockKind::Q8_0,
+            WeightType::Q4_1 => BlockKind::Q4_1,
+            _ => BlockKind::Q4_0,
         };
+        let q = QuantMatrix::quantize(kind, &w)?;
         Ok(Self::Quant(InterleavedMatrix::new(&q, rows, cols)?))
     }
 
