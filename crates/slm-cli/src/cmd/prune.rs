@@ -40,8 +40,9 @@ pub enum SweepCommand {
     Sweep(SweepArgs),
 }
 
-#[derive(Args, Debug)]
-pub struct CalibArgs {
+/// The calibration text and how windows are drawn from it (shared with `slm quantize --gptq`).
+#[derive(Args, Debug, Clone)]
+pub struct CalibText {
     /// Calibration text (.txt, .jsonl with `text`, or an slm token shard).
     #[arg(long)]
     pub calib: Option<PathBuf>,
@@ -51,8 +52,37 @@ pub struct CalibArgs {
     /// Tokens per window (default: min(2048, model context)).
     #[arg(long)]
     pub seqlen: Option<usize>,
+    /// Seed of the window positions.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+impl CalibText {
+    /// The windows for `model` from the file at `path`.
+    pub fn windows(
+        &self,
+        path: &Path,
+        model: &Llama,
+        tok: &dyn Tokenizer,
+    ) -> Result<Vec<Vec<u32>>> {
+        let seqlen = self
+            .seqlen
+            .unwrap_or(2048)
+            .min(model.config.max_position_embeddings);
+        let tokens = calibration_tokens(path, tok)?;
+        Ok(calibration_windows(
+            &tokens,
+            self.nsamples,
+            seqlen,
+            self.seed,
+        )?)
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct CalibArgs {
+    #[command(flatten)]
+    pub text: CalibText,
     /// Block linears to prune (comma-separated from q,k,v,o,gate,up,down).
     #[arg(long, default_value = "q,k,v,o,gate,up,down")]
     pub roles: String,
@@ -167,7 +197,7 @@ fn windows_for(
     method: &Method,
 ) -> Result<Vec<Vec<u32>>> {
     let needs = method.needs_calibration() || matches!(method, Method::Obd { .. });
-    let Some(path) = &c.calib else {
+    let Some(path) = &c.text.calib else {
         if needs {
             bail!(
                 "method `{}` needs calibration text: give --calib FILE",
@@ -176,12 +206,7 @@ fn windows_for(
         }
         return Ok(Vec::new());
     };
-    let seqlen = c
-        .seqlen
-        .unwrap_or(2048)
-        .min(model.config.max_position_embeddings);
-    let tokens = calibration_tokens(path, tok)?;
-    Ok(calibration_windows(&tokens, c.nsamples, seqlen, c.seed)?)
+    c.text.windows(path, model, tok)
 }
 
 /// Fills the Fisher diagonal for OBD from loss gradients over the calibration windows.
@@ -278,7 +303,7 @@ fn run_one(a: PruneOne) -> Result<()> {
         "pattern": report.pattern,
         "target_sparsity": report.target_sparsity,
         "sparsity": report.overall_sparsity(),
-        "calibration": {"file": a.calib.calib.as_ref().map(|p| p.display().to_string()), "nsamples": report.calib_windows, "tokens": report.calib_tokens, "seed": a.calib.seed},
+        "calibration": {"file": a.calib.text.calib.as_ref().map(|p| p.display().to_string()), "nsamples": report.calib_windows, "tokens": report.calib_tokens, "seed": a.calib.text.seed},
         "seconds": report.seconds,
         "tensors": report.tensors.iter().map(|t| serde_json::json!({"name": t.name, "sparsity": t.sparsity, "rel_error": t.rel_error})).collect::<Vec<_>>(),
     });

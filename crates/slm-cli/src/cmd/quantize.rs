@@ -1,11 +1,11 @@
 //! `slm quantize`: block quantisation to a GGUF file — round-to-nearest, or GPTQ with
 //! calibration text — with the error it costs per matrix.
 
-use crate::cmd::prune::{calibration_tokens, progress_bar};
+use crate::cmd::prune::{progress_bar, CalibText};
 use crate::common::{load_model, load_model_and_tokenizer, ModelArgs};
 use anyhow::{bail, Result};
 use clap::Args as ClapArgs;
-use slm_compress::{calibration_windows, gptq_model, GptqConfig, GptqReport};
+use slm_compress::{gptq_model, GptqConfig, GptqReport};
 use slm_infer::gguf_export::{self, GgufType};
 use slm_infer::quantize::quantize_report_against;
 use std::path::PathBuf;
@@ -38,19 +38,9 @@ pub struct Args {
     /// Round the block linears with GPTQ (needs --calib) instead of to nearest.
     #[arg(long)]
     pub gptq: bool,
-    /// Calibration text for --gptq (.txt, .jsonl with `text`, or an slm token shard); text like
-    /// the model's own use works best.
-    #[arg(long)]
-    pub calib: Option<PathBuf>,
-    /// Calibration windows (--gptq).
-    #[arg(long, default_value_t = 128)]
-    pub nsamples: usize,
-    /// Tokens per window (default: min(2048, model context)).
-    #[arg(long)]
-    pub seqlen: Option<usize>,
-    /// Seed of the window positions.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Calibration for --gptq: text like the model's own use works best.
+    #[command(flatten)]
+    pub calib: CalibText,
     /// GPTQ dampening, as a fraction of the mean diagonal of XᵀX.
     #[arg(long, default_value_t = 0.01)]
     pub damp: f64,
@@ -67,24 +57,19 @@ pub fn run(a: Args) -> Result<()> {
             a.weight_type
         );
     };
-    if a.gptq && a.calib.is_none() {
+    if a.gptq && a.calib.calib.is_none() {
         bail!("--gptq needs calibration text: give --calib FILE");
     }
-    if !a.gptq && a.calib.is_some() {
+    if !a.gptq && a.calib.calib.is_some() {
         bail!("--calib is only used by --gptq (round-to-nearest needs no data)");
     }
     if !a.damp.is_finite() || a.damp < 0.0 {
         bail!("--damp must be ≥ 0, got {}", a.damp);
     }
-    let (loaded, gptq) = match &a.calib {
+    let (loaded, gptq) = match &a.calib.calib {
         Some(path) if a.gptq => {
             let (mut loaded, tok) = load_model_and_tokenizer(&a.model)?;
-            let seqlen = a
-                .seqlen
-                .unwrap_or(2048)
-                .min(loaded.model.config.max_position_embeddings);
-            let tokens = calibration_tokens(path, tok.as_ref())?;
-            let windows = calibration_windows(&tokens, a.nsamples, seqlen, a.seed)?;
+            let windows = a.calib.windows(path, &loaded.model, tok.as_ref())?;
             let reference = loaded.model.clone();
             let mut cfg = GptqConfig::new(kind);
             cfg.options.damp = a.damp;

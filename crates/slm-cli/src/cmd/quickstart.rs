@@ -204,10 +204,12 @@ pub fn run(a: Args) -> Result<()> {
     )?;
     let mut pruned = loaded.model.clone();
     let calib = crate::cmd::prune::CalibArgs {
-        calib: Some(corpus_path.clone()),
-        nsamples: if a.tiny { 8 } else { 64 },
-        seqlen: Some(loaded.model.config.max_position_embeddings),
-        seed: a.seed,
+        text: crate::cmd::prune::CalibText {
+            calib: Some(corpus_path.clone()),
+            nsamples: if a.tiny { 8 } else { 64 },
+            seqlen: Some(loaded.model.config.max_position_embeddings),
+            seed: a.seed,
+        },
         roles: "q,k,v,o,gate,up,down".into(),
         measure_error: false,
     };
