@@ -25,6 +25,12 @@
 //! result (what `slm export gguf` and the decode engine do to f32 weights) finds the same grid
 //! and the same codes: the GPTQ weights go into the file and the engine exactly, without a
 //! separate block format (test `round_to_nearest_gives_back_the_gptq_blocks`).
+//!
+//! **Zeros stay zero** (Q8_0, Q4_0): a weight that is exactly 0 on input (a pruned model's) is
+//! rounded to 0, which both grids hold, and counts as 0 when the grid is chosen; its update
+//! error is carried on like any other, so pruning then GPTQ keeps the mask (SparseGPT's joint
+//! "50% + 4-bit"). Q4_1's grid holds 0 only by chance (its zero point is the block minimum), so
+//! there zeros become the grid value nearest 0, as round-to-nearest makes them.
 
 use crate::obs::ObsLayer;
 use faer::MatRef;
@@ -84,7 +90,8 @@ fn to_f16(x: f32) -> f32 {
 }
 
 impl RowGrid {
-    /// ggml's round-to-nearest grid for one block of `g` (32 values).
+    /// ggml's round-to-nearest grid for one block of `g` (32 values; those held at zero
+    /// already 0).
     fn choose(kind: BlockKind, g: &[f32]) -> Self {
         let mut grid = Self::default();
         match kind {
@@ -195,6 +202,17 @@ pub fn gptq_quantize(
     let mut err1 = vec![0.0f64; rows * block_size];
     let mut grids = vec![RowGrid::default(); rows];
     let mut group = [0f32; QK];
+    // Weights held at zero, column-major like the walk: wc[c · rows + r].
+    let keeps_zero = kind != BlockKind::Q4_1;
+    let mut zero = vec![false; if keeps_zero { rows * cols } else { 0 }];
+    if keeps_zero {
+        for r in 0..rows {
+            for c in 0..cols {
+                zero[c * rows + r] = w[r * cols + c] == 0.0;
+            }
+        }
+    }
+    let held = |c: usize, r: usize| keeps_zero && zero[c * rows + r];
 
     let mut i1 = 0;
     while i1 < cols {
@@ -209,7 +227,11 @@ pub fn gptq_quantize(
                 // A group begins: each row's grid from its 32 current values.
                 for (r, grid) in grids.iter_mut().enumerate() {
                     for (j, g) in group.iter_mut().enumerate() {
-                        *g = w1[(i + j) * rows + r] as f32;
+                        *g = if held(i1 + i + j, r) {
+                            0.0
+                        } else {
+                            w1[(i + j) * rows + r] as f32
+                        };
                     }
                     *grid = RowGrid::choose(kind, &group);
                 }
@@ -220,7 +242,11 @@ pub fn gptq_quantize(
             let e = &mut err1[i * rows..(i + 1) * rows];
             for r in 0..rows {
                 let x = col[r];
-                let q = grids[r].round(kind, i % QK, x as f32) as f64;
+                let q = if held(i1 + i, r) {
+                    0.0
+                } else {
+                    grids[r].round(kind, i % QK, x as f32) as f64
+                };
                 loss += 0.5 * (x - q) * (x - q) / (dcol * dcol);
                 e[r] = (x - q) / dcol;
                 col[r] = q;
@@ -340,6 +366,29 @@ mod tests {
                 mismatches <= 2,
                 "{kind:?}: {mismatches} values differ (max {worst})"
             );
+        }
+    }
+
+    #[test]
+    fn a_pruned_layer_keeps_its_zeros() {
+        let (rows, cols, n) = (16, 96, 300);
+        let (mut w, x) = fixture(rows, cols, n, 7);
+        let mut rng = StdRng::seed_from_u64(8);
+        for v in w.iter_mut() {
+            if rng.gen_bool(0.5) {
+                *v = 0.0;
+            }
+        }
+        let g = gram_f64(&x, n, cols).unwrap();
+        for kind in [BlockKind::Q8_0, BlockKind::Q4_0] {
+            let out = gptq_quantize(&w, rows, cols, g.as_ref(), &GptqOptions::new(kind)).unwrap();
+            for (i, (&a, &b)) in w.iter().zip(&out.weight).enumerate() {
+                assert!(a != 0.0 || b == 0.0, "{kind:?}: zero at {i} became {b}");
+            }
+            assert_eq!(rtn(&out.weight, kind), out.weight, "{kind:?}: still on the grid");
+            let e_gptq = reconstruction_error(&w, &out.weight, rows, cols, g.as_ref()).unwrap();
+            let e_rtn = reconstruction_error(&w, &rtn(&w, kind), rows, cols, g.as_ref()).unwrap();
+            assert!(e_gptq < e_rtn, "{kind:?}: {e_gptq} vs {e_rtn}");
         }
     }
 
