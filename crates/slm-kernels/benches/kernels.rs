@@ -119,14 +119,15 @@ fn main() {
             );
             // The same blocks repacked 8 rows at a time (what the decode engine uses).
             use slm_kernels::quant::{quantize_q4_1, BlockQ4_1};
-            use slm_kernels::quant_x8::{matvec_x8, InterleavedMatrix};
+            use slm_kernels::quant_x8::{matvec_x8, InterleavedMatrix, QuantActs};
+            let mut acts = QuantActs::default();
             let mut b41 = vec![BlockQ4_1::default(); o * k / 32];
             quantize_q4_1(&wf, &mut b41).unwrap();
             let q41 = QuantMatrix::Q4_1(b41);
             let mut line = format!("  interleaved x8 {:<13}", "");
             for (label, q) in [("q8_0", &q8), ("q4_0", &q4), ("q4_1", &q41)] {
                 let w = InterleavedMatrix::new(q, o, k).unwrap();
-                let t = median_secs(reps, || matvec_x8(&w, &x, &mut xq, &mut y).unwrap());
+                let t = median_secs(reps, || matvec_x8(&w, &x, &mut acts, &mut y).unwrap());
                 line += &format!(
                     " | {label} {:7.1} µs {:5.1} GB/s",
                     t * 1e6,

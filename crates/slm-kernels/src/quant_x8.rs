@@ -39,6 +39,75 @@ pub struct Chunk(pub [u8; 32]);
 /// Which blocks were repacked.
 pub use crate::quant::BlockKind as Kind;
 
+/// Activation rows quantised to Q8_0 for the products here, with what every group kernel
+/// needs of each block computed once per product instead of once per 8 output rows: the
+/// block's scale as f32 and the sum of its quants (the Q4 kernels' zero-point term).
+/// Reused across calls: [`QuantActs::quantize`] allocates only when a product needs more
+/// blocks than any before it.
+#[derive(Debug, Clone, Default)]
+pub struct QuantActs {
+    q: Vec<BlockQ8_0>,
+    d: Vec<f32>,
+    sum: Vec<i32>,
+}
+
+/// One activation row's blocks as the kernels read them.
+#[derive(Clone, Copy)]
+struct ActRow<'a> {
+    q: &'a [BlockQ8_0],
+    d: &'a [f32],
+    sum: &'a [i32],
+}
+
+impl QuantActs {
+    /// Room for `blocks` blocks (all rows together) without reallocating.
+    pub fn with_capacity(blocks: usize) -> Self {
+        Self {
+            q: Vec::with_capacity(blocks),
+            d: Vec::with_capacity(blocks),
+            sum: Vec::with_capacity(blocks),
+        }
+    }
+
+    /// Quantises `x` (rows of a length divisible by 32, back to back) and summarises its blocks.
+    pub fn quantize(&mut self, x: &[f32]) -> Result<()> {
+        if x.len() % QK != 0 {
+            return Err(Error::invalid(format!(
+                "activations: {} values is not a multiple of the {QK}-value block",
+                x.len()
+            )));
+        }
+        let n = x.len() / QK;
+        self.q.resize(n, BlockQ8_0::default());
+        quantize_q8_0(x, &mut self.q)?;
+        self.d.clear();
+        self.d
+            .extend(self.q.iter().map(|b| f16::from_bits(b.d).to_f32()));
+        self.sum.clear();
+        self.sum.extend(
+            self.q
+                .iter()
+                .map(|b| b.qs.iter().map(|&v| v as i32).sum::<i32>()),
+        );
+        Ok(())
+    }
+
+    /// The quantised blocks.
+    pub fn blocks(&self) -> &[BlockQ8_0] {
+        &self.q
+    }
+
+    /// Row `r` of rows of `nb` blocks.
+    fn row(&self, r: usize, nb: usize) -> ActRow<'_> {
+        let at = r * nb..(r + 1) * nb;
+        ActRow {
+            q: &self.q[at.clone()],
+            d: &self.d[at.clone()],
+            sum: &self.sum[at],
+        }
+    }
+}
+
 impl Kind {
     /// Quant chunks per group and block column.
     fn chunks(self) -> usize {
@@ -147,7 +216,7 @@ impl InterleavedMatrix {
 
     /// Rows `8g..8g + 8` dotted with the quantised activation `xq` [nb blocks].
     #[inline]
-    fn group_dot(&self, g: usize, xq: &[BlockQ8_0], out: &mut [f32]) {
+    fn group_dot(&self, g: usize, xq: ActRow<'_>, out: &mut [f32]) {
         let nb = self.nb;
         let scales = &self.scales[g * nb * ROWS..(g + 1) * nb * ROWS];
         let c = self.kind.chunks();
@@ -175,7 +244,7 @@ impl InterleavedMatrix {
     /// Rows `8g..8g + 8` dotted with four quantised activation rows at once (each weight
     /// chunk loaded once for the four), or None without AVX2.
     #[inline]
-    fn group_dot4(&self, g: usize, xs: [&[BlockQ8_0]; 4]) -> Option<[[f32; ROWS]; 4]> {
+    fn group_dot4(&self, g: usize, xs: [ActRow<'_>; 4]) -> Option<[[f32; ROWS]; 4]> {
         #[cfg(target_arch = "x86_64")]
         if has_avx2() {
             let nb = self.nb;
@@ -202,7 +271,7 @@ impl InterleavedMatrix {
     }
 
     /// y [rows] for one quantised activation row: full groups, then the tail rows.
-    fn rows_into(&self, xq: &[BlockQ8_0], g0: usize, ys: &mut [f32]) {
+    fn rows_into(&self, xq: ActRow<'_>, g0: usize, ys: &mut [f32]) {
         for (k, yg) in ys.chunks_mut(ROWS).enumerate() {
             let g = g0 + k;
             if g < self.groups() && yg.len() == ROWS {
@@ -210,7 +279,7 @@ impl InterleavedMatrix {
             } else {
                 let first = g * ROWS - self.groups() * ROWS;
                 for (j, y) in yg.iter_mut().enumerate() {
-                    *y = self.tail.row_dot(first + j, xq);
+                    *y = self.tail.row_dot(first + j, xq.q);
                 }
             }
         }
@@ -239,13 +308,13 @@ fn group_dot_scalar(
     scales: &[u16],
     mins: &[u16],
     quants: &[Chunk],
-    xq: &[BlockQ8_0],
+    xq: ActRow<'_>,
     out: &mut [f32],
 ) {
     let c = kind.chunks();
     let mut acc = [0f32; ROWS];
-    for (i, xb) in xq.iter().enumerate() {
-        let sx: i32 = xb.qs.iter().map(|&q| q as i32).sum();
+    for (i, xb) in xq.q.iter().enumerate() {
+        let (sx, dx) = (xq.sum[i], xq.d[i]);
         for r in 0..ROWS {
             let mut s = 0i32;
             for j in 0..c {
@@ -260,11 +329,11 @@ fn group_dot_scalar(
                     }
                 }
             }
-            let d = scale(scales[i * ROWS + r]) * scale(xb.d);
+            let d = scale(scales[i * ROWS + r]) * dx;
             acc[r] += match kind {
                 Kind::Q8_0 => d * s as f32,
                 Kind::Q4_0 => d * (s - 8 * sx) as f32,
-                Kind::Q4_1 => d * s as f32 + scale(mins[i * ROWS + r]) * scale(xb.d) * sx as f32,
+                Kind::Q4_1 => d * s as f32 + scale(mins[i * ROWS + r]) * dx * sx as f32,
             };
         }
     }
@@ -276,8 +345,7 @@ use crate::quant::has_avx2;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{Chunk, ROWS};
-    use crate::quant::BlockQ8_0;
+    use super::{ActRow, Chunk, ROWS};
     use std::arch::x86_64::*;
 
     /// 4 activation bytes `qs[at..at + 4]` in every 32-bit lane.
@@ -296,19 +364,19 @@ mod avx2 {
     pub unsafe fn group_q8_0<const R: usize>(
         scales: &[u16],
         quants: &[Chunk],
-        xs: [&[BlockQ8_0]; R],
+        xs: [ActRow<'_>; R],
     ) -> [[f32; ROWS]; R] {
         let ones = _mm256_set1_epi16(1);
         let mut acc = [_mm256_setzero_ps(); R];
         let (sp, qp) = (scales.as_ptr(), quants.as_ptr());
-        let nb = xs[0].len();
+        let nb = xs[0].q.len();
         for i in 0..nb {
             let mut isum = [_mm256_setzero_si256(); R];
             for j in 0..8 {
                 let w = _mm256_load_si256(qp.add(8 * i + j) as *const __m256i);
                 let aw = _mm256_sign_epi8(w, w);
                 for r in 0..R {
-                    let x = bcast4(&xs[r].get_unchecked(i).qs, 4 * j);
+                    let x = bcast4(&xs[r].q.get_unchecked(i).qs, 4 * j);
                     // |w| · (x with w's sign): unsigned × signed, as maddubs wants.
                     let p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, w));
                     isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(p, ones));
@@ -316,7 +384,7 @@ mod avx2 {
             }
             let dw = _mm256_cvtph_ps(_mm_loadu_si128(sp.add(ROWS * i) as *const __m128i));
             for r in 0..R {
-                let dx = _mm256_cvtph_ps(_mm_set1_epi16(xs[r].get_unchecked(i).d as i16));
+                let dx = _mm256_set1_ps(*xs[r].d.get_unchecked(i));
                 acc[r] =
                     _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(isum[r]), acc[r]);
             }
@@ -326,23 +394,6 @@ mod avx2 {
             _mm256_storeu_ps(out[r].as_mut_ptr(), acc[r]);
         }
         out
-    }
-
-    /// Σ x of a Q8_0 block, in every lane.
-    #[inline(always)]
-    unsafe fn block_sum(xb: &BlockQ8_0) -> __m256i {
-        let xv = _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i);
-        let sx8 = _mm256_madd_epi16(
-            _mm256_maddubs_epi16(_mm256_set1_epi8(1), xv),
-            _mm256_set1_epi16(1),
-        );
-        let sx4 = _mm_add_epi32(
-            _mm256_castsi256_si128(sx8),
-            _mm256_extracti128_si256(sx8, 1),
-        );
-        let sx2 = _mm_add_epi32(sx4, _mm_unpackhi_epi64(sx4, sx4));
-        let sx1 = _mm_add_epi32(sx2, _mm_shuffle_epi32(sx2, 1));
-        _mm256_broadcastd_epi32(sx1)
     }
 
     /// Q4_0 (`mins` None: Σ (q − 8)·x) or Q4_1 (Σ q·x·d + m·d_x·Σ x) for 8 interleaved rows
@@ -356,13 +407,13 @@ mod avx2 {
         scales: &[u16],
         mins: Option<&[u16]>,
         quants: &[Chunk],
-        xs: [&[BlockQ8_0]; R],
+        xs: [ActRow<'_>; R],
     ) -> [[f32; ROWS]; R] {
         let ones16 = _mm256_set1_epi16(1);
         let low = _mm256_set1_epi8(0x0F);
         let mut acc = [_mm256_setzero_ps(); R];
         let (sp, qp) = (scales.as_ptr(), quants.as_ptr());
-        let nb = xs[0].len();
+        let nb = xs[0].q.len();
         for i in 0..nb {
             // 16-bit partial sums: each maddubs lane is at most 2·15·127, so the 8 of a block
             // (4 chunks × low/high nibbles) stay below 2^15; one widening madd per block.
@@ -372,7 +423,7 @@ mod avx2 {
                 let lo = _mm256_and_si256(raw, low);
                 let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low);
                 for r in 0..R {
-                    let xb = xs[r].get_unchecked(i);
+                    let xb = xs[r].q.get_unchecked(i);
                     let plo = _mm256_maddubs_epi16(lo, bcast4(&xb.qs, 4 * j));
                     let phi = _mm256_maddubs_epi16(hi, bcast4(&xb.qs, 16 + 4 * j));
                     s16[r] = _mm256_add_epi16(s16[r], _mm256_add_epi16(plo, phi));
@@ -393,9 +444,9 @@ mod avx2 {
                 None => None,
             };
             for r in 0..R {
-                let xb = xs[r].get_unchecked(i);
-                let sx = block_sum(xb);
-                let dx = _mm256_cvtph_ps(_mm_set1_epi16(xb.d as i16));
+                // The activation block's Σq and scale, computed once per product.
+                let sx = _mm256_set1_epi32(*xs[r].sum.get_unchecked(i));
+                let dx = _mm256_set1_ps(*xs[r].d.get_unchecked(i));
                 let d = _mm256_mul_ps(dw, dx);
                 match mw {
                     None => {
@@ -418,19 +469,18 @@ mod avx2 {
     }
 }
 
-/// y = W·x for an interleaved `w`: `x` is quantised to Q8_0 into `xq` (cols/32 blocks), then
+/// y = W·x for an interleaved `w`: `x` is quantised to Q8_0 into `xq` (reused storage), then
 /// groups of 8 rows are split across the current rayon pool.
 pub fn matvec_x8(
     w: &InterleavedMatrix,
     x: &[f32],
-    xq: &mut [BlockQ8_0],
+    xq: &mut QuantActs,
     y: &mut [f32],
 ) -> Result<()> {
     check_len("matvec_x8 x", x.len(), w.cols())?;
     check_len("matvec_x8 y", y.len(), w.rows)?;
-    check_len("matvec_x8 scratch", xq.len(), w.nb)?;
-    quantize_q8_0(x, xq)?;
-    let xq: &[BlockQ8_0] = xq;
+    xq.quantize(x)?;
+    let xq = xq.row(0, w.nb);
     if w.bytes() < 64 * 1024 {
         w.rows_into(xq, 0, y);
         return Ok(());
@@ -445,13 +495,13 @@ pub fn matvec_x8(
 }
 
 /// Y [n, rows] = X [n, cols]·Wᵀ for an interleaved `w` (prefill): the n rows of `x` are
-/// quantised into `xq` (n·cols/32 blocks); each task streams its groups' weights once for all
+/// quantised into `xq` (reused storage); each task streams its groups' weights once for all
 /// n inputs (they stay in cache), writing `y_t` [rows, n]; `y` gets it in row-major order.
 pub fn matmul_x8(
     w: &InterleavedMatrix,
     x: &[f32],
     n: usize,
-    xq: &mut [BlockQ8_0],
+    xq: &mut QuantActs,
     y_t: &mut [f32],
     y: &mut [f32],
 ) -> Result<()> {
@@ -460,11 +510,10 @@ pub fn matmul_x8(
     }
     let (rows, nb) = (w.rows, w.nb);
     check_len("matmul_x8 x", x.len(), n * w.cols())?;
-    check_len("matmul_x8 scratch", xq.len(), n * nb)?;
     check_len("matmul_x8 y_t", y_t.len(), n * rows)?;
     check_len("matmul_x8 y", y.len(), n * rows)?;
-    quantize_q8_0(x, xq)?;
-    let xq: &[BlockQ8_0] = xq;
+    xq.quantize(x)?;
+    let xq: &QuantActs = xq;
     let groups = rows.div_ceil(ROWS);
     let groups_per_task = groups.div_ceil(4 * crate::par::num_threads()).max(1);
     // y_t as [rows, n]: a task owns whole groups, i.e. 8·n consecutive values per group.
@@ -479,7 +528,7 @@ pub fn matmul_x8(
                 if in_group == ROWS {
                     // Four activation rows per pass over the group's weights.
                     while r0 + 4 <= n {
-                        let xs = std::array::from_fn(|q| &xq[(r0 + q) * nb..(r0 + q + 1) * nb]);
+                        let xs = std::array::from_fn(|q| xq.row(r0 + q, nb));
                         let Some(four) = w.group_dot4(g, xs) else {
                             break;
                         };
@@ -492,7 +541,7 @@ pub fn matmul_x8(
                     }
                 }
                 for r in r0..n {
-                    w.rows_into(&xq[r * nb..(r + 1) * nb], g, &mut col[..in_group]);
+                    w.rows_into(xq.row(r, nb), g, &mut col[..in_group]);
                     for (j, &v) in col[..in_group].iter().enumerate() {
                         yg[j * n + r] = v;
                     }
@@ -528,27 +577,46 @@ mod tests {
             let w = InterleavedMatrix::new(&q, rows, cols).unwrap();
             prop_assert_eq!(w.bytes(), q.bytes());
             let mut y = vec![0f32; rows];
-            let mut xq = vec![BlockQ8_0::default(); blocks];
+            let mut xq = QuantActs::default();
             matvec_x8(&w, &x, &mut xq, &mut y).unwrap();
             let want = matvec_quant_naive(&q, &x, rows).unwrap();
             for (a, b) in y.iter().zip(&want) {
                 prop_assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{} vs {}", a, b);
             }
             // The scalar twin reads the same layout to the same sums.
-            let mut xq = vec![BlockQ8_0::default(); blocks];
-            quantize_q8_0(&x, &mut xq).unwrap();
             for g in 0..w.groups() {
                 let c = w.kind.chunks();
                 let mut s = [0f32; ROWS];
                 group_dot_scalar(w.kind, &w.scales[g * blocks * ROWS..(g + 1) * blocks * ROWS],
                     if w.mins.is_empty() { &[] } else { &w.mins[g * blocks * ROWS..(g + 1) * blocks * ROWS] },
-                    &w.quants[g * blocks * c..(g + 1) * blocks * c], &xq, &mut s);
+                    &w.quants[g * blocks * c..(g + 1) * blocks * c], xq.row(0, blocks), &mut s);
                 for (j, v) in s.iter().enumerate() {
                     let b = want[g * ROWS + j];
                     prop_assert!((v - b).abs() <= 1e-4 * (1.0 + b.abs()), "scalar {} vs {}", v, b);
                 }
             }
         }
+    }
+
+    #[test]
+    fn reused_activations_equal_fresh_ones() {
+        // One QuantActs across products of different widths, as the decode engine uses it.
+        let mut shared = QuantActs::with_capacity(8);
+        for (blocks, seed) in [(6usize, 1u64), (2, 2), (5, 3)] {
+            let x = rand_vec(blocks * QK, seed);
+            shared.quantize(&x).unwrap();
+            let mut fresh = QuantActs::default();
+            fresh.quantize(&x).unwrap();
+            assert_eq!(shared.blocks(), fresh.blocks());
+            assert_eq!(shared.d, fresh.d);
+            assert_eq!(shared.sum, fresh.sum);
+            assert_eq!(shared.sum.len(), blocks);
+            for (b, (&d, &s)) in fresh.q.iter().zip(fresh.d.iter().zip(&fresh.sum)) {
+                assert_eq!(d, half::f16::from_bits(b.d).to_f32());
+                assert_eq!(s, b.qs.iter().map(|&q| q as i32).sum::<i32>());
+            }
+        }
+        assert!(shared.quantize(&[0.0; 33]).is_err());
     }
 
     #[test]
@@ -561,14 +629,14 @@ mod tests {
             let q = quantized(&wf, kind);
             let w = InterleavedMatrix::new(&q, rows, cols).unwrap();
             let (mut xq, mut y_t, mut y) = (
-                vec![BlockQ8_0::default(); n * blocks],
+                QuantActs::with_capacity(n * blocks),
                 vec![0f32; n * rows],
                 vec![0f32; n * rows],
             );
             matmul_x8(&w, &x, n, &mut xq, &mut y_t, &mut y).unwrap();
             for r in 0..n {
                 let mut one = vec![0f32; rows];
-                let mut xq1 = vec![BlockQ8_0::default(); blocks];
+                let mut xq1 = QuantActs::default();
                 matvec_x8(&w, &x[r * cols..(r + 1) * cols], &mut xq1, &mut one).unwrap();
                 assert_eq!(
                     &y[r * rows..(r + 1) * rows],

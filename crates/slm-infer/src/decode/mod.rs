@@ -26,7 +26,8 @@ use rayon::prelude::*;
 use slm_core::{Error, Result};
 use slm_kernels::attention::{attention_fwd_lse, AttnShape};
 use slm_kernels::attention_decode::{self, Cache, DecodeAttn};
-use slm_kernels::quant::{BlockQ8_0, QK};
+use slm_kernels::quant::QK;
+use slm_kernels::quant_x8::QuantActs;
 use slm_kernels::rmsnorm::rmsnorm_fwd;
 use slm_kernels::swiglu::swiglu_fwd;
 use slm_model::{Llama, LlamaConfig};
@@ -47,7 +48,7 @@ pub struct RunState {
     logits: Vec<f32>,
     rstd: [f32; 1],
     /// Activation quantised for quantised matrices.
-    xq: Vec<BlockQ8_0>,
+    xq: QuantActs,
     /// [layers, context, kv_dim] each.
     cache: KvCache,
     /// Row buffers for prefill chunks, sized on first use.
@@ -152,7 +153,7 @@ struct Prefill {
     att: Vec<f32>,
     gu: Vec<f32>,
     act: Vec<f32>,
-    xq: Vec<BlockQ8_0>,
+    xq: QuantActs,
     y_t: Vec<f32>,
     /// [heads, rows] log-sum-exps of the whole-chunk causal attention.
     lse: Vec<f32>,
@@ -177,7 +178,7 @@ impl Prefill {
             att: vec![0.0; rows * q_dim],
             gu: vec![0.0; rows * 2 * inter],
             act: vec![0.0; rows * inter],
-            xq: vec![BlockQ8_0::default(); rows * widest_in.div_ceil(QK)],
+            xq: QuantActs::with_capacity(rows * widest_in.div_ceil(QK)),
             y_t: vec![0.0; rows * widest_out],
             lse: vec![0.0; rows * c.num_attention_heads],
         };
@@ -273,7 +274,7 @@ impl Decoder {
             act: vec![0.0; c.intermediate_size],
             logits: vec![0.0; c.vocab_size],
             rstd: [0.0],
-            xq: vec![BlockQ8_0::default(); widest.div_ceil(QK)],
+            xq: QuantActs::with_capacity(widest.div_ceil(QK)),
             cache: KvCache::new(kv_type, c.num_hidden_layers * ctx * kv),
             prefill: Prefill::default(),
         }

@@ -9,8 +9,8 @@
 use slm_core::{Error, Result};
 use slm_kernels::matmul::{linear_fwd, LinearDims};
 use slm_kernels::matvec::{matvec, MAX_ROWS};
-use slm_kernels::quant::{BlockKind, BlockQ8_0, QuantMatrix, QK};
-use slm_kernels::quant_x8::{matmul_x8, matvec_x8, InterleavedMatrix, Kind};
+use slm_kernels::quant::{BlockKind, QuantMatrix, QK};
+use slm_kernels::quant_x8::{matmul_x8, matvec_x8, InterleavedMatrix, Kind, QuantActs};
 use slm_kernels::sparse::{is_2_4, OffsetMatrix, Sparse24Matrix, SparseMatrix};
 use slm_model::Llama;
 use std::collections::HashMap;
@@ -157,18 +157,18 @@ impl Matrix {
         }
     }
 
-    /// y [rows] = W·x [cols] (+ bias); `xq` is scratch of at least cols/32 blocks.
+    /// y [rows] = W·x [cols] (+ bias); `xq` is scratch for the quantised activation.
     pub fn matvec(
         &self,
         x: &[f32],
         bias: Option<&[f32]>,
-        xq: &mut [BlockQ8_0],
+        xq: &mut QuantActs,
         y: &mut [f32],
     ) -> Result<()> {
         match self {
             Self::F32 { w, rows, cols } => matvec(w, bias, x, 1, *cols, *rows, y),
             Self::Quant(m) => {
-                matvec_x8(m, x, &mut xq[..m.cols() / QK], y)?;
+                matvec_x8(m, x, xq, y)?;
                 add_bias(y, bias);
                 Ok(())
             }
@@ -183,14 +183,13 @@ impl Matrix {
 
 impl Matrix {
     /// Y [n, rows] = X [n, cols]·Wᵀ (+ bias) for prefill: f32 through the blocked matmul,
-    /// quantised weights streamed once for all n rows. `xq` (n·cols/32 blocks) and `y_t`
-    /// (n·rows) are scratch.
+    /// quantised weights streamed once for all n rows. `xq` and `y_t` (n·rows) are scratch.
     pub fn matmul(
         &self,
         x: &[f32],
         n: usize,
         bias: Option<&[f32]>,
-        xq: &mut [BlockQ8_0],
+        xq: &mut QuantActs,
         y_t: &mut [f32],
         y: &mut [f32],
     ) -> Result<()> {
@@ -201,8 +200,8 @@ impl Matrix {
                 linear_fwd(y, x, w, bias, LinearDims::new(n, *cols, *rows), false)
             }
             Self::Quant(m) => {
-                let (nb, rows) = (m.cols() / QK, m.rows());
-                matmul_x8(m, x, n, &mut xq[..n * nb], &mut y_t[..n * rows], y)?;
+                let rows = m.rows();
+                matmul_x8(m, x, n, xq, &mut y_t[..n * rows], y)?;
                 for row in y.chunks_exact_mut(rows) {
                     add_bias(row, bias);
                 }
