@@ -341,6 +341,31 @@ fn gguf_export_of_stories260k_generates_the_same_text() {
             assert_eq!(got[..40], want[..40], "q8_0 export: {got}");
         }
     }
+    // A directory made from the GGUF (prune, export hf) keeps its vocabulary: no --tokenizer.
+    let gguf = tmp.path().join("s260k-f32.gguf");
+    let pruned = tmp.path().join("pruned");
+    run_ok(
+        slm()
+            .args(["prune", "--method", "magnitude", "--sparsity", "0.1", "-m"])
+            .arg(&gguf)
+            .arg("--out")
+            .arg(&pruned),
+    );
+    assert!(pruned.join("vocab.gguf.json").is_file());
+    let text = greedy(&pruned, false);
+    assert!(
+        text.starts_with("Once upon a time") && text.len() > 40,
+        "{text}"
+    );
+    let hf = tmp.path().join("hf");
+    run_ok(
+        slm()
+            .args(["export", "hf", "-m"])
+            .arg(&gguf)
+            .arg("--out")
+            .arg(&hf),
+    );
+    assert_eq!(greedy(&hf, false), want, "export hf of the GGUF");
     let bad = slm()
         .args(["export", "gguf", "--type", "q5_k", "-m"])
         .arg(dir.join("stories260K.bin"))

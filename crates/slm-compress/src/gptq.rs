@@ -385,7 +385,11 @@ mod tests {
             for (i, (&a, &b)) in w.iter().zip(&out.weight).enumerate() {
                 assert!(a != 0.0 || b == 0.0, "{kind:?}: zero at {i} became {b}");
             }
-            assert_eq!(rtn(&out.weight, kind), out.weight, "{kind:?}: still on the grid");
+            assert_eq!(
+                rtn(&out.weight, kind),
+                out.weight,
+                "{kind:?}: still on the grid"
+            );
             let e_gptq = reconstruction_error(&w, &out.weight, rows, cols, g.as_ref()).unwrap();
             let e_rtn = reconstruction_error(&w, &rtn(&w, kind), rows, cols, g.as_ref()).unwrap();
             assert!(e_gptq < e_rtn, "{kind:?}: {e_gptq} vs {e_rtn}");

@@ -6,6 +6,8 @@
 //! model.safetensors.index.json      {"weight_map": {tensor name: shard file}} + the shards
 //! tokenizer.json                    optional -> TokenizerSource::HfJson
 //! tokenizer.bin (llama2.c)          optional -> TokenizerSource::Llama2c (when no tokenizer.json)
+//! vocab.gguf.json                   optional -> TokenizerSource::Gguf (a GGUF's vocabulary, when
+//!                                   neither of the above; written for models read from GGUF)
 //! generation_config.json, slm.json  optional
 //! ```
 //!
@@ -31,6 +33,8 @@ pub const WEIGHTS_INDEX: &str = "model.safetensors.index.json";
 pub const TOKENIZER: &str = "tokenizer.json";
 /// A llama2.c `tokenizer.bin`, used when there is no `tokenizer.json`.
 pub const LLAMA2C_TOKENIZER: &str = "tokenizer.bin";
+/// A GGUF vocabulary ([`crate::GgufVocab`] as JSON), for models read from GGUF files.
+pub const GGUF_VOCAB: &str = "vocab.gguf.json";
 pub const GENERATION_CONFIG: &str = "generation_config.json";
 pub const SLM_META: &str = "slm.json";
 
@@ -53,11 +57,17 @@ pub fn read(dir: &Path) -> Result<LoadedModel> {
     let tensors = read_weights(dir)?;
     let tokenizer_path = dir.join(TOKENIZER);
     let llama2c_tokenizer = dir.join(LLAMA2C_TOKENIZER);
+    let gguf_vocab = dir.join(GGUF_VOCAB);
     let tokenizer = if tokenizer_path.is_file() {
         TokenizerSource::HfJson(tokenizer_path)
     } else if llama2c_tokenizer.is_file() {
         // slm writes a llama2.c vocabulary beside the weights when it has no tokenizer.json.
         TokenizerSource::Llama2c(llama2c_tokenizer)
+    } else if gguf_vocab.is_file() {
+        let v = read_json(&gguf_vocab)?;
+        TokenizerSource::Gguf(
+            serde_json::from_value(v).map_err(|e| Error::format(&gguf_vocab, e.to_string()))?,
+        )
     } else {
         TokenizerSource::None
     };

@@ -58,8 +58,27 @@ pub enum TokenizerSource {
     None,
 }
 
-/// The vocabulary stored in a GGUF file's `tokenizer.ggml.*` metadata.
-#[derive(Debug, Clone, PartialEq)]
+impl TokenizerSource {
+    /// The files that carry this tokenizer into a model directory, as (name, bytes):
+    /// `tokenizer.json`, `tokenizer.bin`, or a GGUF vocabulary as `vocab.gguf.json`; none
+    /// without a tokenizer. [`hf_dir`] reads each of them back to the same source.
+    pub fn files(&self) -> Result<Vec<(&'static str, Vec<u8>)>> {
+        Ok(match self {
+            Self::HfJson(p) => vec![(hf_dir::TOKENIZER, std::fs::read(p).with_path(p)?)],
+            Self::Llama2c(p) => vec![(hf_dir::LLAMA2C_TOKENIZER, std::fs::read(p).with_path(p)?)],
+            Self::Gguf(v) => vec![(
+                hf_dir::GGUF_VOCAB,
+                serde_json::to_vec(v).map_err(|e| Error::msg(format!("GGUF vocabulary: {e}")))?,
+            )],
+            Self::None => Vec::new(),
+        })
+    }
+}
+
+/// The vocabulary stored in a GGUF file's `tokenizer.ggml.*` metadata (kept in a model
+/// directory as [`hf_dir::GGUF_VOCAB`] when there is no other tokenizer file).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GgufVocab {
     /// `tokenizer.ggml.model`: "llama" (SentencePiece) or "gpt2" (byte-level BPE), ...
     pub model: String,

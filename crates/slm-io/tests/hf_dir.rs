@@ -221,3 +221,47 @@ fn cache_id_resolves_in_a_fake_hub_cache() {
         .to_string();
     assert!(msg.contains("models--tiny-org--other"), "{msg}");
 }
+
+#[test]
+fn a_gguf_vocabulary_travels_with_the_directory() {
+    // A model read from GGUF and saved as a directory (slm prune, slm export hf) keeps its
+    // vocabulary as vocab.gguf.json, and loading the directory gives the same source back.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("model");
+    let vocab = slm_io::GgufVocab {
+        model: "llama".into(),
+        tokens: vec![
+            "<unk>".into(),
+            "<s>".into(),
+            "</s>".into(),
+            "\u{2581}a".into(),
+        ],
+        scores: vec![0.0, 0.0, 0.0, -1.5],
+        token_types: vec![2, 3, 3, 1],
+        merges: Vec::new(),
+        bos_id: Some(1),
+        eos_id: Some(2),
+        unk_id: Some(0),
+        add_bos: true,
+    };
+    let source = TokenizerSource::Gguf(vocab);
+    let files = source.files().unwrap();
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].0, hf_dir::GGUF_VOCAB);
+    save_hf_dir(&out, &tiny_config(), &tiny_tensors(2), &files).unwrap();
+    let m = load_model(spec(&out), None).unwrap();
+    assert_eq!(m.tokenizer, source);
+    // A tokenizer.json beside it wins, as before.
+    std::fs::write(out.join("tokenizer.json"), b"{}").unwrap();
+    let m = load_model(spec(&out), None).unwrap();
+    assert_eq!(
+        m.tokenizer,
+        TokenizerSource::HfJson(out.join("tokenizer.json"))
+    );
+    // A damaged vocabulary file is a format error naming it.
+    std::fs::remove_file(out.join("tokenizer.json")).unwrap();
+    std::fs::write(out.join(hf_dir::GGUF_VOCAB), b"{\"model\": 3}").unwrap();
+    let e = load_model(spec(&out), None).unwrap_err().to_string();
+    assert!(e.contains(hf_dir::GGUF_VOCAB), "{e}");
+    assert!(TokenizerSource::None.files().unwrap().is_empty());
+}

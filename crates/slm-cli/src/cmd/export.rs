@@ -80,19 +80,9 @@ pub fn run(cmd: ExportCommand) -> Result<()> {
 
 fn export_hf(args: HfArgs) -> Result<()> {
     let loaded = load_model(&args.model)?;
-    let mut extra: Vec<(&str, Vec<u8>)> = Vec::new();
-    match &loaded.tokenizer {
-        TokenizerSource::HfJson(p) => {
-            extra.push(("tokenizer.json", std::fs::read(p).with_context(|| p.display().to_string())?))
-        }
-        TokenizerSource::Llama2c(p) => {
-            extra.push(("tokenizer.bin", std::fs::read(p).with_context(|| p.display().to_string())?))
-        }
-        TokenizerSource::Gguf(_) => eprintln!(
-            "note: the GGUF's embedded vocabulary is not written as tokenizer.json; pass --tokenizer when using the export"
-        ),
-        TokenizerSource::None => {}
-    }
+    // A GGUF's vocabulary goes in as vocab.gguf.json, which slm reads back (transformers
+    // does not: it wants a tokenizer.json).
+    let mut extra = loaded.tokenizer.files()?;
     if let Some(g) = &loaded.generation_config {
         extra.push(("generation_config.json", serde_json::to_vec_pretty(g)?));
     }

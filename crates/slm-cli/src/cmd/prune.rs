@@ -290,12 +290,7 @@ fn run_one(a: PruneOne) -> Result<()> {
         pattern,
         &a.calib,
     )?;
-    let mut extra: Vec<(&str, Vec<u8>)> = Vec::new();
-    match &loaded.tokenizer {
-        slm_io::TokenizerSource::HfJson(p) => extra.push(("tokenizer.json", std::fs::read(p)?)),
-        slm_io::TokenizerSource::Llama2c(p) => extra.push(("tokenizer.bin", std::fs::read(p)?)),
-        _ => {}
-    }
+    let mut extra = loaded.tokenizer.files()?;
     let meta = serde_json::json!({
         "stage": "prune",
         "parent": model_args.model,
