@@ -37,7 +37,7 @@ use slm_model::Llama;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-pub use teacher::{continue_prompt, teacher_nll, Stop};
+pub use teacher::{continue_prompt, continue_prompt_with, teacher_nll, Stop, TeacherEngine};
 use templates::TemplateSet;
 
 /// The teacher: a model with its tokenizer. `name` identifies it in the settings file (a
@@ -140,6 +140,7 @@ pub fn prompt_for(templates: &TemplateSet, seed: u64, index: u64) -> Result<Stri
 /// (settings, index).
 pub fn generate_sample(
     teacher: &Teacher,
+    engine: &TeacherEngine,
     templates: &TemplateSet,
     cfg: &GenerateConfig,
     index: u64,
@@ -157,7 +158,8 @@ pub fn generate_sample(
         stop_at_eos: true,
         ..Default::default()
     };
-    let gen = continue_prompt(teacher.model, teacher.tokenizer, &prompt, &opts)
+    let gen = engine
+        .continue_prompt(teacher.tokenizer, &prompt, &opts)
         .map_err(|e| Error::msg(format!("sample {index} (prompt {prompt:?}): {e}")))?;
     let continuation = match gen.stop {
         Stop::MaxTokens | Stop::ContextFull if cfg.trim_cut_sentence => {
@@ -330,6 +332,7 @@ pub fn run(
     cfg.validate()?;
     let settings = settings_json(teacher, templates, cfg)?;
     let (existing, mut writer) = output::open(out, &settings, cfg.overwrite)?;
+    let engine = TeacherEngine::new(teacher.model)?;
     let mut deduper = dedup::Deduper::new(cfg.dedup_threshold, cfg.ngram, cfg.num_perm)?;
     for r in &existing.kept {
         let keys = deduper.keys(&r.text);
@@ -351,7 +354,7 @@ pub fn run(
         let end = (next + chunk).min(limit);
         let samples: Vec<Result<Sample>> = (next..end)
             .into_par_iter()
-            .map(|i| generate_sample(teacher, templates, cfg, i))
+            .map(|i| generate_sample(teacher, &engine, templates, cfg, i))
             .collect();
         let (mut kept_rs, mut rejected_rs) = (Vec::new(), Vec::new());
         for s in samples {

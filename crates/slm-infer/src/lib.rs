@@ -14,5 +14,7 @@ pub mod stop;
 #[cfg(test)]
 mod testutil;
 
-pub use generate::{generate, generate_from_tokens, GenerateOptions, Generation, StopReason};
+pub use generate::{
+    generate, generate_from_tokens, generate_with, GenerateOptions, Generation, StopReason,
+};
 pub use sampler::{Sampler, SamplerConfig};

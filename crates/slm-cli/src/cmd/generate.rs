@@ -77,6 +77,7 @@ pub fn run(args: Args) -> Result<()> {
         stop_at_eos: !args.ignore_eos,
         kv: KvType::parse(&args.kv)?,
         weights: WeightType::parse(&args.weight_type)?,
+        ..Default::default()
     };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

@@ -1,23 +1,27 @@
 //! The teacher writing one sample: sample a continuation of the prompt through the KV cache
 //! and score every generated token on the way.
 //!
-//! This is the loop of `slm_infer::generate_from_tokens` (same sampler, stop strings and
-//! streaming decoder, so the same seed gives the same tokens) with two additions that data
-//! generation needs and streaming generation does not:
+//! It is `slm_infer::generate_with` on the decode engine (same sampler, stop strings and
+//! streaming decoder as `slm generate`, so the same seed gives the same tokens) with two of its
+//! options set that data generation needs and streaming generation does not:
 //!
-//! - it stops at the beginning-of-sequence token as well as at end-of-sequence: llama2.c
-//!   models such as stories260K separate stories with BOS and never emit EOS, so without
-//!   this every story runs on into the next one;
+//! - BOS is a stop token as well as EOS: llama2.c models such as stories260K separate stories
+//!   with BOS and never emit EOS, so without it every story runs on into the next one;
 //! - it keeps the log-probability of each sampled token under the raw logits (temperature 1,
 //!   before any top-k/top-p), whose mean is the teacher perplexity filter's NLL, at no extra
-//!   cost ([`teacher_nll`] recomputes it with one forward pass, as a check).
+//!   cost ([`teacher_nll`] recomputes it with one forward pass of the candle model, as a
+//!   check).
+//!
+//! [`TeacherEngine`] packs the teacher's weights once and lends each generating thread a run
+//! state (KV cache and buffers) per sample.
 
 use candle_core::{DType, Tensor};
 use slm_core::{Error, Result};
-use slm_data::tokenizer::{StreamDecoder, Tokenizer};
-use slm_infer::stop::{StopCheck, StopMatcher};
-use slm_infer::{GenerateOptions, Sampler};
+use slm_data::tokenizer::Tokenizer;
+use slm_infer::decode::{Decoder, RunState, WeightType};
+use slm_infer::{generate_with, GenerateOptions, StopReason};
 use slm_model::Llama;
+use std::sync::Mutex;
 
 /// Why the teacher stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,103 +82,86 @@ fn token_nll(logits: &[f32], t: u32) -> Result<f64> {
     Ok(lse - x as f64)
 }
 
-/// Row `i` of logits [1, t, v] as a vector.
-fn row(logits: &Tensor, i: usize) -> Result<Vec<f32>> {
-    Ok(logits
-        .narrow(1, i, 1)?
-        .flatten_all()?
-        .to_dtype(DType::F32)?
-        .to_vec1::<f32>()?)
+/// The teacher's decode engine and a pool of run states for the threads that generate.
+pub struct TeacherEngine {
+    engine: Decoder,
+    free: Mutex<Vec<RunState>>,
+}
+
+impl TeacherEngine {
+    /// Packs `model` for decoding (f32 weights: the samples are the teacher's own).
+    pub fn new(model: &Llama) -> Result<Self> {
+        Ok(Self {
+            engine: Decoder::new(model, WeightType::F32)?,
+            free: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Continues `prompt` as [`continue_prompt`] does, on a pooled run state.
+    pub fn continue_prompt(
+        &self,
+        tokenizer: &dyn Tokenizer,
+        prompt: &str,
+        opts: &GenerateOptions,
+    ) -> Result<Continuation> {
+        // A poisoned pool (a thread panicked while holding it) only costs a fresh state.
+        let pooled = self.free.lock().ok().and_then(|mut v| v.pop());
+        let mut state = pooled.unwrap_or_else(|| self.engine.new_state());
+        let out = continue_prompt_with(&self.engine, &mut state, tokenizer, prompt, opts);
+        if let Ok(mut v) = self.free.lock() {
+            v.push(state);
+        }
+        out
+    }
 }
 
 /// Continues `prompt`: sampling as `opts` says, stopping at EOS, BOS, a stop string,
-/// `opts.max_tokens` or the context's end.
+/// `opts.max_tokens` or the context's end (packs `model` for this one call; many calls
+/// should share a [`TeacherEngine`]).
 pub fn continue_prompt(
     model: &Llama,
     tokenizer: &dyn Tokenizer,
     prompt: &str,
     opts: &GenerateOptions,
 ) -> Result<Continuation> {
+    TeacherEngine::new(model)?.continue_prompt(tokenizer, prompt, opts)
+}
+
+/// [`continue_prompt`] on `engine` with `state`.
+pub fn continue_prompt_with(
+    engine: &Decoder,
+    state: &mut RunState,
+    tokenizer: &dyn Tokenizer,
+    prompt: &str,
+    opts: &GenerateOptions,
+) -> Result<Continuation> {
     let prompt_tokens = tokenizer.encode(prompt, opts.add_bos)?;
-    let ctx = model.config.max_position_embeddings;
-    if prompt_tokens.is_empty() {
-        return Err(Error::invalid(
-            "the prompt is empty and the tokenizer has no BOS token to start from",
-        ));
-    }
-    if prompt_tokens.len() >= ctx {
-        return Err(Error::invalid(format!(
-            "the prompt has {} tokens; the teacher's context is {ctx}",
-            prompt_tokens.len()
-        )));
-    }
-    let mut sampler = Sampler::new(opts.sampler.clone())?;
-    let device = model.device();
-    let (bos, eos) = (tokenizer.bos_id(), tokenizer.eos_id());
-    let mut cache = model.new_cache();
-    let mut stops = StopMatcher::new(opts.stop.clone());
-    let mut decoder = StreamDecoder::new(tokenizer);
-    for &t in &prompt_tokens {
-        decoder.push(t)?; // prime the decoder so spacing after the prompt is right
-    }
-    let input = Tensor::new(prompt_tokens.as_slice(), device)?.unsqueeze(0)?; // [1, t]
-    let mut logits = row(
-        &model.forward(&input, Some(&mut cache))?,
-        prompt_tokens.len() - 1,
-    )?;
-    let mut history = prompt_tokens.clone();
-    let mut tokens = Vec::new();
-    let mut text = String::new();
-    let mut nll = 0.0f64;
-    let mut stop = Stop::MaxTokens;
-    while tokens.len() < opts.max_tokens {
-        let next = sampler.sample(&logits, &history)?;
-        if opts.stop_at_eos && Some(next) == eos {
-            stop = Stop::Eos;
-            break;
-        }
-        if Some(next) == bos {
-            stop = Stop::Bos;
-            break;
-        }
-        nll += token_nll(&logits, next)?;
-        tokens.push(next);
-        history.push(next);
-        if let Some(piece) = decoder.push(next)? {
-            match stops.push(&piece) {
-                StopCheck::Continue(s) => text.push_str(&s),
-                StopCheck::Stop(s) => {
-                    text.push_str(&s);
-                    stop = Stop::StopString;
-                    break;
-                }
-            }
-        }
-        if tokens.len() >= opts.max_tokens {
-            break;
-        }
-        if history.len() >= ctx {
-            stop = Stop::ContextFull;
-            break;
-        }
-        let input = Tensor::new(&[next], device)?.unsqueeze(0)?; // [1, 1]
-        logits = row(&model.forward(&input, Some(&mut cache))?, 0)?;
-    }
-    if stop != Stop::StopString {
-        let rest = decoder.finish()?.unwrap_or_default();
-        match stops.push(&rest) {
-            StopCheck::Stop(s) => text.push_str(&s),
-            StopCheck::Continue(s) => {
-                text.push_str(&s);
-                text.push_str(&stops.finish());
-            }
+    let mut opts = opts.clone();
+    opts.logprobs = true;
+    let bos = tokenizer.bos_id();
+    if let Some(b) = bos {
+        if !opts.stop_tokens.contains(&b) {
+            opts.stop_tokens.push(b);
         }
     }
-    let nll = (!tokens.is_empty()).then(|| nll / tokens.len() as f64);
+    let g = generate_with(engine, state, tokenizer, prompt_tokens, &opts, &mut |_| {
+        Ok(())
+    })?;
+    let stop = match g.stop_reason {
+        StopReason::Eos => Stop::Eos,
+        StopReason::StopToken(t) if Some(t) == bos => Stop::Bos,
+        // A caller's own stop token ends the text as EOS does.
+        StopReason::StopToken(_) => Stop::Eos,
+        StopReason::MaxTokens => Stop::MaxTokens,
+        StopReason::StopString => Stop::StopString,
+        StopReason::ContextFull => Stop::ContextFull,
+    };
+    let nll = (!g.logprobs.is_empty())
+        .then(|| -g.logprobs.iter().map(|&l| l as f64).sum::<f64>() / g.logprobs.len() as f64);
     Ok(Continuation {
-        prompt_tokens,
-        tokens,
-        text,
+        prompt_tokens: g.prompt_tokens,
+        tokens: g.tokens,
+        text: g.text,
         stop,
         nll,
     })

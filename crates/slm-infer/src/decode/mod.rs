@@ -252,6 +252,11 @@ impl Decoder {
         })
     }
 
+    /// The model's configuration.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+
     /// Buffers and an empty KV cache for one sequence of up to the model's context.
     pub fn new_state(&self) -> RunState {
         self.new_state_with(KvType::F32)
