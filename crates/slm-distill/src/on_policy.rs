@@ -3,12 +3,13 @@
 //! so the student learns on the sequences it actually produces instead of only on data.
 //!
 //! For each window of the batch, the first `prompt` tokens are kept and the student samples
-//! the rest (on the decode engine's KV cache, at `temperature`); the loss covers only the sampled tokens (the
-//! targets of prompt positions are ignored). Whether a micro-batch is replaced and every
+//! the rest (on the decode engine, all windows stepped together so each matrix is read once per
+//! step, at `temperature`); the loss covers only the sampled tokens (the targets of prompt
+//! positions are ignored). Whether a micro-batch is replaced and every
 //! sample's seed come from (seed, step, micro-batch, row), so resumed runs repeat exactly.
 
 use slm_core::Result;
-use slm_infer::decode::{Decoder, WeightType};
+use slm_infer::decode::{BatchScratch, Decoder, RunState, WeightType};
 use slm_infer::{Sampler, SamplerConfig};
 use slm_kernels::IGNORE_INDEX;
 use slm_train::trainer::BatchHook;
@@ -59,30 +60,48 @@ impl OnPolicy {
             return Ok(false);
         }
         let llama = student.to_llama()?;
-        // The decode engine (one KV cache, reused row after row: each row restarts at 0).
         let engine = Decoder::new(&llama, WeightType::F32)?;
-        let mut state = engine.new_state();
-        let p = self.prompt.min(seq);
-        for (row, (x, y)) in inputs
+        let p = self.prompt.min(seq).max(1);
+        let rows = inputs.len() / seq;
+        // Every window: its prompt, its own KV cache and sampler (seeded per row).
+        let mut states: Vec<RunState> = (0..rows).map(|_| engine.new_state()).collect();
+        let mut samplers = (0..rows)
+            .map(|row| {
+                Sampler::new(SamplerConfig {
+                    temperature: self.temperature,
+                    seed: mix(&[self.seed, step, micro as u64, row as u64, 2]),
+                    ..SamplerConfig::default()
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // The whole sequences: prompt (p tokens) then seq + 1 − p sampled ones, [rows][seq + 1].
+        let mut seqs: Vec<Vec<u32>> = inputs.chunks_exact(seq).map(|x| x[..p].to_vec()).collect();
+        for (st, tokens) in states.iter_mut().zip(&seqs) {
+            engine.prefill(st, tokens, 0)?;
+        }
+        let mut scratch = BatchScratch::default();
+        let (mut next, mut positions) = (vec![0u32; rows], vec![0usize; rows]);
+        loop {
+            for ((st, sampler), (tokens, t)) in states
+                .iter()
+                .zip(samplers.iter_mut())
+                .zip(seqs.iter_mut().zip(next.iter_mut()))
+            {
+                *t = sampler.sample(st.logits(), tokens)?;
+                tokens.push(*t);
+            }
+            let len = seqs[0].len(); // all rows advance together
+            if len >= seq + 1 {
+                break;
+            }
+            positions.fill(len - 1);
+            engine.forward_batch(&mut scratch, &mut states, &next, &positions)?;
+        }
+        for ((x, y), tokens) in inputs
             .chunks_exact_mut(seq)
             .zip(targets.chunks_exact_mut(seq))
-            .enumerate()
+            .zip(&seqs)
         {
-            // The whole sequence: prompt (p tokens) then seq + 1 − p sampled ones.
-            let mut tokens: Vec<u32> = x[..p].to_vec();
-            let mut sampler = Sampler::new(SamplerConfig {
-                temperature: self.temperature,
-                seed: mix(&[self.seed, step, micro as u64, row as u64, 2]),
-                ..SamplerConfig::default()
-            })?;
-            let mut logits = engine.prefill(&mut state, &tokens, 0)?.to_vec();
-            while tokens.len() < seq + 1 {
-                let t = sampler.sample(&logits, &tokens)?;
-                tokens.push(t);
-                if tokens.len() < seq + 1 {
-                    logits.copy_from_slice(engine.forward(&mut state, t, tokens.len() - 1)?);
-                }
-            }
             x.copy_from_slice(&tokens[..seq]);
             for (i, yi) in y.iter_mut().enumerate() {
                 // Position i predicts tokens[i + 1]; only sampled tokens (index ≥ p) count.
@@ -146,8 +165,27 @@ mod tests {
         let (mut x2, mut y2) = (orig.clone(), orig.clone());
         always.apply(&student, 3, 0, &mut x2, &mut y2, seq).unwrap();
         assert_eq!((x.clone(), y.clone()), (x2, y2));
-        let (mut x3, mut y3) = (orig.clone(), orig);
+        let (mut x3, mut y3) = (orig.clone(), orig.clone());
         always.apply(&student, 4, 0, &mut x3, &mut y3, seq).unwrap();
         assert_ne!(x, x3, "another step samples other continuations");
+        // Rows stepped together sample what each row sampled alone would.
+        let engine = Decoder::new(&llama, WeightType::F32).unwrap();
+        for r in 0..b {
+            let mut state = engine.new_state();
+            let mut sampler = Sampler::new(SamplerConfig {
+                temperature: p.temperature,
+                seed: mix(&[p.seed, 3, 0, r as u64, 2]),
+                ..SamplerConfig::default()
+            })
+            .unwrap();
+            let mut tokens = orig[r * seq..r * seq + 4].to_vec();
+            let mut logits = engine.prefill(&mut state, &tokens, 0).unwrap().to_vec();
+            while tokens.len() < seq {
+                let t = sampler.sample(&logits, &tokens).unwrap();
+                tokens.push(t);
+                logits = engine.forward(&mut state, t, tokens.len() - 1).unwrap().to_vec();
+            }
+            assert_eq!(&x[r * seq..(r + 1) * seq], tokens.as_slice(), "row {r}");
+        }
     }
 }
