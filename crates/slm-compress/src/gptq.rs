@@ -197,12 +197,9 @@ pub fn gptq_quantize(
     }
     let mut layer = ObsLayer::new(w, rows, cols, hessian, damp, "gptq")?;
     let mut loss = 0.0f64;
-    // Scratch, reused across blocks, column-major [count][rows].
-    let mut w1 = vec![0.0f64; rows * block_size];
-    let mut err1 = vec![0.0f64; rows * block_size];
     let mut grids = vec![RowGrid::default(); rows];
     let mut group = [0f32; QK];
-    // Weights held at zero, column-major like the walk: wc[c · rows + r].
+    // Weights held at zero, column-major like the walk: [cols][rows].
     let keeps_zero = kind != BlockKind::Q4_1;
     let mut zero = vec![false; if keeps_zero { rows * cols } else { 0 }];
     if keeps_zero {
@@ -214,15 +211,8 @@ pub fn gptq_quantize(
     }
     let held = |c: usize, r: usize| keeps_zero && zero[c * rows + r];
 
-    let mut i1 = 0;
-    while i1 < cols {
-        let i2 = (i1 + block_size).min(cols);
-        let count = i2 - i1;
-        let w1 = &mut w1[..rows * count];
-        let err1 = &mut err1[..rows * count];
-        w1.copy_from_slice(&layer.wc[i1 * rows..i2 * rows]);
-        err1.fill(0.0);
-        for i in 0..count {
+    layer.walk(block_size, |layer, i1, w1, err1| {
+        for i in 0..w1.len() / rows {
             if i % QK == 0 {
                 // A group begins: each row's grid from its 32 current values.
                 for (r, grid) in grids.iter_mut().enumerate() {
@@ -236,27 +226,16 @@ pub fn gptq_quantize(
                     *grid = RowGrid::choose(kind, &group);
                 }
             }
-            let dcol = layer.diag(i1 + i);
-            let (done, later) = w1.split_at_mut((i + 1) * rows);
-            let col = &mut done[i * rows..];
-            let e = &mut err1[i * rows..(i + 1) * rows];
-            for r in 0..rows {
-                let x = col[r];
-                let q = if held(i1 + i, r) {
+            loss += layer.replace_column(i1, i, w1, err1, |r, x| {
+                if held(i1 + i, r) {
                     0.0
                 } else {
                     grids[r].round(kind, i % QK, x as f32) as f64
-                };
-                loss += 0.5 * (x - q) * (x - q) / (dcol * dcol);
-                e[r] = (x - q) / dcol;
-                col[r] = q;
-            }
-            layer.update_later(i1 + i, e, later);
+                }
+            });
         }
-        layer.wc[i1 * rows..i2 * rows].copy_from_slice(w1);
-        layer.lazy_update(i1, i2, err1);
-        i1 = i2;
-    }
+        Ok(())
+    })?;
     Ok(GptqOutput {
         weight: layer.row_major(),
         loss,

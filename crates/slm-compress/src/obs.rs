@@ -78,10 +78,67 @@ impl ObsLayer {
         self.u[(c, c)]
     }
 
+    /// The column walk: the columns in lazy blocks of `block_size`; for each block `i1..i2`,
+    /// `block(layer, i1, w1, err1)` gets the block's current columns `w1` and zeroed errors
+    /// `err1` (both `[i2 − i1][rows]`) and replaces the columns one by one
+    /// ([`ObsLayer::replace_column`]); then the block is written back and the lazy update
+    /// carries its errors to the columns after it.
+    pub fn walk(
+        &mut self,
+        block_size: usize,
+        mut block: impl FnMut(&Self, usize, &mut [f64], &mut [f64]) -> Result<()>,
+    ) -> Result<()> {
+        let (rows, cols) = (self.rows, self.cols);
+        let block_size = block_size.max(1);
+        // Scratch, reused across blocks, column-major.
+        let mut w1 = vec![0.0f64; rows * block_size.min(cols)];
+        let mut err1 = vec![0.0f64; rows * block_size.min(cols)];
+        let mut i1 = 0;
+        while i1 < cols {
+            let i2 = (i1 + block_size).min(cols);
+            let w1 = &mut w1[..rows * (i2 - i1)];
+            let err1 = &mut err1[..rows * (i2 - i1)];
+            w1.copy_from_slice(&self.wc[i1 * rows..i2 * rows]);
+            err1.fill(0.0);
+            block(self, i1, w1, err1)?;
+            self.wc[i1 * rows..i2 * rows].copy_from_slice(w1);
+            self.lazy_update(i1, i2, err1);
+            i1 = i2;
+        }
+        Ok(())
+    }
+
+    /// Replaces column `i` of a block starting at column `i1` (`w1`, `err1` as [`ObsLayer::walk`]
+    /// passes them): each row's value x becomes `q(row, x)`, its scaled error (x − q)/U_cc goes
+    /// to `err1`, and the block's later columns get the OBS update. Returns Σ ½(x − q)²/U_cc².
+    pub fn replace_column(
+        &self,
+        i1: usize,
+        i: usize,
+        w1: &mut [f64],
+        err1: &mut [f64],
+        mut q: impl FnMut(usize, f64) -> f64,
+    ) -> f64 {
+        let rows = self.rows;
+        let d = self.diag(i1 + i);
+        let (done, later) = w1.split_at_mut((i + 1) * rows);
+        let col = &mut done[i * rows..];
+        let e = &mut err1[i * rows..(i + 1) * rows];
+        let mut loss = 0.0;
+        for (r, (x, e)) in col.iter_mut().zip(e.iter_mut()).enumerate() {
+            let new = q(r, *x);
+            loss += 0.5 * (*x - new) * (*x - new) / (d * d);
+            *e = (*x - new) / d;
+            *x = new;
+        }
+        self.update_later(i1 + i, e, later);
+        loss
+    }
+
     /// In-block OBS update after column `col` (absolute index) produced the scaled errors
     /// `err` `[rows]`: every later column of the block held in `later` (`[count][rows]`,
     /// column-major, starting at column `col + 1`) gets `−= err · U[col, j]`.
-    pub fn update_later(&self, col: usize, err: &[f64], later: &mut [f64]) {
+    fn update_later(&self, col: usize, err: &[f64], later: &mut [f64]) {
         let rows = self.rows;
         for (jj, cj) in later.chunks_exact_mut(rows).enumerate() {
             let uij = self.u[(col, col + 1 + jj)];
@@ -95,7 +152,7 @@ impl ObsLayer {
 
     /// The lazy update once columns `i1..i2` are done with scaled errors `err`
     /// `[i2 − i1][rows]`: W[:, i2..] −= Err · U[i1..i2, i2..].
-    pub fn lazy_update(&mut self, i1: usize, i2: usize, err: &[f64]) {
+    fn lazy_update(&mut self, i1: usize, i2: usize, err: &[f64]) {
         let (rows, cols) = (self.rows, self.cols);
         if i2 >= cols {
             return;

@@ -105,24 +105,15 @@ pub fn sparsegpt_prune(
 
     let mut mask = vec![false; rows * cols]; // row-major output
     let mut loss = 0.0f64;
-    // Scratch, reused across blocks: the block's columns, errors and scores, column-major.
-    let mut w1 = vec![0.0f64; rows * block_size];
-    let mut err1 = vec![0.0f64; rows * block_size];
+    // Scratch, reused across blocks: the block's mask and scores, column-major.
     let mut mask1 = vec![false; rows * block_size];
     let mut tmp: Vec<f64> = Vec::with_capacity(rows * block_size);
     let mut idx: Vec<usize> = Vec::new();
 
-    let mut i1 = 0;
-    while i1 < cols {
-        let i2 = (i1 + block_size).min(cols);
-        let count = i2 - i1;
-        let w1 = &mut w1[..rows * count];
-        let err1 = &mut err1[..rows * count];
+    layer.walk(block_size, |layer, i1, w1, err1| {
+        let count = w1.len() / rows;
         let mask1 = &mut mask1[..rows * count];
-        w1.copy_from_slice(&layer.wc[i1 * rows..i2 * rows]);
-        err1.fill(0.0);
         mask1.fill(false);
-
         if pattern == Pattern::Unstructured && sparsity > 0.0 {
             tmp.clear();
             for c in 0..count {
@@ -143,9 +134,7 @@ pub fn sparsegpt_prune(
                 }
             }
         }
-
         for i in 0..count {
-            let dcol = layer.diag(i1 + i);
             if let Pattern::NM { n, m } = pattern {
                 if i % m == 0 {
                     let g = m.min(count - i);
@@ -166,22 +155,10 @@ pub fn sparsegpt_prune(
                     }
                 }
             }
-            // q = w masked; err = (w − q)/d; the column keeps q.
-            let (done, rest) = w1.split_at_mut((i + 1) * rows);
-            let col = &mut done[i * rows..];
-            let e = &mut err1[i * rows..(i + 1) * rows];
-            for r in 0..rows {
-                if mask1[i * rows + r] {
-                    let x = col[r];
-                    loss += 0.5 * x * x / (dcol * dcol);
-                    e[r] = x / dcol;
-                    col[r] = 0.0;
-                }
-            }
-            // W1[:, j] −= err · U[i, j] for the block's later columns.
-            layer.update_later(i1 + i, e, rest);
+            // q = w masked: pruned weights become 0, the others stay (error 0).
+            let m = &mask1[i * rows..(i + 1) * rows];
+            loss += layer.replace_column(i1, i, w1, err1, |r, x| if m[r] { 0.0 } else { x });
         }
-        layer.wc[i1 * rows..i2 * rows].copy_from_slice(w1);
         for c in 0..count {
             for r in 0..rows {
                 if mask1[c * rows + r] {
@@ -189,10 +166,8 @@ pub fn sparsegpt_prune(
                 }
             }
         }
-        // Lazy update of everything after the block: W[:, i2:] −= Err1 · U[i1:i2, i2:].
-        layer.lazy_update(i1, i2, err1);
-        i1 = i2;
-    }
+        Ok(())
+    })?;
 
     let mut out = layer.row_major();
     for (x, &m) in out.iter_mut().zip(&mask) {
