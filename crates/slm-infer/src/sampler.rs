@@ -127,28 +127,8 @@ impl Sampler {
         x.iter_mut().for_each(|v| *v /= sum);
 
         // Candidates in descending probability when top-k or top-p cut the tail.
-        let order = &mut self.order;
-        order.clear();
-        order.extend(0..x.len() as u32);
-        let cut = cfg.top_k > 0 || cfg.top_p < 1.0;
-        let mut keep = x.len();
-        if cut {
-            order
-                .sort_unstable_by(|&a, &b| x[b as usize].total_cmp(&x[a as usize]).then(a.cmp(&b)));
-            if cfg.top_k > 0 {
-                keep = keep.min(cfg.top_k);
-            }
-            if cfg.top_p < 1.0 {
-                let mut cum = 0.0;
-                for (i, &t) in order.iter().take(keep).enumerate() {
-                    cum += x[t as usize];
-                    if cum >= cfg.top_p {
-                        keep = i + 1;
-                        break;
-                    }
-                }
-            }
-        }
+        let keep = nucleus(x, cfg.top_k, cfg.top_p, &mut self.order);
+        let order = &self.order;
         let total: f32 = order[..keep].iter().map(|&t| x[t as usize]).sum();
         let mut r = self.rng.gen::<f32>() * total;
         for &t in &order[..keep] {
@@ -159,6 +139,56 @@ impl Sampler {
         }
         Ok(order[keep - 1])
     }
+}
+
+/// Orders `order` so that its first `keep` entries (returned) are the tokens top-k / top-p
+/// keep from the probabilities `p`, in descending probability (lower index first on ties);
+/// all tokens, unordered, when neither cuts.
+///
+/// Only what can be kept is sorted, not the whole vocabulary: top-k selects its k first; top-p
+/// sorts the tokens of probability ≥ (1 − top_p)/V, which hold the nucleus (those below hold
+/// less than V · (1 − top_p)/V = 1 − top_p of the mass, so the rest sums past top_p first),
+/// and falls back to sorting everything if rounding ever says otherwise. The result is the
+/// full sort's, token for token (test).
+fn nucleus(p: &[f32], top_k: usize, top_p: f32, order: &mut Vec<u32>) -> usize {
+    let desc = |a: &u32, b: &u32| p[*b as usize].total_cmp(&p[*a as usize]).then(a.cmp(b));
+    order.clear();
+    let v = p.len();
+    if top_p < 1.0 {
+        let floor = (1.0 - top_p) / v as f32;
+        order.extend((0..v as u32).filter(|&t| p[t as usize] >= floor));
+        order.sort_unstable_by(desc);
+        if let Some(keep) = prefix_reaching(p, order, top_p) {
+            return if top_k > 0 { keep.min(top_k) } else { keep };
+        }
+        order.clear();
+        order.extend(0..v as u32);
+        order.sort_unstable_by(desc);
+        let keep = prefix_reaching(p, order, top_p).unwrap_or(v);
+        return if top_k > 0 { keep.min(top_k) } else { keep };
+    }
+    order.extend(0..v as u32);
+    if top_k > 0 && top_k < v {
+        order.select_nth_unstable_by(top_k - 1, desc);
+        order[..top_k].sort_unstable_by(desc);
+        return top_k;
+    }
+    if top_k > 0 {
+        order.sort_unstable_by(desc);
+    }
+    v
+}
+
+/// The length of the shortest prefix of `order` whose probabilities sum to `top_p`, if any.
+fn prefix_reaching(p: &[f32], order: &[u32], top_p: f32) -> Option<usize> {
+    let mut cum = 0.0;
+    for (i, &t) in order.iter().enumerate() {
+        cum += p[t as usize];
+        if cum >= top_p {
+            return Some(i + 1);
+        }
+    }
+    None
 }
 
 /// Index of the largest value (the lowest index on ties).
@@ -175,6 +205,57 @@ pub fn argmax(x: &[f32]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The cut as it was first written: sort the whole vocabulary, then cut.
+    fn nucleus_by_full_sort(p: &[f32], top_k: usize, top_p: f32) -> Vec<u32> {
+        let mut order: Vec<u32> = (0..p.len() as u32).collect();
+        let mut keep = p.len();
+        if top_k > 0 || top_p < 1.0 {
+            order
+                .sort_unstable_by(|&a, &b| p[b as usize].total_cmp(&p[a as usize]).then(a.cmp(&b)));
+            if top_k > 0 {
+                keep = keep.min(top_k);
+            }
+            if top_p < 1.0 {
+                let mut cum = 0.0;
+                for (i, &t) in order.iter().take(keep).enumerate() {
+                    cum += p[t as usize];
+                    if cum >= top_p {
+                        keep = i + 1;
+                        break;
+                    }
+                }
+            }
+        }
+        order.truncate(keep);
+        order
+    }
+
+    #[test]
+    fn the_partial_sort_keeps_what_the_full_sort_keeps() {
+        let mut rng = StdRng::seed_from_u64(9);
+        let mut order = Vec::new();
+        for case in 0..500 {
+            let v = [2usize, 7, 64, 512, 3000][case % 5];
+            // Peaked and flat distributions, with ties.
+            let scale = [0.1f32, 1.0, 4.0, 12.0][case % 4];
+            let mut p: Vec<f32> = (0..v)
+                .map(|_| ((rng.gen::<f32>() * 8.0).round() / 8.0 * scale).exp())
+                .collect();
+            let sum: f32 = p.iter().sum();
+            p.iter_mut().for_each(|x| *x /= sum);
+            let top_k = [0usize, 1, 5, 40, 10_000][(case / 25) % 5];
+            let top_p = [1.0f32, 0.95, 0.5, 0.9, 0.999][(case / 5) % 5];
+            let keep = nucleus(&p, top_k, top_p, &mut order);
+            let want = nucleus_by_full_sort(&p, top_k, top_p);
+            assert_eq!(keep, want.len(), "case {case}: v {v}, k {top_k}, p {top_p}");
+            if top_k > 0 || top_p < 1.0 {
+                assert_eq!(&order[..keep], want.as_slice(), "case {case}");
+            } else {
+                assert_eq!(keep, v);
+            }
+        }
+    }
 
     #[test]
     fn greedy_takes_argmax_and_penalty_can_change_it() {
