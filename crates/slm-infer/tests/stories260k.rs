@@ -130,7 +130,12 @@ fn stop_tokens_end_the_story_and_logprobs_score_it() {
         generate_from_tokens(&loaded.model, tok.as_ref(), vec![1], opts, &mut |_| Ok(())).unwrap()
     };
     let g = run(&opts);
-    assert_eq!(g.stop_reason, slm_infer::StopReason::StopToken(1), "{}", g.text);
+    assert_eq!(
+        g.stop_reason,
+        slm_infer::StopReason::StopToken(1),
+        "{}",
+        g.text
+    );
     assert!(!g.tokens.is_empty() && !g.tokens.contains(&1));
     assert_eq!(g.logprobs.len(), g.tokens.len());
     // One forward pass of the candle model over BOS + the story (the last token is only
@@ -145,7 +150,12 @@ fn stop_tokens_end_the_story_and_logprobs_score_it() {
     let rows = logits.squeeze(0).unwrap().to_vec2::<f32>().unwrap();
     for (i, (row, &t)) in rows.iter().zip(&g.tokens).enumerate() {
         let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
-        let lse = max + row.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln();
+        let lse = max
+            + row
+                .iter()
+                .map(|&v| (v as f64 - max).exp())
+                .sum::<f64>()
+                .ln();
         let want = row[t as usize] as f64 - lse;
         assert!(
             (g.logprobs[i] as f64 - want).abs() < 1e-3,
