@@ -183,7 +183,10 @@ mod tests {
             while tokens.len() < seq {
                 let t = sampler.sample(&logits, &tokens).unwrap();
                 tokens.push(t);
-                logits = engine.forward(&mut state, t, tokens.len() - 1).unwrap().to_vec();
+                logits = engine
+                    .forward(&mut state, t, tokens.len() - 1)
+                    .unwrap()
+                    .to_vec();
             }
             assert_eq!(&x[r * seq..(r + 1) * seq], tokens.as_slice(), "row {r}");
         }

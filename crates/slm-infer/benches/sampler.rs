@@ -43,7 +43,9 @@ fn main() {
         let full_sort = median_micros(101, || {
             let mut order: Vec<u32> = (0..v as u32).collect();
             order.sort_unstable_by(|&a, &b| {
-                logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b))
+                logits[b as usize]
+                    .total_cmp(&logits[a as usize])
+                    .then(a.cmp(&b))
             });
             std::hint::black_box(order);
         });
