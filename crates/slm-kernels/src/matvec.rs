@@ -27,7 +27,8 @@ fn block_impl(w: &[f32], x: &[f32], rows: usize, inf: usize, o0: usize, y_t: &mu
 
 crate::dispatch!(fn block(w: &[f32], x: &[f32], rows: usize, inf: usize, o0: usize, y_t: &mut [f32]) => block_impl);
 
-/// y = x Wᵀ (+ bias) for `rows` ≤ [`MAX_ROWS`] input rows.
+/// y = x Wᵀ (+ bias) for `rows` ≤ [`MAX_ROWS`] input rows (allocates its transposed output
+/// for more than one row; [`matvec_with`] takes it as scratch).
 pub fn matvec(
     w: &[f32],
     bias: Option<&[f32]>,
@@ -35,6 +36,23 @@ pub fn matvec(
     rows: usize,
     in_features: usize,
     out_features: usize,
+    y: &mut [f32],
+) -> Result<()> {
+    let mut y_t = vec![0f32; if rows > 1 { rows * out_features } else { 0 }];
+    matvec_with(w, bias, x, rows, in_features, out_features, &mut y_t, y)
+}
+
+/// [`matvec`] with the caller's scratch `y_t` (at least rows · out_features values when
+/// `rows` > 1; unused for one row), so batched decoding allocates nothing per step.
+#[allow(clippy::too_many_arguments)]
+pub fn matvec_with(
+    w: &[f32],
+    bias: Option<&[f32]>,
+    x: &[f32],
+    rows: usize,
+    in_features: usize,
+    out_features: usize,
+    y_t: &mut [f32],
     y: &mut [f32],
 ) -> Result<()> {
     check_len("matvec w", w.len(), out_features * in_features)?;
@@ -63,9 +81,16 @@ pub fn matvec(
         }
         return Ok(());
     }
-    let mut y_t = vec![0f32; rows * out_features];
+    if y_t.len() < rows * out_features {
+        return Err(slm_core::Error::invalid(format!(
+            "matvec scratch holds {} values, {rows} rows × {out_features} outputs need {}",
+            y_t.len(),
+            rows * out_features
+        )));
+    }
+    let y_t = &mut y_t[..rows * out_features];
     if out_features * in_features < 64 * 1024 {
-        block(w, x, rows, in_features, 0, &mut y_t);
+        block(w, x, rows, in_features, 0, y_t);
     } else {
         y_t.par_chunks_mut(chunk * rows)
             .enumerate()
@@ -135,5 +160,28 @@ mod tests {
         matvec_naive(&w, None, &x, 1, inf, outf, &mut y_ref);
         assert_close(&y, &y_ref, 1e-4, "matvec large");
         assert!(matvec(&w, None, &x, 2, inf, outf, &mut y).is_err());
+    }
+
+    #[test]
+    fn scratch_is_reused_and_checked() {
+        // One scratch across calls of different shapes, as batched decoding uses it; a larger
+        // scratch than needed is fine, a smaller one an error.
+        let mut y_t = vec![f32::NAN; 4 * 700];
+        for (rows, inf, outf, seed) in [
+            (4usize, 50usize, 700usize, 1u64),
+            (3, 90, 20, 2),
+            (2, 700, 300, 3),
+        ] {
+            let w = rand_vec(outf * inf, seed);
+            let x = rand_vec(rows * inf, seed + 1);
+            let (mut y, mut y_ref) = (vec![0f32; rows * outf], vec![0f32; rows * outf]);
+            matvec_with(&w, None, &x, rows, inf, outf, &mut y_t, &mut y).unwrap();
+            matvec_naive(&w, None, &x, rows, inf, outf, &mut y_ref);
+            assert_close(&y, &y_ref, 1e-4, "matvec_with");
+        }
+        let (w, x) = (rand_vec(8 * 4, 5), rand_vec(3 * 4, 6));
+        let mut y = vec![0f32; 3 * 8];
+        let e = matvec_with(&w, None, &x, 3, 4, 8, &mut vec![0f32; 23], &mut y).unwrap_err();
+        assert!(e.to_string().contains("scratch"), "{e}");
     }
 }

@@ -8,7 +8,7 @@
 
 use slm_core::{Error, Result};
 use slm_kernels::matmul::{linear_fwd, LinearDims};
-use slm_kernels::matvec::{matvec, MAX_ROWS};
+use slm_kernels::matvec::{matvec, matvec_with, MAX_ROWS};
 use slm_kernels::quant::{BlockKind, QuantMatrix, QK};
 use slm_kernels::quant_x8::{matmul_x8, matvec_x8, InterleavedMatrix, Kind, QuantActs};
 use slm_kernels::sparse::{is_2_4, OffsetMatrix, Sparse24Matrix, SparseMatrix};
@@ -195,7 +195,9 @@ impl Matrix {
     ) -> Result<()> {
         match self {
             // A few rows (batched decoding): stream the weights once for all of them.
-            Self::F32 { w, rows, cols } if n <= MAX_ROWS => matvec(w, bias, x, n, *cols, *rows, y),
+            Self::F32 { w, rows, cols } if n <= MAX_ROWS => {
+                matvec_with(w, bias, x, n, *cols, *rows, y_t, y)
+            }
             Self::F32 { w, rows, cols } => {
                 linear_fwd(y, x, w, bias, LinearDims::new(n, *cols, *rows), false)
             }
