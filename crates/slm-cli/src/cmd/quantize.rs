@@ -70,6 +70,16 @@ pub fn run(a: Args) -> Result<()> {
         Some(path) if a.gptq => {
             let (mut loaded, tok) = load_model_and_tokenizer(&a.model)?;
             let windows = a.calib.windows(path, &loaded.model, tok.as_ref())?;
+            let tokens: usize = windows.iter().map(|w| w.len()).sum();
+            let c = &loaded.model.config;
+            let widest = c.hidden_size.max(c.intermediate_size).max(c.q_dim());
+            if tokens < 2 * widest {
+                eprintln!(
+                    "warning: {tokens} calibration tokens for layer inputs up to {widest} wide: with fewer \
+                     tokens than about twice the width XᵀX is (nearly) singular and GPTQ fits the \
+                     calibration text rather than the model's use; raise --nsamples or --seqlen"
+                );
+            }
             let reference = loaded.model.clone();
             let mut cfg = GptqConfig::new(kind);
             cfg.options.damp = a.damp;
