@@ -429,6 +429,37 @@ fn llama_cpp_reads_our_gguf_exports() {
         );
         assert!(report.contains("\"equal\": true"), "{ty}: {report}");
     }
+    // A GPTQ file is ordinary Q4_0 blocks to llama.cpp.
+    let out = tmp.path().join("s260k-q4_0-gptq.gguf");
+    run_ok(
+        slm()
+            .args([
+                "quantize",
+                "--type",
+                "q4_0",
+                "--gptq",
+                "--nsamples",
+                "16",
+                "--seqlen",
+                "256",
+                "-m",
+            ])
+            .arg(dir.join("stories260K.bin"))
+            .arg("--tokenizer")
+            .arg(dir.join("tok512.bin"))
+            .arg("--calib")
+            .arg(dir.join("../tinystories/tinystories_train_head197k.txt"))
+            .arg("--out")
+            .arg(&out),
+    );
+    let check = Command::new(&python)
+        .arg(root.join("tools/reference/check_gguf_llamacpp.py"))
+        .arg(&out)
+        .arg(env!("CARGO_BIN_EXE_slm"))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(report.contains("\"equal\": true"), "gptq: {report}");
 }
 
 /// llama.cpp's logits at every position of a token sequence on our GGUF export equal the
