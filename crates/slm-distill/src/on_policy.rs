@@ -23,6 +23,8 @@ pub struct OnPolicy {
     /// Tokens of each window kept as the prompt.
     pub prompt: usize,
     pub temperature: f32,
+    /// Nucleus cut of the student's samples (1: the whole distribution, as GKD samples).
+    pub top_p: f32,
     pub seed: u64,
 }
 
@@ -39,6 +41,18 @@ fn mix(words: &[u64]) -> u64 {
 }
 
 impl OnPolicy {
+    /// The student's sampler: its distribution at `temperature`, cut at `top_p` (1: none),
+    /// no top-k, no repetition penalty.
+    fn sampler(&self, seed: u64) -> SamplerConfig {
+        SamplerConfig {
+            temperature: self.temperature,
+            top_k: 0,
+            top_p: self.top_p,
+            repetition_penalty: 1.0,
+            seed,
+        }
+    }
+
     /// Whether micro-batch `micro` of step `step` is replaced.
     pub fn replaces(&self, step: u64, micro: usize) -> bool {
         let u = (mix(&[self.seed, step, micro as u64, 1]) >> 11) as f64 / (1u64 << 53) as f64;
@@ -67,11 +81,7 @@ impl OnPolicy {
         let mut states: Vec<RunState> = (0..rows).map(|_| engine.new_state()).collect();
         let mut samplers = (0..rows)
             .map(|row| {
-                Sampler::new(SamplerConfig {
-                    temperature: self.temperature,
-                    seed: mix(&[self.seed, step, micro as u64, row as u64, 2]),
-                    ..SamplerConfig::default()
-                })
+                Sampler::new(self.sampler(mix(&[self.seed, step, micro as u64, row as u64, 2])))
             })
             .collect::<Result<Vec<_>>>()?;
         // The whole sequences: prompt (p tokens) then seq + 1 − p sampled ones, [rows][seq + 1].
@@ -134,6 +144,7 @@ mod tests {
             lambda: 0.3,
             prompt: 4,
             temperature: 1.0,
+            top_p: 1.0,
             seed: 7,
         };
         let drawn = (0..2000).filter(|&s| p.replaces(s, 0)).count();
@@ -172,12 +183,7 @@ mod tests {
         let engine = Decoder::new(&llama, WeightType::F32).unwrap();
         for r in 0..b {
             let mut state = engine.new_state();
-            let mut sampler = Sampler::new(SamplerConfig {
-                temperature: p.temperature,
-                seed: mix(&[p.seed, 3, 0, r as u64, 2]),
-                ..SamplerConfig::default()
-            })
-            .unwrap();
+            let mut sampler = Sampler::new(p.sampler(mix(&[p.seed, 3, 0, r as u64, 2]))).unwrap();
             let mut tokens = orig[r * seq..r * seq + 4].to_vec();
             let mut logits = engine.prefill(&mut state, &tokens, 0).unwrap().to_vec();
             while tokens.len() < seq {

@@ -81,6 +81,9 @@ pub struct TrainConfig {
     pub on_policy_prompt: Option<usize>,
     /// Sampling temperature of the student's continuations.
     pub on_policy_temperature: f64,
+    /// Nucleus (top-p) cut of the student's continuations: 1 samples the whole tempered
+    /// distribution, as GKD does; lower keeps only the most likely tokens.
+    pub on_policy_top_p: f64,
     /// Hidden-state distillation (live teacher only): `cosine` or `mse` between mapped
     /// student and teacher block outputs, through a learned projection when the widths
     /// differ (`slm_train::hidden`). Unset = off.
@@ -140,6 +143,7 @@ impl Default for TrainConfig {
             on_policy: 0.0,
             on_policy_prompt: None,
             on_policy_temperature: 1.0,
+            on_policy_top_p: 1.0,
             kd_hidden: None,
             kd_hidden_weight: 1.0,
             kd_hidden_layers: None,
@@ -246,6 +250,9 @@ impl TrainConfig {
             }
             if self.on_policy_temperature.is_nan() || self.on_policy_temperature < 0.0 {
                 return Err(Error::config("`on_policy_temperature` must be ≥ 0"));
+            }
+            if !(self.on_policy_top_p > 0.0 && self.on_policy_top_p <= 1.0) {
+                return Err(Error::config("`on_policy_top_p` must be in (0, 1]"));
             }
         }
         if let Some(g) = self.gradual_pruning() {
@@ -389,6 +396,23 @@ mod tests {
             .contains("data"));
         let back = TrainConfig::resolve(Some(&c.to_toml().unwrap()), &[]).unwrap();
         assert_eq!(back, c);
+        // On-policy sampling settings are checked when on-policy batches are on.
+        let on = |top_p: &str| {
+            TrainConfig::resolve(
+                None,
+                &[
+                    "data=d".into(),
+                    "teacher=t".into(),
+                    "on_policy=0.5".into(),
+                    format!("on_policy_top_p={top_p}"),
+                ],
+            )
+        };
+        assert_eq!(on("0.9").unwrap().on_policy_top_p, 0.9);
+        for bad in ["0", "1.5", "-0.1"] {
+            let e = on(bad).unwrap_err().to_string();
+            assert!(e.contains("on_policy_top_p"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -193,7 +193,7 @@ pub struct TrainArgs {
     #[arg(long, short = 'o', required_unless_present = "resume")]
     pub out: Option<PathBuf>,
     /// Any `slm train` setting, e.g. --set steps=2000 (on_policy_prompt,
-    /// on_policy_temperature, kd_* ...).
+    /// on_policy_temperature, on_policy_top_p, kd_* ...).
     #[arg(long = "set")]
     pub set: Vec<String>,
     /// Continue the distillation run in this directory (other options are ignored).
@@ -212,6 +212,7 @@ fn install_on_policy(trainer: &mut Trainer) {
             lambda: c.on_policy,
             prompt: c.on_policy_prompt.unwrap_or(c.seq_len / 2),
             temperature: c.on_policy_temperature as f32,
+            top_p: c.on_policy_top_p as f32,
             seed: c.seed,
         }
         .hook(c.seq_len);
