@@ -116,7 +116,34 @@ mod f16c {
     ) {
         let e = qh.len();
         let (kp, vp, qp) = (keys.as_ptr(), vals.as_ptr(), qh.as_ptr());
-        for (t, sc) in scores.iter_mut().enumerate() {
+        let n = scores.len();
+        // Scores four positions at a time: four independent FMA chains (one chain per
+        // position was bound by FMA latency), each q chunk loaded once for the four, and the
+        // four horizontal sums done together.
+        let scale4 = _mm_set1_ps(scale);
+        let mut t = 0;
+        while t + 4 <= n {
+            let rows = [0, 1, 2, 3].map(|j| kp.add((t + j) * kv + off));
+            let mut acc = [_mm256_setzero_ps(); 4];
+            let mut c = 0;
+            while c < e {
+                let qv = _mm256_loadu_ps(qp.add(c));
+                for j in 0..4 {
+                    let k = _mm256_cvtph_ps(_mm_loadu_si128(rows[j].add(c) as *const __m128i));
+                    acc[j] = _mm256_fmadd_ps(qv, k, acc[j]);
+                }
+                c += 8;
+            }
+            // Per 128-bit lane: [Σa, Σb, Σc, Σd] over that lane's half; add the halves.
+            let s = _mm256_hadd_ps(
+                _mm256_hadd_ps(acc[0], acc[1]),
+                _mm256_hadd_ps(acc[2], acc[3]),
+            );
+            let s = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+            _mm_storeu_ps(scores.as_mut_ptr().add(t), _mm_mul_ps(s, scale4));
+            t += 4;
+        }
+        for (t, sc) in scores.iter_mut().enumerate().skip(t) {
             let row = kp.add(t * kv + off);
             let mut acc = _mm256_setzero_ps();
             // (Plain index loops: `step_by` kept its state on the stack in this function.)
@@ -130,20 +157,27 @@ mod f16c {
         }
         let max = simd::max(scores);
         let sum = simd::exp_shift_sum(scores, max);
-        o.fill(0.0);
+        // o = Σ p_t v_t, 64 dimensions at a time held in registers across all positions
+        // (accumulating in memory made each position wait on the last one's store).
         let op = o.as_mut_ptr();
-        for (t, &p) in scores.iter().enumerate() {
-            let row = vp.add(t * kv + off);
-            let pv = _mm256_set1_ps(p);
-            let mut c = 0;
-            while c < e {
-                let v = _mm256_cvtph_ps(_mm_loadu_si128(row.add(c) as *const __m128i));
-                _mm256_storeu_ps(
-                    op.add(c),
-                    _mm256_fmadd_ps(pv, v, _mm256_loadu_ps(op.add(c))),
-                );
-                c += 8;
+        let mut c0 = 0;
+        while c0 < e {
+            let chunks = ((e - c0) / 8).min(8);
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for (t, &p) in scores.iter().enumerate() {
+                let row = vp.add(t * kv + off + c0);
+                let pv = _mm256_set1_ps(p);
+                for (j, a) in acc.iter_mut().enumerate() {
+                    if j < chunks {
+                        let v = _mm256_cvtph_ps(_mm_loadu_si128(row.add(8 * j) as *const __m128i));
+                        *a = _mm256_fmadd_ps(pv, v, *a);
+                    }
+                }
             }
+            for (j, a) in acc.iter().enumerate().take(chunks) {
+                _mm256_storeu_ps(op.add(c0 + 8 * j), *a);
+            }
+            c0 += 8 * chunks;
         }
         let inv = 1.0 / sum;
         o.iter_mut().for_each(|a| *a *= inv);
@@ -318,7 +352,14 @@ mod tests {
             }
         }
         // An f16 cache: the definition over the f16-rounded keys and values.
-        for (h, g, e, n) in [(4, 2, 16, 5), (2, 1, 12, 3), (16, 4, 64, 300)] {
+        // (head_dim 128 and 48: two register passes over the values, and six chunks.)
+        for (h, g, e, n) in [
+            (4, 2, 16, 5),
+            (2, 1, 12, 3),
+            (16, 4, 64, 300),
+            (2, 1, 128, 7),
+            (3, 3, 48, 10),
+        ] {
             let s = DecodeAttn {
                 heads: h,
                 kv_heads: g,
