@@ -227,6 +227,52 @@ fn main() {
         );
     }
 
+    // Decode attention: one query over 256 cached positions, f32 and f16 caches.
+    if want("decode_attn") {
+        use slm_kernels::attention_decode::{attend_cache, Cache, DecodeAttn};
+        let s = DecodeAttn {
+            heads: h,
+            kv_heads: g,
+            head_dim: e,
+        };
+        let n = 256;
+        let q = rand_vec(h * e, 7);
+        let (keys, vals) = (rand_vec(n * g * e, 8), rand_vec(n * g * e, 9));
+        let bits = |v: &[f32]| -> Vec<u16> {
+            v.iter()
+                .map(|&x| half::f16::from_f32(x).to_bits())
+                .collect()
+        };
+        let (kb, vb) = (bits(&keys), bits(&vals));
+        let mut scores = vec![0f32; h * n];
+        let mut out = vec![0f32; h * e];
+        let flops = 4.0 * (h * n * e) as f64;
+        for (label, cache) in [
+            (
+                "f32",
+                Cache::F32 {
+                    keys: &keys,
+                    vals: &vals,
+                },
+            ),
+            (
+                "f16",
+                Cache::F16 {
+                    keys: &kb,
+                    vals: &vb,
+                },
+            ),
+        ] {
+            report(
+                &format!("decode_attn {label} (256 positions)"),
+                median_secs(reps, || {
+                    attend_cache(s, &q, cache, &mut scores, &mut out).unwrap()
+                }),
+                flops,
+            );
+        }
+    }
+
     if want("attention") {
         let s = AttnShape {
             batch: b,

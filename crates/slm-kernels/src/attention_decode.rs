@@ -5,8 +5,10 @@
 //! q [h·e], keys/vals [n, g·e] (positions 0..n), head i reads kv head i/(h/g) (GQA)
 //! out[i] = Σ_t softmax_t(q_i·k_t / √e) · v_t
 //! ```
-//! Heads run in parallel on the current rayon pool once there is enough work (long caches),
-//! each head's loop compiled for AVX2+FMA where the CPU has it. The cache holds f32 or f16
+//! Heads run in parallel on the current rayon pool once there is enough work (long caches).
+//! With AVX2/FMA/F16C and heads a multiple of 8 wide, one kernel (generated for both cache
+//! types) scores four positions per pass and keeps the weighted sum in registers; otherwise the
+//! generic loop runs (the reference for the tests beside the definition in f64). The cache holds f32 or f16
 //! values ([`Cache::F16`]: half the bytes read per position, as llama.cpp's default cache;
 //! converted with F16C). The training kernels in [`crate::attention`] cover whole sequences;
 //! this is the one-query case.
@@ -88,100 +90,154 @@ fn head_impl<T: CacheValue>(
 
 crate::dispatch!(
     #[allow(clippy::too_many_arguments)]
-    fn head(qh: &[f32], keys: &[f32], vals: &[f32], kv: usize, off: usize, scale: f32,
+    fn head_generic(qh: &[f32], keys: &[f32], vals: &[f32], kv: usize, off: usize, scale: f32,
             scores: &mut [f32], o: &mut [f32]) => head_impl
 );
 
 #[cfg(target_arch = "x86_64")]
-mod f16c {
+mod avx2 {
     use crate::simd;
     use std::arch::x86_64::*;
 
-    /// One head over an f16 cache, 8 values per F16C conversion; `e` a multiple of 8.
+    /// One head over a cache of `$t` values read 8 at a time by `$load` (a pointer → __m256
+    /// expression in `$p`); `e` a multiple of 8.
     ///
-    /// # Safety
-    /// AVX2, FMA and F16C present; `keys`/`vals` hold `scores.len()` positions of `kv`
-    /// values, `off + qh.len() ≤ kv`, `o.len() = qh.len()`.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[allow(clippy::too_many_arguments)]
-    pub unsafe fn head(
-        qh: &[f32],
-        keys: &[u16],
-        vals: &[u16],
-        kv: usize,
-        off: usize,
-        scale: f32,
-        scores: &mut [f32],
-        o: &mut [f32],
-    ) {
-        let e = qh.len();
-        let (kp, vp, qp) = (keys.as_ptr(), vals.as_ptr(), qh.as_ptr());
-        let n = scores.len();
-        // Scores four positions at a time: four independent FMA chains (one chain per
-        // position was bound by FMA latency), each q chunk loaded once for the four, and the
-        // four horizontal sums done together.
-        let scale4 = _mm_set1_ps(scale);
-        let mut t = 0;
-        while t + 4 <= n {
-            let rows = [0, 1, 2, 3].map(|j| kp.add((t + j) * kv + off));
-            let mut acc = [_mm256_setzero_ps(); 4];
-            let mut c = 0;
-            while c < e {
-                let qv = _mm256_loadu_ps(qp.add(c));
-                for j in 0..4 {
-                    let k = _mm256_cvtph_ps(_mm_loadu_si128(rows[j].add(c) as *const __m128i));
-                    acc[j] = _mm256_fmadd_ps(qv, k, acc[j]);
-                }
-                c += 8;
-            }
-            // Per 128-bit lane: [Σa, Σb, Σc, Σd] over that lane's half; add the halves.
-            let s = _mm256_hadd_ps(
-                _mm256_hadd_ps(acc[0], acc[1]),
-                _mm256_hadd_ps(acc[2], acc[3]),
-            );
-            let s = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-            _mm_storeu_ps(scores.as_mut_ptr().add(t), _mm_mul_ps(s, scale4));
-            t += 4;
-        }
-        for (t, sc) in scores.iter_mut().enumerate().skip(t) {
-            let row = kp.add(t * kv + off);
-            let mut acc = _mm256_setzero_ps();
-            // (Plain index loops: `step_by` kept its state on the stack in this function.)
-            let mut c = 0;
-            while c < e {
-                let k = _mm256_cvtph_ps(_mm_loadu_si128(row.add(c) as *const __m128i));
-                acc = _mm256_fmadd_ps(_mm256_loadu_ps(qp.add(c)), k, acc);
-                c += 8;
-            }
-            *sc = simd::hsum256(acc) * scale;
-        }
-        let max = simd::max(scores);
-        let sum = simd::exp_shift_sum(scores, max);
-        // o = Σ p_t v_t, 64 dimensions at a time held in registers across all positions
-        // (accumulating in memory made each position wait on the last one's store).
-        let op = o.as_mut_ptr();
-        let mut c0 = 0;
-        while c0 < e {
-            let chunks = ((e - c0) / 8).min(8);
-            let mut acc = [_mm256_setzero_ps(); 8];
-            for (t, &p) in scores.iter().enumerate() {
-                let row = vp.add(t * kv + off + c0);
-                let pv = _mm256_set1_ps(p);
-                for (j, a) in acc.iter_mut().enumerate() {
-                    if j < chunks {
-                        let v = _mm256_cvtph_ps(_mm_loadu_si128(row.add(8 * j) as *const __m128i));
-                        *a = _mm256_fmadd_ps(pv, v, *a);
+    /// Scores four positions at a time: four independent FMA chains (one chain per position
+    /// was bound by FMA latency), each q chunk loaded once for the four, and the four
+    /// horizontal sums done together. Values accumulate in registers, 64 dimensions per pass
+    /// over the positions (accumulating in memory made each position wait on the last one's
+    /// store).
+    macro_rules! head_kernel {
+        ($name:ident, $t:ty, $p:ident => $load:expr) => {
+            /// # Safety
+            /// AVX2, FMA and F16C present; `keys`/`vals` hold `scores.len()` positions of `kv`
+            /// values, `off + qh.len() ≤ kv`, `o.len() = qh.len()`, `qh.len()` a multiple of 8.
+            #[target_feature(enable = "avx2,fma,f16c")]
+            #[allow(clippy::too_many_arguments)]
+            pub unsafe fn $name(
+                qh: &[f32],
+                keys: &[$t],
+                vals: &[$t],
+                kv: usize,
+                off: usize,
+                scale: f32,
+                scores: &mut [f32],
+                o: &mut [f32],
+            ) {
+                let e = qh.len();
+                let (kp, vp, qp) = (keys.as_ptr(), vals.as_ptr(), qh.as_ptr());
+                let n = scores.len();
+                let scale4 = _mm_set1_ps(scale);
+                let mut t = 0;
+                while t + 4 <= n {
+                    let rows = [0, 1, 2, 3].map(|j| kp.add((t + j) * kv + off));
+                    let mut acc = [_mm256_setzero_ps(); 4];
+                    let mut c = 0;
+                    while c < e {
+                        let qv = _mm256_loadu_ps(qp.add(c));
+                        for j in 0..4 {
+                            let k = {
+                                let $p = rows[j].add(c);
+                                $load
+                            };
+                            acc[j] = _mm256_fmadd_ps(qv, k, acc[j]);
+                        }
+                        c += 8;
                     }
+                    // Per 128-bit lane: [Σa, Σb, Σc, Σd] over that lane's half; add the halves.
+                    let s = _mm256_hadd_ps(
+                        _mm256_hadd_ps(acc[0], acc[1]),
+                        _mm256_hadd_ps(acc[2], acc[3]),
+                    );
+                    let s = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+                    _mm_storeu_ps(scores.as_mut_ptr().add(t), _mm_mul_ps(s, scale4));
+                    t += 4;
                 }
+                for (t, sc) in scores.iter_mut().enumerate().skip(t) {
+                    let row = kp.add(t * kv + off);
+                    let mut acc = _mm256_setzero_ps();
+                    // (Plain index loops: `step_by` kept its state on the stack here.)
+                    let mut c = 0;
+                    while c < e {
+                        let k = {
+                            let $p = row.add(c);
+                            $load
+                        };
+                        acc = _mm256_fmadd_ps(_mm256_loadu_ps(qp.add(c)), k, acc);
+                        c += 8;
+                    }
+                    *sc = simd::hsum256(acc) * scale;
+                }
+                let max = simd::max(scores);
+                let sum = simd::exp_shift_sum(scores, max);
+                let op = o.as_mut_ptr();
+                let mut c0 = 0;
+                while c0 < e {
+                    let chunks = ((e - c0) / 8).min(8);
+                    let mut acc = [_mm256_setzero_ps(); 8];
+                    for (t, &p) in scores.iter().enumerate() {
+                        let row = vp.add(t * kv + off + c0);
+                        let pv = _mm256_set1_ps(p);
+                        for (j, a) in acc.iter_mut().enumerate() {
+                            if j < chunks {
+                                let v = {
+                                    let $p = row.add(8 * j);
+                                    $load
+                                };
+                                *a = _mm256_fmadd_ps(pv, v, *a);
+                            }
+                        }
+                    }
+                    for (j, a) in acc.iter().enumerate().take(chunks) {
+                        _mm256_storeu_ps(op.add(c0 + 8 * j), *a);
+                    }
+                    c0 += 8 * chunks;
+                }
+                let inv = 1.0 / sum;
+                o.iter_mut().for_each(|a| *a *= inv);
             }
-            for (j, a) in acc.iter().enumerate().take(chunks) {
-                _mm256_storeu_ps(op.add(c0 + 8 * j), *a);
-            }
-            c0 += 8 * chunks;
-        }
-        let inv = 1.0 / sum;
-        o.iter_mut().for_each(|a| *a *= inv);
+        };
     }
+
+    head_kernel!(head_f32, f32, p => _mm256_loadu_ps(p));
+    head_kernel!(head_f16, u16, p => _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)));
+}
+
+/// Whether the AVX2 head kernels run here for heads of width `e`.
+fn avx2_heads(e: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        e % 8 == 0
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = e;
+        false
+    }
+}
+
+/// One head over an f32 cache: the AVX2 kernel where it runs, else the generic loop.
+#[allow(clippy::too_many_arguments)]
+fn head_f32(
+    qh: &[f32],
+    keys: &[f32],
+    vals: &[f32],
+    kv: usize,
+    off: usize,
+    scale: f32,
+    scores: &mut [f32],
+    o: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2_heads(qh.len()) {
+        // SAFETY: features detected; `attend_cache` checked the lengths.
+        unsafe { avx2::head_f32(qh, keys, vals, kv, off, scale, scores, o) };
+        return;
+    }
+    head_generic(qh, keys, vals, kv, off, scale, scores, o);
 }
 
 /// One head over an f16 cache: F16C where present and `e` is a multiple of 8, else the
@@ -198,13 +254,9 @@ fn head_f16(
     o: &mut [f32],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if qh.len() % 8 == 0
-        && std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
-        && std::arch::is_x86_feature_detected!("f16c")
-    {
+    if avx2_heads(qh.len()) {
         // SAFETY: features detected; `attend_cache` checked the lengths.
-        unsafe { f16c::head(qh, keys, vals, kv, off, scale, scores, o) };
+        unsafe { avx2::head_f16(qh, keys, vals, kv, off, scale, scores, o) };
         return;
     }
     head_impl(qh, keys, vals, kv, off, scale, scores, o);
@@ -279,7 +331,7 @@ pub fn attend_cache(
         let off = (i / per_group) * e;
         let qh = &q[i * e..(i + 1) * e];
         match cache {
-            Cache::F32 { keys, vals } => head(qh, keys, vals, kv, off, scale, sc, o),
+            Cache::F32 { keys, vals } => head_f32(qh, keys, vals, kv, off, scale, sc, o),
             Cache::F16 { keys, vals } => head_f16(qh, keys, vals, kv, off, scale, sc, o),
         }
     };
@@ -335,7 +387,14 @@ mod tests {
 
     #[test]
     fn equals_the_definition_with_and_without_threads() {
-        for (h, g, e, n) in [(4, 2, 16, 5), (6, 6, 8, 1), (16, 4, 64, 300)] {
+        for (h, g, e, n) in [
+            (4, 2, 16, 5),
+            (6, 6, 8, 1),
+            (16, 4, 64, 300),
+            (2, 1, 128, 7),
+            (3, 3, 48, 10),
+            (2, 2, 12, 6),
+        ] {
             let s = DecodeAttn {
                 heads: h,
                 kv_heads: g,
