@@ -181,7 +181,7 @@ mod tests {
         }
         let (w, x) = (rand_vec(8 * 4, 5), rand_vec(3 * 4, 6));
         let mut y = vec![0f32; 3 * 8];
-        let e = matvec_with(&w, None, &x, 3, 4, 8, &mut vec![0f32; 23], &mut y).unwrap_err();
+        let e = matvec_with(&w, None, &x, 3, 4, 8, &mut [0f32; 23], &mut y).unwrap_err();
         assert!(e.to_string().contains("scratch"), "{e}");
     }
 }
