@@ -20,6 +20,16 @@ fn shared(rel: &str) -> Option<PathBuf> {
     }
 }
 
+/// `-m stories260K.bin --tokenizer tok512.bin` from the shared llama2.c folder `dir`.
+fn stories260k(dir: &std::path::Path) -> [std::ffi::OsString; 4] {
+    [
+        "-m".into(),
+        dir.join("stories260K.bin").into(),
+        "--tokenizer".into(),
+        dir.join("tok512.bin").into(),
+    ]
+}
+
 fn run_ok(c: &mut Command) -> String {
     let out = c.output().unwrap();
     assert!(
@@ -324,10 +334,8 @@ fn gguf_export_of_stories260k_generates_the_same_text() {
         let out = tmp.path().join(format!("s260k-{ty}.gguf"));
         let msg = run_ok(
             slm()
-                .args(["export", "gguf", "--type", ty, "-m"])
-                .arg(dir.join("stories260K.bin"))
-                .arg("--tokenizer")
-                .arg(dir.join("tok512.bin"))
+                .args(["export", "gguf", "--type", ty])
+                .args(stories260k(&dir))
                 .arg("--out")
                 .arg(&out),
         );
@@ -404,30 +412,32 @@ fn llama_cpp_reads_our_gguf_exports() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    for ty in ["f32", "q8_0", "q4_0"] {
-        let out = tmp.path().join(format!("s260k-{ty}.gguf"));
-        run_ok(
-            slm()
-                .args(["export", "gguf", "--type", ty, "-m"])
-                .arg(dir.join("stories260K.bin"))
-                .arg("--tokenizer")
-                .arg(dir.join("tok512.bin"))
-                .arg("--out")
-                .arg(&out),
-        );
+    // llama.cpp's greedy continuation of `gguf` equals ours.
+    let llama_cpp_agrees = |gguf: &std::path::Path, label: &str| {
         let check = Command::new(&python)
             .arg(root.join("tools/reference/check_gguf_llamacpp.py"))
-            .arg(&out)
+            .arg(gguf)
             .arg(env!("CARGO_BIN_EXE_slm"))
             .output()
             .unwrap();
         let report = String::from_utf8_lossy(&check.stdout);
         assert!(
             check.status.success(),
-            "{ty}: {report}{}",
+            "{label}: {report}{}",
             String::from_utf8_lossy(&check.stderr)
         );
-        assert!(report.contains("\"equal\": true"), "{ty}: {report}");
+        assert!(report.contains("\"equal\": true"), "{label}: {report}");
+    };
+    for ty in ["f32", "q8_0", "q4_0"] {
+        let out = tmp.path().join(format!("s260k-{ty}.gguf"));
+        run_ok(
+            slm()
+                .args(["export", "gguf", "--type", ty])
+                .args(stories260k(&dir))
+                .arg("--out")
+                .arg(&out),
+        );
+        llama_cpp_agrees(&out, ty);
     }
     // A GPTQ file is ordinary Q4_0 blocks to llama.cpp.
     let out = tmp.path().join("s260k-q4_0-gptq.gguf");
@@ -442,24 +452,14 @@ fn llama_cpp_reads_our_gguf_exports() {
                 "16",
                 "--seqlen",
                 "256",
-                "-m",
             ])
-            .arg(dir.join("stories260K.bin"))
-            .arg("--tokenizer")
-            .arg(dir.join("tok512.bin"))
+            .args(stories260k(&dir))
             .arg("--calib")
             .arg(dir.join("../tinystories/tinystories_train_head197k.txt"))
             .arg("--out")
             .arg(&out),
     );
-    let check = Command::new(&python)
-        .arg(root.join("tools/reference/check_gguf_llamacpp.py"))
-        .arg(&out)
-        .arg(env!("CARGO_BIN_EXE_slm"))
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&check.stdout);
-    assert!(report.contains("\"equal\": true"), "gptq: {report}");
+    llama_cpp_agrees(&out, "gptq");
 }
 
 /// llama.cpp's logits at every position of a token sequence on our GGUF export equal the
@@ -486,10 +486,8 @@ fn llama_cpp_logits_match_ours() {
         let gguf = tmp.path().join(format!("s260k-{ty}.gguf"));
         run_ok(
             slm()
-                .args(["export", "gguf", "--type", ty, "-m"])
-                .arg(dir.join("stories260K.bin"))
-                .arg("--tokenizer")
-                .arg(dir.join("tok512.bin"))
+                .args(["export", "gguf", "--type", ty])
+                .args(stories260k(&dir))
                 .arg("--out")
                 .arg(&gguf),
         );
@@ -562,10 +560,8 @@ fn quantize_writes_a_gguf_and_reports_the_error() {
         let out = tmp.path().join(format!("{ty}.gguf"));
         let report = run_ok(
             slm()
-                .args(["quantize", "--json", "--type", ty, "-m"])
-                .arg(dir.join("stories260K.bin"))
-                .arg("--tokenizer")
-                .arg(dir.join("tok512.bin"))
+                .args(["quantize", "--json", "--type", ty])
+                .args(stories260k(&dir))
                 .arg("--out")
                 .arg(&out),
         );
@@ -617,10 +613,8 @@ fn gptq_quantize_beats_round_to_nearest_on_held_out_text() {
     let quantize = |extra: &[&str], out: &std::path::Path| {
         let j = run_ok(
             slm()
-                .args(["quantize", "--json", "--type", "q4_0", "-m"])
-                .arg(dir.join("stories260K.bin"))
-                .arg("--tokenizer")
-                .arg(dir.join("tok512.bin"))
+                .args(["quantize", "--json", "--type", "q4_0"])
+                .args(stories260k(&dir))
                 .args(extra)
                 .arg("--out")
                 .arg(out),

@@ -136,12 +136,10 @@ impl RowGrid {
         let d = self.d;
         match kind {
             BlockKind::Q4_0 => {
-                let q = if j == self.lo || d == 0.0 {
-                    if d == 0.0 {
-                        8
-                    } else {
-                        0
-                    }
+                let q = if d == 0.0 {
+                    8
+                } else if j == self.lo {
+                    0
                 } else {
                     ((v / d + 8.5).floor() as i32).clamp(0, 15)
                 };

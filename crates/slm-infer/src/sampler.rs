@@ -152,6 +152,7 @@ impl Sampler {
 /// full sort's, token for token (test).
 fn nucleus(p: &[f32], top_k: usize, top_p: f32, order: &mut Vec<u32>) -> usize {
     let desc = |a: &u32, b: &u32| p[*b as usize].total_cmp(&p[*a as usize]).then(a.cmp(b));
+    let cut_k = |keep: usize| if top_k > 0 { keep.min(top_k) } else { keep };
     order.clear();
     let v = p.len();
     if top_p < 1.0 {
@@ -159,13 +160,12 @@ fn nucleus(p: &[f32], top_k: usize, top_p: f32, order: &mut Vec<u32>) -> usize {
         order.extend((0..v as u32).filter(|&t| p[t as usize] >= floor));
         order.sort_unstable_by(desc);
         if let Some(keep) = prefix_reaching(p, order, top_p) {
-            return if top_k > 0 { keep.min(top_k) } else { keep };
+            return cut_k(keep);
         }
         order.clear();
         order.extend(0..v as u32);
         order.sort_unstable_by(desc);
-        let keep = prefix_reaching(p, order, top_p).unwrap_or(v);
-        return if top_k > 0 { keep.min(top_k) } else { keep };
+        return cut_k(prefix_reaching(p, order, top_p).unwrap_or(v));
     }
     order.extend(0..v as u32);
     if top_k > 0 && top_k < v {
