@@ -34,6 +34,8 @@ pub mod matvec;
 pub mod par;
 pub mod quant;
 pub mod quant_x8;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 pub mod rmsnorm;
 pub mod rope;
 pub mod simd;

@@ -18,6 +18,8 @@
 //! AVX2 path (chosen at run time) is ggml's: |q_x| times q_w with the sign of q_x moved
 //! over, `maddubs` to 16-bit pairs, `madd` to 32-bit lanes, one FMA per block. Other CPUs run
 //! the scalar twin, which the tests compare with the dequantise-then-multiply reference.
+//! On aarch64 the NEON kernels of [`crate::neon`] (with `SDOT` where the CPU has it) run
+//! instead.
 //!
 //! The decode engine multiplies these blocks after repacking them eight rows at a time
 //! ([`crate::quant_x8`]); the row-by-row kernels here serve rows left over after the last full
@@ -193,6 +195,7 @@ pub fn dequantize_q4_1(blocks: &[BlockQ4_1], out: &mut [f32]) -> Result<()> {
 }
 
 /// Σ over blocks of d_w·d_x·Σ q_w·q_x, scalar.
+#[cfg_attr(target_arch = "aarch64", allow(dead_code))] // NEON runs there; tests compare
 fn dot_q8_0_scalar(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
     let mut sum = 0f32;
     for (a, b) in w.iter().zip(x) {
@@ -206,6 +209,7 @@ fn dot_q8_0_scalar(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
     sum
 }
 
+#[cfg_attr(target_arch = "aarch64", allow(dead_code))] // NEON runs there; tests compare
 fn dot_q4_0_scalar(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
     let mut sum = 0f32;
     for (a, b) in w.iter().zip(x) {
@@ -220,6 +224,7 @@ fn dot_q4_0_scalar(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
 }
 
 /// Σ over blocks of d_w·d_x·Σ q_w·q_x + m_w·d_x·Σ q_x, scalar.
+#[cfg_attr(target_arch = "aarch64", allow(dead_code))] // NEON runs there; tests compare
 fn dot_q4_1_scalar(w: &[BlockQ4_1], x: &[BlockQ8_0]) -> f32 {
     let mut sum = 0f32;
     for (a, b) in w.iter().zip(x) {
@@ -410,6 +415,9 @@ mod avx2 {
     }
 }
 
+#[cfg(target_arch = "aarch64")]
+use crate::neon;
+
 /// AVX2, FMA and F16C: what the block kernels here and in `quant_x8` need.
 #[cfg(target_arch = "x86_64")]
 #[inline]
@@ -427,6 +435,10 @@ pub fn vec_dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
         // SAFETY: the features were just detected.
         return unsafe { avx2::dot_q8_0(w, x) };
     }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: the kernel zips the two rows; NEON is baseline on aarch64.
+    return unsafe { neon::dot_q8_0(w, x) };
+    #[cfg(not(target_arch = "aarch64"))]
     dot_q8_0_scalar(w, x)
 }
 
@@ -438,6 +450,10 @@ pub fn vec_dot_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
         // SAFETY: the features were just detected.
         return unsafe { avx2::dot_q4_0(w, x) };
     }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: the kernel zips the two rows; NEON is baseline on aarch64.
+    return unsafe { neon::dot_q4_0(w, x) };
+    #[cfg(not(target_arch = "aarch64"))]
     dot_q4_0_scalar(w, x)
 }
 
@@ -451,6 +467,10 @@ pub fn vec_dot_q4_1(w: &[BlockQ4_1], x: &[BlockQ8_0]) -> f32 {
         unsafe { avx2::dotn_q4_1(w, x, &mut out) };
         return out[0];
     }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: the kernel zips the two rows; NEON is baseline on aarch64.
+    return unsafe { neon::dot_q4_1(w, x) };
+    #[cfg(not(target_arch = "aarch64"))]
     dot_q4_1_scalar(w, x)
 }
 
@@ -744,6 +764,45 @@ mod tests {
         quantize_q4_1(&w, &mut w41).unwrap();
         let (a, b) = (vec_dot_q4_1(&w41, &x8), dot_q4_1_scalar(&w41, &x8));
         assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{a} vs {b}");
+    }
+
+    /// On aarch64: the NEON dot products with and without `SDOT` give the same sums, equal
+    /// to the scalar twins'. (Whether `SDOT` ran depends on the CPU, or on qemu's `-cpu`.)
+    #[cfg(target_arch = "aarch64")]
+    #[test]
+    fn neon_dots_with_and_without_sdot_equal_scalar_dots() {
+        use crate::neon;
+        for (blocks, seed) in [(1usize, 3u64), (7, 4), (13, 5)] {
+            let w = rand_vec(blocks * QK, seed).iter().map(|v| v + 0.3).collect::<Vec<_>>();
+            let x = rand_vec(blocks * QK, seed + 50);
+            let mut x8 = vec![BlockQ8_0::default(); blocks];
+            quantize_q8_0(&x, &mut x8).unwrap();
+            let (mut w8, mut w4, mut w41) = (
+                vec![BlockQ8_0::default(); blocks],
+                vec![BlockQ4_0::default(); blocks],
+                vec![BlockQ4_1::default(); blocks],
+            );
+            quantize_q8_0(&w, &mut w8).unwrap();
+            quantize_q4_0(&w, &mut w4).unwrap();
+            quantize_q4_1(&w, &mut w41).unwrap();
+            // SAFETY: both rows have `blocks` blocks.
+            let got = unsafe {
+                [
+                    (neon::dot_q8_0(&w8, &x8), neon::baseline::dot_q8_0(&w8, &x8)),
+                    (neon::dot_q4_0(&w4, &x8), neon::baseline::dot_q4_0(&w4, &x8)),
+                    (neon::dot_q4_1(&w41, &x8), neon::baseline::dot_q4_1(&w41, &x8)),
+                ]
+            };
+            let want = [
+                dot_q8_0_scalar(&w8, &x8),
+                dot_q4_0_scalar(&w4, &x8),
+                dot_q4_1_scalar(&w41, &x8),
+            ];
+            for ((fast, base), b) in got.into_iter().zip(want) {
+                assert_eq!(fast, base, "SDOT and baseline differ");
+                assert!((fast - b).abs() <= 1e-5 * b.abs().max(1.0), "{fast} vs {b}");
+            }
+        }
     }
 
     proptest! {

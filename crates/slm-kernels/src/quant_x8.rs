@@ -21,6 +21,10 @@
 //! multiplied as unsigned nibbles (no sign fix-ups): Σ (q − 8)·x = Σ q·x − 8·Σ x for Q4_0, and
 //! Q4_1 adds m·d_x·Σ q_x. The same bytes are read as in the ggml layout; rows left over
 //! after the last full group of 8 stay in that layout.
+//!
+//! On aarch64 the same layout feeds [`crate::neon`]'s kernels: a chunk is two 16-byte
+//! registers (rows 0–3, rows 4–7) and `sdot` by element multiplies each row's 4 bytes by the
+//! matching 4 activation bytes, the by-element form standing in for the broadcast.
 
 use crate::check_len;
 use crate::quant::{quantize_q8_0, BlockQ8_0, QuantMatrix, QK};
@@ -53,10 +57,10 @@ pub struct QuantActs {
 
 /// One activation row's blocks as the kernels read them.
 #[derive(Clone, Copy)]
-struct ActRow<'a> {
-    q: &'a [BlockQ8_0],
-    d: &'a [f32],
-    sum: &'a [i32],
+pub(crate) struct ActRow<'a> {
+    pub(crate) q: &'a [BlockQ8_0],
+    pub(crate) d: &'a [f32],
+    pub(crate) sum: &'a [i32],
 }
 
 impl QuantActs {
@@ -238,11 +242,24 @@ impl InterleavedMatrix {
             out[..ROWS].copy_from_slice(&y);
             return;
         }
+        #[cfg(target_arch = "aarch64")]
+        {
+            // SAFETY: the slices hold nb block columns of this group.
+            let [y] = unsafe {
+                match self.kind {
+                    Kind::Q8_0 => neon::group_q8_0(scales, quants, [xq]),
+                    Kind::Q4_0 => neon::group_q4_0(scales, quants, [xq]),
+                    Kind::Q4_1 => neon::group_q4_1(scales, mins, quants, [xq]),
+                }
+            };
+            out[..ROWS].copy_from_slice(&y);
+        }
+        #[cfg(not(target_arch = "aarch64"))]
         group_dot_scalar(self.kind, scales, mins, quants, xq, out);
     }
 
     /// Rows `8g..8g + 8` dotted with four quantised activation rows at once (each weight
-    /// chunk loaded once for the four), or None without AVX2.
+    /// chunk loaded once for the four), or None without a SIMD kernel (AVX2 or NEON).
     #[inline]
     fn group_dot4(&self, g: usize, xs: [ActRow<'_>; 4]) -> Option<[[f32; ROWS]; 4]> {
         #[cfg(target_arch = "x86_64")]
@@ -266,8 +283,32 @@ impl InterleavedMatrix {
                 }
             });
         }
-        let _ = (g, xs);
-        None
+        #[cfg(target_arch = "aarch64")]
+        {
+            let nb = self.nb;
+            let scales = &self.scales[g * nb * ROWS..(g + 1) * nb * ROWS];
+            let c = self.kind.chunks();
+            let quants = &self.quants[g * nb * c..(g + 1) * nb * c];
+            // SAFETY: the slices hold nb block columns of this group and every activation
+            // row has nb blocks.
+            return Some(unsafe {
+                match self.kind {
+                    Kind::Q8_0 => neon::group_q8_0(scales, quants, xs),
+                    Kind::Q4_0 => neon::group_q4_0(scales, quants, xs),
+                    Kind::Q4_1 => neon::group_q4_1(
+                        scales,
+                        &self.mins[g * nb * ROWS..(g + 1) * nb * ROWS],
+                        quants,
+                        xs,
+                    ),
+                }
+            });
+        }
+        #[allow(unreachable_code)]
+        {
+            let _ = (g, xs);
+            None
+        }
     }
 
     /// y [rows] for one quantised activation row: full groups, then the tail rows.
@@ -302,7 +343,8 @@ fn scale(d: u16) -> f32 {
     f16::from_bits(d).to_f32()
 }
 
-/// The scalar twin of the AVX2 group kernels, reading the same layout.
+/// The scalar twin of the AVX2 and NEON group kernels, reading the same layout.
+#[cfg_attr(target_arch = "aarch64", allow(dead_code))] // NEON runs there; tests compare
 fn group_dot_scalar(
     kind: Kind,
     scales: &[u16],
@@ -342,6 +384,8 @@ fn group_dot_scalar(
 
 #[cfg(target_arch = "x86_64")]
 use crate::quant::has_avx2;
+#[cfg(target_arch = "aarch64")]
+use crate::neon;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
@@ -593,6 +637,63 @@ mod tests {
                 for (j, v) in s.iter().enumerate() {
                     let b = want[g * ROWS + j];
                     prop_assert!((v - b).abs() <= 1e-4 * (1.0 + b.abs()), "scalar {} vs {}", v, b);
+                }
+            }
+        }
+    }
+
+    /// On aarch64: the NEON group kernels, with and without `SDOT`, for one and four
+    /// activation rows, give the scalar twin's sums (and the same bits as each other).
+    #[cfg(target_arch = "aarch64")]
+    #[test]
+    fn neon_group_kernels_equal_the_scalar_twin() {
+        use crate::neon;
+        let (rows, blocks, n) = (19, 5, 4);
+        let cols = blocks * QK;
+        let wf: Vec<f32> = rand_vec(rows * cols, 31).iter().map(|v| v - 0.4).collect();
+        let x = rand_vec(n * cols, 32);
+        let mut xq = QuantActs::default();
+        xq.quantize(&x).unwrap();
+        for kind in 0..3 {
+            let w = InterleavedMatrix::new(&quantized(&wf, kind), rows, cols).unwrap();
+            let c = w.kind.chunks();
+            for g in 0..w.groups() {
+                let sc = &w.scales[g * blocks * ROWS..(g + 1) * blocks * ROWS];
+                let qs = &w.quants[g * blocks * c..(g + 1) * blocks * c];
+                let mins = if w.mins.is_empty() {
+                    &[][..]
+                } else {
+                    &w.mins[g * blocks * ROWS..(g + 1) * blocks * ROWS]
+                };
+                let xs: [ActRow<'_>; 4] = std::array::from_fn(|r| xq.row(r, blocks));
+                // SAFETY: the slices hold `blocks` block columns; every row has `blocks` blocks.
+                let (fast, base, one) = unsafe {
+                    match w.kind {
+                        Kind::Q8_0 => (
+                            neon::group_q8_0(sc, qs, xs),
+                            neon::baseline::group_q8_0(sc, qs, xs),
+                            neon::group_q8_0(sc, qs, [xs[2]])[0],
+                        ),
+                        Kind::Q4_0 => (
+                            neon::group_q4_0(sc, qs, xs),
+                            neon::baseline::group_q4_0(sc, qs, xs),
+                            neon::group_q4_0(sc, qs, [xs[2]])[0],
+                        ),
+                        Kind::Q4_1 => (
+                            neon::group_q4_1(sc, mins, qs, xs),
+                            neon::baseline::group_q4_1(sc, mins, qs, xs),
+                            neon::group_q4_1(sc, mins, qs, [xs[2]])[0],
+                        ),
+                    }
+                };
+                assert_eq!(fast, base, "kind {kind}: SDOT and baseline differ");
+                assert_eq!(one, fast[2], "kind {kind}: one row vs four");
+                for (r, got) in fast.iter().enumerate() {
+                    let mut want = [0f32; ROWS];
+                    group_dot_scalar(w.kind, sc, mins, qs, xs[r], &mut want);
+                    for (a, b) in got.iter().zip(&want) {
+                        assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "kind {kind}: {a} vs {b}");
+                    }
                 }
             }
         }
