@@ -204,19 +204,12 @@ mod avx2 {
 }
 
 /// Whether the AVX2 head kernels run here for heads of width `e`.
+#[cfg(target_arch = "x86_64")]
 fn avx2_heads(e: usize) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        e % 8 == 0
-            && std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-            && std::arch::is_x86_feature_detected!("f16c")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = e;
-        false
-    }
+    e % 8 == 0
+        && std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+        && std::arch::is_x86_feature_detected!("f16c")
 }
 
 /// One head over an f32 cache: the AVX2 kernel where it runs, else the generic loop.

@@ -545,10 +545,12 @@ impl QuantMatrix {
     /// Dot products of rows `o0..o0 + ys.len()` with `xq`, four rows per kernel call where
     /// the fast path exists.
     fn rows_dot(&self, o0: usize, xq: &[BlockQ8_0], ys: &mut [f32]) {
-        let nb = xq.len();
+        // (Only the AVX2 path advances `o` four rows at a time.)
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
         let mut o = 0;
         #[cfg(target_arch = "x86_64")]
         if has_avx2() {
+            let nb = xq.len();
             let mut four = [0f32; 4];
             while o + 4 <= ys.len() {
                 let rows = (o0 + o) * nb..(o0 + o + 4) * nb;
