@@ -305,6 +305,14 @@ fn bench_reports_decode_speed_and_bandwidth_as_json() {
     let out = slm().arg("bench").output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--model"));
+    // Bad counts are refused before the model loads (a missing file is not even opened).
+    let out = slm()
+        .args(["bench", "--model", "no/such/model.gguf", "--gen-tokens", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--gen-tokens ≥ 2"), "{err}");
 }
 
 #[test]

@@ -133,6 +133,13 @@ fn bandwidth(reps: usize) -> f64 {
 }
 
 fn bench_model(a: &BenchArgs) -> Result<()> {
+    // Arguments first: loading a large model takes seconds.
+    if a.prompt_tokens == 0 || a.gen_tokens < 2 || a.reps == 0 || a.batch == 0 {
+        bail!("--prompt-tokens must be ≥ 1, --gen-tokens ≥ 2, --reps ≥ 1 and --batch ≥ 1");
+    }
+    if (a.batch > 1 || a.kv != "f32") && a.engine != "fast" {
+        bail!("--batch and --kv need --engine fast");
+    }
     let spec = a.model.clone().unwrap_or_default();
     let args = ModelArgs {
         model: spec.clone(),
@@ -147,12 +154,6 @@ fn bench_model(a: &BenchArgs) -> Result<()> {
     };
     let model = &loaded.model;
     let cfg = &model.config;
-    if a.prompt_tokens == 0 || a.gen_tokens < 2 || a.reps == 0 || a.batch == 0 {
-        bail!("--prompt-tokens must be ≥ 1, --gen-tokens ≥ 2, --reps ≥ 1 and --batch ≥ 1");
-    }
-    if (a.batch > 1 || a.kv != "f32") && a.engine != "fast" {
-        bail!("--batch and --kv need --engine fast");
-    }
     if a.prompt_tokens + a.gen_tokens > cfg.max_position_embeddings {
         bail!(
             "--prompt-tokens {} + --gen-tokens {} exceed the model context of {}",
