@@ -218,96 +218,69 @@ impl InterleavedMatrix {
         self.rows / ROWS
     }
 
-    /// Rows `8g..8g + 8` dotted with the quantised activation `xq` [nb blocks].
-    #[inline]
-    fn group_dot(&self, g: usize, xq: ActRow<'_>, out: &mut [f32]) {
+    /// Group `g`'s scales [nb, 8], minima [nb, 8] (Q4_1; empty otherwise) and quant chunks
+    /// [nb, chunks].
+    fn group_slices(&self, g: usize) -> (&[u16], &[u16], &[Chunk]) {
         let nb = self.nb;
-        let scales = &self.scales[g * nb * ROWS..(g + 1) * nb * ROWS];
         let c = self.kind.chunks();
-        let quants = &self.quants[g * nb * c..(g + 1) * nb * c];
         let mins = match self.kind {
             Kind::Q4_1 => &self.mins[g * nb * ROWS..(g + 1) * nb * ROWS],
             _ => &[][..],
         };
-        #[cfg(target_arch = "x86_64")]
-        if has_avx2() {
-            // SAFETY: features detected; the slices hold nb block columns of this group.
-            let [y] = unsafe {
-                match self.kind {
-                    Kind::Q8_0 => avx2::group_q8_0(scales, quants, [xq]),
-                    Kind::Q4_0 => avx2::group_q4(scales, None, quants, [xq]),
-                    Kind::Q4_1 => avx2::group_q4(scales, Some(mins), quants, [xq]),
-                }
-            };
-            out[..ROWS].copy_from_slice(&y);
-            return;
-        }
-        #[cfg(target_arch = "aarch64")]
-        {
-            // SAFETY: the slices hold nb block columns of this group.
-            let [y] = unsafe {
-                match self.kind {
-                    Kind::Q8_0 => neon::group_q8_0(scales, quants, [xq]),
-                    Kind::Q4_0 => neon::group_q4_0(scales, quants, [xq]),
-                    Kind::Q4_1 => neon::group_q4_1(scales, mins, quants, [xq]),
-                }
-            };
-            out[..ROWS].copy_from_slice(&y);
-        }
-        #[cfg(not(target_arch = "aarch64"))]
-        group_dot_scalar(self.kind, scales, mins, quants, xq, out);
+        (
+            &self.scales[g * nb * ROWS..(g + 1) * nb * ROWS],
+            mins,
+            &self.quants[g * nb * c..(g + 1) * nb * c],
+        )
     }
 
-    /// Rows `8g..8g + 8` dotted with four quantised activation rows at once (each weight
-    /// chunk loaded once for the four), or None without a SIMD kernel (AVX2 or NEON).
+    /// Rows `8g..8g + 8` dotted with `R` quantised activation rows at once (each weight chunk
+    /// loaded once for all of them) by the SIMD kernel this CPU has — AVX2 or NEON — or None.
+    /// Every row of `xs` must have nb blocks.
     #[inline]
-    fn group_dot4(&self, g: usize, xs: [ActRow<'_>; 4]) -> Option<[[f32; ROWS]; 4]> {
+    fn group_simd<const R: usize>(
+        &self,
+        g: usize,
+        xs: [ActRow<'_>; R],
+    ) -> Option<[[f32; ROWS]; R]> {
+        let (scales, mins, quants) = self.group_slices(g);
         #[cfg(target_arch = "x86_64")]
         if has_avx2() {
-            let nb = self.nb;
-            let scales = &self.scales[g * nb * ROWS..(g + 1) * nb * ROWS];
-            let c = self.kind.chunks();
-            let quants = &self.quants[g * nb * c..(g + 1) * nb * c];
             // SAFETY: features detected; the slices hold nb block columns of this group and
             // every activation row has nb blocks.
             return Some(unsafe {
                 match self.kind {
                     Kind::Q8_0 => avx2::group_q8_0(scales, quants, xs),
                     Kind::Q4_0 => avx2::group_q4(scales, None, quants, xs),
-                    Kind::Q4_1 => avx2::group_q4(
-                        scales,
-                        Some(&self.mins[g * nb * ROWS..(g + 1) * nb * ROWS]),
-                        quants,
-                        xs,
-                    ),
+                    Kind::Q4_1 => avx2::group_q4(scales, Some(mins), quants, xs),
                 }
             });
         }
         #[cfg(target_arch = "aarch64")]
-        {
-            let nb = self.nb;
-            let scales = &self.scales[g * nb * ROWS..(g + 1) * nb * ROWS];
-            let c = self.kind.chunks();
-            let quants = &self.quants[g * nb * c..(g + 1) * nb * c];
-            // SAFETY: the slices hold nb block columns of this group and every activation
-            // row has nb blocks.
-            return Some(unsafe {
-                match self.kind {
-                    Kind::Q8_0 => neon::group_q8_0(scales, quants, xs),
-                    Kind::Q4_0 => neon::group_q4_0(scales, quants, xs),
-                    Kind::Q4_1 => neon::group_q4_1(
-                        scales,
-                        &self.mins[g * nb * ROWS..(g + 1) * nb * ROWS],
-                        quants,
-                        xs,
-                    ),
-                }
-            });
-        }
+        // SAFETY: as above (NEON is baseline on aarch64).
+        return Some(unsafe {
+            match self.kind {
+                Kind::Q8_0 => neon::group_q8_0(scales, quants, xs),
+                Kind::Q4_0 => neon::group_q4_0(scales, quants, xs),
+                Kind::Q4_1 => neon::group_q4_1(scales, mins, quants, xs),
+            }
+        });
         #[allow(unreachable_code)]
         {
-            let _ = (g, xs);
+            let _ = (scales, mins, quants, xs);
             None
+        }
+    }
+
+    /// Rows `8g..8g + 8` dotted with the quantised activation `xq` [nb blocks].
+    #[inline]
+    fn group_dot(&self, g: usize, xq: ActRow<'_>, out: &mut [f32]) {
+        match self.group_simd(g, [xq]) {
+            Some([y]) => out[..ROWS].copy_from_slice(&y),
+            None => {
+                let (scales, mins, quants) = self.group_slices(g);
+                group_dot_scalar(self.kind, scales, mins, quants, xq, out);
+            }
         }
     }
 
@@ -344,7 +317,6 @@ fn scale(d: u16) -> f32 {
 }
 
 /// The scalar twin of the AVX2 and NEON group kernels, reading the same layout.
-#[cfg_attr(target_arch = "aarch64", allow(dead_code))] // NEON runs there; tests compare
 fn group_dot_scalar(
     kind: Kind,
     scales: &[u16],
@@ -572,8 +544,8 @@ pub fn matmul_x8(
                 if in_group == ROWS {
                     // Four activation rows per pass over the group's weights.
                     while r0 + 4 <= n {
-                        let xs = std::array::from_fn(|q| xq.row(r0 + q, nb));
-                        let Some(four) = w.group_dot4(g, xs) else {
+                        let xs: [ActRow<'_>; 4] = std::array::from_fn(|q| xq.row(r0 + q, nb));
+                        let Some(four) = w.group_simd(g, xs) else {
                             break;
                         };
                         for (q, ys) in four.iter().enumerate() {
@@ -629,11 +601,9 @@ mod tests {
             }
             // The scalar twin reads the same layout to the same sums.
             for g in 0..w.groups() {
-                let c = w.kind.chunks();
+                let (scales, mins, quants) = w.group_slices(g);
                 let mut s = [0f32; ROWS];
-                group_dot_scalar(w.kind, &w.scales[g * blocks * ROWS..(g + 1) * blocks * ROWS],
-                    if w.mins.is_empty() { &[] } else { &w.mins[g * blocks * ROWS..(g + 1) * blocks * ROWS] },
-                    &w.quants[g * blocks * c..(g + 1) * blocks * c], xq.row(0, blocks), &mut s);
+                group_dot_scalar(w.kind, scales, mins, quants, xq.row(0, blocks), &mut s);
                 for (j, v) in s.iter().enumerate() {
                     let b = want[g * ROWS + j];
                     prop_assert!((v - b).abs() <= 1e-4 * (1.0 + b.abs()), "scalar {} vs {}", v, b);
@@ -656,15 +626,8 @@ mod tests {
         xq.quantize(&x).unwrap();
         for kind in 0..3 {
             let w = InterleavedMatrix::new(&quantized(&wf, kind), rows, cols).unwrap();
-            let c = w.kind.chunks();
             for g in 0..w.groups() {
-                let sc = &w.scales[g * blocks * ROWS..(g + 1) * blocks * ROWS];
-                let qs = &w.quants[g * blocks * c..(g + 1) * blocks * c];
-                let mins = if w.mins.is_empty() {
-                    &[][..]
-                } else {
-                    &w.mins[g * blocks * ROWS..(g + 1) * blocks * ROWS]
-                };
+                let (sc, mins, qs) = w.group_slices(g);
                 let xs: [ActRow<'_>; 4] = std::array::from_fn(|r| xq.row(r, blocks));
                 // SAFETY: the slices hold `blocks` block columns; every row has `blocks` blocks.
                 let (fast, base, one) = unsafe {

@@ -127,8 +127,14 @@ fn buffers_are_reused_across_sizes() {
     let small = fast.forward_loss(&i2, &t2, 2, 7).unwrap();
     assert_eq!(fast.activation_bytes(), bytes);
     let mut fresh = FastModel::new(&cfg, &tensors).unwrap();
-    assert_eq!(fresh.forward_loss(&i2, &t2, 2, 7).unwrap(), small);
-    assert_eq!(fast.forward_loss(&i, &t, 3, 20).unwrap(), big);
+    // Within 1e-6, not bit for bit: once in a full CI-like run the reused model's loss came out
+    // one ulp away (3.7610967 vs 3.7610965) — a scheduling-dependent reduction order somewhere
+    // in the threaded forward; stale buffers would be off by far more.
+    let close = |a: f32, b: f32| (a - b).abs() <= 1e-6 * b.abs().max(1.0);
+    let again = fresh.forward_loss(&i2, &t2, 2, 7).unwrap();
+    assert!(close(again, small), "{again} vs {small}");
+    let again = fast.forward_loss(&i, &t, 3, 20).unwrap();
+    assert!(close(again, big), "{again} vs {big}");
 }
 
 #[test]
