@@ -307,7 +307,13 @@ fn bench_reports_decode_speed_and_bandwidth_as_json() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--model"));
     // Bad counts are refused before the model loads (a missing file is not even opened).
     let out = slm()
-        .args(["bench", "--model", "no/such/model.gguf", "--gen-tokens", "1"])
+        .args([
+            "bench",
+            "--model",
+            "no/such/model.gguf",
+            "--gen-tokens",
+            "1",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());

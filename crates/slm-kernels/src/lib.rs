@@ -31,11 +31,11 @@ pub mod embedding;
 pub mod hidden_match;
 pub mod matmul;
 pub mod matvec;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 pub mod par;
 pub mod quant;
 pub mod quant_x8;
-#[cfg(target_arch = "aarch64")]
-mod neon;
 pub mod rmsnorm;
 pub mod rope;
 pub mod simd;

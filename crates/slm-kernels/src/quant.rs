@@ -775,7 +775,10 @@ mod tests {
     fn neon_dots_with_and_without_sdot_equal_scalar_dots() {
         use crate::neon;
         for (blocks, seed) in [(1usize, 3u64), (7, 4), (13, 5)] {
-            let w = rand_vec(blocks * QK, seed).iter().map(|v| v + 0.3).collect::<Vec<_>>();
+            let w = rand_vec(blocks * QK, seed)
+                .iter()
+                .map(|v| v + 0.3)
+                .collect::<Vec<_>>();
             let x = rand_vec(blocks * QK, seed + 50);
             let mut x8 = vec![BlockQ8_0::default(); blocks];
             quantize_q8_0(&x, &mut x8).unwrap();
@@ -792,7 +795,10 @@ mod tests {
                 [
                     (neon::dot_q8_0(&w8, &x8), neon::baseline::dot_q8_0(&w8, &x8)),
                     (neon::dot_q4_0(&w4, &x8), neon::baseline::dot_q4_0(&w4, &x8)),
-                    (neon::dot_q4_1(&w41, &x8), neon::baseline::dot_q4_1(&w41, &x8)),
+                    (
+                        neon::dot_q4_1(&w41, &x8),
+                        neon::baseline::dot_q4_1(&w41, &x8),
+                    ),
                 ]
             };
             let want = [

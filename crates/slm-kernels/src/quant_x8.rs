@@ -354,10 +354,10 @@ fn group_dot_scalar(
     out[..ROWS].copy_from_slice(&acc);
 }
 
-#[cfg(target_arch = "x86_64")]
-use crate::quant::has_avx2;
 #[cfg(target_arch = "aarch64")]
 use crate::neon;
+#[cfg(target_arch = "x86_64")]
+use crate::quant::has_avx2;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
@@ -655,7 +655,10 @@ mod tests {
                     let mut want = [0f32; ROWS];
                     group_dot_scalar(w.kind, sc, mins, qs, xs[r], &mut want);
                     for (a, b) in got.iter().zip(&want) {
-                        assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "kind {kind}: {a} vs {b}");
+                        assert!(
+                            (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                            "kind {kind}: {a} vs {b}"
+                        );
                     }
                 }
             }
