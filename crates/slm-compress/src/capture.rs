@@ -12,61 +12,7 @@ use slm_core::{LinearRole, Result};
 use slm_model::{HookPoint, Hooks, LlamaConfig};
 use std::collections::BTreeMap;
 
-/// One distinct input of a block's linears.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum InputSlot {
-    /// The normed block input, read by q, k and v `[.., hidden]`.
-    Attn,
-    /// The attention output, read by o `[.., heads · head_dim]`.
-    AttnOut,
-    /// The normed residual after attention, read by gate and up `[.., hidden]`.
-    Mlp,
-    /// The MLP hidden state, read by down `[.., intermediate]`.
-    MlpHidden,
-}
-
-impl InputSlot {
-    pub const ALL: [InputSlot; 4] = [
-        InputSlot::Attn,
-        InputSlot::AttnOut,
-        InputSlot::Mlp,
-        InputSlot::MlpHidden,
-    ];
-
-    /// The slot a linear reads from.
-    pub fn of(role: LinearRole) -> Self {
-        match role {
-            LinearRole::Q | LinearRole::K | LinearRole::V => InputSlot::Attn,
-            LinearRole::O => InputSlot::AttnOut,
-            LinearRole::Gate | LinearRole::Up => InputSlot::Mlp,
-            LinearRole::Down => InputSlot::MlpHidden,
-        }
-    }
-
-    /// The linears reading this slot, in the order the block runs them.
-    pub fn roles(self) -> &'static [LinearRole] {
-        match self {
-            InputSlot::Attn => &[LinearRole::Q, LinearRole::K, LinearRole::V],
-            InputSlot::AttnOut => &[LinearRole::O],
-            InputSlot::Mlp => &[LinearRole::Gate, LinearRole::Up],
-            InputSlot::MlpHidden => &[LinearRole::Down],
-        }
-    }
-
-    /// The role whose hook event is counted for this slot (the first emitted).
-    fn canonical(self) -> LinearRole {
-        self.roles()[0]
-    }
-
-    /// The input width of this slot for `cfg`.
-    pub fn width(self, cfg: &LlamaConfig) -> usize {
-        match self {
-            InputSlot::Attn | InputSlot::Mlp => cfg.hidden_size,
-            InputSlot::AttnOut => cfg.q_dim(),
-            InputSlot::MlpHidden => cfg.intermediate_size,
-        }
-    }
-}
+pub use slm_model::flat::InputSlot;
 
 /// A [`Hooks`] listener that accumulates the statistics of chosen input slots of one layer.
 #[derive(Debug, Clone)]
@@ -95,7 +41,7 @@ impl LayerCapture {
         self.stats.get(&slot)
     }
 
-    /// Adds one batch of `slot`'s input `x` [rows, width] (from `fast_block`), counted as
+    /// Adds one batch of `slot`'s input `x` [rows, width] (from the flat forward's `on_input`), counted as
     /// `samples` calibration samples (the batch's windows, as the official code counts);
     /// ignored when the slot was not asked for.
     pub fn add(&mut self, slot: InputSlot, x: &[f32], rows: usize, samples: usize) -> Result<()> {

@@ -21,7 +21,6 @@
 
 pub mod calib;
 pub mod capture;
-pub mod fast_block;
 pub mod gptq;
 pub mod gram;
 pub mod magnitude;

@@ -8,6 +8,8 @@
 //! masks are `Vec<bool>` in the same order, `true` = pruned.
 
 use crate::pattern::Pattern;
+use slm_core::select;
+pub use slm_core::select::count_to_prune;
 use slm_core::{Error, Result};
 use std::cmp::Ordering;
 
@@ -20,31 +22,12 @@ pub enum Group {
     Tensor,
 }
 
-/// Orders (score, index) pairs: score first (NaN last), then index.
-fn by_score(scores: &[f64]) -> impl Fn(&usize, &usize) -> Ordering + '_ {
-    move |&a, &b| scores[a].total_cmp(&scores[b]).then(a.cmp(&b))
-}
-
-/// Sets `mask[offset + i]` for the `k` smallest `scores[i]` (ties: lower index first).
+/// Sets `mask[i]` for the `k` smallest `scores[i]` (ties: lower index first; NaN last).
 /// `idx` is scratch space, reused across calls.
 fn prune_smallest(scores: &[f64], k: usize, mask: &mut [bool], idx: &mut Vec<usize>) {
-    if k == 0 {
-        return;
-    }
-    idx.clear();
-    idx.extend(0..scores.len());
-    if k < scores.len() {
-        idx.select_nth_unstable_by(k - 1, by_score(scores));
-    }
-    for &i in &idx[..k.min(scores.len())] {
+    for &i in select::smallest(scores.len(), k, idx, |a, b| scores[a].total_cmp(&scores[b])) {
         mask[i] = true;
     }
-}
-
-/// The number of weights of `count` to prune at ratio `sparsity`: `int(count · sparsity)`,
-/// as the reference implementations compute it.
-pub fn count_to_prune(count: usize, sparsity: f64) -> usize {
-    ((count as f64 * sparsity) as usize).min(count)
 }
 
 /// The mask of a `[rows, cols]` tensor from its `scores`: for N:M the `m − n` smallest of each

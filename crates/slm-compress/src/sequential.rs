@@ -13,11 +13,13 @@
 //! the changed q/k/v and so on (SparseGPT's `--true-sequential`).
 
 use crate::capture::{InputSlot, LayerCapture};
-use crate::fast_block::{self, FastBlock, RopeTables};
 use crate::gram::InputStats;
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 use slm_core::{Error, LinearRole, Result};
+use slm_model::flat::layout::tensor_values;
+use slm_model::flat::{BlockParams, BlockScratch};
+use slm_model::rope::RopeTables;
 use slm_model::{Linear, Llama};
 use std::time::Instant;
 
@@ -101,6 +103,8 @@ struct HiddenBatch {
 /// The calibration windows embedded in batches of up to `batch` consecutive windows of equal
 /// length.
 fn embed_batches(model: &Llama, calib: &[Vec<u32>], batch: usize) -> Result<Vec<HiddenBatch>> {
+    let d = model.config.hidden_size;
+    let table = tensor_values(&model.embed_tokens)?; // [vocab, d]
     let mut out = Vec::new();
     let mut i = 0;
     while i < calib.len() {
@@ -110,11 +114,9 @@ fn embed_batches(model: &Llama, calib: &[Vec<u32>], batch: usize) -> Result<Vec<
             j += 1;
         }
         let ids: Vec<u32> = calib[i..j].iter().flatten().copied().collect();
-        out.push(HiddenBatch {
-            x: fast_block::embed(model, &ids)?,
-            b: j - i,
-            t,
-        });
+        let mut x = vec![0f32; ids.len() * d];
+        slm_kernels::embedding::embedding_fwd(&mut x, &table, &ids, d)?;
+        out.push(HiddenBatch { x, b: j - i, t });
         i = j;
     }
     Ok(out)
@@ -167,6 +169,7 @@ impl Walk<'_> {
         // Inputs of the current block, one [b, t, hidden] per batch of windows.
         let tf = Instant::now();
         let rope = RopeTables::new(&model.config);
+        let mut scratch = BlockScratch::default();
         let mut xs = embed_batches(model, calib, self.batch_size)?;
         forward_seconds += tf.elapsed().as_secs_f64();
         progress("block", 0, nl);
@@ -174,12 +177,14 @@ impl Walk<'_> {
             for slots in block_steps(self.roles, self.true_sequential) {
                 let tf = Instant::now();
                 let mut cap = LayerCapture::new(&model.config, l, &slots, self.with_gram);
-                let block = FastBlock::from_model(model, l)?;
+                let block = BlockParams::from_llama(model, l)?;
+                let mut out = Vec::new();
                 for h in &xs {
-                    let mut out = vec![0f32; h.x.len()];
-                    block.forward(&h.x, h.b, h.t, &rope, &mut out, &mut |slot, x, rows| {
-                        cap.add(slot, x, rows, h.b)
-                    })?;
+                    out.resize(h.x.len(), 0.0);
+                    let mut capture = |slot, x: &[f32], rows| cap.add(slot, x, rows, h.b);
+                    let w = block.weights();
+                    let cfg = &model.config;
+                    scratch.run(cfg, &w, &rope, &h.x, h.b, h.t, &mut out, Some(&mut capture))?;
                 }
                 forward_seconds += tf.elapsed().as_secs_f64();
                 let jobs: Vec<LinearRole> = self
@@ -201,10 +206,11 @@ impl Walk<'_> {
             if l + 1 < nl {
                 // The next block's inputs: this block's outputs after the change.
                 let tf = Instant::now();
-                let block = FastBlock::from_model(model, l)?;
+                let block = BlockParams::from_llama(model, l)?;
+                let w = block.weights();
                 for h in &mut xs {
                     let mut out = vec![0f32; h.x.len()];
-                    block.forward(&h.x, h.b, h.t, &rope, &mut out, &mut |_, _, _| Ok(()))?;
+                    scratch.run(&model.config, &w, &rope, &h.x, h.b, h.t, &mut out, None)?;
                     h.x = out;
                 }
                 forward_seconds += tf.elapsed().as_secs_f64();

@@ -5,7 +5,10 @@
 //! small helpers shared by every layer above. It depends on nothing of ours.
 
 pub mod error;
+pub mod profile;
 pub mod roles;
+pub mod select;
+pub mod testdata;
 
 pub use error::{Error, Result};
 pub use roles::{LinearRole, ParamRole};

@@ -13,7 +13,7 @@ fn main() -> slm_core::Result<()> {
     let t = model.config.max_position_embeddings;
     let v = model.config.vocab_size;
     let t0 = Instant::now();
-    let mut fast = slm_train::FastModel::from_llama(&model)?;
+    let mut fast = slm_model::FlatModel::from_llama(&model)?;
     println!("from_llama {:.3} s", t0.elapsed().as_secs_f64());
     let (mut fwd, mut score) = (0.0, 0.0);
     for w in 0..n {
@@ -31,7 +31,7 @@ fn main() -> slm_core::Result<()> {
     }
     println!("{n} windows × {t}: forward {fwd:.3} s, scoring {score:.3} s");
     // With SLM_ENGINE_PROFILE set: the engine's time per phase.
-    for (phase, secs, calls) in slm_train::engine::profile_report() {
+    for (phase, secs, calls) in slm_core::profile::report() {
         println!("  {phase:<16} {secs:8.3} s {calls:6} calls");
     }
     Ok(())

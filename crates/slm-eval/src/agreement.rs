@@ -74,8 +74,8 @@ pub fn teacher_agreement(
         .max_position_embeddings
         .min(teacher.config.max_position_embeddings);
     let (windows, _) = plan_windows(ctx_limit, tokenizer, text, opts)?;
-    let mut s_fast = slm_train::FastModel::from_llama(student)?;
-    let mut t_fast = slm_train::FastModel::from_llama(teacher)?;
+    let mut s_fast = slm_model::FlatModel::from_llama(student)?;
+    let mut t_fast = slm_model::FlatModel::from_llama(teacher)?;
     let (mut agree, mut count) = (0usize, 0usize);
     let (mut kl, mut s_nll, mut t_nll) = (0.0f64, 0.0f64, 0.0f64);
     let (mut lp_s, mut lp_t) = (vec![0f64; v], vec![0f64; v]);

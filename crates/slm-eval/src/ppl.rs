@@ -69,7 +69,7 @@ pub fn window_nll(model: &Llama, tokens: &[u32], score_from: usize) -> Result<(f
 
 /// [`window_nll`] with the forward on the fast engine.
 fn window_nll_fast(
-    model: &mut slm_train::FastModel,
+    model: &mut slm_model::FlatModel,
     tokens: &[u32],
     score_from: usize,
 ) -> Result<(f64, usize)> {
@@ -192,9 +192,9 @@ pub fn perplexity(
 ) -> Result<PplReport> {
     let (windows, ctx) = plan_windows(model.config.max_position_embeddings, tokenizer, text, opts)?;
     let t0 = Instant::now();
-    // The forward runs on the training engine's kernels (same numbers as the candle model
-    // to ~1e-5, several times faster); scoring stays in f64 as in `window_nll`.
-    let mut fast = slm_train::FastModel::from_llama(model)?;
+    // The shared flat forward (`slm_model::flat`): same numbers as the candle model
+    // to ~1e-5, several times faster; scoring stays in f64 as in `window_nll`.
+    let mut fast = slm_model::FlatModel::from_llama(model)?;
     let (mut nll_sum, mut count, mut processed) = (0.0f64, 0usize, 0usize);
     for (i, w) in windows.iter().enumerate() {
         let (s, c) = window_nll_fast(&mut fast, &w.tokens, w.score_from)?;
@@ -255,7 +255,7 @@ mod tests {
         cfg.vocab_size = 40;
         cfg.max_position_embeddings = 32;
         let model = Llama::random(cfg, 3, &candle_core::Device::Cpu).unwrap();
-        let mut fast = slm_train::FastModel::from_llama(&model).unwrap();
+        let mut fast = slm_model::FlatModel::from_llama(&model).unwrap();
         let tokens: Vec<u32> = (0..29).map(|i| (i * 11 % 40) as u32).collect();
         for from in [1, 5, 28] {
             let (a, n) = window_nll(&model, &tokens, from).unwrap();

@@ -5,13 +5,8 @@ use slm_eval::{perplexity, window_nll, PplOptions};
 use std::path::PathBuf;
 
 fn shared() -> Option<PathBuf> {
-    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data"));
-    if p.join("llama2c/stories260K.bin").exists() {
-        Some(p)
-    } else {
-        println!("skipping: ../shared/data not found");
-        None
-    }
+    slm_core::testdata::shared_data("llama2c/stories260K.bin")?;
+    Some(slm_core::testdata::shared_root())
 }
 
 #[test]

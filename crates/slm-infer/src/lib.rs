@@ -7,7 +7,6 @@
 pub mod bench;
 pub mod decode;
 pub mod generate;
-pub mod gguf_export;
 pub mod quantize;
 pub mod sampler;
 pub mod stop;

@@ -1,9 +1,9 @@
 //! What `slm quantize` reports: the round-to-nearest error of each block matrix and the
 //! bytes per token before and after, for a weight type (the file itself is written by
-//! [`crate::gguf_export`]).
+//! `slm_io::gguf::export`).
 
-use crate::gguf_export::GgufType;
 use slm_core::{Error, Result};
+use slm_io::gguf::export::GgufType;
 use slm_kernels::quant::{QuantMatrix, QK};
 use slm_model::Llama;
 

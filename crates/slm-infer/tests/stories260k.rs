@@ -6,16 +6,8 @@ use slm_infer::{generate_from_tokens, GenerateOptions, SamplerConfig};
 use std::path::PathBuf;
 
 fn shared() -> Option<PathBuf> {
-    let p = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/data/llama2c"
-    ));
-    if p.join("stories260K.bin").exists() {
-        Some(p)
-    } else {
-        println!("skipping: ../shared/data not found");
-        None
-    }
+    slm_core::testdata::shared_data("llama2c/stories260K.bin")?;
+    slm_core::testdata::shared_data("llama2c")
 }
 
 fn reference(dir: &std::path::Path) -> serde_json::Value {

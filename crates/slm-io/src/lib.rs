@@ -4,7 +4,8 @@
 //! safetensors), Hugging Face cache ids, llama2.c checkpoints (v0 and v1) and GGUF (v2, v3) — and
 //! turns each into a [`LoadedModel`]: a Hugging Face `config.json` object plus CPU tensors under
 //! Hugging Face Llama names, floats as F32, q/k projections in Hugging Face's rotate_half RoPE
-//! layout. It also writes model directories ([`save_hf_dir`]), atomically.
+//! layout. It also writes models back: Hugging Face directories ([`save_hf_dir`]), atomically,
+//! and GGUF files llama.cpp reads ([`gguf::export`], beside the GGUF reader).
 //!
 //! This file holds the shared types and [`load_model`], which decides what a user's `spec`
 //! names and dispatches to the reader for it. Each format lives in its own module.

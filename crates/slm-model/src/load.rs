@@ -1,13 +1,16 @@
 //! Loading a model from any supported file (through slm-io) and saving it as a Hugging Face
-//! directory.
+//! directory or a GGUF file.
 //!
 //! slm-io renames every format's tensors to Hugging Face names and yields a `config.json`
 //! object; here that becomes a typed `LlamaConfig` and a checked `Llama`.
 
 use crate::config::LlamaConfig;
 use crate::llama::Llama;
+use candle_core::Tensor;
 use slm_core::Result;
-use slm_io::{LoadedModel, ModelFormat, TokenizerSource};
+use slm_io::gguf::export::{write_model, ExportReport, GgufType};
+use slm_io::{GgufVocab, LoadedModel, ModelFormat, TokenizerSource};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// A model together with what came with it on disk.
@@ -49,4 +52,17 @@ pub fn save(model: &Llama, dir: &Path, extra_files: &[(&str, Vec<u8>)]) -> Resul
         &model.tensors(),
         extra_files,
     )
+}
+
+/// Writes `model` as a GGUF file llama.cpp reads, its matrices stored as `ty` and `vocab` (if
+/// any) as its `tokenizer.ggml.*` metadata (`slm_io::gguf::export`).
+pub fn save_gguf(
+    model: &Llama,
+    name: &str,
+    vocab: Option<&GgufVocab>,
+    ty: GgufType,
+    path: &Path,
+) -> Result<ExportReport> {
+    let tensors: HashMap<String, Tensor> = model.tensors().into_iter().collect();
+    write_model(&model.config.to_hf_json(), &tensors, name, vocab, ty, path)
 }

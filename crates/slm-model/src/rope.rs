@@ -46,7 +46,44 @@ pub fn inverse_frequencies(cfg: &LlamaConfig) -> Vec<f64> {
     }
 }
 
-/// Precomputed cos/sin tables for every position up to the model context.
+/// The cos/sin tables as flat `f32` rows, the one place they are computed: the candle
+/// [`Rope`], the flat-buffer forward (`crate::flat`) and the decode engine all read these.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RopeTables {
+    /// [positions, head_dim/2]
+    pub cos: Vec<f32>,
+    /// [positions, head_dim/2]
+    pub sin: Vec<f32>,
+    /// head_dim/2
+    pub half: usize,
+    /// The model context.
+    pub positions: usize,
+}
+
+impl RopeTables {
+    pub fn new(cfg: &LlamaConfig) -> Self {
+        let inv_freq: Vec<f32> = inverse_frequencies(cfg).iter().map(|&f| f as f32).collect();
+        let (half, positions) = (inv_freq.len(), cfg.max_position_embeddings);
+        let mut cos = Vec::with_capacity(positions * half);
+        let mut sin = Vec::with_capacity(positions * half);
+        for p in 0..positions {
+            for &f in &inv_freq {
+                // As in transformers: the angle is a float32 product, then cos/sin.
+                let angle = (p as f32) * f;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+            }
+        }
+        Self {
+            cos,
+            sin,
+            half,
+            positions,
+        }
+    }
+}
+
+/// Precomputed cos/sin tables for every position up to the model context, as tensors.
 #[derive(Debug, Clone)]
 pub struct Rope {
     /// [max_positions, head_dim/2]
@@ -58,23 +95,16 @@ pub struct Rope {
 
 impl Rope {
     pub fn new(cfg: &LlamaConfig, device: &Device) -> Result<Self> {
-        let inv_freq: Vec<f32> = inverse_frequencies(cfg).iter().map(|&f| f as f32).collect();
-        let half = inv_freq.len();
-        let n = cfg.max_position_embeddings;
-        let mut cos = Vec::with_capacity(n * half);
-        let mut sin = Vec::with_capacity(n * half);
-        for p in 0..n {
-            for &f in &inv_freq {
-                // As in transformers: the angle is a float32 product, then cos/sin.
-                let angle = (p as f32) * f;
-                cos.push(angle.cos());
-                sin.push(angle.sin());
-            }
-        }
+        let RopeTables {
+            cos,
+            sin,
+            half,
+            positions,
+        } = RopeTables::new(cfg);
         Ok(Self {
-            cos: Tensor::from_vec(cos, (n, half), device)?,
-            sin: Tensor::from_vec(sin, (n, half), device)?,
-            max_positions: n,
+            cos: Tensor::from_vec(cos, (positions, half), device)?,
+            sin: Tensor::from_vec(sin, (positions, half), device)?,
+            max_positions: positions,
         })
     }
 

@@ -5,13 +5,7 @@ use candle_core::{Device, Tensor};
 use std::path::PathBuf;
 
 fn shared(rel: &str) -> Option<PathBuf> {
-    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data")).join(rel);
-    if p.exists() {
-        Some(p)
-    } else {
-        println!("skipping: ../shared/data not found");
-        None
-    }
+    slm_core::testdata::shared_data(rel)
 }
 
 fn logits(model: &slm_model::Llama, ids: &[u32]) -> Vec<f32> {

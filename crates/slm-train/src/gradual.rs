@@ -13,6 +13,7 @@
 //! leaves the steps after `end` to recover at the final sparsity.
 
 use serde::{Deserialize, Serialize};
+use slm_core::select::{count_to_prune, smallest};
 use slm_core::{Error, Result};
 
 /// The schedule (see the module documentation).
@@ -79,22 +80,16 @@ impl GradualPruning {
     }
 }
 
-/// Zeros the `round(sparsity · len)` entries of smallest magnitude (ties broken by
-/// position, so the result is deterministic). Entries already zero count towards the
-/// target. Returns the number of zeros afterwards.
+/// Zeros the `int(sparsity · len)` entries of smallest magnitude (`slm_core::select`, the
+/// rule one-shot pruning uses; ties broken by position, so the result is deterministic).
+/// Entries already zero count towards the target. Returns the number of zeros afterwards.
 pub fn prune_smallest(values: &mut [f32], sparsity: f64) -> usize {
-    let k = ((sparsity * values.len() as f64).round() as usize).min(values.len());
-    if k == 0 {
-        return values.iter().filter(|v| **v == 0.0).count();
-    }
-    let mut order: Vec<u32> = (0..values.len() as u32).collect();
-    let key = |i: &u32| (values[*i as usize].abs(), *i);
-    order.select_nth_unstable_by(k - 1, |a, b| {
-        let (x, y) = (key(a), key(b));
-        x.0.total_cmp(&y.0).then(x.1.cmp(&y.1))
-    });
-    for &i in &order[..k] {
-        values[i as usize] = 0.0;
+    let k = count_to_prune(values.len(), sparsity);
+    let mut idx = Vec::new();
+    let order = |a: usize, b: usize| values[a].abs().total_cmp(&values[b].abs());
+    let chosen = smallest(values.len(), k, &mut idx, order).to_vec();
+    for i in chosen {
+        values[i] = 0.0;
     }
     values.iter().filter(|v| **v == 0.0).count()
 }

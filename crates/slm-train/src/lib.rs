@@ -1,8 +1,9 @@
 //! slm-train: training for `slm` models.
 //!
-//! [`engine`] holds the fast training engine, [`FastModel`]: hand-written forward and
-//! backward passes over flat buffers, tested against the composed candle model
-//! (`slm_model::Llama` with candle autograd), which stays the reference.
+//! [`engine`] holds the fast training engine, [`FastModel`]: the shared flat-buffer forward
+//! of `slm_model::flat` with every layer's activations kept, plus a hand-written backward and
+//! the fused losses, tested against the composed candle model (`slm_model::Llama` with
+//! candle autograd), which stays the reference.
 
 pub mod engine;
 

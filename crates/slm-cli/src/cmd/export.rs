@@ -1,7 +1,7 @@
 //! `slm export`: write a model in another format.
 
 use crate::common::{load_model, ModelArgs};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
 use slm_io::TokenizerSource;
 use std::path::PathBuf;
@@ -47,28 +47,15 @@ pub struct HfArgs {
     pub out: PathBuf,
 }
 
-/// The vocabulary a GGUF export carries: the source GGUF's, or converted from a llama2.c
-/// tokenizer.bin or a tokenizer.json (None, with a warning, without a tokenizer).
+/// The vocabulary a GGUF export carries, with a warning when the model has none.
 pub fn gguf_vocab(source: &TokenizerSource) -> Result<Option<slm_io::GgufVocab>> {
-    use slm_infer::gguf_export;
-    Ok(match source {
-        TokenizerSource::Gguf(v) => Some(v.clone()),
-        TokenizerSource::Llama2c(p) => Some(gguf_export::vocab_from_llama2c(
-            &slm_data::tokenizer::Llama2cTokenizer::from_file(p)?,
-        )),
-        TokenizerSource::HfJson(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| p.display().to_string())?;
-            Some(gguf_export::vocab_from_tokenizer_json(
-                &serde_json::from_str(&text)?,
-            )?)
-        }
-        TokenizerSource::None => {
-            eprintln!(
-                "warning: no tokenizer found; the GGUF will carry no vocabulary (give --tokenizer)"
-            );
-            None
-        }
-    })
+    let vocab = slm_data::tokenizer::export::gguf_vocab(source)?;
+    if vocab.is_none() {
+        eprintln!(
+            "warning: no tokenizer found; the GGUF will carry no vocabulary (give --tokenizer)"
+        );
+    }
+    Ok(vocab)
 }
 
 pub fn run(cmd: ExportCommand) -> Result<()> {
@@ -102,7 +89,7 @@ fn export_hf(args: HfArgs) -> Result<()> {
 }
 
 fn export_gguf(a: GgufArgs) -> Result<()> {
-    use slm_infer::gguf_export::{self, GgufType};
+    use slm_io::gguf::export::GgufType;
     let ty = GgufType::parse(&a.weight_type)?;
     let loaded = crate::common::load_model(&a.model)?;
     let vocab = gguf_vocab(&loaded.tokenizer)?;
@@ -110,7 +97,7 @@ fn export_gguf(a: GgufArgs) -> Result<()> {
         .file_stem()
         .map(|s| s.to_string_lossy().to_string())
         .unwrap_or_else(|| "slm".into());
-    let report = gguf_export::export_gguf(&loaded.model, &name, vocab.as_ref(), ty, &a.out)?;
+    let report = slm_model::save_gguf(&loaded.model, &name, vocab.as_ref(), ty, &a.out)?;
     println!(
         "wrote {} ({} tensors, {:.1} MB, {} weights{}{})",
         a.out.display(),

@@ -6,8 +6,8 @@ use crate::common::{load_model, load_model_and_tokenizer, ModelArgs};
 use anyhow::{bail, Result};
 use clap::Args as ClapArgs;
 use slm_compress::{gptq_model, GptqConfig, GptqReport};
-use slm_infer::gguf_export::{self, GgufType};
 use slm_infer::quantize::quantize_report_against;
+use slm_io::gguf::export::GgufType;
 use std::path::PathBuf;
 
 #[derive(ClapArgs, Debug)]
@@ -102,7 +102,7 @@ pub fn run(a: Args) -> Result<()> {
         .file_stem()
         .map(|s| s.to_string_lossy().to_string())
         .unwrap_or_else(|| "slm".into());
-    let written = gguf_export::export_gguf(&loaded.model, &name, vocab.as_ref(), ty, &a.out)?;
+    let written = slm_model::save_gguf(&loaded.model, &name, vocab.as_ref(), ty, &a.out)?;
     let gptq = gptq.map(|(_, r)| r);
     let mut worst: Vec<_> = report.matrices.iter().collect();
     worst.sort_by(|x, y| y.relative_error.total_cmp(&x.relative_error));

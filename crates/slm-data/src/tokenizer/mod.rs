@@ -15,6 +15,7 @@
 //! asked and the tokenizer has one; `decode` drops BOS/EOS (and other control tokens) and
 //! rejects ids outside the vocabulary.
 
+pub mod export;
 mod gguf;
 mod hf;
 mod llama2c;

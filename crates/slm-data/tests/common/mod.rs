@@ -4,26 +4,15 @@
 
 use std::path::PathBuf;
 
-/// `../shared/data` beside the repository, if present.
+/// `../shared/data` beside the repository, if present (under CI its absence fails the test:
+/// `slm_core::testdata`).
 pub fn data_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data"));
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        println!("skipping: ../shared/data not found");
-        None
-    }
+    slm_core::testdata::shared_data("")
 }
 
 /// A file under `../shared/data`, or `None` (with the skip message) when it is absent.
 pub fn data_file(rel: &str) -> Option<PathBuf> {
-    let path = data_dir()?.join(rel);
-    if path.is_file() {
-        Some(path)
-    } else {
-        println!("skipping: ../shared/data/{rel} not found");
-        None
-    }
+    slm_core::testdata::shared_data(rel)
 }
 
 /// The 5 stories of the CS336 TinyStories sample, split and trimmed as the references were made.

@@ -30,6 +30,7 @@ use slm_kernels::quant::QK;
 use slm_kernels::quant_x8::QuantActs;
 use slm_kernels::rmsnorm::rmsnorm_fwd;
 use slm_kernels::swiglu::swiglu_fwd;
+use slm_model::rope::RopeTables;
 use slm_model::{Llama, LlamaConfig};
 
 /// Activations and the KV cache of one sequence.
@@ -210,9 +211,9 @@ pub const PREFILL_CHUNK: usize = 256;
 pub struct Decoder {
     pub config: LlamaConfig,
     pub weights: Weights,
-    /// RoPE tables [context, head_dim/2], as `slm_model::rope` builds them.
-    cos: Vec<f32>,
-    sin: Vec<f32>,
+    /// RoPE tables [context, head_dim/2] (`slm_model::rope::RopeTables`, shared with the
+    /// flat forward).
+    rope: RopeTables,
 }
 
 impl RunState {
@@ -231,24 +232,10 @@ impl Decoder {
 
     /// As [`Decoder::new`] with the sparse storage chosen by `sparse`.
     pub fn with_sparse(model: &Llama, ty: WeightType, sparse: SparseUse) -> Result<Self> {
-        let config = model.config.clone();
-        let inv: Vec<f32> = slm_model::rope::inverse_frequencies(&config)
-            .iter()
-            .map(|&f| f as f32)
-            .collect();
-        let (mut cos, mut sin) = (Vec::new(), Vec::new());
-        for pos in 0..config.max_position_embeddings {
-            for &f in &inv {
-                let angle = pos as f32 * f;
-                cos.push(angle.cos());
-                sin.push(angle.sin());
-            }
-        }
         Ok(Self {
             weights: Weights::from_llama(model, ty, sparse)?,
-            config,
-            cos,
-            sin,
+            config: model.config.clone(),
+            rope: RopeTables::new(&model.config),
         })
     }
 
@@ -295,8 +282,8 @@ impl Decoder {
         let e = self.config.head_dim;
         let half = e / 2;
         let (cos, sin) = (
-            &self.cos[pos * half..(pos + 1) * half],
-            &self.sin[pos * half..(pos + 1) * half],
+            &self.rope.cos[pos * half..(pos + 1) * half],
+            &self.rope.sin[pos * half..(pos + 1) * half],
         );
         for h in v[..heads * e].chunks_exact_mut(e) {
             let (a, b) = h.split_at_mut(half);

@@ -12,8 +12,10 @@ use slm_kernels::matvec::{matvec, matvec_with, MAX_ROWS};
 use slm_kernels::quant::{BlockKind, QuantMatrix, QK};
 use slm_kernels::quant_x8::{matmul_x8, matvec_x8, InterleavedMatrix, Kind, QuantActs};
 use slm_kernels::sparse::{is_2_4, OffsetMatrix, Sparse24Matrix, SparseMatrix};
+use slm_model::flat::BlockParams;
 use slm_model::Llama;
 use std::collections::HashMap;
+use std::ops::Range;
 
 /// How the linear weights are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -287,10 +289,6 @@ fn values(tensors: &HashMap<String, candle_core::Tensor>, name: &str) -> Result<
         .to_vec1::<f32>()?)
 }
 
-fn concat(parts: Vec<Vec<f32>>) -> Vec<f32> {
-    parts.into_iter().flatten().collect()
-}
-
 impl Weights {
     /// Packs `model`'s weights, storing the linear layers (and the output head) as `ty`;
     /// pruned f32 block matrices go sparse as `sparse` allows (the head stays dense).
@@ -302,34 +300,17 @@ impl Weights {
         let embed = values(&t, "model.embed_tokens.weight")?;
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for l in 0..cfg.num_hidden_layers {
-            let p = format!("model.layers.{l}");
-            let get = |n: &str| values(&t, &format!("{p}.{n}"));
-            let wqkv = concat(vec![
-                get("self_attn.q_proj.weight")?,
-                get("self_attn.k_proj.weight")?,
-                get("self_attn.v_proj.weight")?,
-            ]);
-            let bqkv = if cfg.qkv_bias {
-                Some(concat(vec![
-                    get("self_attn.q_proj.bias")?,
-                    get("self_attn.k_proj.bias")?,
-                    get("self_attn.v_proj.bias")?,
-                ]))
-            } else {
-                None
-            };
-            let wgu = concat(vec![
-                get("mlp.gate_proj.weight")?,
-                get("mlp.up_proj.weight")?,
-            ]);
+            // q|k|v and gate|up packed as the flat forward packs them.
+            let BlockParams { ranges: r, values } = BlockParams::from_tensors(cfg, &t, l)?;
+            let part = |range: &Range<usize>| values[range.clone()].to_vec();
             layers.push(LayerWeights {
-                attn_norm: get("input_layernorm.weight")?,
-                wqkv: Matrix::with_sparse(wqkv, q + 2 * kv, d, ty, sparse)?,
-                bqkv,
-                wo: Matrix::with_sparse(get("self_attn.o_proj.weight")?, d, q, ty, sparse)?,
-                ffn_norm: get("post_attention_layernorm.weight")?,
-                wgu: Matrix::with_sparse(wgu, 2 * inter, d, ty, sparse)?,
-                wdown: Matrix::with_sparse(get("mlp.down_proj.weight")?, d, inter, ty, sparse)?,
+                attn_norm: part(&r.norm1),
+                wqkv: Matrix::with_sparse(part(&r.wqkv), q + 2 * kv, d, ty, sparse)?,
+                bqkv: r.bqkv.as_ref().map(part),
+                wo: Matrix::with_sparse(part(&r.wo), d, q, ty, sparse)?,
+                ffn_norm: part(&r.norm2),
+                wgu: Matrix::with_sparse(part(&r.wgu), 2 * inter, d, ty, sparse)?,
+                wdown: Matrix::with_sparse(part(&r.wdown), d, inter, ty, sparse)?,
             });
         }
         let head = if cfg.tie_word_embeddings {

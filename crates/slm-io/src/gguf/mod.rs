@@ -3,6 +3,8 @@
 //!
 //! This file owns the tensor-name mapping and assembling a [`LoadedModel`]; the container
 //! format is in `file.rs`, metadata -> config in `config.rs`, the vocabulary in `vocab.rs`.
+//! The other direction — a model written as GGUF (`slm export gguf`, `slm quantize`) — is
+//! `export.rs` over the container writer in `writer.rs`.
 //!
 //! Names: `token_embd` -> `model.embed_tokens`, `blk.N.attn_{norm,q,k,v,output}` ->
 //! `model.layers.N.{input_layernorm, self_attn.{q,k,v,o}_proj}`, `blk.N.ffn_{norm,gate,up,down}`
@@ -16,6 +18,7 @@
 //! llama3 `rope_freqs`) are reported as unsupported rather than dropped.
 
 mod config;
+pub mod export;
 mod file;
 mod vocab;
 pub mod writer;

@@ -7,15 +7,10 @@ use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
 
-/// `../shared/data`, or `None` (after printing the skip reason) when it is absent.
+/// `../shared/data`, or `None` (after printing the skip reason) when it is absent; under CI
+/// a missing folder fails the test (`slm_core::testdata`).
 pub fn shared_data() -> Option<PathBuf> {
-    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data"));
-    if p.is_dir() {
-        Some(p)
-    } else {
-        println!("skipping: ../shared/data not found");
-        None
-    }
+    slm_core::testdata::shared_data("")
 }
 
 /// A small deterministic generator (xorshift), values in [-1, 1).

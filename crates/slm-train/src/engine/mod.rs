@@ -1,12 +1,12 @@
-//! The fast training engine: a Llama-family decoder with hand-written forward and backward
-//! passes over preallocated flat `f32` buffers (in the style of llm.c).
+//! The fast training engine: the shared flat-buffer forward of `slm_model::flat` plus
+//! saved activations, a hand-written backward and the losses (in the style of llm.c).
 //!
 //! It computes exactly what `slm_model::Llama` computes (same parameters, same names, same
 //! RoPE tables), but instead of candle's autograd it runs fused kernels from `slm-kernels`:
-//! matmuls through `gemm` with transposes as strides and residual adds fused, one matmul for
-//! q|k|v and one for gate|up, hand-written RMSNorm/RoPE/attention/SwiGLU backward, and a
-//! fused softmax cross-entropy over row chunks of the logits. The candle model stays the
-//! reference; `tests/` compare the two (and PyTorch) parameter by parameter.
+//! the forward is `slm_model::flat::forward` (every layer's activations kept), this module
+//! adds the hand-written RMSNorm/RoPE/attention/SwiGLU backward and a fused softmax
+//! cross-entropy (or distillation loss) over row chunks of the logits. The candle model
+//! stays the reference; `tests/` compare the two (and PyTorch) parameter by parameter.
 //!
 //! # Gradient convention
 //! [`FastModel::forward_backward`] returns the mean cross-entropy over the non-ignored
@@ -29,25 +29,21 @@
 //! or the batch.
 
 mod buffers;
-mod layout;
 mod passes;
-mod profile;
 
 pub use buffers::DEFAULT_PROBS_BUDGET;
-pub use layout::ParamBuf;
-pub use profile::report as profile_report;
+pub use slm_core::profile::report as profile_report;
+pub use slm_model::flat::ParamBuf;
 
 use buffers::Buffers;
-use candle_core::{DType, Device, Tensor};
-use layout::Layout;
-use passes::{Dims, Model};
+use candle_core::Tensor;
 use slm_core::{Error, Result};
 use slm_kernels::distill::{DistillSpec, DistillSums, TopK};
 use slm_kernels::IGNORE_INDEX;
-use slm_model::weights::{check_tensors, expected_shapes};
+use slm_model::flat::forward::{slot, slot_mut};
+use slm_model::flat::{on_pool, FlatModel, FlatWeights, Saved};
 use slm_model::{Llama, LlamaConfig};
 use std::collections::HashMap;
-use std::path::Path;
 
 /// One parameter with its value and gradient, borrowed mutably (see
 /// [`FastModel::params_mut`]).
@@ -86,73 +82,27 @@ pub trait ResidualLoss: Send {
 /// The fast training engine (see the module documentation).
 #[derive(Debug)]
 pub struct FastModel {
-    config: LlamaConfig,
-    layout: Layout,
-    /// All parameters, packed in storage order (see [`FastModel::params`]).
-    params: Vec<f32>,
-    /// Gradients, same layout as `params`.
+    /// The parameters (packed in storage order, see [`FastModel::params`]), the forward and
+    /// its saved activations.
+    flat: FlatModel,
+    /// Gradients, same layout as the parameters.
     grads: Vec<f32>,
-    /// RoPE tables [max_position_embeddings, head_dim/2].
-    cos: Vec<f32>,
-    sin: Vec<f32>,
+    /// The logits chunk and the backward's scratch.
     bufs: Buffers,
     /// Largest saved attention-probability buffer before switching to log-sum-exps.
     probs_budget: usize,
-    /// Rows (batch·seq) of the last forward, whose activations `bufs` holds.
-    last_rows: usize,
-}
-
-/// Copies a tensor's values as f32 in row-major order.
-fn tensor_values(t: &Tensor) -> Result<Vec<f32>> {
-    Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
-}
-
-/// Runs `f` on a thread of the current rayon pool, so the kernels' parallel loops fork from
-/// inside the pool instead of waking it from outside at every call.
-fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    rayon::scope(|_| f())
 }
 
 impl FastModel {
     /// Builds the engine from Hugging Face-named tensors (checked against the config like
     /// every loader: each name present, each shape right).
     pub fn new(config: &LlamaConfig, tensors: &HashMap<String, Tensor>) -> Result<Self> {
-        config.validate()?;
-        check_tensors(config, tensors, Path::new("<FastModel::new>"))?;
-        let layout = Layout::new(config);
-        let mut params = vec![0f32; layout.total];
-        for p in &layout.params {
-            let t = tensors.get(&p.name).ok_or_else(|| Error::MissingTensor {
-                path: "<FastModel::new>".into(),
-                tensor: p.name.clone(),
-            })?;
-            params[p.range()].copy_from_slice(&tensor_values(t)?);
-        }
-        // RoPE tables exactly as slm_model::rope::Rope builds them (f32 angle, then cos/sin).
-        let inv: Vec<f32> = slm_model::rope::inverse_frequencies(config)
-            .iter()
-            .map(|&f| f as f32)
-            .collect();
-        let positions = config.max_position_embeddings;
-        let mut cos = Vec::with_capacity(positions * inv.len());
-        let mut sin = Vec::with_capacity(positions * inv.len());
-        for pos in 0..positions {
-            for &f in &inv {
-                let angle = pos as f32 * f;
-                cos.push(angle.cos());
-                sin.push(angle.sin());
-            }
-        }
+        let weights = FlatWeights::new(config, tensors)?;
         Ok(Self {
-            config: config.clone(),
-            grads: vec![0f32; layout.total],
-            layout,
-            params,
-            cos,
-            sin,
+            grads: vec![0f32; weights.layout.total],
+            flat: FlatModel::new(weights),
             bufs: Buffers::default(),
             probs_budget: buffers::DEFAULT_PROBS_BUDGET,
-            last_rows: 0,
         })
     }
 
@@ -165,51 +115,43 @@ impl FastModel {
     /// The parameters as tensors on the CPU, in canonical checkpoint order
     /// (`slm_model::weights::expected_shapes`).
     pub fn to_tensors(&self) -> Result<Vec<(String, Tensor)>> {
-        self.export(&self.params)
+        let w = self.flat.weights();
+        w.export(&w.params)
     }
 
     /// The gradients as tensors, named and ordered like [`FastModel::to_tensors`].
     pub fn grads_to_tensors(&self) -> Result<Vec<(String, Tensor)>> {
-        self.export(&self.grads)
-    }
-
-    fn export(&self, flat: &[f32]) -> Result<Vec<(String, Tensor)>> {
-        expected_shapes(&self.config)
-            .into_iter()
-            .map(|(name, shape)| {
-                let p = self.layout.get(&name).ok_or_else(|| {
-                    Error::msg(format!("FastModel layout has no `{name}` (internal error)"))
-                })?;
-                let t = Tensor::from_slice(&flat[p.range()], shape, &Device::Cpu)?;
-                Ok((name, t))
-            })
-            .collect()
+        self.flat.weights().export(&self.grads)
     }
 
     /// A candle model with the current parameters.
     pub fn to_llama(&self) -> Result<Llama> {
-        let tensors = self.to_tensors()?.into_iter().collect();
-        Llama::from_tensors(self.config.clone(), tensors, Path::new("<FastModel>"))
+        self.flat.weights().to_llama()
     }
 
     pub fn config(&self) -> &LlamaConfig {
-        &self.config
+        self.flat.config()
+    }
+
+    /// The shared forward and its weights (e.g. to score with the current parameters).
+    pub fn flat(&self) -> &FlatModel {
+        &self.flat
     }
 
     /// Every parameter's name, shape and place in the flat buffers, in storage order
     /// (which is not the checkpoint order; use names to identify parameters).
     pub fn params(&self) -> &[ParamBuf] {
-        &self.layout.params
+        &self.flat.weights().layout.params
     }
 
     /// Total number of parameters (a tied embedding counted once).
     pub fn num_parameters(&self) -> usize {
-        self.layout.total
+        self.flat.weights().layout.total
     }
 
     /// All parameter values, packed as described by [`FastModel::params`].
     pub fn flat_params(&self) -> &[f32] {
-        &self.params
+        &self.flat.weights().params
     }
 
     /// All gradients, same layout as [`FastModel::flat_params`].
@@ -220,17 +162,19 @@ impl FastModel {
     /// The layout, parameters and gradients at once, for optimisers that update the whole
     /// flat buffer in one pass.
     pub fn flat_mut(&mut self) -> (&[ParamBuf], &mut [f32], &mut [f32]) {
-        (&self.layout.params, &mut self.params, &mut self.grads)
+        let w = self.flat.weights_mut();
+        (&w.layout.params, &mut w.params, &mut self.grads)
     }
 
     /// Each parameter with its value and gradient, mutably, in storage order: what an
     /// optimiser or a sparsity mask walks.
     pub fn params_mut(&mut self) -> impl Iterator<Item = ParamMut<'_>> {
-        let mut values: &mut [f32] = &mut self.params;
+        let w = self.flat.weights_mut();
+        let mut values: &mut [f32] = &mut w.params;
         let mut grads: &mut [f32] = &mut self.grads;
         // The layout packs parameters back to back from offset 0, so splitting off `len`
         // elements in order yields each parameter's range.
-        self.layout.params.iter().map(move |info| {
+        w.layout.params.iter().map(move |info| {
             let (v, rest_v) = std::mem::take(&mut values).split_at_mut(info.len);
             let (g, rest_g) = std::mem::take(&mut grads).split_at_mut(info.len);
             values = rest_v;
@@ -245,18 +189,18 @@ impl FastModel {
 
     /// The values of parameter `name`.
     pub fn param(&self, name: &str) -> Option<&[f32]> {
-        self.layout.get(name).map(|p| &self.params[p.range()])
+        self.flat.weights().param(name)
     }
 
     /// The values of parameter `name`, mutably.
     pub fn param_mut(&mut self, name: &str) -> Option<&mut [f32]> {
-        let r = self.layout.get(name)?.range();
-        Some(&mut self.params[r])
+        self.flat.weights_mut().param_mut(name)
     }
 
     /// The gradient of parameter `name`.
     pub fn grad(&self, name: &str) -> Option<&[f32]> {
-        self.layout.get(name).map(|p| &self.grads[p.range()])
+        let p = self.flat.weights().layout.get(name)?;
+        Some(&self.grads[p.range()])
     }
 
     /// Sets every gradient to zero.
@@ -287,65 +231,34 @@ impl FastModel {
         self.probs_budget = bytes;
     }
 
-    /// Sizes the buffers for (batch, seq) and returns the pass dimensions.
-    fn prepare(&mut self, batch: usize, seq: usize) -> Dims {
-        let save_probs = buffers::probs_bytes(&self.config, batch, seq) <= self.probs_budget;
-        self.bufs.ensure(&self.config, batch, seq, save_probs);
-        self.last_rows = batch * seq;
-        Dims::new(&self.config, batch, seq, save_probs)
+    /// Whether a (batch, seq) pass saves attention probabilities (else log-sum-exps).
+    fn saved(&self, batch: usize, seq: usize) -> Saved {
+        Saved::ForBackward {
+            probs: buffers::probs_bytes(self.config(), batch, seq) <= self.probs_budget,
+        }
     }
 
     /// Bytes held by activation buffers (grows with the largest batch·seq used).
     pub fn activation_bytes(&self) -> usize {
-        self.bufs.bytes()
+        self.flat.activation_bytes() + self.bufs.bytes()
     }
 
-    fn check_batch(
-        &self,
-        inputs: &[u32],
-        targets: Option<&[u32]>,
-        batch: usize,
-        seq: usize,
-    ) -> Result<()> {
-        if batch == 0 || seq == 0 {
+    /// Checks targets for a [batch, seq] pass (the inputs are checked by the forward).
+    fn check_targets(&self, targets: &[u32], batch: usize, seq: usize) -> Result<()> {
+        let v = self.config().vocab_size;
+        if targets.len() != batch * seq {
             return Err(Error::invalid(format!(
-                "batch ({batch}) and seq ({seq}) must be positive"
+                "{} targets for batch {batch} × seq {seq}",
+                targets.len()
             )));
         }
-        if seq > self.config.max_position_embeddings {
+        if let Some(&bad) = targets
+            .iter()
+            .find(|&&t| t != IGNORE_INDEX && t as usize >= v)
+        {
             return Err(Error::invalid(format!(
-                "seq {seq} is beyond the model context of {} tokens",
-                self.config.max_position_embeddings
+                "target {bad} is outside the vocabulary of {v}"
             )));
-        }
-        let n = batch * seq;
-        let v = self.config.vocab_size;
-        if inputs.len() != n {
-            return Err(Error::invalid(format!(
-                "{} input ids for batch {batch} × seq {seq}",
-                inputs.len()
-            )));
-        }
-        if let Some(&bad) = inputs.iter().find(|&&t| t as usize >= v) {
-            return Err(Error::invalid(format!(
-                "input id {bad} is outside the vocabulary of {v}"
-            )));
-        }
-        if let Some(targets) = targets {
-            if targets.len() != n {
-                return Err(Error::invalid(format!(
-                    "{} targets for batch {batch} × seq {seq}",
-                    targets.len()
-                )));
-            }
-            if let Some(&bad) = targets
-                .iter()
-                .find(|&&t| t != IGNORE_INDEX && t as usize >= v)
-            {
-                return Err(Error::invalid(format!(
-                    "target {bad} is outside the vocabulary of {v}"
-                )));
-            }
         }
         Ok(())
     }
@@ -469,17 +382,7 @@ impl FastModel {
     /// entry point or [`FastModel::logits`]): a teacher's hidden states for
     /// hidden-state distillation.
     pub fn block_output(&self, layer: usize) -> Result<&[f32]> {
-        let layers = self.config.num_hidden_layers;
-        if layer >= layers {
-            return Err(Error::invalid(format!(
-                "block {layer} does not exist: the model has {layers} blocks"
-            )));
-        }
-        if self.last_rows == 0 {
-            return Err(Error::invalid("no forward pass has run yet"));
-        }
-        let nd = self.last_rows * self.config.hidden_size;
-        Ok(buffers::slot(&self.bufs.resid, 2 * layer + 2, nd))
+        self.flat.block_output(layer)
     }
 
     /// The one forward (+ backward) path every loss entry point shares.
@@ -494,7 +397,8 @@ impl FastModel {
         batch: usize,
         seq: usize,
     ) -> Result<DistillLoss> {
-        self.check_batch(inputs, Some(targets), batch, seq)?;
+        self.flat.weights().check_ids(inputs, batch, seq)?;
+        self.check_targets(targets, batch, seq)?;
         if let Some(passes::Soft::Dense { spec, .. }) = soft {
             spec.validate()?;
         }
@@ -502,54 +406,45 @@ impl FastModel {
         if count == 0 {
             return Ok(DistillLoss::default());
         }
-        let k = self.prepare(batch, seq);
+        let layers = self.config().num_hidden_layers;
         let hidden_layers: Vec<usize> = hidden.as_ref().map_or(Vec::new(), |h| h.layers().to_vec());
-        if let Some(&bad) = hidden_layers.iter().find(|&&l| l >= k.layers) {
+        if let Some(&bad) = hidden_layers.iter().find(|&&l| l >= layers) {
             return Err(Error::invalid(format!(
-                "the hidden-state loss reads block {bad}, the student has {} blocks",
-                k.layers
+                "the hidden-state loss reads block {bad}, the student has {layers} blocks"
             )));
         }
+        let save = self.saved(batch, seq);
+        let k = self.flat.forward(inputs, batch, seq, save)?;
         let nd = k.n * k.d;
+        self.bufs.ensure(&k);
         buffers::ensure_hidden(&mut self.bufs, hidden_layers.len(), k.n, k.d);
         let Self {
-            layout,
-            params,
-            grads,
-            cos,
-            sin,
-            bufs,
-            ..
+            flat, grads, bufs, ..
         } = self;
-        let m = Model {
-            layout,
-            params,
-            cos,
-            sin,
-        };
+        let (m, acts) = flat.parts();
+        let acts = &*acts;
         let (sums, hidden_loss) = on_pool(|| -> Result<(DistillSums, f64)> {
-            passes::forward(&m, bufs, inputs, k)?;
             // The hidden-state loss reads the block outputs saved in `resid`.
             let mut d_hidden = std::mem::take(&mut bufs.d_hidden);
             let mut hidden_loss = 0.0;
             if let Some(h) = hidden.as_deref_mut() {
                 for (j, &l) in hidden_layers.iter().enumerate() {
-                    let out = buffers::slot(&bufs.resid, 2 * l + 2, nd);
-                    let g = backward.then(|| buffers::slot_mut(&mut d_hidden, j, nd));
+                    let out = slot(&acts.resid, 2 * l + 2, nd);
+                    let g = backward.then(|| slot_mut(&mut d_hidden, j, nd));
                     hidden_loss += h.loss_grad(j, out, g)?;
                 }
             }
             let result = if !backward {
-                passes::head(&m, bufs, targets, k, None, soft)
+                passes::head(m, acts, bufs, targets, k, None, soft)
             } else {
                 let g = Some((grads.as_mut_slice(), 1.0 / count as f32));
-                passes::head(&m, bufs, targets, k, g, soft).and_then(|sums| {
+                passes::head(m, acts, bufs, targets, k, g, soft).and_then(|sums| {
                     let inject = passes::Inject {
                         layers: &hidden_layers,
                         grads: &d_hidden,
                     };
                     let inject = (!hidden_layers.is_empty()).then_some(&inject);
-                    passes::backward(&m, bufs, grads, inputs, inject, k).map(|()| sums)
+                    passes::backward(m, acts, bufs, grads, inputs, inject, k).map(|()| sums)
                 })
             };
             bufs.d_hidden = d_hidden;
@@ -572,27 +467,6 @@ impl FastModel {
 
     /// Logits [batch, seq, vocab] (row-major) for `inputs` [batch, seq].
     pub fn logits(&mut self, inputs: &[u32], batch: usize, seq: usize) -> Result<Vec<f32>> {
-        self.check_batch(inputs, None, batch, seq)?;
-        let k = self.prepare(batch, seq);
-        let mut out = vec![0f32; k.n * k.vocab];
-        let Self {
-            layout,
-            params,
-            cos,
-            sin,
-            bufs,
-            ..
-        } = self;
-        let m = Model {
-            layout,
-            params,
-            cos,
-            sin,
-        };
-        on_pool(|| -> Result<()> {
-            passes::forward(&m, bufs, inputs, k)?;
-            passes::logits(&m, bufs, &mut out, k)
-        })?;
-        Ok(out)
+        self.flat.logits(inputs, batch, seq)
     }
 }

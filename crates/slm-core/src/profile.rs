@@ -1,4 +1,5 @@
-//! Optional per-phase timing of the engine's passes, for finding what limits speed.
+//! Optional per-phase timing of the flat-buffer passes (forward in `slm-model`, backward in
+//! `slm-train`), for finding what limits speed.
 //!
 //! Off unless the environment variable `SLM_ENGINE_PROFILE` is set when the first pass
 //! runs; then every phase (`fwd.qkv`, `bwd.attn`, `head.ce`, ...) accumulates wall time and
@@ -27,7 +28,7 @@ fn enabled() -> bool {
 
 /// Runs `f`, charging its wall time to `phase` when profiling is on.
 #[inline]
-pub(crate) fn time<R>(phase: &'static str, f: impl FnOnce() -> R) -> R {
+pub fn time<R>(phase: &'static str, f: impl FnOnce() -> R) -> R {
     if !enabled() {
         return f();
     }
