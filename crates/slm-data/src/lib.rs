@@ -4,10 +4,10 @@
 //! `tokenizer.bin` read natively, vocabularies embedded in GGUF files, and a streaming
 //! decoder for printing generated text token by token, and tokenizer training (`tokenizer::train`).
 //! Beside them: reading documents (`documents`), token shards (`shards`), `slm data prepare`
-//! (`prepare`), seeded training batches (`batches`) and the built-in story corpus (`corpus`).
+//! (`prepare`), seeded training batches (`batches`) and the offline top-k teacher cache
+//! (`kd_cache`). The built-in story generator is its own crate, `slm-stories`.
 
 pub mod batches;
-pub mod corpus;
 pub mod documents;
 pub mod kd_cache;
 pub mod prepare;

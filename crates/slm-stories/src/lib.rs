@@ -1,5 +1,6 @@
-//! The built-in corpus: a seeded generator of simple English stories, so that
-//! `slm quickstart` can train a small model offline on a fresh machine.
+//! slm-stories: the built-in corpus, a seeded generator of simple English stories, so that
+//! `slm quickstart` can train a small model offline on a fresh machine. It depends on nothing
+//! (not even `slm-core`): a leaf the quickstart recipe and tests use.
 //!
 //! This is a **demo corpus, not a benchmark**: stories in the style of TinyStories (short,
 //! simple sentences a 3-4-year-old understands), written by templates, good for showing the

@@ -61,11 +61,11 @@ pub fn run(a: Args) -> Result<()> {
         "[1/7] writing {corpus_bytes} bytes of built-in stories (seed {})",
         a.seed
     );
-    let corpus = slm_data::corpus::generate_corpus(a.seed, corpus_bytes);
+    let corpus = slm_stories::generate_corpus(a.seed, corpus_bytes);
     let corpus_path = a.out.join("corpus.txt");
     std::fs::write(&corpus_path, &corpus)?;
     let docs: Vec<&str> = corpus
-        .split(slm_data::corpus::STORY_SEPARATOR)
+        .split(slm_stories::STORY_SEPARATOR)
         .map(str::trim)
         .filter(|d| !d.is_empty())
         .collect();
@@ -93,7 +93,7 @@ pub fn run(a: Args) -> Result<()> {
         tokenizer.as_ref(),
         &data,
         &PrepareOptions {
-            split: Split::Auto(slm_data::corpus::STORY_SEPARATOR.into()),
+            split: Split::Auto(slm_stories::STORY_SEPARATOR.into()),
             val_fraction: 0.05,
             seed: a.seed,
             ..Default::default()
@@ -189,10 +189,10 @@ pub fn run(a: Args) -> Result<()> {
     // Stage 6: prune to 50% with Wanda and compare perplexity on fresh stories.
     println!("[6/7] pruning to 50% (Wanda, calibrated on the training stories)");
     let held_out =
-        slm_data::corpus::generate_corpus(a.seed + 1_000_003, if a.tiny { 8_000 } else { 60_000 });
+        slm_stories::generate_corpus(a.seed + 1_000_003, if a.tiny { 8_000 } else { 60_000 });
     let popts = slm_eval::PplOptions {
         add_bos: true,
-        doc_separator: Some(slm_data::corpus::STORY_SEPARATOR.into()),
+        doc_separator: Some(slm_stories::STORY_SEPARATOR.into()),
         ..Default::default()
     };
     let dense = slm_eval::perplexity(
