@@ -16,12 +16,12 @@ pub fn count_to_prune(count: usize, sparsity: f64) -> usize {
 
 /// The indices of the `k` smallest of `len` entries ordered by `key_order` (ties: lower
 /// index first), in no particular order. `idx` is scratch space, reused across calls.
-pub fn smallest<'a>(
+pub fn smallest(
     len: usize,
     k: usize,
-    idx: &'a mut Vec<usize>,
+    idx: &mut Vec<usize>,
     key_order: impl Fn(usize, usize) -> Ordering,
-) -> &'a [usize] {
+) -> &[usize] {
     let k = k.min(len);
     idx.clear();
     if k == 0 {
