@@ -264,11 +264,17 @@ impl RunConfig {
                 .ok()
                 .and_then(|mut t| t.remove("v"))
                 .unwrap_or_else(|| toml::Value::String(v.trim().to_string()));
-            insert(
-                &mut table,
-                &new_place(k).unwrap_or_else(|| k.to_string()),
-                value,
-            )?;
+            let path = match new_place(k) {
+                Some(p) => p,
+                None if k.contains('.') => k.to_string(),
+                None => {
+                    return Err(Error::config(format!(
+                        "--set `{o}`: no setting `{k}` (keys are `train.*`, `prune.*` and \
+                         `distill.*`; see `slm train --help`)"
+                    )))
+                }
+            };
+            insert(&mut table, &path, value)?;
         }
         let cfg: RunConfig = toml::Value::Table(table)
             .try_into()
