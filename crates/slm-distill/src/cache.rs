@@ -2,12 +2,12 @@
 //! stores its top-k log-probabilities per position (format: `slm_data::kd_cache`), so
 //! offline distillation trains without the teacher in memory or on the clock.
 
+use crate::teacher::Teacher;
 use rayon::prelude::*;
 use slm_core::{Error, Result};
 use slm_data::batches::BatchStream;
 use slm_data::kd_cache::{KdCacheHeader, KdCacheWriter};
 use slm_data::shards::Shard;
-use slm_train::Teacher;
 use std::path::Path;
 
 /// Windows the teacher scores per forward pass.

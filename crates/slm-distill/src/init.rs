@@ -8,6 +8,29 @@ use slm_model::Llama;
 use std::collections::HashMap;
 use std::path::Path;
 
+/// Writes the student [`every_kth_layer`] makes from the teacher `spec` (with `tokenizer`
+/// for a model that carries none) to `dir` as a model directory, provenance in `slm.json`;
+/// returns (student blocks, teacher blocks).
+pub fn write_every_kth_layer(
+    spec: &str,
+    tokenizer: Option<&Path>,
+    k: usize,
+    dir: &Path,
+) -> Result<(usize, usize)> {
+    let teacher = slm_model::load(spec, tokenizer)?.model;
+    let student = every_kth_layer(&teacher, k)?;
+    let meta = serde_json::json!({"stage": "student-init", "teacher": spec, "every": k});
+    slm_model::save(
+        &student,
+        dir,
+        &[("slm.json", serde_json::to_vec_pretty(&meta)?)],
+    )?;
+    Ok((
+        student.config.num_hidden_layers,
+        teacher.config.num_hidden_layers,
+    ))
+}
+
 /// The teacher's blocks 0, k, 2k, ... renumbered 0, 1, 2, ...; everything else copied.
 pub fn every_kth_layer(teacher: &Llama, k: usize) -> Result<Llama> {
     let layers = teacher.config.num_hidden_layers;

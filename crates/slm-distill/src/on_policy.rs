@@ -7,15 +7,15 @@
 //! step, at `temperature`); the loss covers only the sampled tokens (the targets of prompt
 //! positions are ignored). Whether a micro-batch is replaced and every
 //! sample's seed come from (seed, step, micro-batch, row), so resumed runs repeat exactly.
+//! [`crate::Distillation`] calls [`OnPolicy::apply`] on every micro-batch.
 
 use slm_core::Result;
 use slm_infer::decode::{BatchScratch, Decoder, RunState, WeightType};
 use slm_infer::{Sampler, SamplerConfig};
 use slm_kernels::IGNORE_INDEX;
-use slm_train::trainer::BatchHook;
 use slm_train::FastModel;
 
-/// The on-policy settings (from `TrainConfig`'s `on_policy*` keys).
+/// The on-policy settings (from `[distill.on_policy]`, `crate::OnPolicyConfig`).
 #[derive(Debug, Clone, Copy)]
 pub struct OnPolicy {
     /// λ: the probability that a micro-batch is replaced.
@@ -123,14 +123,6 @@ impl OnPolicy {
             }
         }
         Ok(true)
-    }
-
-    /// The trainer hook doing [`OnPolicy::apply`] for batches of `seq` tokens per row.
-    pub fn hook(self, seq: usize) -> BatchHook {
-        Box::new(move |student, step, micro, inputs, targets| {
-            self.apply(student, step, micro, inputs, targets, seq)
-                .map(|_| ())
-        })
     }
 }
 

@@ -7,7 +7,9 @@ use slm_data::shards::Shard;
 use slm_data::tokenizer::train::{save, train_chars};
 use slm_data::tokenizer::{HfTokenizer, Tokenizer};
 use slm_distill::cache::build_cache;
-use slm_train::{FastModel, LocalTeacher, TrainConfig, Trainer};
+use slm_distill::run::start;
+use slm_distill::{LocalTeacher, RunConfig};
+use slm_train::FastModel;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
@@ -32,7 +34,7 @@ fn make_data(dir: &Path) -> usize {
     tok.vocab_size()
 }
 
-fn config(data: &Path, steps: u64, extra: &[String]) -> TrainConfig {
+fn config(data: &Path, steps: u64, extra: &[String]) -> RunConfig {
     let mut sets = vec![
         format!("data=\"{}\"", data.display()),
         "preset=\"1m\"".into(),
@@ -49,12 +51,12 @@ fn config(data: &Path, steps: u64, extra: &[String]) -> TrainConfig {
         "checkpoint_every=0".into(),
     ];
     sets.extend_from_slice(extra);
-    TrainConfig::resolve(None, &sets).unwrap()
+    RunConfig::resolve(None, &sets).unwrap()
 }
 
-fn model(cfg: &TrainConfig, vocab: usize, seed: u64) -> FastModel {
+fn model(cfg: &RunConfig, vocab: usize, seed: u64) -> FastModel {
     let llama = slm_model::Llama::random(
-        cfg.model_config(vocab).unwrap(),
+        cfg.train.model_config(vocab).unwrap(),
         seed,
         &candle_core::Device::Cpu,
     )
@@ -81,7 +83,7 @@ fn a_full_vocabulary_cache_trains_like_the_live_teacher() {
     let tcfg = config(&data, 1, &[]);
     let teacher_dir = tmp.path().join("teacher");
     let teacher_llama = slm_model::Llama::random(
-        tcfg.model_config(vocab).unwrap(),
+        tcfg.train.model_config(vocab).unwrap(),
         99,
         &candle_core::Device::Cpu,
     )
@@ -100,20 +102,10 @@ fn a_full_vocabulary_cache_trains_like_the_live_teacher() {
         &[format!("teacher=\"{}\"", teacher_dir.display()), w.clone()],
     );
     let offline = config(&data, 5, &[format!("kd_cache=\"{}\"", cache.display()), w]);
-    let mut a = Trainer::new(
-        online.clone(),
-        model(&online, vocab, 1),
-        &tmp.path().join("on"),
-    )
-    .unwrap();
+    let mut a = start(&online, model(&online, vocab, 1), &tmp.path().join("on")).unwrap();
     a.run(&AtomicBool::new(false), &mut slm_train::Silent)
         .unwrap();
-    let mut b = Trainer::new(
-        offline.clone(),
-        model(&offline, vocab, 1),
-        &tmp.path().join("off"),
-    )
-    .unwrap();
+    let mut b = start(&offline, model(&offline, vocab, 1), &tmp.path().join("off")).unwrap();
     b.run(&AtomicBool::new(false), &mut slm_train::Silent)
         .unwrap();
     let (la, lb) = (
@@ -146,13 +138,13 @@ fn a_full_vocabulary_cache_trains_like_the_live_teacher() {
             "seq_len=8".into(),
         ],
     );
-    let e = Trainer::new(bad.clone(), model(&bad, vocab, 1), &tmp.path().join("bad"))
+    let e = start(&bad, model(&bad, vocab, 1), &tmp.path().join("bad"))
         .err()
         .unwrap()
         .to_string();
     assert!(e.contains("seq_len"), "{e}");
     // Offline caches are forward KL at T = 1 only.
     let mut t2 = offline.clone();
-    t2.kd_temperature = 2.0;
+    t2.distill.temperature = 2.0;
     assert!(t2.validate().is_err());
 }

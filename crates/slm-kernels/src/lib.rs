@@ -12,23 +12,19 @@
 //! - [`swiglu`]: `silu(gate) * up` forward and backward.
 //! - [`cross_entropy`]: fused softmax cross-entropy over the vocabulary.
 //! - [`distill`]: fused distillation loss (hard-label CE mixed with a teacher divergence).
-//! - [`hidden_match`]: cosine / MSE between hidden states (hidden-state distillation).
 //! - [`embedding`]: token-embedding gather and scatter-add.
 //! - [`quant`]: Q8_0 / Q4_0 blocks (ggml layout): quantise, dequantise, integer dot products,
 //!   matrix-vector products for decoding.
-//! - [`adamw`]: one AdamW step on a flat buffer, PyTorch's formula.
 //!
 //! [`simd`] holds the runtime CPU-feature dispatch and the vectorisable math the kernels
 //! share; [`par`] the threading helpers. Written here rather than taken from a crate because
 //! these fused forms with hand-written backward passes are the product (DESIGN.md).
 
-pub mod adamw;
 pub mod attention;
 pub mod attention_decode;
 pub mod cross_entropy;
 pub mod distill;
 pub mod embedding;
-pub mod hidden_match;
 pub mod matmul;
 pub mod matvec;
 #[cfg(target_arch = "aarch64")]

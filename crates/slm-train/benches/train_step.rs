@@ -14,7 +14,7 @@
 //! `--candle` also times the composed reference path (`slm_model::Llama` under candle
 //! autograd, cross-entropy from candle ops, candle-nn's AdamW) on the same batch.
 
-use slm_kernels::adamw::{adamw_step, AdamWConfig};
+use slm_train::optim::{adamw_step, AdamWConfig};
 use slm_train::FastModel;
 use std::time::Instant;
 

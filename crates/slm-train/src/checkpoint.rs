@@ -5,7 +5,7 @@
 //! b"SLMCKPT\0"  magic, 8 bytes
 //! u32           version (1)
 //! u64           header length H
-//! H bytes       JSON header: step, optimiser step, data position, configs, parameter layout
+//! H bytes       JSON header: step, optimiser step, data position, settings, parameter layout
 //! n × f32       parameters (engine storage order)
 //! n × f32       AdamW first moments
 //! n × f32       AdamW second moments
@@ -13,7 +13,6 @@
 //! Written atomically (temp file, fsync, rename). Loading checks the magic, the version, the
 //! exact length and that the parameter layout equals the engine's, naming the first mismatch.
 
-use crate::config::TrainConfig;
 use crate::engine::FastModel;
 use crate::optim::AdamW;
 use serde::{Deserialize, Serialize};
@@ -39,7 +38,10 @@ pub struct CheckpointHeader {
     pub step: u64,
     pub data_position: BatchPosition,
     pub tokens_seen: u64,
-    pub train: TrainConfig,
+    /// The run's settings file (TOML); absent in checkpoints written before it was stored
+    /// here (their settings are the run directory's `config.toml`).
+    #[serde(default)]
+    pub settings: Option<String>,
     pub model_config: serde_json::Value,
     pub adam_step: u64,
     pub params: Vec<ParamEntry>,

@@ -1,17 +1,17 @@
-//! The training configuration: one flat, typed TOML table that rejects unknown keys.
+//! The training loop's settings: [`TrainConfig`] (the `[train]` table of a run's settings
+//! file: data, model size, batches, optimiser, evaluation, checkpoints) and [`PruneConfig`]
+//! (the `[prune]` table: masks held from the starting model and gradual pruning).
 //!
-//! A run's settings come from, in order: defaults, a `--config` TOML file, `--set key=value`
-//! overrides (each value parsed as TOML, so `--set lr=3e-4` is a float and
-//! `--set preset="15m"` a string). The resolved table is written to the run directory as
-//! `config.toml`, which `--resume` reads back.
+//! Both reject unknown keys. The settings file as a whole, with its `[distill]` table, old
+//! flat keys and `--set` overrides, is `slm_distill::RunConfig`; this crate only stores the
+//! resolved file with the run (see [`crate::trainer::Setup`]).
 
 use crate::gradual::GradualPruning;
 use serde::{Deserialize, Serialize};
 use slm_core::{Error, Result};
-use slm_kernels::distill::{DistillSpec, KdLoss};
-use slm_kernels::hidden_match::HiddenMatch;
 use slm_model::LlamaConfig;
 
+/// The `[train]` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
@@ -56,54 +56,6 @@ pub struct TrainConfig {
     pub checkpoint_every: u64,
     /// Seed for initialisation and data order.
     pub seed: u64,
-    /// Keep the zeros of the starting model's linear weights at exactly zero through every
-    /// step (recovery training after `slm prune`).
-    pub hold_masks: bool,
-    /// Distil from this model (HF directory, GGUF, llama2.c): the loss becomes
-    /// (1 − kd_weight)·CE + kd_weight·T²·D(teacher ‖ student). For pruning recovery, the
-    /// dense parent.
-    pub teacher: Option<String>,
-    /// Distil offline from this teacher cache (`slm distill cache`) instead of a live
-    /// teacher: sparse forward KL over the cached top-k plus a tail bucket, at T = 1.
-    pub kd_cache: Option<String>,
-    /// The divergence D: `fkl`, `rkl`, `jsd:β`, `skl:α`, `srkl:α` or `tvd`
-    /// (`slm_kernels::distill::KdLoss`).
-    pub kd_loss: String,
-    /// Weight of the teacher term, in [0, 1].
-    pub kd_weight: f64,
-    /// Softening temperature T for teacher and student.
-    pub kd_temperature: f64,
-    /// On-policy distillation (GKD's λ): the probability that a micro-batch is replaced by
-    /// the student's own continuations of its windows' first `on_policy_prompt` tokens,
-    /// scored by the live teacher (loss on the generated tokens only).
-    pub on_policy: f64,
-    /// Prompt tokens kept from each window for on-policy continuations (default seq_len/2).
-    pub on_policy_prompt: Option<usize>,
-    /// Sampling temperature of the student's continuations.
-    pub on_policy_temperature: f64,
-    /// Nucleus (top-p) cut of the student's continuations: 1 samples the whole tempered
-    /// distribution, as GKD does; lower keeps only the most likely tokens.
-    pub on_policy_top_p: f64,
-    /// Hidden-state distillation (live teacher only): `cosine` or `mse` between mapped
-    /// student and teacher block outputs, through a learned projection when the widths
-    /// differ (`slm_train::hidden`). Unset = off.
-    pub kd_hidden: Option<String>,
-    /// Weight of the hidden-state loss (added to the logit loss).
-    pub kd_hidden_weight: f64,
-    /// Layer map `student:teacher,...` (0-based blocks); default: student block i ↔
-    /// teacher block ⌈(i+1)·L_t/L_s⌉ − 1.
-    pub kd_hidden_layers: Option<String>,
-    /// Gradual magnitude pruning to this sparsity during training (0 = off), on Zhu &
-    /// Gupta's cubic schedule (see `slm_train::gradual`).
-    pub prune_sparsity: f64,
-    /// Sparsity at the first pruning update.
-    pub prune_initial: f64,
-    /// Step of the first pruning update.
-    pub prune_start: u64,
-    /// Step the target sparsity is reached (default: three quarters of `steps`).
-    pub prune_end: Option<u64>,
-    /// Steps between pruning updates (default: 16 updates between start and end).
-    pub prune_every: Option<u64>,
 }
 
 impl Default for TrainConfig {
@@ -134,61 +86,15 @@ impl Default for TrainConfig {
             eval_windows: 32,
             checkpoint_every: 500,
             seed: 1337,
-            hold_masks: false,
-            teacher: None,
-            kd_cache: None,
-            kd_loss: "fkl".into(),
-            kd_weight: 1.0,
-            kd_temperature: 1.0,
-            on_policy: 0.0,
-            on_policy_prompt: None,
-            on_policy_temperature: 1.0,
-            on_policy_top_p: 1.0,
-            kd_hidden: None,
-            kd_hidden_weight: 1.0,
-            kd_hidden_layers: None,
-            prune_sparsity: 0.0,
-            prune_initial: 0.0,
-            prune_start: 0,
-            prune_end: None,
-            prune_every: None,
         }
     }
 }
 
 impl TrainConfig {
-    /// Defaults, then the TOML text, then `key=value` overrides.
-    pub fn resolve(toml_text: Option<&str>, overrides: &[String]) -> Result<Self> {
-        let mut table = match toml_text {
-            Some(t) => t
-                .parse::<toml::Table>()
-                .map_err(|e| Error::config(format!("config file: {e}")))?,
-            None => toml::Table::new(),
-        };
-        for o in overrides {
-            let (k, v) = o
-                .split_once('=')
-                .ok_or_else(|| Error::config(format!("--set `{o}`: expected key=value")))?;
-            let k = k.trim();
-            // Parse the value as TOML; a bare word is taken as a string.
-            let value = format!("v = {}", v.trim())
-                .parse::<toml::Table>()
-                .ok()
-                .and_then(|mut t| t.remove("v"))
-                .unwrap_or_else(|| toml::Value::String(v.trim().to_string()));
-            table.insert(k.to_string(), value);
-        }
-        let cfg: TrainConfig = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| Error::config(e.to_string()))?;
-        cfg.validate()?;
-        Ok(cfg)
-    }
-
     pub fn validate(&self) -> Result<()> {
         if self.data.is_empty() {
             return Err(Error::config(
-                "no training data: set `data` (a folder made by `slm data prepare`)",
+                "no training data: set `train.data` (a folder made by `slm data prepare`)",
             ));
         }
         let positive = [
@@ -200,71 +106,17 @@ impl TrainConfig {
         ];
         for (k, v) in positive {
             if !(v > 0.0) {
-                return Err(Error::config(format!("`{k}` must be positive")));
+                return Err(Error::config(format!("`train.{k}` must be positive")));
             }
         }
         if self.min_lr < 0.0 || self.min_lr > self.lr {
             return Err(Error::config(format!(
-                "`min_lr` ({}) must be in [0, lr = {}]",
+                "`train.min_lr` ({}) must be in [0, lr = {}]",
                 self.min_lr, self.lr
             )));
         }
         if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
             return Err(Error::config("betas must be in [0, 1)"));
-        }
-        self.distill_spec()?;
-        if let Some(kind) = &self.kd_hidden {
-            HiddenMatch::parse(kind).map_err(|e| Error::config(format!("`kd_hidden`: {e}")))?;
-            if self.teacher.is_none() {
-                return Err(Error::config(
-                    "`kd_hidden` (hidden-state distillation) needs the live teacher (`teacher`): \
-                     a teacher cache holds only log-probs",
-                ));
-            }
-            if !(self.kd_hidden_weight.is_finite() && self.kd_hidden_weight >= 0.0) {
-                return Err(Error::config("`kd_hidden_weight` must be ≥ 0"));
-            }
-            if let Some(map) = &self.kd_hidden_layers {
-                crate::hidden::parse_pairs(map)?;
-            }
-        } else if self.kd_hidden_layers.is_some() {
-            return Err(Error::config(
-                "`kd_hidden_layers` is set but `kd_hidden` is not: set kd_hidden=\"cosine\" or \"mse\"",
-            ));
-        }
-        if !(0.0..=1.0).contains(&self.on_policy) {
-            return Err(Error::config("`on_policy` (λ) must be in [0, 1]"));
-        }
-        if self.on_policy > 0.0 {
-            if self.teacher.is_none() {
-                return Err(Error::config(
-                    "on-policy batches need a live `teacher` to score the student's samples",
-                ));
-            }
-            let p = self.on_policy_prompt.unwrap_or(self.seq_len / 2);
-            if p == 0 || p > self.seq_len {
-                return Err(Error::config(format!(
-                    "`on_policy_prompt` ({p}) must be in 1..={}",
-                    self.seq_len
-                )));
-            }
-            if self.on_policy_temperature.is_nan() || self.on_policy_temperature < 0.0 {
-                return Err(Error::config("`on_policy_temperature` must be ≥ 0"));
-            }
-            if !(self.on_policy_top_p > 0.0 && self.on_policy_top_p <= 1.0) {
-                return Err(Error::config("`on_policy_top_p` must be in (0, 1]"));
-            }
-        }
-        if let Some(g) = self.gradual_pruning() {
-            g.validate()?;
-            if g.end > self.steps {
-                return Err(Error::config(format!(
-                    "`prune_end` ({}) is after the last step ({})",
-                    g.end, self.steps
-                )));
-            }
-        } else if self.prune_sparsity < 0.0 {
-            return Err(Error::config("`prune_sparsity` must be in [0, 1)"));
         }
         if let Some(c) = self.context {
             if c < self.seq_len {
@@ -275,57 +127,6 @@ impl TrainConfig {
             }
         }
         Ok(())
-    }
-
-    /// The distillation loss when a teacher or a teacher cache is set.
-    pub fn distill_spec(&self) -> Result<Option<DistillSpec>> {
-        if self.teacher.is_some() && self.kd_cache.is_some() {
-            return Err(Error::config(
-                "set `teacher` (online) or `kd_cache` (offline), not both",
-            ));
-        }
-        if self.teacher.is_none() && self.kd_cache.is_none() {
-            return Ok(None);
-        }
-        let spec = DistillSpec {
-            loss: KdLoss::parse(&self.kd_loss).map_err(|e| Error::config(e.to_string()))?,
-            temperature: self.kd_temperature as f32,
-            kd_weight: self.kd_weight as f32,
-        };
-        spec.validate().map_err(|e| Error::config(e.to_string()))?;
-        if self.kd_cache.is_some() && (spec.loss != KdLoss::ForwardKl || spec.temperature != 1.0) {
-            return Err(Error::config(format!(
-                "a teacher cache holds the teacher's top-k at T = 1 and trains with forward KL: \
-                 kd_loss `{}` at temperature {} needs the live teacher (`teacher`)",
-                self.kd_loss, self.kd_temperature
-            )));
-        }
-        Ok(Some(spec))
-    }
-
-    /// The gradual pruning schedule, when `prune_sparsity` > 0.
-    pub fn gradual_pruning(&self) -> Option<GradualPruning> {
-        if self.prune_sparsity <= 0.0 {
-            return None;
-        }
-        let end = self
-            .prune_end
-            .unwrap_or(self.steps * 3 / 4)
-            .max(self.prune_start);
-        let every = self
-            .prune_every
-            .unwrap_or(((end - self.prune_start) / 16).max(1));
-        Some(GradualPruning {
-            initial: self.prune_initial,
-            target: self.prune_sparsity,
-            start: self.prune_start,
-            end,
-            every,
-        })
-    }
-
-    pub fn to_toml(&self) -> Result<String> {
-        toml::to_string_pretty(self).map_err(|e| Error::config(e.to_string()))
     }
 
     /// The model architecture: the preset with overrides, vocabulary from the tokenizer.
@@ -361,75 +162,109 @@ impl TrainConfig {
     }
 }
 
+/// The `[prune]` table: which weights the run keeps at zero.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PruneConfig {
+    /// Keep the zeros of the starting model's linear weights at exactly zero through every
+    /// step (recovery training after `slm prune`).
+    pub hold_masks: bool,
+    /// Gradual magnitude pruning to this sparsity during training (0 = off), on Zhu &
+    /// Gupta's cubic schedule (see `slm_train::gradual`).
+    pub sparsity: f64,
+    /// Sparsity at the first pruning update.
+    pub initial: f64,
+    /// Step of the first pruning update.
+    pub start: u64,
+    /// Step the target sparsity is reached (default: three quarters of `train.steps`).
+    pub end: Option<u64>,
+    /// Steps between pruning updates (default: 16 updates between start and end).
+    pub every: Option<u64>,
+}
+
+impl Default for PruneConfig {
+    fn default() -> Self {
+        Self {
+            hold_masks: false,
+            sparsity: 0.0,
+            initial: 0.0,
+            start: 0,
+            end: None,
+            every: None,
+        }
+    }
+}
+
+impl PruneConfig {
+    /// Checks the schedule against a run of `steps` optimiser steps.
+    pub fn validate(&self, steps: u64) -> Result<()> {
+        let Some(g) = self.schedule(steps) else {
+            if self.sparsity < 0.0 {
+                return Err(Error::config("`prune.sparsity` must be in [0, 1)"));
+            }
+            return Ok(());
+        };
+        for (k, s) in [("initial", g.initial), ("sparsity", g.target)] {
+            if !(0.0..1.0).contains(&s) {
+                return Err(Error::config(format!(
+                    "`prune.{k}` must be in [0, 1), got {s}"
+                )));
+            }
+        }
+        if g.initial > g.target {
+            return Err(Error::config(format!(
+                "`prune.initial` ({}) exceeds the target `prune.sparsity` ({})",
+                g.initial, g.target
+            )));
+        }
+        if g.every == 0 {
+            return Err(Error::config("`prune.every` must be at least 1"));
+        }
+        if g.end > steps {
+            return Err(Error::config(format!(
+                "`prune.end` ({}) is after the last step ({steps})",
+                g.end
+            )));
+        }
+        g.validate()
+    }
+
+    /// The gradual pruning schedule of a run of `steps` steps, when `sparsity` > 0.
+    pub fn schedule(&self, steps: u64) -> Option<GradualPruning> {
+        if self.sparsity <= 0.0 {
+            return None;
+        }
+        let end = self.end.unwrap_or(steps * 3 / 4).max(self.start);
+        let every = self.every.unwrap_or(((end - self.start) / 16).max(1));
+        Some(GradualPruning {
+            initial: self.initial,
+            target: self.sparsity,
+            start: self.start,
+            end,
+            every,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn overrides_are_typed_and_unknown_keys_rejected() {
-        let c = TrainConfig::resolve(
-            Some("steps = 20\npreset = \"1m\"\ndata = \"d\"\n"),
-            &[
-                "lr=3e-4".into(),
-                "batch_size = 4".into(),
-                "init=runs/x".into(),
-            ],
-        )
-        .unwrap();
-        assert_eq!(
-            (c.steps, c.lr, c.batch_size, c.preset.as_str()),
-            (20, 3e-4, 4, "1m")
-        );
-        assert_eq!(c.init.as_deref(), Some("runs/x"));
-        let e = TrainConfig::resolve(None, &["data=d".into(), "learning_rate=1".into()])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("learning_rate"), "{e}");
-        let e = TrainConfig::resolve(None, &["data=d".into(), "steps=\"many\"".into()])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("steps") || e.contains("invalid type"), "{e}");
-        assert!(TrainConfig::resolve(None, &["data=d".into(), "min_lr=1".into()]).is_err());
-        assert!(TrainConfig::resolve(None, &[])
-            .unwrap_err()
-            .to_string()
-            .contains("data"));
-        let back = TrainConfig::resolve(Some(&c.to_toml().unwrap()), &[]).unwrap();
-        assert_eq!(back, c);
-        // On-policy sampling settings are checked when on-policy batches are on.
-        let on = |top_p: &str| {
-            TrainConfig::resolve(
-                None,
-                &[
-                    "data=d".into(),
-                    "teacher=t".into(),
-                    "on_policy=0.5".into(),
-                    format!("on_policy_top_p={top_p}"),
-                ],
-            )
-        };
-        assert_eq!(on("0.9").unwrap().on_policy_top_p, 0.9);
-        for bad in ["0", "1.5", "-0.1"] {
-            let e = on(bad).unwrap_err().to_string();
-            assert!(e.contains("on_policy_top_p"), "{bad}: {e}");
+    fn tiny() -> TrainConfig {
+        TrainConfig {
+            data: "d".into(),
+            layers: Some(4),
+            dim: Some(128),
+            heads: Some(4),
+            hidden: Some(352),
+            seq_len: 64,
+            ..TrainConfig::default()
         }
     }
 
     #[test]
     fn model_config_applies_overrides() {
-        let c = TrainConfig::resolve(
-            None,
-            &[
-                "data=d".into(),
-                "layers=4".into(),
-                "dim=128".into(),
-                "heads=4".into(),
-                "hidden=352".into(),
-                "seq_len=64".into(),
-            ],
-        )
-        .unwrap();
-        let m = c.model_config(65).unwrap();
+        let m = tiny().model_config(65).unwrap();
         assert_eq!(
             (
                 m.num_hidden_layers,
@@ -440,5 +275,32 @@ mod tests {
             ),
             (4, 128, 32, 65, 64)
         );
+    }
+
+    #[test]
+    fn checks_name_their_key() {
+        let e = |c: TrainConfig| c.validate().unwrap_err().to_string();
+        assert!(e(TrainConfig::default()).contains("train.data"));
+        assert!(e(TrainConfig {
+            min_lr: 1.0,
+            ..tiny()
+        })
+        .contains("train.min_lr"));
+        assert!(e(TrainConfig { steps: 0, ..tiny() }).contains("train.steps"));
+        let p = |sparsity: f64, end: Option<u64>| PruneConfig {
+            sparsity,
+            end,
+            ..PruneConfig::default()
+        };
+        assert!(p(0.0, None).validate(10).is_ok());
+        assert!(p(0.5, Some(8)).validate(10).is_ok());
+        let e = p(0.5, Some(12)).validate(10).unwrap_err().to_string();
+        assert!(e.contains("prune.end"), "{e}");
+        let e = p(1.5, None).validate(10).unwrap_err().to_string();
+        assert!(e.contains("prune.sparsity"), "{e}");
+        assert!(p(-0.1, None).validate(10).is_err());
+        // Default end: three quarters of the run; 16 updates between start and end.
+        let g = p(0.5, None).schedule(64).unwrap();
+        assert_eq!((g.start, g.end, g.every), (0, 48, 3));
     }
 }

@@ -1,7 +1,6 @@
 //! The run report: `report.md` with the settings and results, and `plots/loss.png` with the
 //! training and validation loss curves.
 
-use crate::config::TrainConfig;
 use crate::trainer::{read_curves, Outcome};
 use slm_core::{error::IoContext, Result};
 use std::fmt::Write as _;
@@ -39,7 +38,7 @@ fn smooth(points: &[(f64, f64)], k: usize) -> Vec<(f64, f64)> {
 }
 
 /// Writes `report.md` (and the plot) for a training run.
-pub fn write_train_report(run_dir: &Path, cfg: &TrainConfig, outcome: &Outcome) -> Result<()> {
+pub fn write_train_report(run_dir: &Path, settings: &str, outcome: &Outcome) -> Result<()> {
     let plotted = write_loss_plot(run_dir)?;
     let mut md = String::new();
     let _ = writeln!(md, "# Training run `{}`\n", run_dir.display());
@@ -59,10 +58,6 @@ pub fn write_train_report(run_dir: &Path, cfg: &TrainConfig, outcome: &Outcome) 
     if plotted {
         let _ = writeln!(md, "\n![loss](plots/loss.png)");
     }
-    let _ = writeln!(
-        md,
-        "\n## Settings (config.toml)\n\n```toml\n{}```",
-        cfg.to_toml()?
-    );
+    let _ = writeln!(md, "\n## Settings (config.toml)\n\n```toml\n{settings}```");
     slm_io::atomic::write_atomic(&run_dir.join("report.md"), md.as_bytes())
 }

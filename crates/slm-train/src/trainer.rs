@@ -5,22 +5,21 @@
 //! evaluation), `checkpoints/latest.ckpt`, and at the end the model itself in Hugging Face
 //! layout (`config.json`, `model.safetensors`, tokenizer, `slm.json`), so the run directory is
 //! what `--model` takes afterwards.
+//!
+//! The loop is the same for every objective ([`crate::objective`]): plain training and
+//! distillation differ only in the [`Objective`] a [`Setup`] carries.
 
 use crate::checkpoint::{self, CheckpointHeader};
-use crate::config::TrainConfig;
+use crate::config::{PruneConfig, TrainConfig};
 use crate::engine::FastModel;
-use crate::hidden::HiddenDistill;
-use crate::optim::{AdamW, Masks};
+use crate::objective::{CrossEntropy, MicroBatch, Objective};
+use crate::optim::{AdamW, AdamWConfig, Masks};
 use crate::schedule::learning_rate;
-use crate::teacher::{LocalTeacher, Teacher};
+use serde::Serialize;
 use slm_core::{error::IoContext, Error, Result};
 use slm_data::batches::{eval_windows, BatchPosition, BatchStream};
-use slm_data::kd_cache::KdCache;
 use slm_data::prepare::{DataSummary, SUMMARY, TRAIN_SHARD, VAL_SHARD};
 use slm_data::shards::Shard;
-use slm_kernels::adamw::AdamWConfig;
-use slm_kernels::distill::{DistillSpec, TopK};
-use slm_kernels::hidden_match::HiddenMatch;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,8 +31,6 @@ pub const METRICS: &str = "metrics.jsonl";
 pub const CONFIG: &str = "config.toml";
 /// Present in `checkpoints/` when the run holds pruning masks (zeros stay zeros).
 pub const MASKED_MARKER: &str = "masked";
-/// The hidden-state loss's learned projection, beside the latest checkpoint.
-pub const HIDDEN_PROJECTION: &str = "hidden.bin";
 
 /// Masks at the current zeros of every linear weight of the decoder blocks.
 fn linear_masks(model: &FastModel) -> Masks {
@@ -99,8 +96,41 @@ pub fn read_summary(data_dir: &Path) -> Result<DataSummary> {
     Ok(serde_json::from_slice(&bytes).map_err(|e| Error::format(&p, e.to_string()))?)
 }
 
+/// What a run trains with: the loop's settings, the objective, and the whole settings file.
+pub struct Setup {
+    pub train: TrainConfig,
+    pub prune: PruneConfig,
+    pub objective: Box<dyn Objective>,
+    /// The resolved settings file of the run (TOML, `slm_distill::RunConfig`): written to
+    /// `config.toml` and into every checkpoint, handed back to [`Trainer::resume`].
+    pub settings: String,
+}
+
+impl Setup {
+    /// Plain training (next-token cross-entropy) with these settings.
+    pub fn plain(train: TrainConfig, prune: PruneConfig) -> Result<Self> {
+        #[derive(Serialize)]
+        struct Tables<'a> {
+            train: &'a TrainConfig,
+            prune: &'a PruneConfig,
+        }
+        let settings = toml::to_string_pretty(&Tables {
+            train: &train,
+            prune: &prune,
+        })
+        .map_err(|e| Error::config(e.to_string()))?;
+        Ok(Self {
+            train,
+            prune,
+            objective: Box::new(CrossEntropy),
+            settings,
+        })
+    }
+}
+
 pub struct Trainer {
     pub cfg: TrainConfig,
+    pub prune: PruneConfig,
     pub model: FastModel,
     pub opt: AdamW,
     pub masks: Masks,
@@ -110,111 +140,21 @@ pub struct Trainer {
     run_dir: PathBuf,
     train: std::sync::Arc<Shard>,
     val: Shard,
-    /// Where soft targets come from, when distilling.
-    teacher: Option<TeacherSource>,
-    /// Rewrites micro-batches before the loss (on-policy distillation's student samples).
-    batch_hook: Option<BatchHook>,
-    /// Hidden-state distillation against the live teacher, when `kd_hidden` is set.
-    hidden: Option<HiddenDistill>,
-}
-
-/// Builds the hidden-state loss the config asks for, between `student` and the live teacher.
-fn load_hidden(
-    cfg: &TrainConfig,
-    student: &FastModel,
-    teacher: Option<&TeacherSource>,
-) -> Result<Option<HiddenDistill>> {
-    let Some(kind) = &cfg.kd_hidden else {
-        return Ok(None);
-    };
-    let Some(TeacherSource::Online(teacher, _)) = teacher else {
-        return Err(Error::config(
-            "`kd_hidden` needs the live teacher (`teacher`)",
-        ));
-    };
-    let s = student.config();
-    let (sl, tl) = (s.num_hidden_layers, teacher.num_layers());
-    let pairs = match &cfg.kd_hidden_layers {
-        Some(map) => crate::hidden::parse_pairs(map)?,
-        None => crate::hidden::default_pairs(sl, tl),
-    };
-    Ok(Some(HiddenDistill::new(
-        HiddenMatch::parse(kind)?,
-        cfg.kd_hidden_weight as f32,
-        &pairs,
-        (sl, s.hidden_size),
-        (tl, teacher.hidden_size()),
-        cfg.seed ^ 0x4849_4444_454E,
-    )?))
-}
-
-/// A function that may replace a micro-batch before the loss: called with the student, the
-/// optimiser step (0-based), the micro-batch index within the step, and the batch's
-/// `inputs`/`targets` ([batch, seq] row-major), which it may overwrite. It must be
-/// deterministic in its arguments so resumed runs repeat it exactly.
-pub type BatchHook =
-    Box<dyn FnMut(&FastModel, u64, usize, &mut [u32], &mut [u32]) -> Result<()> + Send>;
-
-/// The teacher side of distillation: a live model, or its top-k cached offline.
-enum TeacherSource {
-    Online(Box<dyn Teacher>, DistillSpec),
-    Offline(KdCache, f32),
-}
-
-/// Loads the teacher (or its cache) named by the config and checks it can score the
-/// student's batches.
-fn load_teacher(
-    cfg: &TrainConfig,
-    student: &FastModel,
-    train: &Shard,
-) -> Result<Option<TeacherSource>> {
-    let Some(spec) = cfg.distill_spec()? else {
-        return Ok(None);
-    };
-    let sv = student.config().vocab_size;
-    if let Some(path) = &cfg.kd_cache {
-        let cache = KdCache::open(Path::new(path))?;
-        let h = cache.header();
-        let problem = if h.vocab_size != sv {
-            Some(format!(
-                "its vocabulary has {} tokens, the student's {sv}",
-                h.vocab_size
-            ))
-        } else if h.seq_len != cfg.seq_len {
-            Some(format!(
-                "it was built at seq_len {}, training uses {}",
-                h.seq_len, cfg.seq_len
-            ))
-        } else if h.shard_tokens != train.len() {
-            Some(format!(
-                "it was built from a shard of {} tokens, {} holds {}",
-                h.shard_tokens,
-                train.path().display(),
-                train.len()
-            ))
-        } else {
-            None
-        };
-        if let Some(p) = problem {
-            return Err(Error::config(format!(
-                "the teacher cache {path} does not match this run: {p}. Rebuild it with \
-                 `slm distill cache` on this data"
-            )));
-        }
-        return Ok(Some(TeacherSource::Offline(cache, spec.kd_weight)));
-    }
-    let Some(spec_path) = &cfg.teacher else {
-        return Ok(None);
-    };
-    let teacher = LocalTeacher::load(spec_path)?;
-    teacher.check_fits(sv, cfg.seq_len)?;
-    Ok(Some(TeacherSource::Online(Box::new(teacher), spec)))
+    objective: Box<dyn Objective>,
+    settings: String,
 }
 
 impl Trainer {
     /// A new run in `run_dir` starting from `model`.
-    pub fn new(cfg: TrainConfig, model: FastModel, run_dir: &Path) -> Result<Self> {
+    pub fn new(setup: Setup, model: FastModel, run_dir: &Path) -> Result<Self> {
+        let Setup {
+            train: cfg,
+            prune,
+            objective,
+            settings,
+        } = setup;
         cfg.validate()?;
+        prune.validate(cfg.steps)?;
         let data = PathBuf::from(&cfg.data);
         let train = std::sync::Arc::new(Shard::open(&data.join(TRAIN_SHARD))?);
         let val = Shard::open(&data.join(VAL_SHARD))?;
@@ -244,13 +184,12 @@ impl Trainer {
             cfg.seed,
             BatchPosition::default(),
         )?;
-        let teacher = load_teacher(&cfg, &model, &train)?;
-        let hidden = load_hidden(&cfg, &model, teacher.as_ref())?;
         std::fs::create_dir_all(run_dir.join(CHECKPOINT_DIR)).with_path(run_dir)?;
-        slm_io::atomic::write_atomic(&run_dir.join(CONFIG), cfg.to_toml()?.as_bytes())?;
-        let hold = cfg.hold_masks;
+        slm_io::atomic::write_atomic(&run_dir.join(CONFIG), settings.as_bytes())?;
+        let hold = prune.hold_masks;
         let mut trainer = Self {
             cfg,
+            prune,
             model,
             opt,
             masks: Masks::default(),
@@ -260,9 +199,8 @@ impl Trainer {
             run_dir: run_dir.to_path_buf(),
             train,
             val,
-            teacher,
-            batch_hook: None,
-            hidden,
+            objective,
+            settings,
         };
         if hold {
             trainer.hold_masks()?;
@@ -270,14 +208,15 @@ impl Trainer {
         Ok(trainer)
     }
 
-    /// Continues the run in `run_dir` from its latest checkpoint. `steps` may extend the run.
-    pub fn resume(run_dir: &Path, steps: Option<u64>) -> Result<Self> {
+    /// Continues the run in `run_dir` from its latest checkpoint: `setup` gets the run's
+    /// saved settings file and the checkpoint's model, and returns the run's setup (its
+    /// settings may extend `train.steps`).
+    pub fn resume(
+        run_dir: &Path,
+        setup: impl FnOnce(&str, &FastModel) -> Result<Setup>,
+    ) -> Result<Self> {
         let ckpt_path = run_dir.join(CHECKPOINT_DIR).join(LATEST);
         let ck = checkpoint::load(&ckpt_path)?;
-        let mut cfg = ck.header.train.clone();
-        if let Some(s) = steps {
-            cfg.steps = s;
-        }
         let mcfg = slm_model::LlamaConfig::from_hf_json(&ck.header.model_config)?;
         let tensors = slm_model::llama::random_tensors(&mcfg, 0, &candle_core::Device::Cpu)?;
         let mut model = FastModel::new(&mcfg, &tensors)?;
@@ -292,7 +231,16 @@ impl Trainer {
             }
             params.copy_from_slice(&ck.params);
         }
-        let mut t = Trainer::new(cfg, model, run_dir)?;
+        // Checkpoints written before the settings were stored in them: the run's own file.
+        let settings = match ck.header.settings {
+            Some(s) => s,
+            None => {
+                let p = run_dir.join(CONFIG);
+                std::fs::read_to_string(&p).with_path(&p)?
+            }
+        };
+        let setup = setup(&settings, &model)?;
+        let mut t = Trainer::new(setup, model, run_dir)?;
         t.opt.m = ck.m;
         t.opt.v = ck.v;
         t.opt.step = ck.header.adam_step;
@@ -302,11 +250,7 @@ impl Trainer {
         if run_dir.join(CHECKPOINT_DIR).join(MASKED_MARKER).is_file() {
             t.masks = linear_masks(&t.model);
         }
-        if let Some(h) = &mut t.hidden {
-            if h.projection().is_some() {
-                h.load(&run_dir.join(CHECKPOINT_DIR).join(HIDDEN_PROJECTION))?;
-            }
-        }
+        t.objective.load(&run_dir.join(CHECKPOINT_DIR))?;
         truncate_metrics(&run_dir.join(METRICS), t.step)?;
         Ok(t)
     }
@@ -334,14 +278,13 @@ impl Trainer {
         Ok(())
     }
 
-    /// Installs the micro-batch rewrite (see [`BatchHook`]); required when the config asks
-    /// for on-policy batches.
-    pub fn set_batch_hook(&mut self, hook: BatchHook) {
-        self.batch_hook = Some(hook);
-    }
-
     pub fn run_dir(&self) -> &Path {
         &self.run_dir
+    }
+
+    /// The run's settings file (what `config.toml` holds).
+    pub fn settings(&self) -> &str {
+        &self.settings
     }
 
     /// Mean loss over `cfg.eval_windows` validation windows.
@@ -371,15 +314,13 @@ impl Trainer {
             step: self.step,
             data_position: self.pos,
             tokens_seen: self.tokens_seen,
-            train: self.cfg.clone(),
+            settings: Some(self.settings.clone()),
             model_config: self.model.config().to_hf_json(),
             adam_step: self.opt.step,
             params: checkpoint::layout_entries(&self.model),
             num_values: self.model.flat_params().len(),
         };
-        if let Some(h) = &self.hidden {
-            h.save(&self.run_dir.join(CHECKPOINT_DIR).join(HIDDEN_PROJECTION))?;
-        }
+        self.objective.save(&self.run_dir.join(CHECKPOINT_DIR))?;
         checkpoint::save(
             &self.run_dir.join(CHECKPOINT_DIR).join(LATEST),
             &header,
@@ -405,78 +346,39 @@ impl Trainer {
         let train = self.train.clone();
         let mut stream = BatchStream::new(&train, b, t, cfg.seed, self.pos)?;
         let (mut inputs, mut targets) = (Vec::new(), Vec::new());
-        let (mut top_ids, mut top_logp, mut top_tail) = (Vec::new(), Vec::new(), Vec::new());
         let started = Instant::now();
         obs.on_start(self.step, cfg.steps);
         let mut last_loss = f64::NAN;
         let mut val_loss = None;
-        let gradual = cfg.gradual_pruning();
-        if cfg.on_policy > 0.0 && self.batch_hook.is_none() {
-            return Err(Error::config(
-                "this run mixes in on-policy batches (on_policy > 0), which `slm distill train` \
-                 generates: start or resume it with `slm distill train`",
-            ));
-        }
+        let gradual = self.prune.schedule(cfg.steps);
         self.masks.apply(&mut self.model);
         while self.step < cfg.steps {
             let t0 = Instant::now();
             let lr = learning_rate(self.step, cfg.steps, cfg.warmup_steps, cfg.lr, cfg.min_lr);
             self.model.zero_grad();
-            if let Some(h) = &mut self.hidden {
-                h.zero_grad();
-            }
-            let (mut loss, mut ce, mut kd, mut hid) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+            self.objective.zero_grad();
+            let mut loss = 0.0f64;
+            // Σ of each named part of the objective's loss over the micro-batches.
+            let mut parts: Vec<(&str, f64)> = Vec::new();
             for micro in 0..cfg.grad_accum {
                 stream.next_batch(&mut inputs, &mut targets)?;
-                if let Some(hook) = self.batch_hook.as_mut() {
-                    hook(&self.model, self.step, micro, &mut inputs, &mut targets)?;
-                }
-                let l = match &mut self.teacher {
-                    None => {
-                        loss += self.model.forward_backward(&inputs, &targets, b, t)? as f64;
-                        continue;
-                    }
-                    Some(TeacherSource::Online(teacher, spec)) => {
-                        let soft = teacher.logits(&inputs, b, t)?; // [b, t, vocab]
-                        match &mut self.hidden {
-                            None => self
-                                .model
-                                .forward_backward_distill(&inputs, &targets, &soft, spec, b, t)?,
-                            Some(h) => {
-                                h.set_teacher(teacher.as_ref(), b * t)?;
-                                self.model.forward_backward_hidden(
-                                    &inputs,
-                                    &targets,
-                                    Some((&soft, spec)),
-                                    h,
-                                    true,
-                                    b,
-                                    t,
-                                )?
-                            }
-                        }
-                    }
-                    Some(TeacherSource::Offline(cache, kd_weight)) => {
-                        cache.gather(
-                            stream.last_windows(),
-                            &mut top_ids,
-                            &mut top_logp,
-                            &mut top_tail,
-                        )?;
-                        let top = TopK {
-                            k: cache.header().k,
-                            ids: &top_ids,
-                            logp: &top_logp,
-                            tail: &top_tail,
-                        };
-                        self.model
-                            .forward_backward_topk(&inputs, &targets, &top, *kd_weight, b, t)?
-                    }
+                self.objective
+                    .prepare(&self.model, self.step, micro, &mut inputs, &mut targets)?;
+                let batch = MicroBatch {
+                    inputs: &inputs,
+                    targets: &targets,
+                    windows: stream.last_windows(),
+                    batch: b,
+                    seq: t,
                 };
-                loss += l.total as f64;
-                ce += l.ce as f64;
-                kd += l.kd as f64;
-                hid += l.hidden as f64;
+                let l = self.objective.forward_backward(&mut self.model, &batch)?;
+                loss += l.total;
+                for (i, (name, v)) in l.parts.into_iter().enumerate() {
+                    match parts.get_mut(i) {
+                        Some(p) => p.1 += v,
+                        None => parts.push((name, 0.0 + v)), // a sum from 0, as for `loss`
+                    }
+                }
             }
             let accum = cfg.grad_accum as f64;
             loss /= accum;
@@ -490,18 +392,14 @@ impl Trainer {
             }
             if cfg.grad_accum > 1 {
                 self.model.scale_grads(1.0 / cfg.grad_accum as f32);
-                if let Some(h) = &mut self.hidden {
-                    h.scale_grads(1.0 / cfg.grad_accum as f32);
-                }
+                self.objective.scale_grads(1.0 / cfg.grad_accum as f32);
             }
             let grad_norm = self.model.grad_norm();
             if cfg.grad_clip > 0.0 && grad_norm > cfg.grad_clip {
                 self.model.scale_grads((cfg.grad_clip / grad_norm) as f32);
             }
             self.opt.update(&mut self.model, lr)?;
-            if let Some(h) = &mut self.hidden {
-                h.step(&self.opt.config, lr)?;
-            }
+            self.objective.step(&self.opt.config, lr)?;
             self.masks.apply(&mut self.model);
             self.step += 1;
             if let Some(g) = gradual.filter(|g| g.updates_at(self.step)) {
@@ -522,12 +420,8 @@ impl Trainer {
                 elapsed: started.elapsed().as_secs_f64(),
             };
             let mut line = serde_json::json!({"step": m.step, "loss": m.loss, "lr": m.lr, "grad_norm": m.grad_norm, "tokens_per_sec": m.tokens_per_sec, "elapsed": m.elapsed, "tokens": self.tokens_seen});
-            if self.teacher.is_some() {
-                line["ce"] = (ce / accum).into();
-                line["kd"] = (kd / accum).into();
-                if self.hidden.is_some() {
-                    line["hidden"] = (hid / accum).into();
-                }
+            for (name, sum) in parts {
+                line[name] = (sum / accum).into();
             }
             self.log(line)?;
             obs.on_step(&m);

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{batch, config, random_tensors};
-use slm_kernels::adamw::{adamw_step, AdamWConfig};
+use slm_train::optim::{adamw_step, AdamWConfig};
 use slm_train::FastModel;
 
 #[test]

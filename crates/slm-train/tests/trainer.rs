@@ -1,11 +1,12 @@
-//! The trainer resumes exactly, holds pruning masks, and learns.
+//! The trainer resumes exactly, holds pruning masks, prunes gradually, and learns.
+//! (Runs with a teacher: slm-distill's tests.)
 
 use slm_data::prepare::{prepare, PrepareOptions};
 use slm_data::tokenizer::train::{save, train_chars};
 use slm_data::tokenizer::{HfTokenizer, Tokenizer};
 use slm_train::engine::FastModel;
 use slm_train::trainer::{read_curves, Observer, StepMetrics};
-use slm_train::{TrainConfig, Trainer};
+use slm_train::{PruneConfig, Setup, TrainConfig, Trainer};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -37,27 +38,29 @@ fn make_data(dir: &Path) -> usize {
 }
 
 fn config(data: &Path, steps: u64) -> TrainConfig {
-    TrainConfig::resolve(
-        None,
-        &[
-            format!("data=\"{}\"", data.display()),
-            "preset=\"1m\"".into(),
-            "layers=2".into(),
-            "dim=32".into(),
-            "heads=4".into(),
-            "kv_heads=2".into(),
-            "hidden=64".into(),
-            "seq_len=16".into(),
-            "batch_size=4".into(),
-            format!("steps={steps}"),
-            "warmup_steps=3".into(),
-            "eval_every=5".into(),
-            "eval_windows=4".into(),
-            "checkpoint_every=4".into(),
-            "lr=3e-3".into(),
-        ],
-    )
-    .unwrap()
+    TrainConfig {
+        data: data.display().to_string(),
+        preset: "1m".into(),
+        layers: Some(2),
+        dim: Some(32),
+        heads: Some(4),
+        kv_heads: Some(2),
+        hidden: Some(64),
+        seq_len: 16,
+        batch_size: 4,
+        steps,
+        warmup_steps: 3,
+        eval_every: 5,
+        eval_windows: 4,
+        checkpoint_every: 4,
+        lr: 3e-3,
+        ..TrainConfig::default()
+    }
+}
+
+/// Plain training with `cfg`, nothing pruned.
+fn plain(cfg: &TrainConfig) -> Setup {
+    Setup::plain(cfg.clone(), PruneConfig::default()).unwrap()
 }
 
 fn new_model(cfg: &TrainConfig, vocab: usize) -> FastModel {
@@ -86,7 +89,7 @@ fn ten_steps_resume_ten_steps_equals_twenty_steps() {
     let cfg = config(&tmp.path().join("data"), 20);
 
     let a = tmp.path().join("a");
-    let mut t = Trainer::new(cfg.clone(), new_model(&cfg, vocab), &a).unwrap();
+    let mut t = Trainer::new(plain(&cfg), new_model(&cfg, vocab), &a).unwrap();
     let out = t
         .run(&AtomicBool::new(false), &mut slm_train::Silent)
         .unwrap();
@@ -95,7 +98,7 @@ fn ten_steps_resume_ten_steps_equals_twenty_steps() {
 
     let b = tmp.path().join("b");
     let flag = AtomicBool::new(false);
-    let mut t = Trainer::new(cfg.clone(), new_model(&cfg, vocab), &b).unwrap();
+    let mut t = Trainer::new(plain(&cfg), new_model(&cfg, vocab), &b).unwrap();
     let out = t
         .run(
             &flag,
@@ -108,7 +111,12 @@ fn ten_steps_resume_ten_steps_equals_twenty_steps() {
     assert!(out.interrupted);
     assert_eq!(out.step, 10);
     drop(t);
-    let mut t = Trainer::resume(&b, None).unwrap();
+    // The checkpoint hands back the settings the run was started with.
+    let mut t = Trainer::resume(&b, |settings, _| {
+        assert_eq!(settings, plain(&cfg).settings);
+        Ok(plain(&cfg))
+    })
+    .unwrap();
     assert_eq!(t.step, 10);
     t.run(&AtomicBool::new(false), &mut slm_train::Silent)
         .unwrap();
@@ -143,7 +151,7 @@ fn masks_keep_pruned_weights_at_zero() {
             }
         }
     }
-    let mut t = Trainer::new(cfg, model, &tmp.path().join("run")).unwrap();
+    let mut t = Trainer::new(plain(&cfg), model, &tmp.path().join("run")).unwrap();
     t.hold_masks().unwrap();
     t.run(&AtomicBool::new(false), &mut slm_train::Silent)
         .unwrap();
@@ -163,7 +171,7 @@ fn bad_data_fails_before_work() {
     let vocab = make_data(tmp.path());
     let mut cfg = config(&tmp.path().join("data"), 5);
     cfg.batch_size = 100_000;
-    let e = Trainer::new(cfg.clone(), new_model(&cfg, vocab), &tmp.path().join("r"))
+    let e = Trainer::new(plain(&cfg), new_model(&cfg, vocab), &tmp.path().join("r"))
         .err()
         .unwrap()
         .to_string();
@@ -171,7 +179,7 @@ fn bad_data_fails_before_work() {
     let mut cfg2 = config(&tmp.path().join("nowhere"), 5);
     cfg2.batch_size = 2;
     assert!(Trainer::new(
-        cfg2.clone(),
+        plain(&cfg2),
         new_model(&cfg2, vocab),
         &tmp.path().join("r2")
     )
@@ -195,14 +203,18 @@ fn zero_fraction(w: &[f32]) -> f64 {
 fn gradual_pruning_follows_the_cubic_schedule_and_holds_its_masks() {
     let tmp = tempfile::tempdir().unwrap();
     let vocab = make_data(tmp.path());
-    let mut cfg = config(&tmp.path().join("data"), 16);
-    cfg.prune_sparsity = 0.75;
-    cfg.prune_start = 2;
-    cfg.prune_end = Some(10);
-    cfg.prune_every = Some(4);
-    let schedule = cfg.gradual_pruning().unwrap();
+    let cfg = config(&tmp.path().join("data"), 16);
+    let prune = PruneConfig {
+        sparsity: 0.75,
+        start: 2,
+        end: Some(10),
+        every: Some(4),
+        ..PruneConfig::default()
+    };
+    let schedule = prune.schedule(cfg.steps).unwrap();
+    let setup = || Setup::plain(cfg.clone(), prune.clone());
     let run = tmp.path().join("run");
-    let mut t = Trainer::new(cfg.clone(), new_model(&cfg, vocab), &run).unwrap();
+    let mut t = Trainer::new(setup().unwrap(), new_model(&cfg, vocab), &run).unwrap();
     // Stop right after the update at step 6 and check the sparsity is s_6 exactly.
     let flag = AtomicBool::new(false);
     t.run(&flag, &mut StopAt { at: 6, flag: &flag }).unwrap();
@@ -228,7 +240,7 @@ fn gradual_pruning_follows_the_cubic_schedule_and_holds_its_masks() {
         .collect();
     drop(t);
     // Resume to the end: the target is reached and earlier zeros stayed zero.
-    let mut t = Trainer::resume(&run, None).unwrap();
+    let mut t = Trainer::resume(&run, |_, _| setup()).unwrap();
     t.run(&AtomicBool::new(false), &mut slm_train::Silent)
         .unwrap();
     for (n, before) in linear_names(&t.model).iter().zip(&zeros_at_6) {
@@ -249,120 +261,4 @@ fn gradual_pruning_follows_the_cubic_schedule_and_holds_its_masks() {
         3,
         "updates at 2, 6, 10"
     );
-}
-
-#[test]
-fn recovery_with_a_teacher_distils_and_holds_masks() {
-    let tmp = tempfile::tempdir().unwrap();
-    let vocab = make_data(tmp.path());
-    // The teacher: a briefly trained dense model, saved as a model directory.
-    let cfg = config(&tmp.path().join("data"), 30);
-    let teacher_dir = tmp.path().join("teacher");
-    let mut t = Trainer::new(cfg.clone(), new_model(&cfg, vocab), &teacher_dir).unwrap();
-    let out = t
-        .run(&AtomicBool::new(false), &mut slm_train::Silent)
-        .unwrap();
-    t.save_model(&out, serde_json::json!({})).unwrap();
-    // The student: the teacher with half of each linear weight zeroed.
-    let mut student = t.model;
-    for n in linear_names(&student) {
-        crate_prune_half(student.param_mut(&n).unwrap());
-    }
-    let mut rc = cfg.clone();
-    rc.steps = 8;
-    rc.teacher = Some(teacher_dir.display().to_string());
-    rc.hold_masks = true;
-    rc.kd_weight = 1.0;
-    let run = tmp.path().join("recover");
-    let mut r = Trainer::new(rc, student, &run).unwrap();
-    r.run(&AtomicBool::new(false), &mut slm_train::Silent)
-        .unwrap();
-    for n in linear_names(&r.model) {
-        let f = zero_fraction(r.model.param(&n).unwrap());
-        assert!((f - 0.5).abs() < 0.02, "{n}: {f}");
-    }
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|v: &serde_json::Value| v.get("kd").is_some())
-        .collect();
-    assert_eq!(lines.len(), 8);
-    let kd = |i: usize| lines[i]["kd"].as_f64().unwrap();
-    let loss = |i: usize| lines[i]["loss"].as_f64().unwrap();
-    // With kd_weight 1 the loss is the divergence, and recovery shrinks it.
-    assert!((loss(0) - kd(0)).abs() < 1e-5);
-    assert!(kd(7) < kd(0), "KD did not fall: {} → {}", kd(0), kd(7));
-    // A teacher with another vocabulary is refused before any work.
-    let mut bad = cfg.clone();
-    bad.teacher = Some("/nonexistent/teacher".into());
-    assert!(Trainer::new(bad, new_model(&cfg, vocab), &tmp.path().join("x")).is_err());
-}
-
-fn crate_prune_half(w: &mut [f32]) {
-    slm_train::gradual::prune_smallest(w, 0.5);
-}
-
-#[test]
-fn hidden_state_distillation_resumes_exactly_with_its_projection() {
-    let tmp = tempfile::tempdir().unwrap();
-    let vocab = make_data(tmp.path());
-    // Teacher: width 48 (the student is 32), trained briefly and saved.
-    let mut tc = config(&tmp.path().join("data"), 10);
-    tc.dim = Some(48);
-    tc.heads = Some(6);
-    tc.kv_heads = Some(3);
-    let teacher_dir = tmp.path().join("teacher");
-    let mut t = Trainer::new(tc.clone(), new_model(&tc, vocab), &teacher_dir).unwrap();
-    let out = t
-        .run(&AtomicBool::new(false), &mut slm_train::Silent)
-        .unwrap();
-    t.save_model(&out, serde_json::json!({})).unwrap();
-
-    let mut cfg = config(&tmp.path().join("data"), 12);
-    cfg.teacher = Some(teacher_dir.display().to_string());
-    cfg.kd_weight = 0.5;
-    cfg.kd_hidden = Some("cosine".into());
-    cfg.kd_hidden_weight = 2.0;
-    let a = tmp.path().join("a");
-    let mut t = Trainer::new(cfg.clone(), new_model(&cfg, vocab), &a).unwrap();
-    t.run(&AtomicBool::new(false), &mut slm_train::Silent)
-        .unwrap();
-    let straight: Vec<serde_json::Value> = std::fs::read_to_string(a.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|v: &serde_json::Value| v.get("hidden").is_some())
-        .collect();
-    assert_eq!(straight.len(), 12);
-    let h = |v: &serde_json::Value| v["hidden"].as_f64().unwrap();
-    assert!(
-        h(&straight[11]) < h(&straight[0]),
-        "hidden loss did not fall"
-    );
-    // Interrupted at step 5 (the projection is saved beside the checkpoint), resumed to 12.
-    let b = tmp.path().join("b");
-    let flag = AtomicBool::new(false);
-    let mut t = Trainer::new(cfg.clone(), new_model(&cfg, vocab), &b).unwrap();
-    t.run(&flag, &mut StopAt { at: 5, flag: &flag }).unwrap();
-    drop(t);
-    assert!(b.join("checkpoints/hidden.bin").is_file());
-    let mut t = Trainer::resume(&b, None).unwrap();
-    t.run(&AtomicBool::new(false), &mut slm_train::Silent)
-        .unwrap();
-    let (full, _) = read_curves(&a).unwrap();
-    let (resumed, _) = read_curves(&b).unwrap();
-    assert_eq!(resumed.len(), 12);
-    for ((s1, l1), (s2, l2)) in full.iter().zip(&resumed) {
-        assert!((l1 - l2).abs() < 1e-6, "step {s1}/{s2}: {l1} vs {l2}");
-    }
-    // A hidden-state loss needs the live teacher.
-    let mut bad = cfg.clone();
-    bad.teacher = None;
-    bad.kd_cache = Some("x.kdc".into());
-    assert!(bad
-        .validate()
-        .unwrap_err()
-        .to_string()
-        .contains("live teacher"));
 }

@@ -8,7 +8,7 @@ mod common;
 use candle_core::Device;
 use common::rel_max_diff;
 use serde_json::Value;
-use slm_kernels::adamw::{adamw_step, AdamWConfig};
+use slm_train::optim::{adamw_step, AdamWConfig};
 use slm_train::FastModel;
 use std::path::PathBuf;
 

@@ -1,17 +1,17 @@
 //! `slm distill`: knowledge distillation — teacher-written data (`generate`), offline teacher
-//! caches (`cache`) and logit distillation (`train`). Wiring only: the losses are
-//! `slm_kernels::distill`, the loop `slm_train::Trainer`, the cache `slm_distill::cache`.
+//! caches (`cache`) and logit distillation (`train`). Wiring only: the settings, teachers and
+//! losses are `slm_distill`, the loop `slm_train::Trainer`.
 
-use super::train::{initial_model, toml_str, train_run};
-use crate::common::{load_model_and_tokenizer, ModelArgs};
+use super::train::{initial_model, train_run};
 use anyhow::{bail, Context, Result};
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use slm_data::prepare::TRAIN_SHARD;
 use slm_data::shards::Shard;
-use slm_train::trainer::find_tokenizer;
-use slm_train::{LocalTeacher, TrainConfig, Trainer};
-use std::path::{Path, PathBuf};
+use slm_distill::hidden_match::HiddenMatch;
+use slm_distill::loss::KdLoss;
+use slm_distill::{DistillConfig, HiddenConfig, LocalTeacher, OnPolicyConfig, RunConfig};
+use std::path::PathBuf;
 
 #[derive(Subcommand, Debug)]
 pub enum DistillCommand {
@@ -41,8 +41,12 @@ windows `slm train` draws at this --seq-len), the teacher's k best token ids, th
 Example:\n  slm distill cache --teacher runs/teacher --data data/ --k 8 --seq-len 256 --out data/teacher-k8.kdc"
 )]
 pub struct CacheArgs {
-    #[command(flatten)]
-    pub teacher: TeacherArgs,
+    /// Teacher model: HF directory, HF cache id, .gguf, or llama2.c .bin.
+    #[arg(long)]
+    pub teacher: String,
+    /// Tokenizer for a teacher that carries none (llama2.c tokenizer.bin).
+    #[arg(long)]
+    pub teacher_tokenizer: Option<PathBuf>,
     /// Folder made by `slm data prepare` with the teacher's tokenizer.
     #[arg(long)]
     pub data: PathBuf,
@@ -56,41 +60,9 @@ pub struct CacheArgs {
     pub out: PathBuf,
 }
 
-/// The teacher model and, for models without one, its tokenizer.
-#[derive(Args, Debug)]
-pub struct TeacherArgs {
-    /// Teacher model: HF directory, HF cache id, .gguf, or llama2.c .bin.
-    #[arg(long)]
-    pub teacher: String,
-    /// Tokenizer for a teacher that carries none (llama2.c tokenizer.bin).
-    #[arg(long)]
-    pub teacher_tokenizer: Option<PathBuf>,
-}
-
-/// Loads the teacher and checks that it shares the data's vocabulary id by id.
-fn load_teacher_checked(t: &TeacherArgs, data: &Path) -> Result<LocalTeacher> {
-    let (loaded, teacher_tok) = load_model_and_tokenizer(&ModelArgs {
-        model: t.teacher.clone(),
-        tokenizer: t.teacher_tokenizer.clone(),
-    })?;
-    let Some(data_tok_path) = find_tokenizer(data) else {
-        bail!(
-            "{} holds no tokenizer: is it a folder made by `slm data prepare`?",
-            data.display()
-        )
-    };
-    let data_tok = slm_data::tokenizer::load_tokenizer_file(&data_tok_path)?;
-    slm_distill::vocab::check_same_vocabulary(
-        teacher_tok.as_ref(),
-        &t.teacher,
-        data_tok.as_ref(),
-        &data_tok_path.display().to_string(),
-    )?;
-    Ok(LocalTeacher::new(&t.teacher, &loaded.model)?)
-}
-
 fn cache(a: CacheArgs) -> Result<()> {
-    let mut teacher = load_teacher_checked(&a.teacher, &a.data)?;
+    let mut teacher =
+        LocalTeacher::load_for_data(&a.teacher, a.teacher_tokenizer.as_deref(), &a.data)?;
     let shard = Shard::open(&a.data.join(TRAIN_SHARD))?;
     let bar = ProgressBar::new(0);
     bar.set_style(
@@ -131,13 +103,13 @@ fn cache(a: CacheArgs) -> Result<()> {
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "The loss per token is (1 − kd_weight)·CE + kd_weight·T²·D(teacher ‖ student) \
+    after_help = "The loss per token is (1 − w)·CE + w·T²·D(teacher ‖ student) \
 with D one of: fkl (forward KL), rkl (reverse KL, MiniLLM), jsd:β (generalised JSD of GKD; β=0 \
 forward, β=1 reverse), skl:α / srkl:α (skew KL / skew reverse KL of DistiLLM), tvd. Online mode \
 runs the teacher beside the student (--teacher); offline mode reads `slm distill cache` output \
 (--cache; forward KL at T = 1 over the top-k and a tail bucket). Every `slm train` setting works \
-through --set (steps, lr, batch_size, seq_len, ...); validation loss is the student's plain \
-cross-entropy.\n\nHidden-state loss (--hidden cosine|mse, live teacher only): the student's block \
+through --set (steps, lr, batch_size, seq_len, distill.on_policy.prompt, ...); validation loss is the \
+student's plain cross-entropy.\n\nHidden-state loss (--hidden cosine|mse, live teacher only): the student's block \
 outputs are pulled towards the teacher's at mapped blocks (default: student block i ↔ teacher block \
 ⌈(i+1)·L_t/L_s⌉ − 1; or --hidden-layers 0:1,1:3), through a learned linear projection when the \
 widths differ; it is added to the logit loss with --hidden-weight.\n\nExamples:\n  \
@@ -156,7 +128,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub cache: Option<PathBuf>,
     /// Start the student from this model.
-    #[arg(long, conflicts_with_all = ["student_preset", "student_every"])]
+    #[arg(long, short = 'm', visible_alias = "model", conflicts_with_all = ["student_preset", "student_every"])]
     pub student: Option<String>,
     /// Start the student from the teacher's blocks 0, K, 2K, ... (DistilBERT); needs --teacher.
     #[arg(long, value_name = "K", conflicts_with = "student_preset")]
@@ -168,8 +140,8 @@ pub struct TrainArgs {
     #[arg(long, required_unless_present = "resume")]
     pub data: Option<PathBuf>,
     /// The divergence: fkl, rkl, jsd:β, skl:α, srkl:α, tvd.
-    #[arg(long, default_value = "fkl")]
-    pub loss: String,
+    #[arg(long, default_value = "fkl", value_parser = slm_distill::loss::parse)]
+    pub loss: KdLoss,
     /// Softening temperature T for teacher and student.
     #[arg(long, default_value_t = 1.0)]
     pub temperature: f64,
@@ -180,9 +152,9 @@ pub struct TrainArgs {
     /// continuations of the windows' first halves, scored by the live teacher.
     #[arg(long, default_value_t = 0.0)]
     pub on_policy: f64,
-    /// Hidden-state loss between mapped blocks: cosine or mse (live teacher only).
-    #[arg(long, value_name = "KIND")]
-    pub hidden: Option<String>,
+    /// Hidden-state loss between mapped blocks (live teacher only).
+    #[arg(long, value_enum)]
+    pub hidden: Option<HiddenKind>,
     /// Weight of the hidden-state loss.
     #[arg(long, default_value_t = 1.0, requires = "hidden")]
     pub hidden_weight: f64,
@@ -192,8 +164,7 @@ pub struct TrainArgs {
     /// Run directory.
     #[arg(long, short = 'o', required_unless_present = "resume")]
     pub out: Option<PathBuf>,
-    /// Any `slm train` setting, e.g. --set steps=2000 (on_policy_prompt,
-    /// on_policy_temperature, on_policy_top_p, kd_* ...).
+    /// Any setting, e.g. --set steps=2000, --set distill.on_policy.top_p=0.9.
     #[arg(long = "set")]
     pub set: Vec<String>,
     /// Continue the distillation run in this directory (other options are ignored).
@@ -204,116 +175,18 @@ pub struct TrainArgs {
     pub resume_steps: Option<u64>,
 }
 
-/// Adds the on-policy batch hook when the run's config asks for it.
-fn install_on_policy(trainer: &mut Trainer) {
-    let c = &trainer.cfg;
-    if c.on_policy > 0.0 {
-        let hook = slm_distill::on_policy::OnPolicy {
-            lambda: c.on_policy,
-            prompt: c.on_policy_prompt.unwrap_or(c.seq_len / 2),
-            temperature: c.on_policy_temperature as f32,
-            top_p: c.on_policy_top_p as f32,
-            seed: c.seed,
-        }
-        .hook(c.seq_len);
-        trainer.set_batch_hook(hook);
-    }
+/// The distance of the hidden-state loss.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum HiddenKind {
+    Cosine,
+    Mse,
 }
 
 fn train(a: TrainArgs) -> Result<()> {
-    if let Some(dir) = &a.resume {
-        let mut trainer = Trainer::resume(dir, a.resume_steps)?;
-        install_on_policy(&mut trainer);
-        let outcome = train_run(&mut trainer)?;
-        println!(
-            "resumed to step {}: train loss {:.4}; student in {}",
-            outcome.step,
-            outcome.train_loss,
-            trainer.run_dir().display()
-        );
-        return Ok(());
-    }
-    let (Some(data), Some(out)) = (a.data.clone(), a.out.clone()) else {
-        bail!("give --data DIR and --out DIR (or --resume DIR)")
+    let mut trainer = match &a.resume {
+        Some(dir) => slm_distill::run::resume(dir, a.resume_steps)?,
+        None => start(&a)?,
     };
-    let mut sets = vec![
-        format!("data={}", toml_str(&data.display().to_string())),
-        format!("kd_loss={}", toml_str(&a.loss)),
-        format!("kd_temperature={}", a.temperature),
-        format!("kd_weight={}", a.kd_weight),
-        format!("on_policy={}", a.on_policy),
-    ];
-    if let Some(kind) = &a.hidden {
-        sets.push(format!("kd_hidden={}", toml_str(kind)));
-        sets.push(format!("kd_hidden_weight={}", a.hidden_weight));
-        if let Some(map) = &a.hidden_layers {
-            sets.push(format!("kd_hidden_layers={}", toml_str(map)));
-        }
-    }
-    match (&a.teacher, &a.cache) {
-        (Some(t), None) => {
-            load_teacher_checked(
-                &TeacherArgs {
-                    teacher: t.clone(),
-                    teacher_tokenizer: a.teacher_tokenizer.clone(),
-                },
-                &data,
-            )?;
-            sets.push(format!("teacher={}", toml_str(t)));
-        }
-        (None, Some(c)) => sets.push(format!("kd_cache={}", toml_str(&c.display().to_string()))),
-        _ => bail!("give the teacher: --teacher MODEL (online) or --cache FILE (offline)"),
-    }
-    match (&a.student, &a.student_preset, a.student_every) {
-        (Some(s), None, None) => sets.push(format!("init={}", toml_str(s))),
-        (None, Some(p), None) => sets.push(format!("preset={}", toml_str(p))),
-        (None, None, Some(k)) => {
-            let Some(t) = &a.teacher else {
-                bail!("--student-every takes the layers of a --teacher model")
-            };
-            let loaded = crate::common::load_model(&ModelArgs {
-                model: t.clone(),
-                tokenizer: a.teacher_tokenizer.clone(),
-            })?;
-            let student = slm_distill::init::every_kth_layer(&loaded.model, k)?;
-            let dir = out.join("student-init");
-            let meta = serde_json::json!({"stage": "student-init", "teacher": t, "every": k});
-            slm_model::save(
-                &student,
-                &dir,
-                &[("slm.json", serde_json::to_vec_pretty(&meta)?)],
-            )?;
-            println!(
-                "student: the teacher's blocks 0, {k}, 2·{k}, ... ({} of {}) in {}",
-                student.config.num_hidden_layers,
-                loaded.model.config.num_hidden_layers,
-                dir.display()
-            );
-            sets.push(format!("init={}", toml_str(&dir.display().to_string())));
-        }
-        _ => bail!("give the student: --student MODEL, --student-preset NAME or --student-every K"),
-    }
-    sets.extend(a.set.iter().cloned());
-    let cfg = TrainConfig::resolve(None, &sets)?;
-    let model = initial_model(&cfg)?;
-    println!(
-        "student: {} parameters ({} layers, dim {}); teacher: {}; loss {} (T {}, weight {}); {} steps of {} × {} tokens",
-        model.num_parameters(),
-        model.config().num_hidden_layers,
-        model.config().hidden_size,
-        cfg.teacher
-            .as_deref()
-            .or(cfg.kd_cache.as_deref())
-            .unwrap_or("-"),
-        cfg.kd_loss,
-        cfg.kd_temperature,
-        cfg.kd_weight,
-        cfg.steps,
-        cfg.batch_size * cfg.grad_accum,
-        cfg.seq_len
-    );
-    let mut trainer = Trainer::new(cfg, model, &out)?;
-    install_on_policy(&mut trainer);
     let outcome = train_run(&mut trainer)?;
     println!(
         "done: {} steps, {} tokens in {:.1} s; train loss {:.4}, val loss (CE) {}; student in {}",
@@ -328,4 +201,80 @@ fn train(a: TrainArgs) -> Result<()> {
         trainer.run_dir().display()
     );
     Ok(())
+}
+
+/// A new distillation run: the settings from the options, the student, the trainer.
+fn start(a: &TrainArgs) -> Result<slm_train::Trainer> {
+    let (Some(data), Some(out)) = (&a.data, &a.out) else {
+        bail!("give --data DIR and --out DIR (or --resume DIR)")
+    };
+    match (&a.teacher, &a.cache) {
+        (Some(t), None) => drop(LocalTeacher::load_for_data(
+            t,
+            a.teacher_tokenizer.as_deref(),
+            data,
+        )?),
+        (None, Some(_)) => {}
+        _ => bail!("give the teacher: --teacher MODEL (online) or --cache FILE (offline)"),
+    }
+    let mut cfg = RunConfig::default();
+    cfg.train.data = data.display().to_string();
+    cfg.distill = DistillConfig {
+        teacher: a.teacher.clone(),
+        cache: a.cache.as_ref().map(|c| c.display().to_string()),
+        loss: a.loss,
+        weight: a.kd_weight,
+        temperature: a.temperature,
+        on_policy: OnPolicyConfig {
+            lambda: a.on_policy,
+            ..OnPolicyConfig::default()
+        },
+        hidden: HiddenConfig {
+            kind: a.hidden.map(|k| match k {
+                HiddenKind::Cosine => HiddenMatch::Cosine,
+                HiddenKind::Mse => HiddenMatch::Mse,
+            }),
+            weight: a.hidden_weight,
+            layers: a.hidden_layers.clone(),
+        },
+    };
+    match (&a.student, &a.student_preset, a.student_every) {
+        (Some(s), None, None) => cfg.train.init = Some(s.clone()),
+        (None, Some(p), None) => cfg.train.preset = p.clone(),
+        (None, None, Some(k)) => {
+            let Some(t) = &a.teacher else {
+                bail!("--student-every takes the layers of a --teacher model")
+            };
+            let dir = out.join("student-init");
+            let (kept, of) = slm_distill::init::write_every_kth_layer(
+                t,
+                a.teacher_tokenizer.as_deref(),
+                k,
+                &dir,
+            )?;
+            println!(
+                "student: the teacher's blocks 0, {k}, 2·{k}, ... ({kept} of {of}) in {}",
+                dir.display()
+            );
+            cfg.train.init = Some(dir.display().to_string());
+        }
+        _ => bail!("give the student: --student MODEL, --student-preset NAME or --student-every K"),
+    }
+    let cfg = cfg.with_overrides(&a.set)?;
+    let model = initial_model(&cfg.train)?;
+    let (t, d) = (&cfg.train, &cfg.distill);
+    println!(
+        "student: {} parameters ({} layers, dim {}); teacher: {}; loss {} (T {}, weight {}); {} steps of {} × {} tokens",
+        model.num_parameters(),
+        model.config().num_hidden_layers,
+        model.config().hidden_size,
+        d.teacher.as_deref().or(d.cache.as_deref()).unwrap_or("-"),
+        slm_distill::loss::name(d.loss),
+        d.temperature,
+        d.weight,
+        t.steps,
+        t.batch_size * t.grad_accum,
+        t.seq_len
+    );
+    Ok(slm_distill::run::start(&cfg, model, out)?)
 }

@@ -11,10 +11,10 @@ use clap::Args as ClapArgs;
 use slm_data::documents::Split;
 use slm_data::prepare::{prepare, PrepareOptions};
 use slm_data::tokenizer::train::{save, train_bpe, BpeTrainOptions};
+use slm_distill::RunConfig;
 use slm_infer::decode::{Decoder, WeightType};
 use slm_infer::{generate, GenerateOptions, SamplerConfig};
 use slm_train::engine::FastModel;
-use slm_train::{TrainConfig, Trainer};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -138,20 +138,20 @@ pub fn run(a: Args) -> Result<()> {
         );
     }
     sets.extend(a.set.iter().cloned());
-    let cfg = TrainConfig::resolve(None, &sets)?;
-    let mcfg = cfg.model_config(summary.vocab_size)?;
-    let llama = slm_model::Llama::random(mcfg, cfg.seed, &candle_core::Device::Cpu)?;
+    let cfg = RunConfig::resolve(None, &sets)?;
+    let mcfg = cfg.train.model_config(summary.vocab_size)?;
+    let llama = slm_model::Llama::random(mcfg, cfg.train.seed, &candle_core::Device::Cpu)?;
     println!(
         "[4/7] training a {:.2}M-parameter model ({} layers, dim {}) for {} steps of {}×{} tokens",
         llama.num_parameters() as f64 / 1e6,
         llama.config.num_hidden_layers,
         llama.config.hidden_size,
-        cfg.steps,
-        cfg.batch_size,
-        cfg.seq_len
+        cfg.train.steps,
+        cfg.train.batch_size,
+        cfg.train.seq_len
     );
     let model_dir = a.out.join("model");
-    let mut trainer = Trainer::new(cfg, FastModel::from_llama(&llama)?, &model_dir)?;
+    let mut trainer = slm_distill::run::start(&cfg, FastModel::from_llama(&llama)?, &model_dir)?;
     let outcome = train_run(&mut trainer)?;
     if outcome.interrupted {
         println!(
@@ -263,10 +263,10 @@ pub fn run(a: Args) -> Result<()> {
         format!("seed={}", a.seed),
     ];
     ssets.extend(a.set.iter().filter(|s| s.starts_with("context=")).cloned());
-    let scfg = TrainConfig::resolve(None, &ssets)?;
+    let scfg = RunConfig::resolve(None, &ssets)?;
     let smodel = slm_model::Llama::random(
-        scfg.model_config(summary.vocab_size)?,
-        scfg.seed,
+        scfg.train.model_config(summary.vocab_size)?,
+        scfg.train.seed,
         &candle_core::Device::Cpu,
     )?;
     println!(
@@ -276,7 +276,8 @@ pub fn run(a: Args) -> Result<()> {
         student_steps
     );
     let student_dir = a.out.join("student");
-    let mut strainer = Trainer::new(scfg, FastModel::from_llama(&smodel)?, &student_dir)?;
+    let mut strainer =
+        slm_distill::run::start(&scfg, FastModel::from_llama(&smodel)?, &student_dir)?;
     let soutcome = train_run(&mut strainer)?;
     if soutcome.interrupted {
         println!(

@@ -3,6 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
 use indicatif::{ProgressBar, ProgressStyle};
+use slm_distill::RunConfig;
 use slm_train::engine::FastModel;
 use slm_train::trainer::{read_summary, Observer, StepMetrics};
 use slm_train::{TrainConfig, Trainer};
@@ -12,20 +13,23 @@ use std::sync::Arc;
 
 #[derive(ClapArgs, Debug)]
 #[command(
-    after_help = "Settings come from defaults, then --config FILE (TOML), then --set key=value. \
-Keys: data preset init layers dim heads kv_heads hidden context seq_len batch_size grad_accum steps \
-lr min_lr warmup_steps weight_decay beta1 beta2 eps grad_clip eval_every eval_windows checkpoint_every seed \
-hold_masks teacher kd_loss kd_weight kd_temperature prune_sparsity prune_initial prune_start prune_end prune_every.\n\
+    after_help = "Settings come from defaults, then --config FILE (TOML), then the options, then \
+--set key=value. The file has one table per concern: [train] (data preset init layers dim heads kv_heads \
+hidden context seq_len batch_size grad_accum steps lr min_lr warmup_steps weight_decay beta1 beta2 eps \
+grad_clip eval_every eval_windows checkpoint_every seed), [prune] (hold_masks sparsity initial start end \
+every) and [distill] (teacher cache loss weight temperature, [distill.on_policy], [distill.hidden]; see \
+`slm distill train`). --set takes dotted keys (train.lr=3e-4, distill.weight=0.5); a bare [train] key \
+(lr=3e-4) and the flat keys of older runs (kd_weight, prune_sparsity, ...) still work.\n\
 Recovery after `slm prune`: start from the pruned model, hold its zeros, distil from the dense parent \
-(loss (1-kd_weight)·CE + kd_weight·T²·KL(teacher‖student), kd_weight 1 by default). Gradual pruning: \
-prune_sparsity=S prunes every linear weight by magnitude on Zhu & Gupta's cubic schedule from prune_start \
-to prune_end (default 3/4 of steps), holding the masks between updates.\n\
+(loss (1-w)·CE + w·T²·KL(teacher‖student), distill.weight w = 1 by default). Gradual pruning: \
+prune.sparsity=S prunes every linear weight by magnitude on Zhu & Gupta's cubic schedule from prune.start \
+to prune.end (default 3/4 of steps), holding the masks between updates.\n\
 The run directory gets config.toml, metrics.jsonl, checkpoints/, report.md, plots/loss.png and, at the end, \
 the model in Hugging Face layout. Ctrl-C writes a checkpoint; --resume continues exactly.\n\n\
 Examples:\n  slm train --preset 15m --data data/ --out runs/teacher\n  \
 slm train --data data/ --out runs/tiny --set layers=4 --set dim=128 --set steps=2000\n  slm train --resume runs/tiny\n  \
-slm train --data data/ --init runs/p50 --hold-masks --teacher runs/dense --out runs/p50-rec --set steps=200 --set lr=3e-4\n  \
-slm train --data data/ --init runs/dense --out runs/g80 --set prune_sparsity=0.8 --set steps=1000"
+slm train --data data/ -m runs/p50 --hold-masks --teacher runs/dense --out runs/p50-rec --set steps=200 --set lr=3e-4\n  \
+slm train --data data/ -m runs/dense --out runs/g80 --set prune.sparsity=0.8 --set steps=1000"
 )]
 pub struct Args {
     /// Folder made by `slm data prepare`.
@@ -34,14 +38,14 @@ pub struct Args {
     /// Size preset (260k, 1m, 4m, 15m, 42m, 110m).
     #[arg(long)]
     pub preset: Option<String>,
-    /// Start from this model instead of random weights (same as --set init=M).
-    #[arg(long)]
+    /// Start from this model instead of random weights (train.init).
+    #[arg(long = "model", short = 'm', visible_alias = "init")]
     pub init: Option<String>,
-    /// Distil from this model (same as --set teacher=M); e.g. the dense parent of a pruned
-    /// model.
+    /// Distil from this model (distill.teacher); e.g. the dense parent of a pruned model.
     #[arg(long)]
     pub teacher: Option<String>,
-    /// Keep the starting model's zero weights at zero (recovery after `slm prune`).
+    /// Keep the starting model's zero weights at zero (prune.hold_masks; recovery after
+    /// `slm prune`).
     #[arg(long)]
     pub hold_masks: bool,
     /// Run directory.
@@ -50,7 +54,7 @@ pub struct Args {
     /// TOML file with settings.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Override a setting (repeatable), e.g. --set lr=3e-4.
+    /// Override a setting (repeatable), e.g. --set train.lr=3e-4.
     #[arg(long = "set")]
     pub set: Vec<String>,
     /// Continue the run in this directory from its latest checkpoint.
@@ -158,7 +162,7 @@ pub fn train_run(trainer: &mut Trainer) -> Result<slm_train::Outcome> {
     if !outcome.interrupted {
         trainer.save_model(&outcome, serde_json::json!({}))?;
     }
-    slm_train::report::write_train_report(trainer.run_dir(), &trainer.cfg, &outcome)?;
+    slm_train::report::write_train_report(trainer.run_dir(), trainer.settings(), &outcome)?;
     Ok(outcome)
 }
 
@@ -172,45 +176,45 @@ pub fn run(a: Args) -> Result<()> {
         {
             bail!("--resume continues with the run's own config.toml; only --steps may change");
         }
-        Trainer::resume(dir, a.steps)?
+        slm_distill::run::resume(dir, a.steps)?
     } else {
-        let text = match &a.config {
-            Some(p) => Some(std::fs::read_to_string(p).with_context(|| p.display().to_string())?),
-            None => None,
+        let mut cfg = match &a.config {
+            Some(p) => RunConfig::from_toml(
+                &std::fs::read_to_string(p).with_context(|| p.display().to_string())?,
+            )
+            .with_context(|| p.display().to_string())?,
+            None => RunConfig::default(),
         };
-        let mut sets = Vec::new();
         if let Some(d) = &a.data {
-            sets.push(format!("data={}", toml_str(&d.display().to_string())));
+            cfg.train.data = d.display().to_string();
         }
         if let Some(p) = &a.preset {
-            sets.push(format!("preset={}", toml_str(p)));
+            cfg.train.preset = p.clone();
         }
         if let Some(m) = &a.init {
-            sets.push(format!("init={}", toml_str(m)));
+            cfg.train.init = Some(m.clone());
         }
         if let Some(m) = &a.teacher {
-            sets.push(format!("teacher={}", toml_str(m)));
+            cfg.distill.teacher = Some(m.clone());
         }
-        if a.hold_masks {
-            sets.push("hold_masks=true".into());
-        }
-        sets.extend(a.set.iter().cloned());
-        let cfg = TrainConfig::resolve(text.as_deref(), &sets)?;
+        cfg.prune.hold_masks |= a.hold_masks;
+        let cfg = cfg.with_overrides(&a.set)?;
         let Some(out) = &a.out else {
             bail!("give --out DIR for the run directory")
         };
-        let model = initial_model(&cfg)?;
+        let model = initial_model(&cfg.train)?;
+        let t = &cfg.train;
         println!(
             "model: {} parameters ({} layers, dim {}, vocab {}); {} steps of {} × {} tokens",
             model.num_parameters(),
             model.config().num_hidden_layers,
             model.config().hidden_size,
             model.config().vocab_size,
-            cfg.steps,
-            cfg.batch_size * cfg.grad_accum,
-            cfg.seq_len
+            t.steps,
+            t.batch_size * t.grad_accum,
+            t.seq_len
         );
-        Trainer::new(cfg, model, out)?
+        slm_distill::run::start(&cfg, model, out)?
     };
     let outcome = train_run(&mut trainer)?;
     if outcome.interrupted {

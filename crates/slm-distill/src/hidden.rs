@@ -2,12 +2,12 @@
 //! student's block outputs are pulled towards the teacher's at mapped layers.
 //!
 //! For each pair (student block s, teacher block t) the loss is `D(P·h_s, h_t)` with `D`
-//! cosine distance or MSE (`slm_kernels::hidden_match`) and `P` [d_teacher, d_student] a
+//! cosine distance or MSE ([`crate::hidden_match`]) and `P` [d_teacher, d_student] a
 //! learned linear projection when the widths differ (none when they are equal), initialised
 //! like PyTorch's `nn.Linear` (uniform ±1/√d_student, seeded). The pairs' losses are averaged
 //! and multiplied by the weight; the result joins the training loss
-//! ([`crate::engine::DistillLoss::hidden`]) and its gradient enters the student's backward
-//! pass at block s ([`crate::engine::ResidualLoss`]).
+//! (`slm_train::DistillLoss::hidden`) and its gradient enters the student's backward
+//! pass at block s (`slm_train::ResidualLoss`).
 //!
 //! The projection is trained with its own AdamW (same learning rate schedule, no weight
 //! decay, not part of gradient clipping), saved in checkpoints beside the model
@@ -16,14 +16,17 @@
 //! Default layer map: student block i ↔ teacher block ⌈(i+1)·L_t/L_s⌉ − 1, so the last
 //! blocks meet and the others spread evenly.
 
-use crate::engine::ResidualLoss;
+use crate::hidden_match::{hidden_match_fwd_bwd, HiddenMatch};
 use crate::teacher::Teacher;
 use slm_core::{error::IoContext, Error, Result};
-use slm_kernels::adamw::{adamw_step, AdamWConfig};
-use slm_kernels::hidden_match::{hidden_match_fwd_bwd, HiddenMatch};
 use slm_kernels::matmul::{linear_bwd_input, linear_bwd_weight, linear_fwd, LinearDims};
+use slm_train::optim::{adamw_step, AdamWConfig};
+use slm_train::ResidualLoss;
 use std::io::Write;
 use std::path::Path;
+
+/// The projection's file, beside a run's latest checkpoint.
+pub const HIDDEN_PROJECTION: &str = "hidden.bin";
 
 /// Learned projections, one [d_teacher, d_student] matrix per pair, with AdamW state.
 #[derive(Debug, Clone)]
@@ -64,7 +67,7 @@ pub fn default_pairs(student_layers: usize, teacher_layers: usize) -> Vec<(usize
 pub fn parse_pairs(spec: &str) -> Result<Vec<(usize, usize)>> {
     let bad = |p: &str| {
         Error::config(format!(
-            "`kd_hidden_layers`: `{p}` is not `student:teacher` (e.g. \"0:1,1:3\")"
+            "`distill.hidden.layers`: `{p}` is not `student:teacher` (e.g. \"0:1,1:3\")"
         ))
     };
     spec.split(',')
@@ -107,15 +110,15 @@ impl HiddenDistill {
         seed: u64,
     ) -> Result<Self> {
         if pairs.is_empty() {
-            return Err(Error::config("`kd_hidden_layers` names no layer pair"));
+            return Err(Error::config("`distill.hidden.layers` names no layer pair"));
         }
         if !(weight.is_finite() && weight >= 0.0) {
-            return Err(Error::config("`kd_hidden_weight` must be ≥ 0"));
+            return Err(Error::config("`distill.hidden.weight` must be ≥ 0"));
         }
         for &(s, t) in pairs {
             if s >= student_blocks || t >= teacher_blocks {
                 return Err(Error::config(format!(
-                    "`kd_hidden_layers` pair {s}:{t}: the student has blocks 0..{student_blocks}, \
+                    "`distill.hidden.layers` pair {s}:{t}: the student has blocks 0..{student_blocks}, \
                      the teacher 0..{teacher_blocks}"
                 )));
             }

@@ -1,13 +1,16 @@
 //! The teacher in distillation: a model queried for next-token logits (and, for the
 //! hidden-state loss, its block outputs) without gradients, a batch at a time.
 //!
-//! [`Teacher`] is what the trainer's online distillation, `slm distill cache` and the
-//! hidden-state loss talk to. [`LocalTeacher`] is any model the foundation loads (Hugging Face
-//! directory, HF cache id, GGUF, llama2.c), run on the training engine's forward pass.
+//! [`Teacher`] is what online distillation ([`crate::Distillation`]), `slm distill cache`
+//! and the hidden-state loss talk to. [`LocalTeacher`] is any model the foundation loads
+//! (Hugging Face directory, HF cache id, GGUF, llama2.c), run on the training engine's
+//! forward pass.
 
-use crate::engine::FastModel;
 use slm_core::{Error, Result};
 use slm_model::Llama;
+use slm_train::trainer::find_tokenizer;
+use slm_train::FastModel;
+use std::path::Path;
 
 /// A model that scores batches for a student (see the module documentation).
 pub trait Teacher: Send {
@@ -44,6 +47,43 @@ impl LocalTeacher {
     /// Loads a teacher by the usual model spec (HF directory, cache id, .gguf, llama2.c .bin).
     pub fn load(spec: &str) -> Result<Self> {
         let loaded = slm_model::load(spec, None)?;
+        Self::new(spec, &loaded.model)
+    }
+
+    /// Loads the teacher `spec` (with `tokenizer` for a model that carries none, such as a
+    /// llama2.c checkpoint) and checks that its tokenizer is the one the data folder `data`
+    /// was prepared with, id by id.
+    pub fn load_for_data(spec: &str, tokenizer: Option<&Path>, data: &Path) -> Result<Self> {
+        let loaded = slm_model::load(spec, tokenizer)?;
+        let teacher_tok = match slm_data::tokenizer::load_tokenizer(&loaded.tokenizer) {
+            Err(Error::Tokenizer(e)) => {
+                return Err(Error::Tokenizer(format!(
+                    "the teacher `{spec}`: {e} (pass the teacher's tokenizer)"
+                )))
+            }
+            t => t?,
+        };
+        if teacher_tok.vocab_size() > loaded.model.config.vocab_size {
+            return Err(Error::config(format!(
+                "the tokenizer of the teacher `{spec}` has {} tokens but its vocabulary is {}: \
+                 wrong teacher tokenizer?",
+                teacher_tok.vocab_size(),
+                loaded.model.config.vocab_size
+            )));
+        }
+        let Some(data_tok_path) = find_tokenizer(data) else {
+            return Err(Error::config(format!(
+                "{} holds no tokenizer: is it a folder made by `slm data prepare`?",
+                data.display()
+            )));
+        };
+        let data_tok = slm_data::tokenizer::load_tokenizer_file(&data_tok_path)?;
+        crate::vocab::check_same_vocabulary(
+            teacher_tok.as_ref(),
+            spec,
+            data_tok.as_ref(),
+            &data_tok_path.display().to_string(),
+        )?;
         Self::new(spec, &loaded.model)
     }
 

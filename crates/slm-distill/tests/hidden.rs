@@ -3,24 +3,51 @@
 //! projection, a student equal to its teacher feels no hidden-state pull, and training
 //! lowers the loss.
 
-mod common;
-
-use slm_kernels::adamw::AdamWConfig;
+use slm_distill::hidden::{default_pairs, HiddenDistill};
+use slm_distill::hidden_match::HiddenMatch;
+use slm_distill::{LocalTeacher, Teacher};
 use slm_kernels::distill::{DistillSpec, KdLoss};
-use slm_kernels::hidden_match::HiddenMatch;
 use slm_kernels::IGNORE_INDEX;
-use slm_model::Llama;
-use slm_train::hidden::{default_pairs, HiddenDistill};
-use slm_train::{FastModel, LocalTeacher, Teacher};
+use slm_model::{Llama, LlamaConfig};
+use slm_train::optim::AdamWConfig;
+use slm_train::FastModel;
+
+/// A small config from the 260k preset with the given sizes.
+#[allow(clippy::too_many_arguments)]
+fn config(
+    vocab: usize,
+    hidden: usize,
+    inter: usize,
+    layers: usize,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    tied: bool,
+    qkv_bias: bool,
+) -> LlamaConfig {
+    let mut c = slm_model::preset("260k").unwrap();
+    c.vocab_size = vocab;
+    c.hidden_size = hidden;
+    c.intermediate_size = inter;
+    c.num_hidden_layers = layers;
+    c.num_attention_heads = heads;
+    c.num_key_value_heads = kv_heads;
+    c.head_dim = head_dim;
+    c.tie_word_embeddings = tied;
+    c.qkv_bias = qkv_bias;
+    c.max_position_embeddings = 128;
+    c.validate().unwrap();
+    c
+}
 
 /// Student: width 16, 2 blocks. Teacher: width 24, 3 blocks (so a projection is learned).
 fn student(seed: u64) -> FastModel {
-    let cfg = common::config(37, 16, 24, 2, 4, 2, 4, false, false);
+    let cfg = config(37, 16, 24, 2, 4, 2, 4, false, false);
     FastModel::from_llama(&Llama::random(cfg, seed, &candle_core::Device::Cpu).unwrap()).unwrap()
 }
 
 fn teacher() -> LocalTeacher {
-    let cfg = common::config(37, 24, 32, 3, 4, 2, 6, false, false);
+    let cfg = config(37, 24, 32, 3, 4, 2, 6, false, false);
     LocalTeacher::new(
         "teacher",
         &Llama::random(cfg, 9, &candle_core::Device::Cpu).unwrap(),
@@ -117,7 +144,7 @@ fn hidden_state_gradient_matches_finite_differences() {
 fn equal_student_and_teacher_feel_no_hidden_pull() {
     let (b, t) = (1, 6);
     let (inputs, targets) = batch(b, t);
-    let cfg = common::config(37, 16, 24, 2, 4, 2, 4, false, false);
+    let cfg = config(37, 16, 24, 2, 4, 2, 4, false, false);
     let mut teach = LocalTeacher::new(
         "same",
         &Llama::random(cfg, 5, &candle_core::Device::Cpu).unwrap(),

@@ -11,13 +11,24 @@
 //! [`hidden_match_fwd_bwd`] returns the loss times `scale` and writes `scale · ∂loss/∂y`
 //! (overwriting `dy`); rows run in parallel. [`hidden_match_naive`] is the f64 loop twin.
 
-use crate::check_len;
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 use slm_core::{Error, Result};
 use std::fmt;
 
-/// Which distance between hidden states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Fails naming `what` unless a buffer of `len` elements matches a shape of `needed`.
+fn check_len(what: &str, len: usize, needed: usize) -> Result<()> {
+    if len != needed {
+        return Err(Error::invalid(format!(
+            "{what}: buffer holds {len} elements, the shape needs {needed}"
+        )));
+    }
+    Ok(())
+}
+
+/// Which distance between hidden states (`cosine` or `mse` in settings files).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum HiddenMatch {
     /// 1 − cosine similarity, averaged over rows.
     #[default]
@@ -36,6 +47,13 @@ impl HiddenMatch {
                 "unknown hidden-state loss `{other}`: use `cosine` or `mse`"
             ))),
         }
+    }
+}
+
+impl TryFrom<String> for HiddenMatch {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        Self::parse(&s)
     }
 }
 
@@ -182,7 +200,21 @@ pub fn hidden_match_naive(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::rand_vec;
+
+    /// Deterministic values in [-1, 1) from a 64-bit LCG.
+    fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
 
     fn loss(kind: HiddenMatch, y: &[f32], t: &[f32], n: usize, d: usize) -> f64 {
         hidden_match_fwd_bwd(kind, y, t, None, n, d, 1.0).unwrap()
