@@ -2,7 +2,7 @@
 //! caches (`cache`) and logit distillation (`train`). Wiring only: the losses are
 //! `slm_kernels::distill`, the loop `slm_train::Trainer`, the cache `slm_distill::cache`.
 
-use super::train::{initial_model, toml_str, train_run};
+use slm_recipes::train::{initial_model, toml_str, train_run};
 use crate::common::{load_model_and_tokenizer, ModelArgs};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};

@@ -5,7 +5,7 @@
 //! Then it prunes the model to 50% (Wanda) and distils it into a student a third its size
 //! (forward KL + hidden-state loss), showing perplexity, size and decode speed of each.
 
-use crate::cmd::train::{toml_str, train_run};
+use slm_recipes::train::{toml_str, train_run};
 use anyhow::{Context, Result};
 use clap::Args as ClapArgs;
 use slm_data::documents::Split;
