@@ -1,8 +1,27 @@
 //! The recipes layer (DESIGN.md's L6): the pipelines `slm` runs, as library functions the CLI
 //! only calls, and `slm run`'s declarative recipes of ordered, resumable stages.
 //!
-//! - [`progress`]: progress bars, the training observer and the Ctrl-C stop flag.
+//! - [`recipe`]: the recipe file (TOML), parsed with every key checked.
+//! - [`run`]: running a recipe: stage folders, completion markers, resuming, report.md.
+//! - [`stages`]: what each stage kind checks and does.
+//! - [`quickstart`]: the built-in quickstart recipe with `slm quickstart`'s flags.
 //! - [`train`]: a training run's starting model and the run itself (train, save, report).
+//! - [`prune`]: pruning with calibration checked first, OBD's Fisher, the sweep.
+//! - [`quantize`], [`export`]: GGUF and Hugging Face output.
+//! - [`calib`]: calibration files and windows; [`stories`]: the built-in corpus.
+//! - [`progress`]: progress bars, the training observer, the Ctrl-C flag.
 
+pub mod calib;
+pub mod export;
 pub mod progress;
+pub mod prune;
+pub mod quantize;
+pub mod quickstart;
+pub mod recipe;
+pub mod run;
+pub mod stages;
+pub mod stories;
 pub mod train;
+
+pub use recipe::Recipe;
+pub use run::{run, RunSummary};

@@ -4,7 +4,7 @@
 use indicatif::{ProgressBar, ProgressStyle};
 use slm_train::trainer::{Observer, StepMetrics};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// A progress bar "what [bar] pos/len unit [elapsed < eta]"; set its length when known.
 pub fn progress_bar(what: &str, unit: &str) -> ProgressBar {
@@ -81,17 +81,21 @@ impl Observer for BarObserver {
     }
 }
 
-/// A stop flag set by Ctrl-C (the trainer checkpoints and returns).
+/// The process's stop flag, set by Ctrl-C (the trainer checkpoints and returns). The handler
+/// is installed once; every call returns the same flag.
 pub fn ctrlc_flag() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let f = flag.clone();
-    // A second Ctrl-C exits at once. Only the first handler installed in a process takes
-    // effect; later calls share nothing with it, so call this once per process.
-    let _ = ctrlc::set_handler(move || {
-        if f.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\nstopping after this step: writing a checkpoint (Ctrl-C again to quit now)");
-    });
-    flag
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let f = flag.clone();
+        // A second Ctrl-C exits at once.
+        let _ = ctrlc::set_handler(move || {
+            if f.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("\nstopping after this step: writing a checkpoint (Ctrl-C again to quit now)");
+        });
+        flag
+    })
+    .clone()
 }

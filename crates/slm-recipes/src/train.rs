@@ -50,3 +50,20 @@ pub fn train_run(trainer: &mut Trainer) -> Result<slm_train::Outcome> {
 pub fn toml_str(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
+
+/// Adds the on-policy batch hook (GKD: the student continues the windows' first halves, the
+/// live teacher scores them) when the run's config asks for it.
+pub fn install_on_policy(trainer: &mut Trainer) {
+    let c = &trainer.cfg;
+    if c.on_policy > 0.0 {
+        let hook = slm_distill::on_policy::OnPolicy {
+            lambda: c.on_policy,
+            prompt: c.on_policy_prompt.unwrap_or(c.seq_len / 2),
+            temperature: c.on_policy_temperature as f32,
+            top_p: c.on_policy_top_p as f32,
+            seed: c.seed,
+        }
+        .hook(c.seq_len);
+        trainer.set_batch_hook(hook);
+    }
+}
