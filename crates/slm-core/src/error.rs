@@ -13,10 +13,11 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub enum Error {
     /// An operating-system error while touching a file. The message embeds the OS error, so
     /// it is not also exposed as `source()`: a `{:#}` chain names the cause once.
-    #[error("{path}: {source}")]
+    /// (thiserror would take a field named `source` for the source: hence `cause`.)
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     /// A file whose bytes do not follow its format (truncated, bad magic, bad header...).
@@ -84,7 +85,7 @@ impl Error {
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.as_ref().to_path_buf(),
-            source,
+            cause: source,
         }
     }
 

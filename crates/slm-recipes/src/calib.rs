@@ -33,7 +33,12 @@ impl Default for CalibSpec {
 
 impl CalibSpec {
     /// The windows for `model` from the file at `path`.
-    pub fn windows(&self, path: &Path, model: &Llama, tok: &dyn Tokenizer) -> Result<Vec<Vec<u32>>> {
+    pub fn windows(
+        &self,
+        path: &Path,
+        model: &Llama,
+        tok: &dyn Tokenizer,
+    ) -> Result<Vec<Vec<u32>>> {
         let seqlen = self
             .seqlen
             .unwrap_or(2048)

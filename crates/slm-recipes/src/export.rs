@@ -17,10 +17,14 @@ pub fn gguf_vocab(source: &TokenizerSource) -> Result<Option<slm_io::GgufVocab>>
         )),
         TokenizerSource::HfJson(p) => {
             let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
-            Some(gguf_export::vocab_from_tokenizer_json(&serde_json::from_str(&text)?)?)
+            Some(gguf_export::vocab_from_tokenizer_json(
+                &serde_json::from_str(&text)?,
+            )?)
         }
         TokenizerSource::None => {
-            eprintln!("warning: no tokenizer found; the GGUF will carry no vocabulary (give --tokenizer)");
+            eprintln!(
+                "warning: no tokenizer found; the GGUF will carry no vocabulary (give --tokenizer)"
+            );
             None
         }
     })
@@ -36,9 +40,15 @@ pub fn model_name(spec: &str) -> String {
 
 /// Writes `loaded` (read from `spec`) as a GGUF file of type `ty`; returns what was written and
 /// the vocabulary it carries.
-pub fn export_gguf(loaded: &LoadedLlama, spec: &str, ty: GgufType, out: &Path) -> Result<(ExportReport, Option<slm_io::GgufVocab>)> {
+pub fn export_gguf(
+    loaded: &LoadedLlama,
+    spec: &str,
+    ty: GgufType,
+    out: &Path,
+) -> Result<(ExportReport, Option<slm_io::GgufVocab>)> {
     let vocab = gguf_vocab(&loaded.tokenizer)?;
-    let report = gguf_export::export_gguf(&loaded.model, &model_name(spec), vocab.as_ref(), ty, out)?;
+    let report =
+        gguf_export::export_gguf(&loaded.model, &model_name(spec), vocab.as_ref(), ty, out)?;
     Ok((report, vocab))
 }
 

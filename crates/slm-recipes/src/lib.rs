@@ -7,12 +7,16 @@
 //! - [`quickstart`]: the built-in quickstart recipe with `slm quickstart`'s flags.
 //! - [`train`]: a training run's starting model and the run itself (train, save, report).
 //! - [`prune`]: pruning with calibration checked first, OBD's Fisher, the sweep.
-//! - [`quantize`], [`export`]: GGUF and Hugging Face output.
+//! - [`quantize`], [`export`]: GGUF and Hugging Face output; [`inspect`]: a model's make-up.
+//! - [`teacher_data`]: teacher-written data runs (`slm distill generate`).
 //! - [`calib`]: calibration files and windows; [`stories`]: the built-in corpus.
+//! - [`bench`]: decode and training timings.
 //! - [`progress`]: progress bars, the training observer, the Ctrl-C flag.
 
+pub mod bench;
 pub mod calib;
 pub mod export;
+pub mod inspect;
 pub mod progress;
 pub mod prune;
 pub mod quantize;
@@ -21,6 +25,7 @@ pub mod recipe;
 pub mod run;
 pub mod stages;
 pub mod stories;
+pub mod teacher_data;
 pub mod train;
 
 pub use recipe::Recipe;

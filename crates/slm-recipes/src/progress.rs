@@ -93,7 +93,9 @@ pub fn ctrlc_flag() -> Arc<AtomicBool> {
             if f.swap(true, Ordering::SeqCst) {
                 std::process::exit(130);
             }
-            eprintln!("\nstopping after this step: writing a checkpoint (Ctrl-C again to quit now)");
+            eprintln!(
+                "\nstopping after this step: writing a checkpoint (Ctrl-C again to quit now)"
+            );
         });
         flag
     })

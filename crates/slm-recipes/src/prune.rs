@@ -62,8 +62,14 @@ impl MethodName {
             Self::MagnitudeGlobal => Method::Magnitude { global: true },
             Self::Wanda => Method::Wanda,
             Self::Sparsegpt => Method::sparsegpt(),
-            Self::Obd => Method::Obd { fisher: FisherDiag::new(), global: false },
-            Self::ObdGlobal => Method::Obd { fisher: FisherDiag::new(), global: true },
+            Self::Obd => Method::Obd {
+                fisher: FisherDiag::new(),
+                global: false,
+            },
+            Self::ObdGlobal => Method::Obd {
+                fisher: FisherDiag::new(),
+                global: true,
+            },
             Self::ObdLayerwise => Method::ObdLayerwise,
         }
     }
@@ -110,7 +116,12 @@ impl Default for PruneOptions {
 }
 
 /// Calibration windows for `model`, checked before any pruning work.
-fn windows_for(model: &Llama, tok: &dyn Tokenizer, o: &PruneOptions, method: &Method) -> Result<Vec<Vec<u32>>> {
+fn windows_for(
+    model: &Llama,
+    tok: &dyn Tokenizer,
+    o: &PruneOptions,
+    method: &Method,
+) -> Result<Vec<Vec<u32>>> {
     let needs = method.needs_calibration() || matches!(method, Method::Obd { .. });
     let Some(path) = &o.calib.file else {
         if needs {
@@ -155,7 +166,9 @@ pub fn prune_model(
     o: &PruneOptions,
 ) -> Result<PruneReport> {
     if !(0.0..1.0).contains(&sparsity) {
-        return Err(Error::invalid(format!("sparsity must be in [0, 1), got {sparsity}")));
+        return Err(Error::invalid(format!(
+            "sparsity must be in [0, 1), got {sparsity}"
+        )));
     }
     let mut cfg = PruneConfig::new(method.method(), sparsity, pattern);
     cfg.roles = o.roles.clone();
@@ -189,7 +202,12 @@ pub fn prune_meta(parent: &str, report: &PruneReport, calib: &CalibSpec) -> serd
 }
 
 /// Saves the pruned `model` as a model directory with the parent's tokenizer files and `meta`.
-pub fn save_pruned(model: &Llama, tokenizer: &slm_io::TokenizerSource, meta: &serde_json::Value, out: &Path) -> Result<()> {
+pub fn save_pruned(
+    model: &Llama,
+    tokenizer: &slm_io::TokenizerSource,
+    meta: &serde_json::Value,
+    out: &Path,
+) -> Result<()> {
     let mut extra = tokenizer.files()?;
     extra.push(("slm.json", serde_json::to_vec_pretty(meta)?));
     slm_model::save(model, out, &extra)
@@ -208,7 +226,9 @@ pub fn parse_sparsities(s: &str) -> Result<Vec<f64>> {
             .ok_or_else(|| Error::invalid("sparsity range: start:end:step"))?;
         let (a, b, step) = (num(a)?, num(b)?, num(step)?);
         if step <= 0.0 || b < a {
-            return Err(Error::invalid("sparsity range needs start ≤ end and step > 0"));
+            return Err(Error::invalid(
+                "sparsity range needs start ≤ end and step > 0",
+            ));
         }
         let n = ((b - a) / step + 1e-9).floor() as usize;
         Ok((0..=n)
@@ -246,7 +266,12 @@ pub struct SweepRow {
 
 /// Runs the sweep, printing a line per pruned model through `log`; writes
 /// `out/sweep.{csv,md,png}` and returns the dense perplexity and the rows.
-pub fn sweep(model: &Llama, tok: &dyn Tokenizer, o: &SweepOptions, log: &mut dyn FnMut(&str)) -> Result<(f64, Vec<SweepRow>)> {
+pub fn sweep(
+    model: &Llama,
+    tok: &dyn Tokenizer,
+    o: &SweepOptions,
+    log: &mut dyn FnMut(&str),
+) -> Result<(f64, Vec<SweepRow>)> {
     let text = slm_eval::read_eval_text(&o.ppl_text, slm_eval::TextFormat::Auto)?;
     let popts = slm_eval::PplOptions {
         ctx: o.ctx,
@@ -257,7 +282,8 @@ pub fn sweep(model: &Llama, tok: &dyn Tokenizer, o: &SweepOptions, log: &mut dyn
     let dense = slm_eval::perplexity(model, tok, &text, &popts, &mut |_, _| {})?.ppl;
     log(&format!("dense perplexity {dense:.3}"));
     let mut rows = Vec::new();
-    let mut chart = slm_report::LineChart::new("Perplexity after pruning", "sparsity", "perplexity");
+    let mut chart =
+        slm_report::LineChart::new("Perplexity after pruning", "sparsity", "perplexity");
     chart.log_y = true;
     for pattern in &o.patterns {
         for &m in &o.methods {
@@ -301,8 +327,16 @@ pub fn sweep(model: &Llama, tok: &dyn Tokenizer, o: &SweepOptions, log: &mut dyn
     let mut csv = String::from("method,pattern,sparsity,ppl,prune_seconds\n");
     let mut md = format!("Dense perplexity {dense:.3} on `{}`.\n\n| method | pattern | sparsity | perplexity | prune time (s) |\n|---|---|---|---|---|\n", o.ppl_text.display());
     for r in &rows {
-        let _ = writeln!(csv, "{},{},{:.4},{:.4},{:.2}", r.method, r.pattern, r.sparsity, r.ppl, r.prune_seconds);
-        let _ = writeln!(md, "| {} | {} | {:.2} | {:.3} | {:.1} |", r.method, r.pattern, r.sparsity, r.ppl, r.prune_seconds);
+        let _ = writeln!(
+            csv,
+            "{},{},{:.4},{:.4},{:.2}",
+            r.method, r.pattern, r.sparsity, r.ppl, r.prune_seconds
+        );
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.2} | {:.3} | {:.1} |",
+            r.method, r.pattern, r.sparsity, r.ppl, r.prune_seconds
+        );
     }
     let write = |name: &str, text: &str| {
         let p = o.out.join(name);

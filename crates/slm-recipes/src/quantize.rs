@@ -31,10 +31,15 @@ impl QuantizeOptions {
             )));
         }
         if self.gptq.as_ref().is_some_and(|c| c.file.is_none()) {
-            return Err(Error::invalid("GPTQ needs calibration text: give --calib FILE"));
+            return Err(Error::invalid(
+                "GPTQ needs calibration text: give --calib FILE",
+            ));
         }
         if !self.damp.is_finite() || self.damp < 0.0 {
-            return Err(Error::invalid(format!("--damp must be ≥ 0, got {}", self.damp)));
+            return Err(Error::invalid(format!(
+                "--damp must be ≥ 0, got {}",
+                self.damp
+            )));
         }
         Ok(())
     }
@@ -58,7 +63,9 @@ pub fn quantize_to_gguf(
     warn: &mut dyn FnMut(&str),
 ) -> Result<QuantizeOutcome> {
     o.validate()?;
-    let kind = o.ty.block_kind().ok_or_else(|| Error::invalid("not a quantised type"))?;
+    let kind =
+        o.ty.block_kind()
+            .ok_or_else(|| Error::invalid("not a quantised type"))?;
     let mut gptq = None;
     let mut reference = None;
     if let (Some(calib), Some(path)) = (&o.gptq, o.gptq.as_ref().and_then(|c| c.file.clone())) {
@@ -78,15 +85,28 @@ pub fn quantize_to_gguf(
         let mut cfg = GptqConfig::new(kind);
         cfg.options.damp = o.damp;
         let bar = progress_bar("gptq", "blocks");
-        gptq = Some(gptq_model(&mut loaded.model, &windows, &cfg, &mut |_, d, t| {
-            bar.set_length(t as u64);
-            bar.set_position(d as u64);
-        })?);
+        gptq = Some(gptq_model(
+            &mut loaded.model,
+            &windows,
+            &cfg,
+            &mut |_, d, t| {
+                bar.set_length(t as u64);
+                bar.set_position(d as u64);
+            },
+        )?);
         bar.finish_and_clear();
     }
-    let report = quantize_report_against(reference.as_ref().unwrap_or(&loaded.model), &loaded.model, o.ty)?;
+    let report = quantize_report_against(
+        reference.as_ref().unwrap_or(&loaded.model),
+        &loaded.model,
+        o.ty,
+    )?;
     let (written, _) = crate::export::export_gguf(&loaded, spec, o.ty, out)?;
-    Ok(QuantizeOutcome { report, written, gptq })
+    Ok(QuantizeOutcome {
+        report,
+        written,
+        gptq,
+    })
 }
 
 impl QuantizeOutcome {
@@ -127,11 +147,19 @@ impl QuantizeOutcome {
                 r.quantized_bytes as f64 / 1e6,
                 r.f32_bytes as f64 / r.quantized_bytes.max(1) as f64
             ),
-            format!("relative error ‖W − Ŵ‖²/‖W‖² over all matrices: {:.3e}; largest:", r.overall_relative_error),
+            format!(
+                "relative error ‖W − Ŵ‖²/‖W‖² over all matrices: {:.3e}; largest:",
+                r.overall_relative_error
+            ),
         ];
         let mut worst: Vec<_> = r.matrices.iter().collect();
         worst.sort_by(|x, y| y.relative_error.total_cmp(&x.relative_error));
-        lines.extend(worst.iter().take(5).map(|m| format!("  {:<48} {:.3e}", m.name, m.relative_error)));
+        lines.extend(
+            worst
+                .iter()
+                .take(5)
+                .map(|m| format!("  {:<48} {:.3e}", m.name, m.relative_error)),
+        );
         if let (Some(g), Some((mg, mr))) = (&self.gptq, self.gptq_means()) {
             lines.push(format!(
                 "GPTQ on {} linears ({} windows, {} tokens, {:.1} s): mean output error ‖XWᵀ − XŴᵀ‖²/‖XWᵀ‖² {mg:.3e} vs {mr:.3e} round-to-nearest ({:.2}×)",
@@ -139,11 +167,17 @@ impl QuantizeOutcome {
                 if mg > 0.0 { mr / mg } else { 0.0 }
             ));
             if !g.skipped_roles.is_empty() {
-                lines.push(format!("  not GPTQ'd (rows do not fill 32-value blocks): {}", g.skipped_roles.join(", ")));
+                lines.push(format!(
+                    "  not GPTQ'd (rows do not fill 32-value blocks): {}",
+                    g.skipped_roles.join(", ")
+                ));
             }
         }
         if !self.written.kept_f16.is_empty() {
-            lines.push(format!("kept in f16 (rows do not fill 32-value blocks): {}", self.written.kept_f16.join(", ")));
+            lines.push(format!(
+                "kept in f16 (rows do not fill 32-value blocks): {}",
+                self.written.kept_f16.join(", ")
+            ));
         }
         lines
     }

@@ -22,7 +22,11 @@ pub struct QuickstartOptions {
 
 /// The quickstart recipe with `o` applied.
 pub fn recipe(o: &QuickstartOptions) -> Result<Recipe> {
-    let mut r = Recipe::builtin(if o.tiny { "quickstart-tiny" } else { "quickstart" })?;
+    let mut r = Recipe::builtin(if o.tiny {
+        "quickstart-tiny"
+    } else {
+        "quickstart"
+    })?;
     r.header.seed = o.seed;
     let missing = |s: &str| Error::msg(format!("the quickstart recipe has no stage `{s}`"));
     if !o.tiny {
@@ -34,15 +38,28 @@ pub fn recipe(o: &QuickstartOptions) -> Result<Recipe> {
             p.bpe_vocab = Some(o.vocab_size);
         }
     }
-    let teacher = r.stage_mut("model").and_then(|s| s.kind.train_mut()).ok_or_else(|| missing("model"))?;
+    let teacher = r
+        .stage_mut("model")
+        .and_then(|s| s.kind.train_mut())
+        .ok_or_else(|| missing("model"))?;
     if !o.tiny {
         teacher.sets.push(format!("steps={}", o.steps));
     }
     teacher.sets.extend(o.sets.iter().cloned());
-    let student = r.stage_mut("student").and_then(|s| s.kind.train_mut()).ok_or_else(|| missing("student"))?;
+    let student = r
+        .stage_mut("student")
+        .and_then(|s| s.kind.train_mut())
+        .ok_or_else(|| missing("student"))?;
     if !o.tiny {
-        student.sets.push(format!("steps={}", (o.steps * 3 / 5).max(1)));
+        student
+            .sets
+            .push(format!("steps={}", (o.steps * 3 / 5).max(1)));
     }
-    student.sets.extend(o.sets.iter().filter(|s| s.trim_start().starts_with("context=")).cloned());
+    student.sets.extend(
+        o.sets
+            .iter()
+            .filter(|s| s.trim_start().starts_with("context="))
+            .cloned(),
+    );
     Ok(r)
 }

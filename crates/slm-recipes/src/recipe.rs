@@ -18,7 +18,10 @@ use toml::Spanned;
 /// The recipes shipped in the binary: (name, TOML).
 pub const BUILTIN: [(&str, &str); 2] = [
     ("quickstart", include_str!("../recipes/quickstart.toml")),
-    ("quickstart-tiny", include_str!("../recipes/quickstart-tiny.toml")),
+    (
+        "quickstart-tiny",
+        include_str!("../recipes/quickstart-tiny.toml"),
+    ),
 ];
 
 #[derive(Debug, Deserialize)]
@@ -327,7 +330,10 @@ impl Recipe {
                 || name.contains(['/', '\\'])
                 || name == "report.md";
             if bad {
-                return Err(at(Some(name_at), &format!("stage name `{name}` cannot be a folder name")));
+                return Err(at(
+                    Some(name_at),
+                    &format!("stage name `{name}` cannot be a folder name"),
+                ));
             }
             if stages.iter().any(|s| s.name == name) {
                 return Err(at(Some(name_at), &format!("a second stage named `{name}`")));
@@ -346,38 +352,63 @@ impl Recipe {
             .flatten()
             .collect();
             let [kind] = <[Kind; 1]>::try_from(kinds).map_err(|k| {
-                at(Some(name_at), &format!(
+                at(
+                    Some(name_at),
+                    &format!(
                     "stage `{name}` needs exactly one of prepare, train, distill, recover, prune, \
                      quantize, export, evaluate (it has {})",
                     k.len()
-                ))
+                ),
+                )
             })?;
-            stages.push(Stage { name, line: line_of(src, name_at), kind });
+            stages.push(Stage {
+                name,
+                line: line_of(src, name_at),
+                kind,
+            });
         }
         if stages.is_empty() {
             return Err(at(None, "no stages: add [[stage]] tables"));
         }
-        Ok(Self { header: file.recipe, stages, origin: origin.into(), src: src.into() })
+        Ok(Self {
+            header: file.recipe,
+            stages,
+            origin: origin.into(),
+            src: src.into(),
+        })
     }
 
     /// An error at the place of `span` in the recipe.
     pub fn error_at(&self, offset: usize, msg: impl std::fmt::Display) -> Error {
-        Error::config(format!("{}, line {}: {msg}", self.origin, line_of(&self.src, offset)))
+        Error::config(format!(
+            "{}, line {}: {msg}",
+            self.origin,
+            line_of(&self.src, offset)
+        ))
     }
 
     /// The line of the first key of `table` (at `span`) that `msg` names in backticks, else
     /// the table's own line: where an error of the training settings points.
-    pub fn config_error(&self, table: &Spanned<toml::Table>, stage: &str, msg: impl std::fmt::Display) -> Error {
-        let msg = msg.to_string();
+    pub fn config_error(&self, table: &Spanned<toml::Table>, stage: &str, e: Error) -> Error {
+        // The trainer's own message, without its "config error: " prefix.
+        let msg = match e {
+            Error::Config(m) => m,
+            other => other.to_string(),
+        };
         let span = table.span();
         let text = &self.src[span.start.min(self.src.len())..span.end.min(self.src.len())];
-        let named = msg.split('`').skip(1).step_by(2).find(|k| table.get_ref().contains_key(*k));
+        let named = msg
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .find(|k| table.get_ref().contains_key(*k));
         let offset = named
             .and_then(|k| {
                 text.match_indices(k).find(|(i, _)| {
                     let after = text[i + k.len()..].trim_start();
                     let before = text[..*i].chars().last();
-                    after.starts_with('=') && before.is_none_or(|c| !c.is_alphanumeric() && c != '_')
+                    after.starts_with('=')
+                        && before.is_none_or(|c| !c.is_alphanumeric() && c != '_')
                 })
             })
             .map(|(i, _)| span.start + i)
@@ -402,33 +433,55 @@ impl Recipe {
         let here = &self.stages[i].name;
         if let Some(j) = self.index(name) {
             if j >= i {
-                return Err(self.error_at(r.span().start, format!(
-                    "stage `{here}` uses stage `{name}`, which does not come before it"
-                )));
+                return Err(self.error_at(
+                    r.span().start,
+                    format!("stage `{here}` uses stage `{name}`, which does not come before it"),
+                ));
             }
             let dir = root.join(name);
             let out = match (&self.stages[j].kind, want) {
                 (Kind::Prepare(_), Want::Data) => Some(dir),
-                (Kind::Prepare(p), Want::Text) => Some(dir.join(if p.stories.is_some() { "corpus.txt" } else { "train.bin" })),
-                (Kind::Train(_) | Kind::Distill(_) | Kind::Recover(_) | Kind::Prune(_), Want::Model) => Some(dir),
+                (Kind::Prepare(p), Want::Text) => Some(dir.join(if p.stories.is_some() {
+                    "corpus.txt"
+                } else {
+                    "train.bin"
+                })),
+                (
+                    Kind::Train(_) | Kind::Distill(_) | Kind::Recover(_) | Kind::Prune(_),
+                    Want::Model,
+                ) => Some(dir),
                 (Kind::Export(e), Want::Model) if e.format == ExportFormat::Hf => Some(dir),
                 (Kind::Export(_) | Kind::Quantize(_), Want::Model) => Some(dir.join("model.gguf")),
                 _ => None,
             };
-            return out.ok_or_else(|| self.error_at(r.span().start, format!(
-                "stage `{here}` wants {} but stage `{name}` ({}) makes none",
-                match want { Want::Data => "prepared data", Want::Model => "a model", Want::Text => "text" },
-                self.stages[j].kind.name()
-            )));
+            return out.ok_or_else(|| {
+                self.error_at(
+                    r.span().start,
+                    format!(
+                        "stage `{here}` wants {} but stage `{name}` ({}) makes none",
+                        match want {
+                            Want::Data => "prepared data",
+                            Want::Model => "a model",
+                            Want::Text => "text",
+                        },
+                        self.stages[j].kind.name()
+                    ),
+                )
+            });
         }
         let path = PathBuf::from(name);
-        let hf_id = want == Want::Model && slm_io::hf_cache::looks_like_repo_id(name) && slm_io::hf_cache::resolve(name).is_ok();
+        let hf_id = want == Want::Model
+            && slm_io::hf_cache::looks_like_repo_id(name)
+            && slm_io::hf_cache::resolve(name).is_ok();
         if path.exists() || hf_id {
             Ok(path)
         } else {
-            Err(self.error_at(r.span().start, format!(
-                "stage `{here}`: `{name}` is neither an earlier stage nor an existing file"
-            )))
+            Err(self.error_at(
+                r.span().start,
+                format!(
+                    "stage `{here}`: `{name}` is neither an earlier stage nor an existing file"
+                ),
+            ))
         }
     }
 }
@@ -455,7 +508,9 @@ steps = 3
 "#;
 
     fn err(src: &str) -> String {
-        match Recipe::parse(src, "r.toml").and_then(|r| crate::run::check(&r, Path::new("/tmp/none"))) {
+        match Recipe::parse(src, "r.toml")
+            .and_then(|r| crate::run::check(&r, Path::new("/tmp/none")))
+        {
             Ok(_) => panic!("accepted:\n{src}"),
             Err(e) => e.to_string(),
         }
@@ -491,13 +546,22 @@ steps = 3
         assert!(e.contains("line 13") && e.contains("/no/such/data"), "{e}");
         let swapped = GOOD.replace("name = \"data\"", "name = \"x\"");
         let e = err(&swapped);
-        assert!(e.contains("line 13") && e.contains("neither an earlier stage"), "{e}");
+        assert!(
+            e.contains("line 13") && e.contains("neither an earlier stage"),
+            "{e}"
+        );
         let e = err(&format!("{GOOD}\n[[stage]]\nname = \"model\"\n[stage.prune]\nmodel = \"model\"\nmethod = \"magnitude\"\n"));
         assert!(e.contains("line 18") && e.contains("second stage"), "{e}");
         let e = err(&format!("{GOOD}\n[[stage]]\nname = \"p\"\n[stage.prune]\nmodel = \"model\"\nmethod = \"wanda\"\n"));
-        assert!(e.contains("line 18") && e.contains("needs calibration"), "{e}");
+        assert!(
+            e.contains("line 18") && e.contains("needs calibration"),
+            "{e}"
+        );
         let e = err(&format!("{GOOD}\n[[stage]]\nname = \"p\"\n[stage.prune]\nmodel = \"p2\"\nmethod = \"magnitude\"\n[[stage]]\nname = \"p2\"\n[stage.prune]\nmodel = \"model\"\nmethod = \"magnitude\"\n"));
-        assert!(e.contains("line 20") && e.contains("does not come before"), "{e}");
+        assert!(
+            e.contains("line 20") && e.contains("does not come before"),
+            "{e}"
+        );
         let e = err(&format!("{GOOD}\n[[stage]]\nname = \"p\"\n[stage.prune]\nmodel = \"model\"\nmethod = \"lottery\"\n"));
         assert!(e.contains("line 21") && e.contains("lottery"), "{e}");
     }

@@ -81,7 +81,10 @@ pub fn run(recipe: &Recipe, root: &Path) -> Result<RunSummary> {
         let marker = read_marker(&dir);
         if all_skipped && marker.as_ref().is_some_and(|m| m.definition == def) {
             if let Some(m) = marker {
-                println!("      finished earlier ({}); skipped", dir.join(MARKER).display());
+                println!(
+                    "      finished earlier ({}); skipped",
+                    dir.join(MARKER).display()
+                );
                 print_figures(&m);
                 records[i] = Some((m, false));
                 skipped += 1;
@@ -89,8 +92,10 @@ pub fn run(recipe: &Recipe, root: &Path) -> Result<RunSummary> {
             }
         }
         all_skipped = false;
-        let resumable = matches!(stage.kind, Kind::Train(_) | Kind::Distill(_) | Kind::Recover(_))
-            && marker.is_none()
+        let resumable = matches!(
+            stage.kind,
+            Kind::Train(_) | Kind::Distill(_) | Kind::Recover(_)
+        ) && marker.is_none()
             && dir.join("checkpoints").join("latest.ckpt").is_file();
         if dir.exists() && !resumable {
             std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -104,7 +109,12 @@ pub fn run(recipe: &Recipe, root: &Path) -> Result<RunSummary> {
                 stage.name,
                 dir.join("checkpoints").display()
             );
-            return Ok(RunSummary { interrupted: true, report, ran, skipped });
+            return Ok(RunSummary {
+                interrupted: true,
+                report,
+                ran,
+                skipped,
+            });
         };
         record.kind = stage.kind.name().into();
         record.definition = def;
@@ -117,7 +127,12 @@ pub fn run(recipe: &Recipe, root: &Path) -> Result<RunSummary> {
     }
     write_report(recipe, root, &records)?;
     println!("report: {}", report.display());
-    Ok(RunSummary { interrupted: false, report, ran, skipped })
+    Ok(RunSummary {
+        interrupted: false,
+        report,
+        ran,
+        skipped,
+    })
 }
 
 fn print_figures(r: &StageRecord) {
@@ -127,13 +142,23 @@ fn print_figures(r: &StageRecord) {
 }
 
 /// report.md at the run root: a table of stages, then each stage's figures, plots and files.
-fn write_report(recipe: &Recipe, root: &Path, records: &[Option<(StageRecord, bool)>]) -> Result<()> {
+fn write_report(
+    recipe: &Recipe,
+    root: &Path,
+    records: &[Option<(StageRecord, bool)>],
+) -> Result<()> {
     let h = &recipe.header;
     let mut md = format!("# Recipe `{}`\n\n", h.name);
     if !h.description.is_empty() {
         let _ = writeln!(md, "{}\n", h.description.trim());
     }
-    let _ = writeln!(md, "From {}, seed {}, run in `{}`.\n", recipe.origin, h.seed, root.display());
+    let _ = writeln!(
+        md,
+        "From {}, seed {}, run in `{}`.\n",
+        recipe.origin,
+        h.seed,
+        root.display()
+    );
     md.push_str("| stage | kind | status | seconds |\n|---|---|---|---|\n");
     for (s, r) in recipe.stages.iter().zip(records) {
         let (status, secs) = match r {
@@ -141,7 +166,12 @@ fn write_report(recipe: &Recipe, root: &Path, records: &[Option<(StageRecord, bo
             Some((r, false)) => ("finished earlier", format!("{:.1}", r.seconds)),
             None => ("not run", "-".into()),
         };
-        let _ = writeln!(md, "| [{0}]({0}/) | {1} | {status} | {secs} |", s.name, s.kind.name());
+        let _ = writeln!(
+            md,
+            "| [{0}]({0}/) | {1} | {status} | {secs} |",
+            s.name,
+            s.kind.name()
+        );
     }
     for (s, r) in recipe.stages.iter().zip(records) {
         let Some((r, _)) = r else { continue };
@@ -169,7 +199,15 @@ pub fn builtin_list() -> Result<Vec<(String, String)>> {
         .iter()
         .map(|(name, _)| {
             let r = Recipe::builtin(name)?;
-            Ok((name.to_string(), r.header.description.lines().next().unwrap_or("").to_string()))
+            Ok((
+                name.to_string(),
+                r.header
+                    .description
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
+            ))
         })
         .collect()
 }

@@ -24,14 +24,21 @@ fn fig(k: &str, v: impl std::fmt::Display) -> (String, String) {
 pub fn check(r: &Recipe, root: &Path, i: usize) -> Result<()> {
     let s = &r.stages[i];
     let name = &s.name;
-    let stage_err = |msg: String| Error::config(format!("{}, line {}: stage `{name}`: {msg}", r.origin, s.line));
+    let stage_err = |msg: String| {
+        Error::config(format!(
+            "{}, line {}: stage `{name}`: {msg}",
+            r.origin, s.line
+        ))
+    };
     match &s.kind {
         Kind::Prepare(p) => {
             if p.stories.is_some() == !p.inputs.is_empty() {
                 return Err(stage_err("give either `stories` or `inputs`".into()));
             }
             if p.tokenizer.is_some() == p.bpe_vocab.is_some() {
-                return Err(stage_err("give either `tokenizer` (a file) or `bpe_vocab` (train one)".into()));
+                return Err(stage_err(
+                    "give either `tokenizer` (a file) or `bpe_vocab` (train one)".into(),
+                ));
             }
             for input in &p.inputs {
                 expand_inputs(std::slice::from_ref(input.get_ref()))
@@ -46,16 +53,33 @@ pub fn check(r: &Recipe, root: &Path, i: usize) -> Result<()> {
         }
         Kind::Train(t) | Kind::Distill(t) | Kind::Recover(t) => {
             let data = r.resolve(root, i, &t.data, Want::Data)?;
-            let init = t.init.as_ref().map(|m| r.resolve(root, i, m, Want::Model)).transpose()?;
-            let teacher = t.teacher.as_ref().map(|m| r.resolve(root, i, m, Want::Model)).transpose()?;
+            let init = t
+                .init
+                .as_ref()
+                .map(|m| r.resolve(root, i, m, Want::Model))
+                .transpose()?;
+            let teacher = t
+                .teacher
+                .as_ref()
+                .map(|m| r.resolve(root, i, m, Want::Model))
+                .transpose()?;
             match &s.kind {
-                Kind::Distill(_) if teacher.is_none() => return Err(stage_err("a distill stage needs `teacher`".into())),
-                Kind::Recover(_) if init.is_none() => return Err(stage_err("a recover stage needs `init` (the pruned model)".into())),
+                Kind::Distill(_) if teacher.is_none() => {
+                    return Err(stage_err("a distill stage needs `teacher`".into()))
+                }
+                Kind::Recover(_) if init.is_none() => {
+                    return Err(stage_err(
+                        "a recover stage needs `init` (the pruned model)".into(),
+                    ))
+                }
                 _ => {}
             }
             if let Some(w) = t.student_width {
                 if !matches!(s.kind, Kind::Distill(_)) || init.is_some() || !(w > 0.0 && w <= 1.0) {
-                    return Err(stage_err("`student_width` (in (0, 1]) belongs to a distill stage without `init`".into()));
+                    return Err(stage_err(
+                        "`student_width` (in (0, 1]) belongs to a distill stage without `init`"
+                            .into(),
+                    ));
                 }
             }
             train_config(r, i, t, &data, init.as_deref(), teacher.as_deref(), None)?;
@@ -64,7 +88,10 @@ pub fn check(r: &Recipe, root: &Path, i: usize) -> Result<()> {
             r.resolve(root, i, &p.model, Want::Model)?;
             prune_options(r, root, i, p)?;
             if !(0.0..1.0).contains(&p.sparsity) {
-                return Err(stage_err(format!("`sparsity` must be in [0, 1), got {}", p.sparsity)));
+                return Err(stage_err(format!(
+                    "`sparsity` must be in [0, 1), got {}",
+                    p.sparsity
+                )));
             }
         }
         Kind::Quantize(q) => {
@@ -115,23 +142,49 @@ pub fn run(r: &Recipe, root: &Path, i: usize, dir: &Path) -> Result<Option<Stage
                 ExportFormat::Gguf => {
                     let out = dir.join("model.gguf");
                     let (rep, _) = crate::export::export_gguf(&loaded, &spec, ty, &out)?;
-                    (out, format!("GGUF, {:?}, {} tensors, {:.1} MB", ty, rep.tensors, rep.bytes as f64 / 1e6))
+                    (
+                        out,
+                        format!(
+                            "GGUF, {:?}, {} tensors, {:.1} MB",
+                            ty,
+                            rep.tensors,
+                            rep.bytes as f64 / 1e6
+                        ),
+                    )
                 }
             };
-            StageRecord { figures: vec![fig("wrote", format!("{} ({what})", out.display()))], ..Default::default() }
+            StageRecord {
+                figures: vec![fig("wrote", format!("{} ({what})", out.display()))],
+                ..Default::default()
+            }
         }
         Kind::Evaluate(e) => evaluate(r, root, i, e, dir)?,
     }))
 }
 
-fn prepare(r: &Recipe, root: &Path, i: usize, p: &Prepare, dir: &Path, seed: u64) -> Result<StageRecord> {
+fn prepare(
+    r: &Recipe,
+    root: &Path,
+    i: usize,
+    p: &Prepare,
+    dir: &Path,
+    seed: u64,
+) -> Result<StageRecord> {
     let seed = p.seed.unwrap_or(seed);
     let (files, docs, split, bytes) = if let Some(s) = &p.stories {
         let corpus = crate::stories::generate(s.seed.unwrap_or(seed), s.bytes);
         let path = dir.join("corpus.txt");
         std::fs::write(&path, &corpus).map_err(|e| Error::io(&path, e))?;
-        let docs: Vec<String> = crate::stories::documents(&corpus).into_iter().map(String::from).collect();
-        (vec![path], docs, Split::Auto(crate::stories::SEPARATOR.into()), corpus.len())
+        let docs: Vec<String> = crate::stories::documents(&corpus)
+            .into_iter()
+            .map(String::from)
+            .collect();
+        (
+            vec![path],
+            docs,
+            Split::Auto(crate::stories::SEPARATOR.into()),
+            corpus.len(),
+        )
     } else {
         let inputs: Vec<String> = p.inputs.iter().map(|s| s.get_ref().clone()).collect();
         let files = expand_inputs(&inputs)?;
@@ -149,7 +202,11 @@ fn prepare(r: &Recipe, root: &Path, i: usize, p: &Prepare, dir: &Path, seed: u64
         (Some(t), _) => {
             let src = r.resolve(root, i, t, Want::Text)?;
             let json = src.extension().and_then(|e| e.to_str()) == Some("json");
-            let dest = dir.join(if json { "tokenizer.json" } else { "tokenizer.bin" });
+            let dest = dir.join(if json {
+                "tokenizer.json"
+            } else {
+                "tokenizer.bin"
+            });
             std::fs::copy(&src, &dest).map_err(|e| Error::io(&src, e))?;
             dest
         }
@@ -158,7 +215,11 @@ fn prepare(r: &Recipe, root: &Path, i: usize, p: &Prepare, dir: &Path, seed: u64
                 vocab_size: vocab.unwrap_or(4096),
                 ..Default::default()
             };
-            println!("      training a {}-token byte-level BPE tokenizer on {} documents", opts.vocab_size, docs.len());
+            println!(
+                "      training a {}-token byte-level BPE tokenizer on {} documents",
+                opts.vocab_size,
+                docs.len()
+            );
             let tok = slm_data::tokenizer::train::train_bpe(docs.iter(), &opts)?;
             let path = dir.join("tokenizer.json");
             slm_data::tokenizer::train::save(&tok, &path)?;
@@ -166,18 +227,35 @@ fn prepare(r: &Recipe, root: &Path, i: usize, p: &Prepare, dir: &Path, seed: u64
         }
     };
     let tokenizer = slm_data::tokenizer::load_tokenizer_file(&tok_path)?;
-    let opts = slm_data::prepare::PrepareOptions { split, val_fraction: p.val_fraction, seed, ..Default::default() };
+    let opts = slm_data::prepare::PrepareOptions {
+        split,
+        val_fraction: p.val_fraction,
+        seed,
+        ..Default::default()
+    };
     let bar = crate::progress::progress_bar("tokenising", "documents");
-    let s = slm_data::prepare::prepare(&files, tokenizer.as_ref(), dir, &opts, &crate::progress::bar_callback(&bar))?;
+    let s = slm_data::prepare::prepare(
+        &files,
+        tokenizer.as_ref(),
+        dir,
+        &opts,
+        &crate::progress::bar_callback(&bar),
+    )?;
     bar.finish_and_clear();
     Ok(StageRecord {
         figures: vec![
             fig("corpus", format!("{} files, {bytes} bytes", files.len())),
-            fig("tokens", format!(
-                "train {} ({} documents), val {} ({} documents), {:.2} bytes/token",
-                s.train_tokens, s.train_documents, s.val_tokens, s.val_documents,
-                bytes as f64 / (s.train_tokens + s.val_tokens).max(1) as f64
-            )),
+            fig(
+                "tokens",
+                format!(
+                    "train {} ({} documents), val {} ({} documents), {:.2} bytes/token",
+                    s.train_tokens,
+                    s.train_documents,
+                    s.val_tokens,
+                    s.val_documents,
+                    bytes as f64 / (s.train_tokens + s.val_tokens).max(1) as f64
+                ),
+            ),
             fig("vocabulary", s.vocab_size),
         ],
         ..Default::default()
@@ -198,7 +276,11 @@ fn train_config(
     let kind = &r.stages[i].kind;
     let path = |p: &Path| toml_str(&p.display().to_string());
     let mut sets = Vec::new();
-    if !t.config.as_ref().is_some_and(|c| c.get_ref().contains_key("seed")) {
+    if !t
+        .config
+        .as_ref()
+        .is_some_and(|c| c.get_ref().contains_key("seed"))
+    {
         sets.push(format!("seed={}", r.header.seed));
     }
     sets.push(format!("data={}", path(data)));
@@ -229,24 +311,50 @@ fn train_config(
     };
     TrainConfig::resolve(text.as_deref(), &sets).map_err(|e| match &t.config {
         Some(c) => r.config_error(c, &r.stages[i].name, e),
-        None => Error::config(format!("{}, line {}: stage `{}`: {e}", r.origin, r.stages[i].line, r.stages[i].name)),
+        None => Error::config(format!(
+            "{}, line {}: stage `{}`: {e}",
+            r.origin, r.stages[i].line, r.stages[i].name
+        )),
     })
 }
 
 fn train(r: &Recipe, root: &Path, i: usize, t: &Train, dir: &Path) -> Result<Option<StageRecord>> {
     let mut trainer = if dir.join("checkpoints").join("latest.ckpt").is_file() {
         let tr = Trainer::resume(dir, None)?;
-        println!("      resuming from its checkpoint at step {} of {}", tr.step, tr.cfg.steps);
+        println!(
+            "      resuming from its checkpoint at step {} of {}",
+            tr.step, tr.cfg.steps
+        );
         tr
     } else {
         let data = r.resolve(root, i, &t.data, Want::Data)?;
-        let init = t.init.as_ref().map(|m| r.resolve(root, i, m, Want::Model)).transpose()?;
-        let teacher = t.teacher.as_ref().map(|m| r.resolve(root, i, m, Want::Model)).transpose()?;
+        let init = t
+            .init
+            .as_ref()
+            .map(|m| r.resolve(root, i, m, Want::Model))
+            .transpose()?;
+        let teacher = t
+            .teacher
+            .as_ref()
+            .map(|m| r.resolve(root, i, m, Want::Model))
+            .transpose()?;
         let tcfg = match (&teacher, t.student_width) {
-            (Some(p), Some(_)) => Some(slm_model::load(&p.display().to_string(), None)?.model.config),
+            (Some(p), Some(_)) => Some(
+                slm_model::load(&p.display().to_string(), None)?
+                    .model
+                    .config,
+            ),
             _ => None,
         };
-        let cfg = train_config(r, i, t, &data, init.as_deref(), teacher.as_deref(), tcfg.as_ref())?;
+        let cfg = train_config(
+            r,
+            i,
+            t,
+            &data,
+            init.as_deref(),
+            teacher.as_deref(),
+            tcfg.as_ref(),
+        )?;
         let model = initial_model(&cfg)?;
         println!(
             "      {:.2}M parameters ({} layers, dim {}), {} steps of {} × {} tokens",
@@ -267,27 +375,56 @@ fn train(r: &Recipe, root: &Path, i: usize, t: &Train, dir: &Path) -> Result<Opt
     let name = &r.stages[i].name;
     let mut figures = vec![
         fig("parameters", trainer.model.num_parameters()),
-        fig("trained", format!("{} steps, {} tokens in {:.1} s", o.step, o.tokens_seen, o.seconds)),
+        fig(
+            "trained",
+            format!(
+                "{} steps, {} tokens in {:.1} s",
+                o.step, o.tokens_seen, o.seconds
+            ),
+        ),
         fig("train loss", format!("{:.4}", o.train_loss)),
     ];
     if let Some(v) = o.val_loss {
-        figures.push(fig("validation loss", format!("{v:.4} (perplexity {:.2})", v.exp())));
+        figures.push(fig(
+            "validation loss",
+            format!("{v:.4} (perplexity {:.2})", v.exp()),
+        ));
     }
     if trainer.cfg.teacher.is_some() || trainer.cfg.kd_cache.is_some() {
-        figures.push(fig("distillation", format!("{} loss, weight {}, T {}", trainer.cfg.kd_loss, trainer.cfg.kd_weight, trainer.cfg.kd_temperature)));
+        figures.push(fig(
+            "distillation",
+            format!(
+                "{} loss, weight {}, T {}",
+                trainer.cfg.kd_loss, trainer.cfg.kd_weight, trainer.cfg.kd_temperature
+            ),
+        ));
     }
     let files = ["report.md", "plots/loss.png"]
         .iter()
         .filter(|f| dir.join(f).is_file())
         .map(|f| format!("{name}/{f}"))
         .collect();
-    Ok(Some(StageRecord { figures, files, ..Default::default() }))
+    Ok(Some(StageRecord {
+        figures,
+        files,
+        ..Default::default()
+    }))
 }
 
 /// The calibration of a prune or quantize stage: a file or a prepare stage's text.
-fn calib_spec(r: &Recipe, root: &Path, i: usize, calib: Option<&crate::recipe::Ref>, nsamples: Option<usize>, seqlen: Option<usize>, seed: Option<u64>) -> Result<CalibSpec> {
+fn calib_spec(
+    r: &Recipe,
+    root: &Path,
+    i: usize,
+    calib: Option<&crate::recipe::Ref>,
+    nsamples: Option<usize>,
+    seqlen: Option<usize>,
+    seed: Option<u64>,
+) -> Result<CalibSpec> {
     Ok(CalibSpec {
-        file: calib.map(|c| r.resolve(root, i, c, Want::Text)).transpose()?,
+        file: calib
+            .map(|c| r.resolve(root, i, c, Want::Text))
+            .transpose()?,
         nsamples: nsamples.unwrap_or(128),
         seqlen,
         seed: seed.unwrap_or(r.header.seed),
@@ -297,21 +434,32 @@ fn calib_spec(r: &Recipe, root: &Path, i: usize, calib: Option<&crate::recipe::R
 fn prune_options(r: &Recipe, root: &Path, i: usize, p: &Prune) -> Result<(Pattern, PruneOptions)> {
     let name = &r.stages[i].name;
     let pattern = match &p.pattern {
-        Some(s) => Pattern::parse(s.get_ref()).map_err(|e| r.error_at(s.span().start, format!("stage `{name}`: {e}")))?,
+        Some(s) => Pattern::parse(s.get_ref())
+            .map_err(|e| r.error_at(s.span().start, format!("stage `{name}`: {e}")))?,
         None => Pattern::Unstructured,
     };
     let roles = match &p.roles {
-        Some(s) => parse_roles(s.get_ref()).map_err(|e| r.error_at(s.span().start, format!("stage `{name}`: {e}")))?,
+        Some(s) => parse_roles(s.get_ref())
+            .map_err(|e| r.error_at(s.span().start, format!("stage `{name}`: {e}")))?,
         None => slm_core::LinearRole::ALL.to_vec(),
     };
     let calib = calib_spec(r, root, i, p.calib.as_ref(), p.nsamples, p.seqlen, p.seed)?;
     if calib.file.is_none() && p.method.needs_calibration() {
         return Err(Error::config(format!(
             "{}, line {}: stage `{name}`: method `{}` needs calibration text: set `calib`",
-            r.origin, r.stages[i].line, p.method.name()
+            r.origin,
+            r.stages[i].line,
+            p.method.name()
         )));
     }
-    Ok((pattern, PruneOptions { calib, roles, measure_error: p.measure_error }))
+    Ok((
+        pattern,
+        PruneOptions {
+            calib,
+            roles,
+            measure_error: p.measure_error,
+        },
+    ))
 }
 
 /// How a method is written in figures.
@@ -329,17 +477,38 @@ fn prune(r: &Recipe, root: &Path, i: usize, p: &Prune, dir: &Path) -> Result<Sta
     let (pattern, opts) = prune_options(r, root, i, p)?;
     let mut loaded = slm_model::load(&src.display().to_string(), None)?;
     let tok = slm_data::tokenizer::load_tokenizer(&loaded.tokenizer)?;
-    let report = prune_model(&mut loaded.model, tok.as_ref(), p.method, p.sparsity, pattern, &opts)?;
-    save_pruned(&loaded.model, &loaded.tokenizer, &prune_meta(&src.display().to_string(), &report, &opts.calib), dir)?;
+    let report = prune_model(
+        &mut loaded.model,
+        tok.as_ref(),
+        p.method,
+        p.sparsity,
+        pattern,
+        &opts,
+    )?;
+    save_pruned(
+        &loaded.model,
+        &loaded.tokenizer,
+        &prune_meta(&src.display().to_string(), &report, &opts.calib),
+        dir,
+    )?;
     Ok(StageRecord {
         figures: vec![
-            fig("pruned", format!(
-                "{:.0}% {} ({pattern}): {:.1}% of the pruned tensors are zero",
-                100.0 * pattern.effective_sparsity(p.sparsity),
-                method_label(p.method),
-                100.0 * report.overall_sparsity()
-            )),
-            fig("calibration", format!("{} windows, {} tokens", report.calib_windows, report.calib_tokens)),
+            fig(
+                "pruned",
+                format!(
+                    "{:.0}% {} ({pattern}): {:.1}% of the pruned tensors are zero",
+                    100.0 * pattern.effective_sparsity(p.sparsity),
+                    method_label(p.method),
+                    100.0 * report.overall_sparsity()
+                ),
+            ),
+            fig(
+                "calibration",
+                format!(
+                    "{} windows, {} tokens",
+                    report.calib_windows, report.calib_tokens
+                ),
+            ),
             fig("time", format!("{:.1} s", report.seconds)),
         ],
         ..Default::default()
@@ -348,7 +517,8 @@ fn prune(r: &Recipe, root: &Path, i: usize, p: &Prune, dir: &Path) -> Result<Sta
 
 fn quantize_options(r: &Recipe, root: &Path, i: usize, q: &Quantize) -> Result<QuantizeOptions> {
     let name = &r.stages[i].name;
-    let ty = GgufType::parse(q.ty.get_ref()).map_err(|e| r.error_at(q.ty.span().start, format!("stage `{name}`: {e}")))?;
+    let ty = GgufType::parse(q.ty.get_ref())
+        .map_err(|e| r.error_at(q.ty.span().start, format!("stage `{name}`: {e}")))?;
     let calib = calib_spec(r, root, i, q.calib.as_ref(), q.nsamples, q.seqlen, q.seed)?;
     if calib.file.is_some() != q.gptq {
         return Err(Error::config(format!(
@@ -356,8 +526,13 @@ fn quantize_options(r: &Recipe, root: &Path, i: usize, q: &Quantize) -> Result<Q
             r.origin, r.stages[i].line
         )));
     }
-    let o = QuantizeOptions { ty, gptq: q.gptq.then_some(calib), damp: q.damp.unwrap_or(0.01) };
-    o.validate().map_err(|e| r.error_at(q.ty.span().start, format!("stage `{name}`: {e}")))?;
+    let o = QuantizeOptions {
+        ty,
+        gptq: q.gptq.then_some(calib),
+        damp: q.damp.unwrap_or(0.01),
+    };
+    o.validate()
+        .map_err(|e| r.error_at(q.ty.span().start, format!("stage `{name}`: {e}")))?;
     Ok(o)
 }
 
@@ -371,20 +546,43 @@ fn quantize(r: &Recipe, root: &Path, i: usize, q: &Quantize, dir: &Path) -> Resu
         None => None,
     };
     let out = dir.join("model.gguf");
-    let outcome = quantize_to_gguf(loaded, &spec, tok.as_deref(), &o, &out, &mut |w| eprintln!("warning: {w}"))?;
+    let outcome = quantize_to_gguf(loaded, &spec, tok.as_deref(), &o, &out, &mut |w| {
+        eprintln!("warning: {w}")
+    })?;
     let mut lines = outcome.summary(&out, q.ty.get_ref()).into_iter();
     let mut figures = vec![fig("wrote", lines.next().unwrap_or_default())];
-    figures.push(fig("error", format!("‖W − Ŵ‖²/‖W‖² {:.3e} over all matrices", outcome.report.overall_relative_error)));
+    figures.push(fig(
+        "error",
+        format!(
+            "‖W − Ŵ‖²/‖W‖² {:.3e} over all matrices",
+            outcome.report.overall_relative_error
+        ),
+    ));
     if let Some((g, n)) = outcome.gptq_means() {
-        figures.push(fig("GPTQ", format!("mean output error {g:.3e} vs {n:.3e} round-to-nearest")));
+        figures.push(fig(
+            "GPTQ",
+            format!("mean output error {g:.3e} vs {n:.3e} round-to-nearest"),
+        ));
     }
-    Ok(StageRecord { figures, ..Default::default() })
+    Ok(StageRecord {
+        figures,
+        ..Default::default()
+    })
 }
 
-fn export_type(r: &Recipe, name: &str, format: ExportFormat, ty: Option<&toml::Spanned<String>>) -> Result<GgufType> {
+fn export_type(
+    r: &Recipe,
+    name: &str,
+    format: ExportFormat,
+    ty: Option<&toml::Spanned<String>>,
+) -> Result<GgufType> {
     match (format, ty) {
-        (ExportFormat::Hf, Some(t)) => Err(r.error_at(t.span().start, format!("stage `{name}`: `type` is for GGUF exports"))),
-        (_, Some(t)) => GgufType::parse(t.get_ref()).map_err(|e| r.error_at(t.span().start, format!("stage `{name}`: {e}"))),
+        (ExportFormat::Hf, Some(t)) => Err(r.error_at(
+            t.span().start,
+            format!("stage `{name}`: `type` is for GGUF exports"),
+        )),
+        (_, Some(t)) => GgufType::parse(t.get_ref())
+            .map_err(|e| r.error_at(t.span().start, format!("stage `{name}`: {e}"))),
         (_, None) => Ok(GgufType::F16),
     }
 }
@@ -393,17 +591,30 @@ fn evaluate(r: &Recipe, root: &Path, i: usize, e: &Evaluate, dir: &Path) -> Resu
     let (text, sep) = match (&e.text, &e.stories) {
         (Some(t), _) => {
             let path = r.resolve(root, i, t, Want::Text)?;
-            (slm_eval::read_eval_text(&path, slm_eval::TextFormat::Auto)?, e.doc_separator.clone())
+            (
+                slm_eval::read_eval_text(&path, slm_eval::TextFormat::Auto)?,
+                e.doc_separator.clone(),
+            )
         }
         (None, Some(s)) => (
             crate::stories::generate(s.seed.unwrap_or(r.header.seed + 1_000_003), s.bytes),
-            Some(e.doc_separator.clone().unwrap_or_else(|| crate::stories::SEPARATOR.into())),
+            Some(
+                e.doc_separator
+                    .clone()
+                    .unwrap_or_else(|| crate::stories::SEPARATOR.into()),
+            ),
         ),
         (None, None) => return Err(Error::config("evaluate: no text")),
     };
-    let popts = slm_eval::PplOptions { ctx: e.ctx, add_bos: true, doc_separator: sep, ..Default::default() };
+    let popts = slm_eval::PplOptions {
+        ctx: e.ctx,
+        add_bos: true,
+        doc_separator: sep,
+        ..Default::default()
+    };
     let mut rows: Vec<(String, usize, f64, Option<f64>)> = Vec::new();
-    let mut md = String::from("| model | parameters | perplexity | decode tok/s |\n|---|---|---|---|\n");
+    let mut md =
+        String::from("| model | parameters | perplexity | decode tok/s |\n|---|---|---|---|\n");
     let mut samples = String::new();
     let mut json = Vec::new();
     for m in &e.models {
@@ -412,9 +623,19 @@ fn evaluate(r: &Recipe, root: &Path, i: usize, e: &Evaluate, dir: &Path) -> Resu
         let tok = slm_data::tokenizer::load_tokenizer(&loaded.tokenizer)?;
         let ppl = slm_eval::perplexity(&loaded.model, tok.as_ref(), &text, &popts, &mut |_, _| {})?;
         let speed = if e.speed {
-            let dec = slm_infer::decode::Decoder::new(&loaded.model, slm_infer::decode::WeightType::F32)?;
-            let prompt = tok.encode(e.prompts.first().map_or("Once upon a time", |p| p.as_str()), true)?;
-            let n = 64.min(loaded.model.config.max_position_embeddings.saturating_sub(prompt.len()));
+            let dec =
+                slm_infer::decode::Decoder::new(&loaded.model, slm_infer::decode::WeightType::F32)?;
+            let prompt = tok.encode(
+                e.prompts.first().map_or("Once upon a time", |p| p.as_str()),
+                true,
+            )?;
+            let n = 64.min(
+                loaded
+                    .model
+                    .config
+                    .max_position_embeddings
+                    .saturating_sub(prompt.len()),
+            );
             Some(slm_infer::bench::time_greedy(&dec, &prompt, n, Default::default())?.1)
         } else {
             None
@@ -422,10 +643,16 @@ fn evaluate(r: &Recipe, root: &Path, i: usize, e: &Evaluate, dir: &Path) -> Resu
         for (k, prompt) in e.prompts.iter().enumerate() {
             let opts = slm_infer::GenerateOptions {
                 max_tokens: e.max_tokens,
-                sampler: slm_infer::SamplerConfig { temperature: e.temperature, top_p: 0.95, seed: r.header.seed + k as u64, ..Default::default() },
+                sampler: slm_infer::SamplerConfig {
+                    temperature: e.temperature,
+                    top_p: 0.95,
+                    seed: r.header.seed + k as u64,
+                    ..Default::default()
+                },
                 ..Default::default()
             };
-            let g = slm_infer::generate(&loaded.model, tok.as_ref(), prompt, &opts, &mut |_| Ok(()))?;
+            let g =
+                slm_infer::generate(&loaded.model, tok.as_ref(), prompt, &opts, &mut |_| Ok(()))?;
             let line = format!("{} > {prompt}{}", m.get_ref(), g.text.replace('\n', " "));
             println!("      {line}");
             let _ = writeln!(samples, "    {line}");
@@ -440,7 +667,15 @@ fn evaluate(r: &Recipe, root: &Path, i: usize, e: &Evaluate, dir: &Path) -> Resu
     slm_io::atomic::write_atomic(&eval_json, &serde_json::to_vec_pretty(&json)?)?;
     let mut figures: Vec<(String, String)> = rows
         .iter()
-        .map(|(n, p, ppl, s)| fig(n, format!("{p} parameters, perplexity {ppl:.3}{}", s.map_or(String::new(), |s| format!(", {s:.0} tok/s decode")))))
+        .map(|(n, p, ppl, s)| {
+            fig(
+                n,
+                format!(
+                    "{p} parameters, perplexity {ppl:.3}{}",
+                    s.map_or(String::new(), |s| format!(", {s:.0} tok/s decode"))
+                ),
+            )
+        })
         .collect();
     if let Some((first, rest)) = rows.split_first() {
         for (n, p, ppl, s) in rest {
@@ -448,17 +683,25 @@ fn evaluate(r: &Recipe, root: &Path, i: usize, e: &Evaluate, dir: &Path) -> Resu
                 (Some(s), Some(f)) => format!(", {:.1}× decode speed", s / f.max(1e-9)),
                 _ => String::new(),
             };
-            figures.push(fig(n, format!(
-                "{:.0}% of `{}`'s parameters, {:+.1}% perplexity{speedup}",
-                100.0 * *p as f64 / first.1.max(1) as f64,
-                first.0,
-                100.0 * (ppl / first.2 - 1.0)
-            )));
+            figures.push(fig(
+                n,
+                format!(
+                    "{:.0}% of `{}`'s parameters, {:+.1}% perplexity{speedup}",
+                    100.0 * *p as f64 / first.1.max(1) as f64,
+                    first.0,
+                    100.0 * (ppl / first.2 - 1.0)
+                ),
+            ));
         }
     }
     if !samples.is_empty() {
         let _ = write!(md, "\nSamples:\n\n{samples}");
     }
     let name = &r.stages[i].name;
-    Ok(StageRecord { figures, files: vec![format!("{name}/eval.json")], markdown: md, ..Default::default() })
+    Ok(StageRecord {
+        figures,
+        files: vec![format!("{name}/eval.json")],
+        markdown: md,
+        ..Default::default()
+    })
 }

@@ -2,13 +2,13 @@
 //! caches (`cache`) and logit distillation (`train`). Wiring only: the losses are
 //! `slm_kernels::distill`, the loop `slm_train::Trainer`, the cache `slm_distill::cache`.
 
-use slm_recipes::train::{initial_model, toml_str, train_run};
 use crate::common::{load_model_and_tokenizer, ModelArgs};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use slm_data::prepare::TRAIN_SHARD;
 use slm_data::shards::Shard;
+use slm_recipes::train::{initial_model, toml_str, train_run};
 use slm_train::trainer::find_tokenizer;
 use slm_train::{LocalTeacher, TrainConfig, Trainer};
 use std::path::{Path, PathBuf};
