@@ -32,7 +32,7 @@ pub fn check(r: &Recipe, root: &Path, i: usize) -> Result<()> {
     };
     match &s.kind {
         Kind::Prepare(p) => {
-            if p.stories.is_some() == !p.inputs.is_empty() {
+            if p.stories.is_some() != p.inputs.is_empty() {
                 return Err(stage_err("give either `stories` or `inputs`".into()));
             }
             if p.tokenizer.is_some() == p.bpe_vocab.is_some() {
