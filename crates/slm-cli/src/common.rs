@@ -1,9 +1,12 @@
-//! What several subcommands share: loading a model with its tokenizer, thread settings.
+//! What several subcommands share: the model arguments and loading, calibration arguments,
+//! choice-option parsers, thread settings.
 
 use anyhow::{Context, Result};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::Args;
 use slm_data::tokenizer::Tokenizer;
 use slm_model::LoadedLlama;
+use slm_recipes::calib::CalibSpec;
 use std::path::PathBuf;
 
 /// `--model` and `--tokenizer`, flattened into every command that reads a model.
@@ -16,6 +19,56 @@ pub struct ModelArgs {
     /// Tokenizer file for models that carry none (llama2.c tokenizer.bin, or tokenizer.json).
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
+}
+
+/// The calibration text and how windows are drawn from it (prune, quantize --gptq).
+#[derive(Args, Debug, Clone)]
+pub struct CalibText {
+    /// Calibration text (.txt, .jsonl with `text`, or an slm token shard).
+    #[arg(long)]
+    pub calib: Option<PathBuf>,
+    /// Calibration windows.
+    #[arg(long, default_value_t = 128)]
+    pub nsamples: usize,
+    /// Tokens per window (default: min(2048, model context)).
+    #[arg(long)]
+    pub seqlen: Option<usize>,
+    /// Seed of the window positions.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl CalibText {
+    pub fn spec(&self) -> CalibSpec {
+        CalibSpec {
+            file: self.calib.clone(),
+            nsamples: self.nsamples,
+            seqlen: self.seqlen,
+            seed: self.seed,
+        }
+    }
+}
+
+/// A choice option: `names` are listed in the help and in the error for any other value;
+/// `parse` turns the chosen one into the library's type.
+pub fn choice<T: Clone + Send + Sync + 'static>(
+    names: &'static [&'static str],
+    parse: fn(&str) -> slm_core::Result<T>,
+) -> impl TypedValueParser<Value = T> {
+    PossibleValuesParser::new(names).try_map(move |s| parse(&s))
+}
+
+/// A number for which `ok` holds (`what` says which), checked while the arguments are parsed.
+pub fn number<T: std::str::FromStr + Copy>(
+    ok: fn(T) -> bool,
+    what: &'static str,
+) -> impl Fn(&str) -> Result<T, String> + Clone {
+    move |s| {
+        s.parse::<T>()
+            .ok()
+            .filter(|v| ok(*v))
+            .ok_or_else(|| format!("expected a number {what}"))
+    }
 }
 
 /// Sets the number of threads candle and rayon use; call before any tensor work.

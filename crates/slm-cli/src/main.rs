@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
     long_about = "slm turns large language models into small, fast ones: distil, prune, fine-tune, \
 evaluate, and run them on an ordinary CPU. Models are Hugging Face directories, HF cache ids \
 (org/name), GGUF files or llama2.c checkpoints.",
-    after_help = "Examples:\n  slm generate --model stories260K.bin --tokenizer tok512.bin --prompt \"Once upon a time\"\n  slm eval --model runs/teacher --ppl wiki.test.raw\n  slm inspect runs/teacher"
+    after_help = "Examples:\n  slm generate --model stories260K.bin --tokenizer tok512.bin --prompt \"Once upon a time\"\n  slm eval --model runs/teacher --ppl wiki.test.raw\n  slm inspect -m runs/teacher\n  slm run quickstart"
 )]
 struct Cli {
     /// Worker threads for tensor math (default: all cores).
@@ -28,8 +28,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// The whole pipeline offline on the built-in story corpus (a few minutes on 2 cores).
-    Quickstart(cmd::quickstart::Args),
+    /// The whole pipeline offline on the built-in story corpus (a few minutes on 2 cores);
+    /// the same as `slm run quickstart`.
+    Quickstart(cmd::run::QuickstartArgs),
+    /// Run a recipe: ordered, resumable stages from a TOML file or a built-in recipe.
+    Run(cmd::run::Args),
     /// Prepare corpora into token shards.
     #[command(subcommand)]
     Data(cmd::data::DataCommand),
@@ -65,7 +68,8 @@ fn main() {
         common::set_threads(n);
     }
     let result = match cli.command {
-        Command::Quickstart(a) => cmd::quickstart::run(a),
+        Command::Quickstart(a) => cmd::run::quickstart(a),
+        Command::Run(a) => cmd::run::run(a),
         Command::Data(c) => cmd::data::run(c),
         Command::Tokenizer(c) => cmd::tokenizer::run(c),
         Command::Train(a) => cmd::train::run(a),

@@ -47,6 +47,7 @@ fn every_subcommand_has_help() {
     let top = run_ok(slm().arg("--help"));
     for cmd in [
         "quickstart",
+        "run",
         "generate",
         "eval",
         "inspect",
@@ -62,6 +63,7 @@ fn every_subcommand_has_help() {
     }
     for args in [
         vec!["quickstart", "--help"],
+        vec!["run", "--help"],
         vec!["generate", "--help"],
         vec!["eval", "--help"],
         vec!["inspect", "--help"],
@@ -107,7 +109,7 @@ fn quickstart_tiny_runs_end_to_end() {
     assert!(out.contains("50% Wanda"), "{out}");
     let pruned = run_ok(
         slm()
-            .args(["inspect", "--json"])
+            .args(["inspect", "--json", "-m"])
             .arg(tmp.path().join("model-wanda50")),
     );
     let v: serde_json::Value = serde_json::from_str(&pruned).unwrap();
@@ -116,9 +118,23 @@ fn quickstart_tiny_runs_end_to_end() {
     // The distilled student: half as wide, a third of the parameters or fewer, and the
     // side-by-side table printed.
     assert!(
-        out.contains("[7/7] distilling") && out.contains("student:"),
+        out.contains("[4/5] student (distill)")
+            && out.contains("student: ")
+            && out.contains("% of `model`'s parameters"),
         "{out}"
     );
+    // One report at the run root with every stage and the training plots.
+    let report = std::fs::read_to_string(tmp.path().join("report.md")).unwrap();
+    for want in [
+        "## data (prepare)",
+        "## model (train)",
+        "## model-wanda50 (prune)",
+        "## student (distill)",
+        "## eval (evaluate)",
+        "![model/plots/loss.png]",
+    ] {
+        assert!(report.contains(want), "report.md lacks {want}:\n{report}");
+    }
     let param_count = |dir: &std::path::Path| -> u64 {
         let i = run_ok(slm().args(["inspect", "--json"]).arg(dir));
         let v: serde_json::Value = serde_json::from_str(&i).unwrap();
@@ -606,13 +622,18 @@ fn quantize_writes_a_gguf_and_reports_the_error() {
         errors[0] < errors[1] && errors[1] < errors[2],
         "q8_0 < q4_1 < q4_0: {errors:?}"
     );
+    // f16 is not a quantised type: refused while parsing, with the choices named.
     let out = slm()
         .args(["quantize", "--type", "f16", "--out", "/tmp/x.gguf", "-m"])
         .arg(dir.join("stories260K.bin"))
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not a quantised type"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("'f16'") && err.contains("[possible values: q8_0, q4_1, q4_0]"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -725,4 +746,309 @@ fn gptq_quantize_beats_round_to_nearest_on_held_out_text() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(want), "{args:?}: {err}");
     }
+}
+
+/// (success, stdout, stderr) of a command.
+fn outputs(c: &mut Command) -> (bool, String, String) {
+    let out = c.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn run_list_names_the_builtin_recipes() {
+    let out = run_ok(slm().args(["run", "--list"]));
+    assert!(
+        out.contains("quickstart ") && out.contains("quickstart-tiny"),
+        "{out}"
+    );
+}
+
+/// A tiny recipe: stories → tokenizer → shards, a model trained 600 steps (checkpoint every
+/// 20), pruned, quantised and evaluated.
+const TINY_RECIPE: &str = r#"[recipe]
+name = "tiny"
+seed = 3
+
+[[stage]]
+name = "data"
+[stage.prepare]
+stories = { bytes = 40_000 }
+bpe_vocab = 300
+
+[[stage]]
+name = "model"
+[stage.train]
+data = "data"
+[stage.train.config]
+layers = 2
+dim = 64
+heads = 4
+hidden = 176
+seq_len = 64
+batch_size = 4
+steps = 600
+warmup_steps = 5
+eval_every = 300
+eval_windows = 4
+checkpoint_every = 20
+
+[[stage]]
+name = "pruned"
+[stage.prune]
+model = "model"
+method = "magnitude"
+sparsity = 0.5
+
+[[stage]]
+name = "q8"
+[stage.quantize]
+model = "pruned"
+type = "q8_0"
+
+[[stage]]
+name = "eval"
+[stage.evaluate]
+models = ["model", "pruned", "q8"]
+text = "data"
+speed = false
+"#;
+
+#[test]
+fn a_recipe_runs_resumes_after_a_kill_and_skips_finished_stages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let recipe = tmp.path().join("tiny.toml");
+    std::fs::write(&recipe, TINY_RECIPE).unwrap();
+    let root = tmp.path().join("run");
+    // Kill the run (SIGKILL: no chance to clean up) once training has written a checkpoint.
+    let mut child = slm()
+        .args(["run", "--out"])
+        .arg(&root)
+        .arg(&recipe)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ckpt = root.join("model/checkpoints/latest.ckpt");
+    let t0 = std::time::Instant::now();
+    while !ckpt.is_file() {
+        assert!(t0.elapsed().as_secs() < 300, "no checkpoint appeared");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before its first checkpoint"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(root.join("data/stage.json").is_file());
+    assert!(
+        !root.join("model/stage.json").is_file(),
+        "the kill came too late"
+    );
+    // The rerun skips the data, resumes training from the checkpoint and finishes.
+    let out = run_ok(slm().args(["run", "--out"]).arg(&root).arg(&recipe));
+    assert!(
+        out.contains("[1/5] data (prepare)\n      finished earlier"),
+        "{out}"
+    );
+    assert!(
+        out.contains("resuming from its checkpoint at step"),
+        "{out}"
+    );
+    assert!(
+        out.contains("3 stages run") || out.contains("4 stages run"),
+        "{out}"
+    );
+    let metrics = std::fs::read_to_string(root.join("model/metrics.jsonl")).unwrap();
+    // Every step once: the resumed run dropped what the killed one logged after its checkpoint.
+    let steps: Vec<u64> = metrics
+        .lines()
+        .filter(|l| l.contains("\"loss\""))
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(steps, (1..=600).collect::<Vec<_>>());
+    let report = std::fs::read_to_string(root.join("report.md")).unwrap();
+    for want in [
+        "| [data](data/) | prepare | finished earlier",
+        "## model (train)",
+        "validation loss",
+        "![model/plots/loss.png](model/plots/loss.png)",
+        "## q8 (quantize)",
+        "| q8 |",
+    ] {
+        assert!(report.contains(want), "report.md lacks {want}:\n{report}");
+    }
+    assert!(root.join("q8/model.gguf").is_file());
+    // Once more: everything is finished, nothing runs.
+    let out = run_ok(slm().args(["run", "--out"]).arg(&root).arg(&recipe));
+    assert!(out.contains("0 stages run, 5 finished earlier"), "{out}");
+}
+
+#[test]
+fn recipe_errors_name_the_line_before_any_stage_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("run");
+    for (edit, want) in [
+        (("bpe_vocab = 300", "bpe_vocab = 300\nvocab = 3"), "line 10: unknown field `vocab`"),
+        (("steps = 600", "steps = 600\nstpes = 2"), "line 23: stage `model`: training settings: unknown field `stpes`"),
+        (("text = \"data\"", "text = \"/no/such/text.txt\""), "line 45: stage `eval`: `/no/such/text.txt` is neither an earlier stage nor an existing file"),
+        (("model = \"pruned\"", "model = \"eval\""), "line 38: stage `q8` uses stage `eval`, which does not come before it"),
+        (("method = \"magnitude\"", "method = \"wanda\""), "line 29: stage `pruned`: method `wanda` needs calibration text"),
+    ] {
+        let recipe = tmp.path().join("bad.toml");
+        std::fs::write(&recipe, TINY_RECIPE.replace(edit.0, edit.1)).unwrap();
+        let (ok, stdout, stderr) = outputs(slm().args(["run", "--out"]).arg(&root).arg(&recipe));
+        assert!(!ok && stderr.contains(want), "{want}: {stderr}");
+        assert!(stderr.contains("bad.toml, line"), "{stderr}");
+        assert!(stdout.is_empty() && !root.exists(), "work started: {stdout}");
+    }
+    let (ok, _, stderr) = outputs(slm().args(["run", "no-such-recipe"]));
+    assert!(
+        !ok && stderr.contains("built-in: quickstart, quickstart-tiny"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn choice_options_are_checked_while_parsing() {
+    for (args, bad, choices) in [
+        (
+            vec!["generate", "-m", "x", "--kv", "f8"],
+            "'f8'",
+            "[possible values: f32, f16]",
+        ),
+        (
+            vec!["generate", "-m", "x", "--type", "q5_k"],
+            "'q5_k'",
+            "[possible values: f32, q8_0, q4_1, q4_0]",
+        ),
+        (
+            vec!["bench", "-m", "x", "--sparse", "on"],
+            "'on'",
+            "[possible values: auto, off]",
+        ),
+        (
+            vec!["prune", "-m", "x", "--method", "lottery", "--out", "y"],
+            "'lottery'",
+            "magnitude-global",
+        ),
+        (
+            vec![
+                "prune",
+                "sweep",
+                "-m",
+                "x",
+                "--methods",
+                "wanda,lottery",
+                "--ppl",
+                "p",
+                "--out",
+                "y",
+            ],
+            "'lottery'",
+            "sparsegpt",
+        ),
+        (
+            vec!["eval", "-m", "x", "--format", "csv"],
+            "'csv'",
+            "[possible values: auto, wikitext, plain]",
+        ),
+        (
+            vec!["export", "gguf", "-m", "x", "--type", "q2", "--out", "y"],
+            "'q2'",
+            "[possible values: f32, f16, q8_0, q4_0, q4_1]",
+        ),
+        (
+            vec![
+                "prune",
+                "-m",
+                "x",
+                "--method",
+                "wanda",
+                "--sparsity",
+                "1.5",
+                "--out",
+                "y",
+            ],
+            "'1.5'",
+            "in [0, 1)",
+        ),
+    ] {
+        let (ok, stdout, stderr) = outputs(slm().args(&args));
+        assert!(!ok && stdout.is_empty(), "{args:?}");
+        assert!(
+            stderr.contains("invalid value") && stderr.contains(bad) && stderr.contains(choices),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn arguments_are_checked_before_any_output() {
+    // The sampler settings are refused before the model is even opened, so nothing is printed.
+    let (ok, stdout, stderr) = outputs(slm().args([
+        "generate",
+        "-m",
+        "/no/such/model",
+        "--prompt",
+        "Hello",
+        "--top-p",
+        "2",
+    ]));
+    assert!(!ok && stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("top-p must be in (0, 1], got 2") && !stderr.contains("/no/such"),
+        "{stderr}"
+    );
+    let (ok, stdout, stderr) = outputs(slm().args([
+        "generate",
+        "-m",
+        "/no/such/model",
+        "--prompt",
+        "Hi",
+        "--temperature=-1",
+    ]));
+    assert!(
+        !ok && stdout.is_empty() && stderr.contains("temperature"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_error_names_its_cause_once() {
+    let (ok, _, err) = outputs(slm().args(["generate", "-m", "/x"]));
+    assert!(!ok && err.contains("/x"), "{err}");
+    assert_eq!(
+        err.to_lowercase()
+            .matches("no such file or directory")
+            .count(),
+        1,
+        "{err}"
+    );
+    let (ok, _, err) = outputs(slm().args(["train", "--data", "/x", "--out", "/tmp/never-made"]));
+    assert!(!ok && err.contains("/x/data.json"), "{err}");
+    assert_eq!(
+        err.matches("is this a folder made by `slm data prepare`?")
+            .count(),
+        1,
+        "{err}"
+    );
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    let (ok, _, err) = outputs(slm().args(["inspect", "/x"]));
+    assert!(
+        !ok && err
+            .to_lowercase()
+            .matches("no such file or directory")
+            .count()
+            == 1,
+        "{err}"
+    );
 }

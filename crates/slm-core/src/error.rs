@@ -11,12 +11,13 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// An operating-system error while touching a file.
-    #[error("{path}: {source}")]
+    /// An operating-system error while touching a file. The message embeds the OS error, so
+    /// it is not also exposed as `source()`: a `{:#}` chain names the cause once.
+    /// (thiserror would take a field named `source` for the source: hence `cause`.)
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     /// A file whose bytes do not follow its format (truncated, bad magic, bad header...).
@@ -52,17 +53,31 @@ pub enum Error {
     #[error("unsupported: {0}")]
     Unsupported(String),
 
-    /// An error from candle's tensor library.
+    /// An error from candle's tensor library (its text is the message; no `source()`).
     #[error("tensor error: {0}")]
-    Candle(#[from] candle_core::Error),
+    Candle(candle_core::Error),
 
-    /// JSON that does not parse.
+    /// JSON that does not parse (its text is the message; no `source()`).
     #[error("json error: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(serde_json::Error),
 
     /// Anything else, with a message.
     #[error("{0}")]
     Msg(String),
+}
+
+// Written out instead of `#[from]`, which would also make the wrapped error the `source()`
+// and print its text twice in a `{:#}` chain.
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Error::Candle(e)
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error::Json(e)
+    }
 }
 
 impl Error {
@@ -70,7 +85,7 @@ impl Error {
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.as_ref().to_path_buf(),
-            source,
+            cause: source,
         }
     }
 
@@ -103,5 +118,32 @@ pub trait IoContext<T> {
 impl<T> IoContext<T> for std::io::Result<T> {
     fn with_path(self, path: impl AsRef<Path>) -> Result<T> {
         self.map_err(|e| Error::io(path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A chain printer (anyhow's `{:#}`) names the cause once.
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut s = e.to_string();
+        let mut cur = e.source();
+        while let Some(c) = cur {
+            s.push_str(&format!(": {c}"));
+            cur = c.source();
+        }
+        s
+    }
+
+    #[test]
+    fn io_error_names_its_cause_once() {
+        let io = std::fs::read("/no/such/file").unwrap_err();
+        let text = chain(&Error::io("/no/such/file", io));
+        assert_eq!(text.matches("os error 2").count(), 1, "{text}");
+        assert!(text.starts_with("/no/such/file: "), "{text}");
+        let json = serde_json::from_str::<u32>("x").unwrap_err();
+        let text = chain(&Error::from(json));
+        assert_eq!(text.matches("expected").count(), 1, "{text}");
     }
 }

@@ -2,9 +2,9 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 use slm_data::documents::{expand_inputs, Split};
 use slm_data::prepare::{prepare, PrepareOptions, ValMode};
+use slm_recipes::progress::{bar_callback, progress_bar};
 use std::path::PathBuf;
 
 #[derive(Subcommand, Debug)]
@@ -73,17 +73,8 @@ pub fn run_prepare(a: PrepareArgs) -> Result<()> {
         val_mode,
         seed: a.seed,
     };
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "tokenising {bar:30} {pos}/{len} documents [{elapsed} < {eta}]",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let s = prepare(&files, tok.as_ref(), &a.out, &opts, &|done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    })?;
+    let bar = progress_bar("tokenising", "documents");
+    let s = prepare(&files, tok.as_ref(), &a.out, &opts, &bar_callback(&bar))?;
     bar.finish_and_clear();
     let name = if a.tokenizer.extension().and_then(|e| e.to_str()) == Some("json") {
         "tokenizer.json"

@@ -2,7 +2,7 @@
 //! caches (`cache`) and logit distillation (`train`). Wiring only: the settings, teachers and
 //! losses are `slm_distill`, the loop `slm_train::Trainer`.
 
-use super::train::{initial_model, train_run};
+use slm_recipes::train::{initial_model, train_run};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};

@@ -2,14 +2,14 @@
 //! `slm_distill::generate`).
 
 use crate::common::{load_model_and_tokenizer, ModelArgs};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args as ClapArgs;
-use indicatif::{ProgressBar, ProgressStyle};
 use slm_distill::generate::{
-    self, filters::FilterConfig, output, templates::TemplateSet, GenerateConfig, Teacher,
+    filters::FilterConfig, output, templates::TemplateSet, GenerateConfig, Teacher,
 };
 use slm_infer::SamplerConfig;
-use std::path::{Path, PathBuf};
+use slm_recipes::teacher_data;
+use std::path::PathBuf;
 
 const EXAMPLES: &str = "Examples:
   slm distill generate --teacher stories260K.bin --tokenizer tok512.bin --n 200 --max-tokens 200 --out synth.jsonl
@@ -125,33 +125,9 @@ pub struct GenerateArgs {
     pub overwrite: bool,
 }
 
-/// A stable name for the teacher (and tokenizer) in the settings file.
-fn identity(spec: &str, tokenizer: Option<&Path>) -> String {
-    let canon = |s: &Path| {
-        std::fs::canonicalize(s)
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| s.display().to_string())
-    };
-    let mut name = canon(Path::new(spec));
-    if let Some(t) = tokenizer {
-        name.push_str(&format!(" (tokenizer {})", canon(t)));
-    }
-    name
-}
-
 pub fn run(a: GenerateArgs) -> Result<()> {
     if a.show_templates {
-        let src = match TemplateSet::builtin_source(&a.templates) {
-            Some(s) if !Path::new(&a.templates).exists() => s.to_string(),
-            _ => std::fs::read_to_string(&a.templates).with_context(|| {
-                format!(
-                    "--templates `{}` is neither a file nor a built-in set ({})",
-                    a.templates,
-                    TemplateSet::builtin_names().join(", ")
-                )
-            })?,
-        };
-        print!("{src}");
+        print!("{}", teacher_data::template_source(&a.templates)?);
         return Ok(());
     }
     let (Some(teacher_spec), Some(n), Some(out)) = (a.teacher.clone(), a.n, a.out.clone()) else {
@@ -196,7 +172,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     let teacher = Teacher {
         model: &loaded.model,
         tokenizer: tokenizer.as_ref(),
-        name: identity(&teacher_spec, a.tokenizer.as_deref()),
+        name: teacher_data::identity(&teacher_spec, a.tokenizer.as_deref()),
     };
     eprintln!(
         "teacher {teacher_spec}; templates: {} ({} templates); {} threads; kept samples → {}, \
@@ -207,49 +183,9 @@ pub fn run(a: GenerateArgs) -> Result<()> {
         out.display(),
         output::rejected_path(&out).display()
     );
-    let bar = ProgressBar::new(n as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "generate {bar:30} {pos}/{len} kept  {msg}  [{elapsed} < {eta}]",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let mut started = false;
-    let summary = generate::run(&teacher, &templates, &cfg, &out, &mut |p| {
-        if !started {
-            started = true;
-            bar.reset_elapsed();
-        }
-        bar.set_position(p.kept as u64);
-        let rejected: usize = p.rejected.values().sum();
-        bar.set_message(format!(
-            "tried {}  rejected {rejected}  {:.0} tok/s",
-            p.next_index,
-            p.run_tokens as f64 / p.secs.max(1e-9)
-        ));
-    })
-    .with_context(|| format!("generating into {}", out.display()))?;
-    bar.finish_and_clear();
-    if summary.dropped_bytes > 0 {
-        eprintln!(
-            "resumed: dropped a partial last line ({} bytes) left by an interrupted run",
-            summary.dropped_bytes
-        );
-    }
-    if summary.run_generated == 0 && summary.kept >= n {
-        eprintln!(
-            "{} already holds {} kept samples (--n {n}); nothing to do",
-            out.display(),
-            summary.kept
-        );
-    }
-    if summary.hit_attempt_limit {
-        eprintln!(
-            "warning: stopped at the attempt limit ({} samples generated in all) with {} of {n} \
-             kept; loosen the filters or raise --max-attempts, then run again to continue",
-            cfg.attempt_limit(),
-            summary.kept
-        );
+    let summary = teacher_data::generate_with_progress(&teacher, &templates, &cfg, &out)?;
+    for note in teacher_data::notes(&summary, &cfg, &out) {
+        eprintln!("{note}");
     }
     println!("{}", summary.line());
     Ok(())

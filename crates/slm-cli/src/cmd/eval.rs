@@ -1,10 +1,10 @@
 //! `slm eval`: perplexity of a model on a text file, and its agreement with a teacher.
 
-use crate::common::{load_model_and_tokenizer, ModelArgs};
+use crate::common::{choice, load_model, load_model_and_tokenizer, ModelArgs};
 use anyhow::{bail, Result};
 use clap::Args as ClapArgs;
-use indicatif::{ProgressBar, ProgressStyle};
 use slm_eval::{perplexity, read_eval_text, teacher_agreement, PplOptions, TextFormat};
+use slm_recipes::progress::{bar_callback, progress_bar};
 use std::path::PathBuf;
 
 #[derive(ClapArgs, Debug)]
@@ -35,8 +35,12 @@ pub struct Args {
     #[arg(long)]
     pub doc_separator: Option<String>,
     /// How to read the file: auto (WikiText by file name), wikitext or plain.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "wikitext", "plain"])]
-    pub format: String,
+    #[arg(long, default_value = "auto", value_parser = choice(&["auto", "wikitext", "plain"], |s| Ok(match s {
+        "wikitext" => TextFormat::WikiText,
+        "plain" => TextFormat::Plain,
+        _ => TextFormat::Auto,
+    })))]
+    pub format: TextFormat,
     /// Do not prepend BOS.
     #[arg(long)]
     pub no_bos: bool,
@@ -55,12 +59,7 @@ pub fn run(args: Args) -> Result<()> {
     let Some(path) = &args.ppl else {
         bail!("nothing to evaluate: give --ppl FILE");
     };
-    let format = match args.format.as_str() {
-        "wikitext" => TextFormat::WikiText,
-        "plain" => TextFormat::Plain,
-        _ => TextFormat::Auto,
-    };
-    let text = read_eval_text(path, format)?;
+    let text = read_eval_text(path, args.format)?;
     let (loaded, tokenizer) = load_model_and_tokenizer(&args.model)?;
     let opts = PplOptions {
         ctx: args.ctx,
@@ -68,23 +67,20 @@ pub fn run(args: Args) -> Result<()> {
         doc_separator: args.doc_separator.clone(),
         add_bos: !args.no_bos,
     };
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("perplexity {bar:30} {pos}/{len} windows [{elapsed} < {eta}]")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let progress = |done: usize, total: usize| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    };
-    let report = perplexity(&loaded.model, tokenizer.as_ref(), &text, &opts, &mut {
-        progress
-    })?;
+    let bar = progress_bar("perplexity", "windows");
+    let mut progress = bar_callback(&bar);
+    let report = perplexity(
+        &loaded.model,
+        tokenizer.as_ref(),
+        &text,
+        &opts,
+        &mut progress,
+    )?;
     bar.finish_and_clear();
     let agreement = match &args.teacher {
         None => None,
         Some(t) => {
-            let teacher = crate::common::load_model(&ModelArgs {
+            let teacher = load_model(&ModelArgs {
                 model: t.clone(),
                 tokenizer: args.teacher_tokenizer.clone(),
             })?;
@@ -95,7 +91,7 @@ pub fn run(args: Args) -> Result<()> {
                 tokenizer.as_ref(),
                 &text,
                 &opts,
-                &mut { progress },
+                &mut progress,
             )?;
             bar.finish_and_clear();
             Some(a)
@@ -113,16 +109,16 @@ pub fn run(args: Args) -> Result<()> {
         }
         println!("{v}");
     } else {
+        let r = &report;
         println!("file        {}", path.display());
         println!(
             "tokens      {} scored in {} windows of ≤{}",
-            report.tokens, report.windows, report.ctx
+            r.tokens, r.windows, r.ctx
         );
-        println!("mean NLL    {:.4}", report.mean_nll);
-        println!("perplexity  {:.4}", report.ppl);
+        println!("mean NLL    {:.4}\nperplexity  {:.4}", r.mean_nll, r.ppl);
         println!(
             "speed       {:.0} tokens/s ({:.1} s)",
-            report.tokens_per_sec, report.seconds
+            r.tokens_per_sec, r.seconds
         );
         if let Some(a) = &agreement {
             println!("teacher     perplexity {:.4}", a.teacher_ppl);

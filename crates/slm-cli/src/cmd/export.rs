@@ -1,9 +1,9 @@
-//! `slm export`: write a model in another format.
+//! `slm export`: write a model in another format (the work is `slm_recipes::export`).
 
-use crate::common::{load_model, ModelArgs};
+use crate::common::{choice, load_model, ModelArgs};
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use slm_io::TokenizerSource;
+use slm_io::gguf::export::GgufType;
 use std::path::PathBuf;
 
 #[derive(Subcommand, Debug)]
@@ -30,9 +30,10 @@ slm export gguf -m runs/quickstart/model --type f16 --out quickstart.gguf"
 pub struct GgufArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Weight type: f32, f16, q8_0, q4_0, q4_1 (q4_1: 4-bit with a per-block minimum, 5 bits per weight, more accurate than q4_0).
-    #[arg(long = "type", default_value = "f16")]
-    pub weight_type: String,
+    /// Weight type (q4_1: 4-bit with a per-block minimum, 5 bits per weight, more accurate than q4_0).
+    #[arg(long = "type", default_value = "f16",
+          value_parser = choice(&["f32", "f16", "q8_0", "q4_0", "q4_1"], GgufType::parse))]
+    pub weight_type: GgufType,
     /// Output file.
     #[arg(long, short = 'o')]
     pub out: PathBuf,
@@ -47,72 +48,38 @@ pub struct HfArgs {
     pub out: PathBuf,
 }
 
-/// The vocabulary a GGUF export carries, with a warning when the model has none.
-pub fn gguf_vocab(source: &TokenizerSource) -> Result<Option<slm_io::GgufVocab>> {
-    let vocab = slm_data::tokenizer::export::gguf_vocab(source)?;
-    if vocab.is_none() {
-        eprintln!(
-            "warning: no tokenizer found; the GGUF will carry no vocabulary (give --tokenizer)"
-        );
-    }
-    Ok(vocab)
-}
-
 pub fn run(cmd: ExportCommand) -> Result<()> {
     match cmd {
-        ExportCommand::Hf(a) => export_hf(a),
-        ExportCommand::Gguf(a) => export_gguf(a),
-    }
-}
-
-fn export_hf(args: HfArgs) -> Result<()> {
-    let loaded = load_model(&args.model)?;
-    // A GGUF's vocabulary goes in as vocab.gguf.json, which slm reads back (transformers
-    // does not: it wants a tokenizer.json).
-    let mut extra = loaded.tokenizer.files()?;
-    if let Some(g) = &loaded.generation_config {
-        extra.push(("generation_config.json", serde_json::to_vec_pretty(g)?));
-    }
-    let meta = serde_json::json!({
-        "parent": loaded.source.display().to_string(),
-        "stage": "export",
-        "from_format": format!("{:?}", loaded.format),
-    });
-    extra.push(("slm.json", serde_json::to_vec_pretty(&meta)?));
-    slm_model::save(&loaded.model, &args.out, &extra)?;
-    println!(
-        "wrote {} ({} parameters)",
-        args.out.display(),
-        loaded.model.num_parameters()
-    );
-    Ok(())
-}
-
-fn export_gguf(a: GgufArgs) -> Result<()> {
-    use slm_io::gguf::export::GgufType;
-    let ty = GgufType::parse(&a.weight_type)?;
-    let loaded = crate::common::load_model(&a.model)?;
-    let vocab = gguf_vocab(&loaded.tokenizer)?;
-    let name = std::path::Path::new(&a.model.model)
-        .file_stem()
-        .map(|s| s.to_string_lossy().to_string())
-        .unwrap_or_else(|| "slm".into());
-    let report = slm_model::save_gguf(&loaded.model, &name, vocab.as_ref(), ty, &a.out)?;
-    println!(
-        "wrote {} ({} tensors, {:.1} MB, {} weights{}{})",
-        a.out.display(),
-        report.tensors,
-        report.bytes as f64 / 1e6,
-        a.weight_type,
-        vocab
-            .as_ref()
-            .map(|v| format!(", {} vocabulary of {} tokens", v.model, v.tokens.len()))
-            .unwrap_or_default(),
-        if report.kept_f16.is_empty() {
-            String::new()
-        } else {
-            format!("; kept in f16: {}", report.kept_f16.join(", "))
+        ExportCommand::Hf(a) => {
+            let loaded = load_model(&a.model)?;
+            slm_recipes::export::export_hf(&loaded, &a.out)?;
+            println!(
+                "wrote {} ({} parameters)",
+                a.out.display(),
+                loaded.model.num_parameters()
+            );
         }
-    );
+        ExportCommand::Gguf(a) => {
+            let loaded = load_model(&a.model)?;
+            let (report, vocab) =
+                slm_recipes::export::export_gguf(&loaded, &a.model.model, a.weight_type, &a.out)?;
+            println!(
+                "wrote {} ({} tensors, {:.1} MB, {} weights{}{})",
+                a.out.display(),
+                report.tensors,
+                report.bytes as f64 / 1e6,
+                format!("{:?}", a.weight_type).to_lowercase(),
+                vocab
+                    .as_ref()
+                    .map(|v| format!(", {} vocabulary of {} tokens", v.model, v.tokens.len()))
+                    .unwrap_or_default(),
+                if report.kept_f16.is_empty() {
+                    String::new()
+                } else {
+                    format!("; kept in f16: {}", report.kept_f16.join(", "))
+                }
+            );
+        }
+    }
     Ok(())
 }

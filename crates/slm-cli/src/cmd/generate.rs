@@ -1,6 +1,6 @@
 //! `slm generate`: stream a continuation of a prompt.
 
-use crate::common::{load_model_and_tokenizer, ModelArgs};
+use crate::common::{choice, load_model_and_tokenizer, ModelArgs};
 use anyhow::Result;
 use clap::Args as ClapArgs;
 use slm_infer::decode::{KvType, WeightType};
@@ -52,17 +52,17 @@ pub struct Args {
     pub stats: bool,
     /// KV cache storage: f32 (exact) or f16 (half the memory and bytes read per cached
     /// position, as llama.cpp's default; logits change slightly).
-    #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
-    pub kv: String,
+    #[arg(long, default_value = "f32", value_parser = choice(&["f32", "f16"], KvType::parse))]
+    pub kv: KvType,
     /// Weight storage while decoding: f32, or q8_0 / q4_1 / q4_0 blocks quantised at load
     /// (a file from `slm quantize` loads as its dequantised values; the same type gives back
     /// the same blocks).
-    #[arg(long = "type", default_value = "f32")]
-    pub weight_type: String,
+    #[arg(long = "type", default_value = "f32",
+          value_parser = choice(&["f32", "q8_0", "q4_1", "q4_0"], WeightType::parse))]
+    pub weight_type: WeightType,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let (loaded, tokenizer) = load_model_and_tokenizer(&args.model)?;
     let opts = GenerateOptions {
         max_tokens: args.max_tokens,
         sampler: SamplerConfig {
@@ -75,10 +75,13 @@ pub fn run(args: Args) -> Result<()> {
         stop: args.stop.clone(),
         add_bos: !args.no_bos,
         stop_at_eos: !args.ignore_eos,
-        kv: KvType::parse(&args.kv)?,
-        weights: WeightType::parse(&args.weight_type)?,
+        kv: args.kv,
+        weights: args.weight_type,
         ..Default::default()
     };
+    // Every argument error before any output.
+    opts.sampler.validate()?;
+    let (loaded, tokenizer) = load_model_and_tokenizer(&args.model)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if !args.no_echo {

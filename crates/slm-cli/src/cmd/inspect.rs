@@ -1,16 +1,18 @@
-//! `slm inspect`: what a model is made of.
+//! `slm inspect`: what a model is made of (the counting is `slm_recipes::inspect`).
 
 use crate::common::{load_model, ModelArgs};
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::Args as ClapArgs;
-use slm_core::ParamRole;
-use std::collections::BTreeMap;
 
 #[derive(ClapArgs, Debug)]
-#[command(after_help = "Example:\n  slm inspect runs/student-2of4 --tensors")]
+#[command(after_help = "Example:\n  slm inspect -m runs/student-2of4 --tensors")]
 pub struct Args {
     /// Model: HF directory, HF cache id, .gguf or llama2.c checkpoint.
-    pub model: String,
+    #[arg(long, short = 'm', conflicts_with = "model_pos")]
+    pub model: Option<String>,
+    /// The model, as `slm inspect MODEL`.
+    #[arg(value_name = "MODEL")]
+    pub model_pos: Option<String>,
     /// Tokenizer for models that carry none (only used to report it).
     #[arg(long)]
     pub tokenizer: Option<std::path::PathBuf>,
@@ -22,133 +24,19 @@ pub struct Args {
     pub json: bool,
 }
 
-struct TensorInfo {
-    name: String,
-    shape: Vec<usize>,
-    numel: usize,
-    zeros: usize,
-}
-
-pub fn run(args: Args) -> Result<()> {
+pub fn run(a: Args) -> Result<()> {
+    let Some(model) = a.model.or(a.model_pos) else {
+        bail!("give the model: -m MODEL");
+    };
     let loaded = load_model(&ModelArgs {
-        model: args.model.clone(),
-        tokenizer: args.tokenizer.clone(),
+        model,
+        tokenizer: a.tokenizer,
     })?;
-    let model = &loaded.model;
-    let cfg = &model.config;
-    let mut infos = Vec::new();
-    for (name, t) in model.tensors() {
-        let v = t.flatten_all()?.to_vec1::<f32>()?;
-        let zeros = v.iter().filter(|x| **x == 0.0).count();
-        infos.push(TensorInfo {
-            name,
-            shape: t.dims().to_vec(),
-            numel: v.len(),
-            zeros,
-        });
-    }
-    let mut by_role: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    for i in &infos {
-        let group = ParamRole::of(&i.name)
-            .map(|r| r.group())
-            .unwrap_or_else(|| "other".into());
-        let e = by_role.entry(group).or_default();
-        e.0 += i.numel;
-        e.1 += i.zeros;
-    }
-    let total: usize = infos.iter().map(|i| i.numel).sum();
-    let zeros: usize = infos.iter().map(|i| i.zeros).sum();
-    let dtype = "f32";
-    if args.json {
-        let tensors: Vec<_> = infos
-            .iter()
-            .map(|i| serde_json::json!({"name": i.name, "shape": i.shape, "sparsity": i.zeros as f64 / i.numel.max(1) as f64}))
-            .collect();
-        let roles: BTreeMap<_, _> = by_role
-            .iter()
-            .map(|(k, (n, z))| {
-                (
-                    k.clone(),
-                    serde_json::json!({"params": n, "sparsity": *z as f64 / (*n).max(1) as f64}),
-                )
-            })
-            .collect();
-        let v = serde_json::json!({
-            "source": loaded.source.display().to_string(),
-            "format": format!("{:?}", loaded.format),
-            "config": cfg.to_hf_json(),
-            "parameters": total,
-            "bytes": total * 4,
-            "dtype": dtype,
-            "sparsity": zeros as f64 / total.max(1) as f64,
-            "roles": roles,
-            "tensors": tensors,
-            "slm": loaded.slm_meta,
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
-    }
-    println!(
-        "model       {} ({:?})",
-        loaded.source.display(),
-        loaded.format
-    );
-    println!(
-        "arch        {:?}: {} layers, hidden {}, MLP {}, heads {} (kv {}), head_dim {}, vocab {}, context {}",
-        cfg.model_type,
-        cfg.num_hidden_layers,
-        cfg.hidden_size,
-        cfg.intermediate_size,
-        cfg.num_attention_heads,
-        cfg.num_key_value_heads,
-        cfg.head_dim,
-        cfg.vocab_size,
-        cfg.max_position_embeddings
-    );
-    println!(
-        "rope        theta {}{}; norm eps {:e}; tied embeddings: {}; qkv bias: {}",
-        cfg.rope_theta,
-        cfg.rope_scaling
-            .as_ref()
-            .map(|s| format!(", scaling {s:?}"))
-            .unwrap_or_default(),
-        cfg.rms_norm_eps,
-        cfg.tie_word_embeddings,
-        cfg.qkv_bias
-    );
-    println!(
-        "parameters  {} ({:.2} M), {} bytes as {dtype}, sparsity {:.2}%",
-        total,
-        total as f64 / 1e6,
-        total * 4,
-        100.0 * zeros as f64 / total.max(1) as f64
-    );
-    println!(
-        "\n{:<16} {:>12} {:>8} {:>9}",
-        "role", "params", "share", "sparsity"
-    );
-    for (role, (n, z)) in &by_role {
-        println!(
-            "{:<16} {:>12} {:>7.1}% {:>8.2}%",
-            role,
-            n,
-            100.0 * *n as f64 / total.max(1) as f64,
-            100.0 * *z as f64 / (*n).max(1) as f64
-        );
-    }
-    if args.tensors {
-        println!("\n{:<48} {:>14} {:>9}", "tensor", "shape", "sparsity");
-        for i in &infos {
-            println!(
-                "{:<48} {:>14} {:>8.2}%",
-                i.name,
-                format!("{:?}", i.shape),
-                100.0 * i.zeros as f64 / i.numel.max(1) as f64
-            );
-        }
-    }
-    if let Some(meta) = &loaded.slm_meta {
-        println!("\nslm.json    {}", serde_json::to_string_pretty(meta)?);
+    let s = slm_recipes::inspect::summarize(&loaded)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&s.to_json(&loaded))?);
+    } else {
+        print!("{}", s.to_text(&loaded, a.tensors)?);
     }
     Ok(())
 }

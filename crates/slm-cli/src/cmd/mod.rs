@@ -1,4 +1,5 @@
-//! One module per `slm` subcommand.
+//! One module per `slm` subcommand; none imports another (shared pieces are in
+//! `crate::common` or in the libraries).
 
 pub mod bench;
 pub mod data;
@@ -10,6 +11,6 @@ pub mod generate;
 pub mod inspect;
 pub mod prune;
 pub mod quantize;
-pub mod quickstart;
+pub mod run;
 pub mod tokenizer;
 pub mod train;

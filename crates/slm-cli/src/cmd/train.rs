@@ -2,14 +2,9 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
-use indicatif::{ProgressBar, ProgressStyle};
 use slm_distill::RunConfig;
-use slm_train::engine::FastModel;
-use slm_train::trainer::{read_summary, Observer, StepMetrics};
-use slm_train::{TrainConfig, Trainer};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use slm_recipes::train::{initial_model, train_run};
+use std::path::PathBuf;
 
 #[derive(ClapArgs, Debug)]
 #[command(
@@ -63,107 +58,6 @@ pub struct Args {
     /// With --resume: train until this many steps in total.
     #[arg(long)]
     pub steps: Option<u64>,
-}
-
-/// Progress bar with loss, tokens/s and ETA.
-pub struct BarObserver {
-    bar: ProgressBar,
-    pub last_val: Option<f64>,
-}
-
-impl BarObserver {
-    pub fn new() -> Self {
-        let bar = ProgressBar::new(0);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "train {bar:30} {pos}/{len} steps  {msg}  [{elapsed} < {eta}]",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        Self {
-            bar,
-            last_val: None,
-        }
-    }
-    pub fn finish(&self) {
-        self.bar.finish_and_clear();
-    }
-}
-
-impl Observer for BarObserver {
-    fn on_start(&mut self, start: u64, total: u64) {
-        self.bar.set_length(total);
-        self.bar.set_position(start);
-    }
-    fn on_step(&mut self, m: &StepMetrics) {
-        self.bar.set_position(m.step);
-        let val = self
-            .last_val
-            .map(|v| format!(" val {v:.3}"))
-            .unwrap_or_default();
-        self.bar.set_message(format!(
-            "loss {:.3}{val}  {:.0} tok/s  lr {:.1e}",
-            m.loss, m.tokens_per_sec, m.lr
-        ));
-    }
-    fn on_eval(&mut self, _step: u64, v: f64) {
-        self.last_val = Some(v);
-    }
-    fn on_message(&mut self, msg: &str) {
-        self.bar.println(msg);
-    }
-}
-
-/// A stop flag set by Ctrl-C (the trainer checkpoints and returns).
-pub fn ctrlc_flag() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let f = flag.clone();
-    // A second Ctrl-C exits at once.
-    let _ = ctrlc::set_handler(move || {
-        if f.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\nstopping after this step: writing a checkpoint (Ctrl-C again to quit now)");
-    });
-    flag
-}
-
-/// Builds the starting model: `init` if given, else random weights for the preset.
-pub fn initial_model(cfg: &TrainConfig) -> Result<FastModel> {
-    let summary = read_summary(Path::new(&cfg.data))?;
-    let llama = match &cfg.init {
-        Some(spec) => {
-            let loaded = slm_model::load(spec, None)
-                .with_context(|| format!("loading --set init={spec}"))?;
-            if loaded.model.config.vocab_size < summary.vocab_size {
-                bail!(
-                    "the init model's vocabulary ({}) is smaller than the data's tokenizer ({})",
-                    loaded.model.config.vocab_size,
-                    summary.vocab_size
-                );
-            }
-            loaded.model
-        }
-        None => slm_model::Llama::random(
-            cfg.model_config(summary.vocab_size)?,
-            cfg.seed,
-            &candle_core::Device::Cpu,
-        )?,
-    };
-    Ok(FastModel::from_llama(&llama)?)
-}
-
-/// Trains, saves the model, writes the report; returns the outcome.
-pub fn train_run(trainer: &mut Trainer) -> Result<slm_train::Outcome> {
-    let flag = ctrlc_flag();
-    let mut obs = BarObserver::new();
-    let outcome = trainer.run(&flag, &mut obs)?;
-    obs.finish();
-    if !outcome.interrupted {
-        trainer.save_model(&outcome, serde_json::json!({}))?;
-    }
-    slm_train::report::write_train_report(trainer.run_dir(), trainer.settings(), &outcome)?;
-    Ok(outcome)
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -238,9 +132,4 @@ pub fn run(a: Args) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// A TOML string literal.
-pub fn toml_str(s: &str) -> String {
-    toml::Value::String(s.to_string()).to_string()
 }
