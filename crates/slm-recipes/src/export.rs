@@ -12,7 +12,9 @@ use std::path::Path;
 pub fn gguf_vocab(source: &TokenizerSource) -> Result<Option<slm_io::GgufVocab>> {
     let vocab = slm_data::tokenizer::export::gguf_vocab(source)?;
     if vocab.is_none() {
-        eprintln!("warning: no tokenizer found; the GGUF will carry no vocabulary (give --tokenizer)");
+        eprintln!(
+            "warning: no tokenizer found; the GGUF will carry no vocabulary (give --tokenizer)"
+        );
     }
     Ok(vocab)
 }

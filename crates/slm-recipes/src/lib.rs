@@ -15,6 +15,8 @@
 
 pub mod bench;
 pub mod calib;
+pub mod distill;
+pub mod evaluate;
 pub mod export;
 pub mod inspect;
 pub mod progress;

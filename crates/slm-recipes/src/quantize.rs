@@ -5,8 +5,8 @@ use crate::calib::CalibSpec;
 use crate::progress::progress_bar;
 use slm_compress::{gptq_model, GptqConfig, GptqReport};
 use slm_core::{Error, Result};
-use slm_io::gguf::export::{ExportReport, GgufType};
 use slm_infer::quantize::{quantize_report_against, QuantizeReport};
+use slm_io::gguf::export::{ExportReport, GgufType};
 use slm_model::LoadedLlama;
 use std::path::Path;
 

@@ -11,8 +11,8 @@ use crate::train::{initial_model, toml_str, train_run};
 use slm_compress::Pattern;
 use slm_core::{Error, Result};
 use slm_data::documents::{expand_inputs, read_documents, Split};
-use slm_io::gguf::export::GgufType;
 use slm_distill::RunConfig;
+use slm_io::gguf::export::GgufType;
 use std::fmt::Write as _;
 use std::path::Path;
 

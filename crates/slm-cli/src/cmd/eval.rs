@@ -3,8 +3,8 @@
 use crate::common::{choice, load_model, load_model_and_tokenizer, ModelArgs};
 use anyhow::{bail, Result};
 use clap::Args as ClapArgs;
-use slm_eval::{perplexity, read_eval_text, teacher_agreement, PplOptions, TextFormat};
-use slm_recipes::progress::{bar_callback, progress_bar};
+use slm_eval::{read_eval_text, PplOptions, TextFormat};
+use slm_recipes::evaluate::evaluate;
 use std::path::PathBuf;
 
 #[derive(ClapArgs, Debug)]
@@ -61,73 +61,26 @@ pub fn run(args: Args) -> Result<()> {
     };
     let text = read_eval_text(path, args.format)?;
     let (loaded, tokenizer) = load_model_and_tokenizer(&args.model)?;
+    let teacher = match &args.teacher {
+        Some(t) => Some(load_model(&ModelArgs {
+            model: t.clone(),
+            tokenizer: args.teacher_tokenizer.clone(),
+        })?),
+        None => None,
+    };
     let opts = PplOptions {
         ctx: args.ctx,
         stride: args.stride,
         doc_separator: args.doc_separator.clone(),
         add_bos: !args.no_bos,
     };
-    let bar = progress_bar("perplexity", "windows");
-    let mut progress = bar_callback(&bar);
-    let report = perplexity(
-        &loaded.model,
-        tokenizer.as_ref(),
-        &text,
-        &opts,
-        &mut progress,
-    )?;
-    bar.finish_and_clear();
-    let agreement = match &args.teacher {
-        None => None,
-        Some(t) => {
-            let teacher = load_model(&ModelArgs {
-                model: t.clone(),
-                tokenizer: args.teacher_tokenizer.clone(),
-            })?;
-            bar.reset();
-            let a = teacher_agreement(
-                &loaded.model,
-                &teacher.model,
-                tokenizer.as_ref(),
-                &text,
-                &opts,
-                &mut progress,
-            )?;
-            bar.finish_and_clear();
-            Some(a)
-        }
-    };
+    let t = teacher.as_ref().map(|t| &t.model);
+    let report = evaluate(&loaded.model, t, tokenizer.as_ref(), &text, &opts)?;
     if args.json {
-        let mut v = serde_json::to_value(&report)?;
-        v["model"] = args.model.model.clone().into();
-        v["file"] = path.display().to_string().into();
-        if let (Some(a), Some(t)) = (&agreement, &args.teacher) {
-            v["teacher"] = t.clone().into();
-            v["top1_agreement"] = a.top1_agreement.into();
-            v["kl_to_teacher"] = a.kl_to_teacher.into();
-            v["teacher_ppl"] = a.teacher_ppl.into();
-        }
+        let v = report.to_json(&args.model.model, path, args.teacher.as_deref())?;
         println!("{v}");
     } else {
-        let r = &report;
-        println!("file        {}", path.display());
-        println!(
-            "tokens      {} scored in {} windows of ≤{}",
-            r.tokens, r.windows, r.ctx
-        );
-        println!("mean NLL    {:.4}\nperplexity  {:.4}", r.mean_nll, r.ppl);
-        println!(
-            "speed       {:.0} tokens/s ({:.1} s)",
-            r.tokens_per_sec, r.seconds
-        );
-        if let Some(a) = &agreement {
-            println!("teacher     perplexity {:.4}", a.teacher_ppl);
-            println!("agreement   top-1 {:.2}%", 100.0 * a.top1_agreement);
-            println!(
-                "KL          {:.4} nats/token (teacher ‖ model)",
-                a.kl_to_teacher
-            );
-        }
+        println!("{}", report.to_text(path));
     }
     Ok(())
 }

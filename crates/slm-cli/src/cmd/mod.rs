@@ -4,7 +4,6 @@
 pub mod bench;
 pub mod data;
 pub mod distill;
-pub mod distill_generate;
 pub mod eval;
 pub mod export;
 pub mod generate;

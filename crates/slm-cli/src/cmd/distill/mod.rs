@@ -2,22 +2,22 @@
 //! caches (`cache`) and logit distillation (`train`). Wiring only: the settings, teachers and
 //! losses are `slm_distill`, the loop `slm_train::Trainer`.
 
-use slm_recipes::train::{initial_model, train_run};
-use anyhow::{bail, Context, Result};
+mod generate;
+
+use anyhow::{bail, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
-use slm_data::prepare::TRAIN_SHARD;
-use slm_data::shards::Shard;
 use slm_distill::hidden_match::HiddenMatch;
 use slm_distill::loss::KdLoss;
-use slm_distill::{DistillConfig, HiddenConfig, LocalTeacher, OnPolicyConfig, RunConfig};
+use slm_distill::{DistillConfig, HiddenConfig, OnPolicyConfig, RunConfig};
+use slm_recipes::distill::Student;
+use slm_recipes::train::train_run;
 use std::path::PathBuf;
 
 #[derive(Subcommand, Debug)]
 pub enum DistillCommand {
     /// The teacher writes a training set: prompts from templates, sampling, de-duplication,
     /// quality filters; resumable JSONL that `slm data prepare` reads.
-    Generate(super::distill_generate::GenerateArgs),
+    Generate(generate::GenerateArgs),
     /// Store a teacher's top-k log-probs for every training window (offline distillation).
     Cache(CacheArgs),
     /// Train a student on the teacher's distributions (online teacher or offline cache).
@@ -26,7 +26,7 @@ pub enum DistillCommand {
 
 pub fn run(c: DistillCommand) -> Result<()> {
     match c {
-        DistillCommand::Generate(a) => super::distill_generate::run(a),
+        DistillCommand::Generate(a) => generate::run(a),
         DistillCommand::Cache(a) => cache(a),
         DistillCommand::Train(a) => train(a),
     }
@@ -61,43 +61,9 @@ pub struct CacheArgs {
 }
 
 fn cache(a: CacheArgs) -> Result<()> {
-    let mut teacher =
-        LocalTeacher::load_for_data(&a.teacher, a.teacher_tokenizer.as_deref(), &a.data)?;
-    let shard = Shard::open(&a.data.join(TRAIN_SHARD))?;
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("cache {bar:30} {pos}/{len} windows [{elapsed} < {eta}]")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let t0 = std::time::Instant::now();
-    let header = slm_distill::cache::build_cache(
-        &mut teacher,
-        &shard,
-        a.seq_len,
-        a.k,
-        &a.out,
-        &|done, total| {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        },
-    )?;
-    bar.finish_and_clear();
-    let bytes = std::fs::metadata(&a.out)
-        .with_context(|| a.out.display().to_string())?
-        .len();
-    let tokens = header.windows * header.seq_len;
-    println!(
-        "cached top-{} of {} windows × {} tokens = {tokens} positions in {:.1} s: {} bytes \
-         ({} bytes/token, {:.1} MB) → {}",
-        header.k,
-        header.windows,
-        header.seq_len,
-        t0.elapsed().as_secs_f64(),
-        bytes,
-        header.bytes_per_token(),
-        bytes as f64 / 1e6,
-        a.out.display()
-    );
+    let tok = a.teacher_tokenizer.as_deref();
+    let summary = slm_recipes::distill::cache(&a.teacher, tok, &a.data, a.k, a.seq_len, &a.out)?;
+    println!("{summary}");
     Ok(())
 }
 
@@ -203,20 +169,11 @@ fn train(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// A new distillation run: the settings from the options, the student, the trainer.
+/// A new distillation run: the settings from the options, then `slm_recipes::distill::start`.
 fn start(a: &TrainArgs) -> Result<slm_train::Trainer> {
     let (Some(data), Some(out)) = (&a.data, &a.out) else {
         bail!("give --data DIR and --out DIR (or --resume DIR)")
     };
-    match (&a.teacher, &a.cache) {
-        (Some(t), None) => drop(LocalTeacher::load_for_data(
-            t,
-            a.teacher_tokenizer.as_deref(),
-            data,
-        )?),
-        (None, Some(_)) => {}
-        _ => bail!("give the teacher: --teacher MODEL (online) or --cache FILE (offline)"),
-    }
     let mut cfg = RunConfig::default();
     cfg.train.data = data.display().to_string();
     cfg.distill = DistillConfig {
@@ -238,43 +195,13 @@ fn start(a: &TrainArgs) -> Result<slm_train::Trainer> {
             layers: a.hidden_layers.clone(),
         },
     };
-    match (&a.student, &a.student_preset, a.student_every) {
-        (Some(s), None, None) => cfg.train.init = Some(s.clone()),
-        (None, Some(p), None) => cfg.train.preset = p.clone(),
-        (None, None, Some(k)) => {
-            let Some(t) = &a.teacher else {
-                bail!("--student-every takes the layers of a --teacher model")
-            };
-            let dir = out.join("student-init");
-            let (kept, of) = slm_distill::init::write_every_kth_layer(
-                t,
-                a.teacher_tokenizer.as_deref(),
-                k,
-                &dir,
-            )?;
-            println!(
-                "student: the teacher's blocks 0, {k}, 2·{k}, ... ({kept} of {of}) in {}",
-                dir.display()
-            );
-            cfg.train.init = Some(dir.display().to_string());
-        }
+    let student = match (&a.student, &a.student_preset, a.student_every) {
+        (Some(s), None, None) => Student::Model(s.clone()),
+        (None, Some(p), None) => Student::Preset(p.clone()),
+        (None, None, Some(k)) => Student::EveryKth(k),
         _ => bail!("give the student: --student MODEL, --student-preset NAME or --student-every K"),
-    }
+    };
     let cfg = cfg.with_overrides(&a.set)?;
-    let model = initial_model(&cfg.train)?;
-    let (t, d) = (&cfg.train, &cfg.distill);
-    println!(
-        "student: {} parameters ({} layers, dim {}); teacher: {}; loss {} (T {}, weight {}); {} steps of {} × {} tokens",
-        model.num_parameters(),
-        model.config().num_hidden_layers,
-        model.config().hidden_size,
-        d.teacher.as_deref().or(d.cache.as_deref()).unwrap_or("-"),
-        slm_distill::loss::name(d.loss),
-        d.temperature,
-        d.weight,
-        t.steps,
-        t.batch_size * t.grad_accum,
-        t.seq_len
-    );
-    Ok(slm_distill::run::start(&cfg, model, out)?)
+    let tok = a.teacher_tokenizer.as_deref();
+    Ok(slm_recipes::distill::start(cfg, student, tok, out)?)
 }

@@ -1,0 +1,119 @@
+//! Distillation runs as `slm distill` starts them: the offline teacher cache with its progress
+//! bar and summary, and a new logit-distillation run — the teacher checked against the data,
+//! the student chosen (a model, a preset, or every k-th block of the teacher), the trainer.
+//! The losses, teachers and objective are `slm_distill`'s.
+
+use crate::progress::{bar_callback, progress_bar};
+use crate::train::initial_model;
+use slm_core::error::IoContext;
+use slm_core::{Error, Result};
+use slm_data::prepare::TRAIN_SHARD;
+use slm_data::shards::Shard;
+use slm_distill::{LocalTeacher, RunConfig};
+use slm_train::Trainer;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Writes the teacher's top-`k` log-probs for every `seq_len` window of `data`'s training
+/// shard to `out`; returns the summary line.
+pub fn cache(
+    teacher: &str,
+    teacher_tokenizer: Option<&Path>,
+    data: &Path,
+    k: usize,
+    seq_len: usize,
+    out: &Path,
+) -> Result<String> {
+    let mut teacher = LocalTeacher::load_for_data(teacher, teacher_tokenizer, data)?;
+    let shard = Shard::open(&data.join(TRAIN_SHARD))?;
+    let bar = progress_bar("cache", "windows");
+    let t0 = Instant::now();
+    let header = slm_distill::cache::build_cache(
+        &mut teacher,
+        &shard,
+        seq_len,
+        k,
+        out,
+        &bar_callback(&bar),
+    )?;
+    bar.finish_and_clear();
+    let bytes = std::fs::metadata(out).with_path(out)?.len();
+    Ok(format!(
+        "cached top-{} of {} windows × {} tokens = {} positions in {:.1} s: {bytes} bytes \
+         ({} bytes/token, {:.1} MB) → {}",
+        header.k,
+        header.windows,
+        header.seq_len,
+        header.windows * header.seq_len,
+        t0.elapsed().as_secs_f64(),
+        header.bytes_per_token(),
+        bytes as f64 / 1e6,
+        out.display()
+    ))
+}
+
+/// Where a distillation student starts.
+#[derive(Debug, Clone)]
+pub enum Student {
+    /// This model.
+    Model(String),
+    /// Random weights of a size preset (with the settings' layer/width overrides).
+    Preset(String),
+    /// The teacher's blocks 0, k, 2k, ... (DistilBERT's initialisation).
+    EveryKth(usize),
+}
+
+/// Starts a distillation run of `cfg` (teacher or cache in `cfg.distill`, data in
+/// `cfg.train.data`) with `student` in `out`: the teacher is checked against the data first.
+pub fn start(
+    mut cfg: RunConfig,
+    student: Student,
+    teacher_tokenizer: Option<&Path>,
+    out: &Path,
+) -> Result<Trainer> {
+    let data = PathBuf::from(&cfg.train.data);
+    match (&cfg.distill.teacher, &cfg.distill.cache) {
+        (Some(t), None) => drop(LocalTeacher::load_for_data(t, teacher_tokenizer, &data)?),
+        (None, Some(_)) => {}
+        _ => {
+            return Err(Error::config(
+                "give the teacher: --teacher MODEL (online) or --cache FILE (offline)",
+            ))
+        }
+    }
+    match student {
+        Student::Model(m) => cfg.train.init = Some(m),
+        Student::Preset(p) => cfg.train.preset = p,
+        Student::EveryKth(k) => {
+            let Some(t) = &cfg.distill.teacher else {
+                return Err(Error::config(
+                    "--student-every takes the layers of a --teacher model",
+                ));
+            };
+            let dir = out.join("student-init");
+            let (kept, of) =
+                slm_distill::init::write_every_kth_layer(t, teacher_tokenizer, k, &dir)?;
+            println!(
+                "student: the teacher's blocks 0, {k}, 2·{k}, ... ({kept} of {of}) in {}",
+                dir.display()
+            );
+            cfg.train.init = Some(dir.display().to_string());
+        }
+    }
+    let model = initial_model(&cfg.train)?;
+    let (t, d) = (&cfg.train, &cfg.distill);
+    println!(
+        "student: {} parameters ({} layers, dim {}); teacher: {}; loss {} (T {}, weight {}); {} steps of {} × {} tokens",
+        model.num_parameters(),
+        model.config().num_hidden_layers,
+        model.config().hidden_size,
+        d.teacher.as_deref().or(d.cache.as_deref()).unwrap_or("-"),
+        slm_distill::loss::name(d.loss),
+        d.temperature,
+        d.weight,
+        t.steps,
+        t.batch_size * t.grad_accum,
+        t.seq_len
+    );
+    slm_distill::run::start(&cfg, model, out)
+}
