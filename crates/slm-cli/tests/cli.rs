@@ -10,14 +10,9 @@ fn slm() -> Command {
     c
 }
 
+/// `../shared/data/<rel>`, or `None` with a skip message (a failure under CI=true).
 fn shared(rel: &str) -> Option<PathBuf> {
-    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data")).join(rel);
-    if p.exists() {
-        Some(p)
-    } else {
-        println!("skipping: ../shared/data not found");
-        None
-    }
+    slm_core::testdata::shared_data(rel)
 }
 
 /// `-m stories260K.bin --tokenizer tok512.bin` from the shared llama2.c folder `dir`.

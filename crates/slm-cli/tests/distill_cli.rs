@@ -11,9 +11,9 @@ fn slm() -> Command {
     c
 }
 
+/// `../shared/data/<rel>`, or `None` with a skip message (a failure under CI=true).
 fn shared(rel: &str) -> Option<PathBuf> {
-    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data")).join(rel);
-    p.exists().then_some(p)
+    slm_core::testdata::shared_data(rel)
 }
 
 fn run(c: &mut Command) -> (bool, String) {

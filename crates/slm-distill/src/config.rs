@@ -243,6 +243,14 @@ impl RunConfig {
             }
             insert(&mut table, &place, value)?;
         }
+        if let Some(k) = table
+            .keys()
+            .find(|k| !matches!(k.as_str(), "train" | "prune" | "distill"))
+        {
+            return Err(Error::config(format!(
+                "unknown field `{k}`: no setting has that name (settings go in [train], [prune] and [distill])"
+            )));
+        }
         toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| Error::config(format!("settings: {e}")))

@@ -18,7 +18,7 @@ use slm_distill::generate::{
 use slm_infer::GenerateOptions;
 use slm_infer::SamplerConfig;
 use slm_model::{Llama, LlamaConfig};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 // ---------------------------------------------------------------- teachers
 
@@ -64,15 +64,8 @@ fn random_teacher(dir: &Path) -> Owned {
 
 /// stories260K with tok512, when `../shared/data` is present.
 fn stories260k() -> Option<Owned> {
-    let dir = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/data/llama2c"
-    ));
-    let (m, t) = (dir.join("stories260K.bin"), dir.join("tok512.bin"));
-    if !(m.is_file() && t.is_file()) {
-        println!("skipping: ../shared/data/llama2c/stories260K.bin not found");
-        return None;
-    }
+    let m = slm_core::testdata::shared_data("llama2c/stories260K.bin")?;
+    let t = slm_core::testdata::shared_data("llama2c/tok512.bin")?;
     let loaded = slm_model::load(m.to_str().unwrap(), Some(&t)).unwrap();
     Some(Owned {
         model: loaded.model,
