@@ -50,3 +50,24 @@ pub fn train_run(trainer: &mut Trainer) -> Result<slm_train::Outcome> {
 pub fn toml_str(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
+
+/// The line a training command ends with: where the model is and its losses, or how to resume
+/// an interrupted run (`resume` is the command that continues it, e.g. `slm train --resume`).
+pub fn outcome_line(outcome: &slm_train::Outcome, run_dir: &Path, resume: &str) -> String {
+    if outcome.interrupted {
+        return format!(
+            "interrupted at step {}: resume with `{resume} {}`",
+            outcome.step,
+            run_dir.display()
+        );
+    }
+    let val = outcome.val_loss.map_or("-".into(), |v| format!("{v:.4}"));
+    format!(
+        "done: {} steps, {} tokens in {:.1} s; train loss {:.4}, val loss {val}; model in {}",
+        outcome.step,
+        outcome.tokens_seen,
+        outcome.seconds,
+        outcome.train_loss,
+        run_dir.display()
+    )
+}

@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
 use slm_distill::RunConfig;
-use slm_recipes::train::{initial_model, train_run};
+use slm_recipes::train::{initial_model, outcome_line, train_run};
 use std::path::PathBuf;
 
 #[derive(ClapArgs, Debug)]
@@ -111,25 +111,7 @@ pub fn run(a: Args) -> Result<()> {
         slm_distill::run::start(&cfg, model, out)?
     };
     let outcome = train_run(&mut trainer)?;
-    if outcome.interrupted {
-        println!(
-            "interrupted at step {}: resume with `slm train --resume {}`",
-            outcome.step,
-            trainer.run_dir().display()
-        );
-    } else {
-        println!(
-            "done: {} steps, {} tokens in {:.1} s; train loss {:.4}, val loss {}; model in {}",
-            outcome.step,
-            outcome.tokens_seen,
-            outcome.seconds,
-            outcome.train_loss,
-            outcome
-                .val_loss
-                .map(|v| format!("{v:.4}"))
-                .unwrap_or("-".into()),
-            trainer.run_dir().display()
-        );
-    }
+    let resume = "slm train --resume";
+    println!("{}", outcome_line(&outcome, trainer.run_dir(), resume));
     Ok(())
 }

@@ -10,7 +10,7 @@ use slm_distill::hidden_match::HiddenMatch;
 use slm_distill::loss::KdLoss;
 use slm_distill::{DistillConfig, HiddenConfig, OnPolicyConfig, RunConfig};
 use slm_recipes::distill::Student;
-use slm_recipes::train::train_run;
+use slm_recipes::train::{outcome_line, train_run};
 use std::path::PathBuf;
 
 #[derive(Subcommand, Debug)]
@@ -154,18 +154,8 @@ fn train(a: TrainArgs) -> Result<()> {
         None => start(&a)?,
     };
     let outcome = train_run(&mut trainer)?;
-    println!(
-        "done: {} steps, {} tokens in {:.1} s; train loss {:.4}, val loss (CE) {}; student in {}",
-        outcome.step,
-        outcome.tokens_seen,
-        outcome.seconds,
-        outcome.train_loss,
-        outcome
-            .val_loss
-            .map(|v| format!("{v:.4}"))
-            .unwrap_or("-".into()),
-        trainer.run_dir().display()
-    );
+    let resume = "slm distill train --resume";
+    println!("{}", outcome_line(&outcome, trainer.run_dir(), resume));
     Ok(())
 }
 
