@@ -18,7 +18,7 @@
 //!
 //! [`simd`] holds the runtime CPU-feature dispatch and the vectorisable math the kernels
 //! share; [`par`] the threading helpers. Written here rather than taken from a crate because
-//! these fused forms with hand-written backward passes are the product (DESIGN.md).
+//! these fused forms with hand-written backward passes are the product (docs/ARCHITECTURE.md).
 
 pub mod attention;
 pub mod attention_decode;

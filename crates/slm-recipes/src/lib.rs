@@ -1,5 +1,6 @@
-//! The recipes layer (DESIGN.md's L6): the pipelines `slm` runs, as library functions the CLI
-//! only calls, and `slm run`'s declarative recipes of ordered, resumable stages.
+//! The recipes layer (L6 in docs/ARCHITECTURE.md): the pipelines `slm` runs, as library
+//! functions the CLI only calls, and `slm run`'s declarative recipes of ordered, resumable
+//! stages.
 //!
 //! - [`recipe`]: the recipe file (TOML), parsed with every key checked.
 //! - [`run`]: running a recipe: stage folders, completion markers, resuming, report.md.

@@ -1,7 +1,7 @@
 //! The fast engine against candle autograd through the composed model (the reference):
 //! loss and every parameter's gradient on random configs (GQA/MQA/MHA, tied/untied, q/k/v
 //! bias, odd sizes, sequences longer than one attention block, ignored targets). Also the
-//! DESIGN.md trap: the composed path must give every parameter a finite, non-zero gradient.
+//! The candle trap (docs/ARCHITECTURE.md): the composed path must give every parameter a finite, non-zero gradient.
 
 mod common;
 
