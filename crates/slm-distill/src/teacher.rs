@@ -7,9 +7,9 @@
 //! forward pass.
 
 use slm_core::{Error, Result};
+use slm_model::FlatModel;
 use slm_model::Llama;
 use slm_train::trainer::find_tokenizer;
-use slm_train::FastModel;
 use std::path::Path;
 
 /// A model that scores batches for a student (see the module documentation).
@@ -32,7 +32,8 @@ pub trait Teacher: Send {
 #[derive(Debug)]
 pub struct LocalTeacher {
     name: String,
-    model: FastModel,
+    /// The shared forward only: a frozen teacher needs no gradient buffer or backward scratch.
+    model: FlatModel,
 }
 
 impl LocalTeacher {
@@ -40,7 +41,7 @@ impl LocalTeacher {
     pub fn new(name: impl Into<String>, model: &Llama) -> Result<Self> {
         Ok(Self {
             name: name.into(),
-            model: FastModel::from_llama(model)?,
+            model: FlatModel::from_llama(model)?,
         })
     }
 
@@ -141,6 +142,7 @@ impl Teacher for LocalTeacher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use slm_train::FastModel;
 
     #[test]
     fn local_teacher_scores_like_its_model_and_checks_fit() {
