@@ -43,6 +43,9 @@ fn vocab() -> GgufVocab {
         eos_id: Some(2),
         unk_id: Some(0),
         add_bos: true,
+        add_eos: false,
+        pre: None,
+        chat_template: None,
     }
 }
 

@@ -8,6 +8,7 @@
 //! tokenizer.bin (llama2.c)          optional -> TokenizerSource::Llama2c (when no tokenizer.json)
 //! vocab.gguf.json                   optional -> TokenizerSource::Gguf (a GGUF's vocabulary, when
 //!                                   neither of the above; written for models read from GGUF)
+//! tokenizer_config.json            optional (BOS/EOS flags, chat template)
 //! generation_config.json, slm.json  optional
 //! ```
 //!
@@ -36,6 +37,8 @@ pub const LLAMA2C_TOKENIZER: &str = "tokenizer.bin";
 /// A GGUF vocabulary ([`crate::GgufVocab`] as JSON), for models read from GGUF files.
 pub const GGUF_VOCAB: &str = "vocab.gguf.json";
 pub const GENERATION_CONFIG: &str = "generation_config.json";
+/// The tokenizer's settings beside `tokenizer.json` (BOS/EOS flags, chat template).
+pub const TOKENIZER_CONFIG: &str = "tokenizer_config.json";
 pub const SLM_META: &str = "slm.json";
 
 /// Reads a Hugging Face model directory.
@@ -76,6 +79,7 @@ pub fn read(dir: &Path) -> Result<LoadedModel> {
         tensors,
         tokenizer,
         generation_config: read_optional_json(&dir.join(GENERATION_CONFIG))?,
+        tokenizer_config: read_optional_json(&dir.join(TOKENIZER_CONFIG))?,
         slm_meta: read_optional_json(&dir.join(SLM_META))?,
         source: dir.to_path_buf(),
         format: ModelFormat::HfDir,

@@ -40,6 +40,9 @@ pub struct LoadedModel {
     pub tensors: HashMap<String, Tensor>,
     pub tokenizer: TokenizerSource,
     pub generation_config: Option<serde_json::Value>,
+    /// Contents of a Hugging Face directory's `tokenizer_config.json`, if present (its
+    /// `add_bos_token`, `bos_token`, `eos_token`, `chat_template`).
+    pub tokenizer_config: Option<serde_json::Value>,
     /// Contents of `slm.json`, if present.
     pub slm_meta: Option<serde_json::Value>,
     /// The file or directory read.
@@ -95,6 +98,16 @@ pub struct GgufVocab {
     pub unk_id: Option<u32>,
     /// `tokenizer.ggml.add_bos_token`, default true for "llama".
     pub add_bos: bool,
+    /// `tokenizer.ggml.add_eos_token`, default false.
+    #[serde(default)]
+    pub add_eos: bool,
+    /// `tokenizer.ggml.pre`: the BPE pre-tokenizer ("smollm", "llama-bpe", "gpt2", ...); `None`
+    /// when the file has none (llama.cpp then uses "default").
+    #[serde(default)]
+    pub pre: Option<String>,
+    /// `tokenizer.chat_template`: the Jinja chat template, if the file has one.
+    #[serde(default)]
+    pub chat_template: Option<String>,
 }
 
 /// The on-disk format a model was read from.

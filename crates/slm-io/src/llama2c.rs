@@ -244,6 +244,7 @@ pub fn read(path: &Path) -> Result<LoadedModel> {
         tensors: tensors.into_iter().collect(),
         tokenizer,
         generation_config: None,
+        tokenizer_config: None,
         slm_meta: None,
         source: path.to_path_buf(),
         format: ModelFormat::Llama2c,

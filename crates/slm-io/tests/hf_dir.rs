@@ -243,6 +243,9 @@ fn a_gguf_vocabulary_travels_with_the_directory() {
         eos_id: Some(2),
         unk_id: Some(0),
         add_bos: true,
+        add_eos: false,
+        pre: None,
+        chat_template: None,
     };
     let source = TokenizerSource::Gguf(vocab);
     let files = source.files().unwrap();

@@ -18,6 +18,8 @@ pub struct LoadedLlama {
     pub model: Llama,
     pub tokenizer: TokenizerSource,
     pub generation_config: Option<serde_json::Value>,
+    /// A Hugging Face directory's `tokenizer_config.json`, if present.
+    pub tokenizer_config: Option<serde_json::Value>,
     pub slm_meta: Option<serde_json::Value>,
     pub source: PathBuf,
     pub format: ModelFormat,
@@ -37,6 +39,7 @@ pub fn from_loaded(loaded: LoadedModel) -> Result<LoadedLlama> {
         model,
         tokenizer: loaded.tokenizer,
         generation_config: loaded.generation_config,
+        tokenizer_config: loaded.tokenizer_config,
         slm_meta: loaded.slm_meta,
         source: loaded.source,
         format: loaded.format,

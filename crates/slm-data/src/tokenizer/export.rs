@@ -50,6 +50,9 @@ pub fn vocab_from_llama2c(t: &Llama2cTokenizer) -> GgufVocab {
         eos_id: Some(2),
         unk_id: Some(0),
         add_bos: true,
+        add_eos: false,
+        pre: None,
+        chat_template: None,
     }
 }
 
@@ -116,5 +119,8 @@ pub fn vocab_from_tokenizer_json(json: &serde_json::Value) -> Result<GgufVocab> 
         eos_id: special,
         unk_id: None,
         add_bos: special.is_some(),
+        add_eos: false,
+        pre: Some("gpt2".into()),
+        chat_template: None,
     })
 }

@@ -96,6 +96,9 @@ mod tests {
             eos_id: Some(2),
             unk_id: Some(0),
             add_bos: true,
+            add_eos: false,
+            pre: None,
+            chat_template: None,
         };
         let t = load_tokenizer(&TokenizerSource::Gguf(vocab)).unwrap();
         assert_eq!(t.kind(), "gguf-llama");

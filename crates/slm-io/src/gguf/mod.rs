@@ -153,6 +153,7 @@ pub fn read(path: &Path) -> Result<LoadedModel> {
         tensors,
         tokenizer: vocab.map_or(TokenizerSource::None, TokenizerSource::Gguf),
         generation_config: None,
+        tokenizer_config: None,
         slm_meta: None,
         source: path.to_path_buf(),
         format: ModelFormat::Gguf,

@@ -98,7 +98,25 @@ pub fn vocab(path: &Path, h: &GgufHeader) -> Result<Option<GgufVocab>> {
             .as_bool()
             .ok_or_else(|| bad("tokenizer.ggml.add_bos_token", "not a bool"))?,
     };
+    let add_eos = match md.get("tokenizer.ggml.add_eos_token") {
+        None => false,
+        Some(v) => v
+            .as_bool()
+            .ok_or_else(|| bad("tokenizer.ggml.add_eos_token", "not a bool"))?,
+    };
+    let text = |key: &str| -> Result<Option<String>> {
+        match md.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_str()
+                .map(|s| Some(s.to_string()))
+                .ok_or_else(|| bad(key, "not a string")),
+        }
+    };
     Ok(Some(GgufVocab {
+        add_eos,
+        pre: text("tokenizer.ggml.pre")?,
+        chat_template: text("tokenizer.chat_template")?,
         merges: strings("tokenizer.ggml.merges")?,
         bos_id: id("tokenizer.ggml.bos_token_id")?,
         eos_id: id("tokenizer.ggml.eos_token_id")?,
