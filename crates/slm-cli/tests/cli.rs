@@ -410,21 +410,11 @@ fn gguf_export_of_stories260k_generates_the_same_text() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("q5_k"));
 }
 
-/// The repository root and the reference virtualenv's Python when llama-cpp-python imports
-/// there (None, with a note, otherwise: CI has no llama.cpp).
+/// The repository root and the reference Python with llama-cpp-python
+/// (`slm_core::testdata::reference_python`: skips without it, fails under CI).
 fn llama_cpp_python() -> Option<(PathBuf, PathBuf)> {
     let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
-    let python = root.join("tools/reference/.venv/bin/python");
-    let importable = python.is_file()
-        && Command::new(&python)
-            .args(["-c", "import llama_cpp"])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-    if !importable {
-        println!("skipping: llama-cpp-python is not installed in tools/reference/.venv");
-        return None;
-    }
+    let python = slm_core::testdata::reference_python(&["llama_cpp"])?;
     Some((root, python))
 }
 
