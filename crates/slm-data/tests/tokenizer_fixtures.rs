@@ -83,8 +83,20 @@ fn smollm2_equals_llama_cpp_and_transformers() {
     let bad = mismatches(
         t.as_ref(),
         &fx,
-        &|c| if chat(c) { "llama_cpp_special" } else { "llama_cpp" },
-        &|c| if chat(c) { "llama_cpp_special_bos" } else { "llama_cpp_bos" },
+        &|c| {
+            if chat(c) {
+                "llama_cpp_special"
+            } else {
+                "llama_cpp"
+            }
+        },
+        &|c| {
+            if chat(c) {
+                "llama_cpp_special_bos"
+            } else {
+                "llama_cpp_bos"
+            }
+        },
     );
     assert!(bad.is_empty(), "differs from llama.cpp: {bad:#?}");
     let bad = mismatches(t.as_ref(), &fx, &|_| "transformers", &|_| {
@@ -104,7 +116,10 @@ fn llama2_spm_equals_llama_cpp() {
         return;
     };
     let t = load_tokenizer_file(&path).unwrap();
-    assert!(t.adds_bos(), "SentencePiece GGUF without add_bos_token: BOS (llama.cpp)");
+    assert!(
+        t.adds_bos(),
+        "SentencePiece GGUF without add_bos_token: BOS (llama.cpp)"
+    );
     let fx = fixture("llama-2-tiny-random.json");
     let bad = mismatches(t.as_ref(), &fx, &|_| "llama_cpp", &|_| "llama_cpp_bos");
     assert!(bad.is_empty(), "differs from llama.cpp: {bad:#?}");
@@ -121,12 +136,18 @@ fn smollm2_tokenizer_json_round_trip() {
     let vocab = slm_io::gguf::vocab(&path, &header).unwrap().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let json_path = dir.path().join("tokenizer.json");
-    std::fs::write(&json_path, serde_json::to_vec(&tokenizer_json(&vocab).unwrap()).unwrap())
-        .unwrap();
+    std::fs::write(
+        &json_path,
+        serde_json::to_vec(&tokenizer_json(&vocab).unwrap()).unwrap(),
+    )
+    .unwrap();
     let config = tokenizer_config_json(&vocab);
     assert_eq!(config["bos_token"], "<|im_start|>");
     assert_eq!(config["eos_token"], "<|im_end|>");
-    assert!(config["chat_template"].as_str().unwrap().contains("<|im_start|>"));
+    assert!(config["chat_template"]
+        .as_str()
+        .unwrap()
+        .contains("<|im_start|>"));
     std::fs::write(
         dir.path().join("tokenizer_config.json"),
         serde_json::to_vec(&config).unwrap(),
@@ -137,13 +158,18 @@ fn smollm2_tokenizer_json_round_trip() {
     let gguf = load_tokenizer_file(&path).unwrap();
     let fx = fixture("SmolLM2-135M-Instruct.Q4_1.json");
     for case in fx["cases"].as_array().unwrap() {
-        let Some(text) = case_text(case) else { continue };
+        let Some(text) = case_text(case) else {
+            continue;
+        };
         let want = gguf.encode(&text, false).unwrap();
         assert_eq!(hf.encode(&text, false).unwrap(), want, "{}", case["name"]);
         assert_eq!(via_file.encode(&text, false).unwrap(), want);
     }
     for t in [&hf as &dyn Tokenizer, via_file.as_ref()] {
-        assert_eq!((t.bos_id(), t.eos_id(), t.adds_bos()), (gguf.bos_id(), gguf.eos_id(), false));
+        assert_eq!(
+            (t.bos_id(), t.eos_id(), t.adds_bos()),
+            (gguf.bos_id(), gguf.eos_id(), false)
+        );
         assert_eq!(t.vocab_size(), gguf.vocab_size());
     }
 }

@@ -59,13 +59,28 @@ pub fn read(dir: &Path) -> Result<LoadedModel> {
         return Err(Error::format(&config_path, "expected a JSON object"));
     }
     let tensors = read_weights(dir)?;
+    let tokenizer = tokenizer_source(dir)?;
+    Ok(LoadedModel {
+        config,
+        tensors,
+        tokenizer,
+        generation_config: read_optional_json(&dir.join(GENERATION_CONFIG))?,
+        tokenizer_config: read_optional_json(&dir.join(TOKENIZER_CONFIG))?,
+        slm_meta: read_optional_json(&dir.join(SLM_META))?,
+        source: dir.to_path_buf(),
+        format: ModelFormat::HfDir,
+    })
+}
+
+/// The tokenizer of a model directory, without reading its weights (see the table above).
+pub fn tokenizer_source(dir: &Path) -> Result<TokenizerSource> {
     let tokenizer_path = dir.join(TOKENIZER);
     let llama2c_tokenizer = dir.join(LLAMA2C_TOKENIZER);
     let gguf_vocab = dir.join(GGUF_VOCAB);
     // slm's own vocabulary files first: they are only there because slm wrote them from a
     // GGUF or llama2.c source, and they are that source exactly (a tokenizer.json beside them
     // is its conversion for transformers).
-    let tokenizer = if gguf_vocab.is_file() {
+    Ok(if gguf_vocab.is_file() {
         let v = read_json(&gguf_vocab)?;
         TokenizerSource::Gguf(
             serde_json::from_value(v).map_err(|e| Error::format(&gguf_vocab, e.to_string()))?,
@@ -76,16 +91,6 @@ pub fn read(dir: &Path) -> Result<LoadedModel> {
         TokenizerSource::HfJson(tokenizer_path)
     } else {
         TokenizerSource::None
-    };
-    Ok(LoadedModel {
-        config,
-        tensors,
-        tokenizer,
-        generation_config: read_optional_json(&dir.join(GENERATION_CONFIG))?,
-        tokenizer_config: read_optional_json(&dir.join(TOKENIZER_CONFIG))?,
-        slm_meta: read_optional_json(&dir.join(SLM_META))?,
-        source: dir.to_path_buf(),
-        format: ModelFormat::HfDir,
     })
 }
 

@@ -97,8 +97,7 @@ impl HfTokenizer {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let inner = tokenizers::Tokenizer::from_bytes(&bytes)
             .map_err(|e| Error::format(path, format!("not a tokenizer.json: {e}")))?;
-        Self::from_tokenizer(inner, specials)
-            .map_err(|e| Error::format(path, e.to_string()))
+        Self::from_tokenizer(inner, specials).map_err(|e| Error::format(path, e.to_string()))
     }
 
     /// Loads a `tokenizer.json` with the settings of the `tokenizer_config.json` beside it, as

@@ -28,8 +28,7 @@ const TYPE_USER_DEFINED: i32 = 4;
 
 /// GPT-2's split regex, as llama.cpp writes it (HF's ByteLevel adds a final `|\s+`, which
 /// only matches text llama.cpp keeps as an unmatched piece anyway).
-const GPT2_RE: &str =
-    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
+const GPT2_RE: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
 /// Llama 3's split regex (its tokenizer.json; llama.cpp spells `(?i:...)` out by hand).
 const LLAMA3_RE: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 /// Qwen2's split regex: Llama 3's with single digits.
@@ -135,12 +134,8 @@ impl BpePre {
 
     /// The HF `pre_tokenizer` object.
     pub fn pre_tokenizer(self) -> Value {
-        let split = |re: &str| {
-            json!({"type": "Split", "pattern": {"Regex": re}, "behavior": "Isolated", "invert": false})
-        };
-        let byte_level = |use_regex: bool| {
-            json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex})
-        };
+        let split = |re: &str| json!({"type": "Split", "pattern": {"Regex": re}, "behavior": "Isolated", "invert": false});
+        let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
         let seq = |mut v: Vec<Value>| {
             v.push(byte_level(false));
             json!({"type": "Sequence", "pretokenizers": v})
@@ -484,7 +479,10 @@ mod tests {
     fn names() {
         assert_eq!(BpePre::from_gguf(None).unwrap(), BpePre::Default);
         assert_eq!(BpePre::from_gguf(Some("smollm")).unwrap(), BpePre::Smollm);
-        assert_eq!(BpePre::from_gguf(Some("llama-bpe")).unwrap(), BpePre::Llama3);
+        assert_eq!(
+            BpePre::from_gguf(Some("llama-bpe")).unwrap(),
+            BpePre::Llama3
+        );
         assert_eq!(BpePre::from_gguf(Some("gpt-2")).unwrap(), BpePre::Gpt2);
         let err = BpePre::from_gguf(Some("chatglm-bpe")).unwrap_err();
         assert!(err.to_string().contains("\"chatglm-bpe\""), "{err}");

@@ -63,7 +63,8 @@ pub fn load_tokenizer_file(path: &Path) -> Result<Box<dyn Tokenizer>> {
     if is_json {
         let config_path = path.with_file_name(slm_io::hf_dir::TOKENIZER_CONFIG);
         let config = if config_path.is_file() && config_path != path {
-            let text = std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
+            let text =
+                std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
             Some(
                 serde_json::from_str::<serde_json::Value>(&text)
                     .map_err(|e| Error::format(&config_path, format!("not JSON: {e}")))?,
@@ -79,13 +80,65 @@ pub fn load_tokenizer_file(path: &Path) -> Result<Box<dyn Tokenizer>> {
     if starts_with_gguf_magic(path)? {
         let header = slm_io::gguf::read_header(path)?;
         let vocab = slm_io::gguf::vocab(path, &header)?.ok_or_else(|| {
-            Error::format(path, "is a GGUF file without a vocabulary (tokenizer.ggml.tokens)")
+            Error::format(
+                path,
+                "is a GGUF file without a vocabulary (tokenizer.ggml.tokens)",
+            )
         })?;
         return Ok(Box::new(
             GgufTokenizer::from_vocab(&vocab).map_err(|e| Error::format(path, e.to_string()))?,
         ));
     }
     Ok(Box::new(Llama2cTokenizer::from_file(path)?))
+}
+
+/// The tokenizer of the model `spec` names (as `slm_io::load_model` reads it: a Hugging Face
+/// directory with its `tokenizer_config.json`, an HF cache id, a GGUF file), without reading
+/// the weights; `tokenizer` (the CLI's `--tokenizer`) replaces it. A llama2.c checkpoint
+/// carries no tokenizer: name one.
+pub fn load_model_tokenizer(spec: &str, tokenizer: Option<&Path>) -> Result<Box<dyn Tokenizer>> {
+    if let Some(t) = tokenizer {
+        return load_tokenizer_file(t);
+    }
+    let path = Path::new(spec);
+    let dir = if path.is_dir() {
+        path.to_path_buf()
+    } else if path.is_file() {
+        if starts_with_gguf_magic(path)? {
+            return load_tokenizer_file(path);
+        }
+        return Err(Error::Tokenizer(format!(
+            "{} carries no tokenizer (a llama2.c checkpoint?); name one with --tokenizer",
+            path.display()
+        )));
+    } else if slm_io::hf_cache::looks_like_repo_id(spec) {
+        slm_io::hf_cache::resolve(spec)?
+    } else {
+        return Err(Error::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such model file or directory",
+            ),
+        ));
+    };
+    let source = slm_io::hf_dir::tokenizer_source(&dir)?;
+    let config_path = dir.join(slm_io::hf_dir::TOKENIZER_CONFIG);
+    let config = if config_path.is_file() {
+        let text = std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
+        Some(
+            serde_json::from_str::<serde_json::Value>(&text)
+                .map_err(|e| Error::format(&config_path, format!("not JSON: {e}")))?,
+        )
+    } else {
+        None
+    };
+    load_tokenizer_with_config(&source, config.as_ref()).map_err(|e| match e {
+        Error::Tokenizer(m) if matches!(source, TokenizerSource::None) => {
+            Error::Tokenizer(format!("{}: {m}", dir.display()))
+        }
+        e => e,
+    })
 }
 
 fn starts_with_gguf_magic(path: &Path) -> Result<bool> {

@@ -20,7 +20,6 @@
 //! asked and the tokenizer has one; `adds_bos` says whether the model's tokenizer asks for it; `decode` drops BOS/EOS (and other control tokens) and
 //! rejects ids outside the vocabulary.
 
-pub mod tokenize;
 pub mod export;
 mod gguf;
 mod hf;
@@ -29,13 +28,16 @@ mod llama2c;
 mod load;
 mod spm;
 mod stream;
+pub mod tokenize;
 pub mod train;
 
 pub use gguf::GgufTokenizer;
 pub use hf::{HfTokenizer, SpecialToken, SpecialTokens};
 pub use hf_json::BpePre;
 pub use llama2c::Llama2cTokenizer;
-pub use load::{load_tokenizer, load_tokenizer_file, load_tokenizer_with_config};
+pub use load::{
+    load_model_tokenizer, load_tokenizer, load_tokenizer_file, load_tokenizer_with_config,
+};
 pub use stream::StreamDecoder;
 
 use slm_core::Result;
