@@ -407,7 +407,7 @@ fn export_keeps_pre_merges_types_and_template() {
     ];
     tokens.extend((0..37).map(|i| format!("t{i}")));
     let mut token_types = vec![3, 3, 3];
-    token_types.extend(std::iter::repeat(1).take(37));
+    token_types.extend([1; 37]);
     token_types[10] = 4;
     let vocab = slm_io::GgufVocab {
         model: "gpt2".into(),
