@@ -38,9 +38,8 @@ pub struct Args {
     /// Stop when this string appears (repeatable); it is not printed.
     #[arg(long)]
     pub stop: Vec<String>,
-    /// Do not prepend the BOS token to the prompt.
-    #[arg(long)]
-    pub no_bos: bool,
+    #[command(flatten)]
+    pub bos: crate::common::BosArgs,
     /// Keep going past the end-of-sequence token.
     #[arg(long)]
     pub ignore_eos: bool,
@@ -63,7 +62,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let opts = GenerateOptions {
+    let mut opts = GenerateOptions {
         max_tokens: args.max_tokens,
         sampler: SamplerConfig {
             temperature: args.temperature,
@@ -73,7 +72,7 @@ pub fn run(args: Args) -> Result<()> {
             seed: args.seed,
         },
         stop: args.stop.clone(),
-        add_bos: !args.no_bos,
+        add_bos: true, // set from --bos/--no-bos and the tokenizer below
         stop_at_eos: !args.ignore_eos,
         kv: args.kv,
         weights: args.weight_type,
@@ -82,6 +81,7 @@ pub fn run(args: Args) -> Result<()> {
     // Every argument error before any output.
     opts.sampler.validate()?;
     let (loaded, tokenizer) = load_model_and_tokenizer(&args.model)?;
+    opts.add_bos = args.bos.add_bos(tokenizer.as_ref());
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if !args.no_echo {
