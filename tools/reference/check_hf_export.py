@@ -15,7 +15,7 @@ tokenizer), then compares
   * the logits of both models on the ids of one text (max abs difference, same argmax).
 
 Prints one JSON object and exits 0 when everything agrees (logits within 1e-3), 1 otherwise,
-2 on a usage error. Needs torch, transformers and gguf (tools/reference/requirements.txt).
+2 on a usage error. Needs torch, transformers, accelerate and gguf (tools/reference/requirements.txt).
 """
 
 import json

@@ -410,12 +410,17 @@ fn gguf_export_of_stories260k_generates_the_same_text() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("q5_k"));
 }
 
-/// The repository root and the reference Python with llama-cpp-python
+/// The repository root and the reference Python that imports `modules`
 /// (`slm_core::testdata::reference_python`: skips without it, fails under CI).
-fn llama_cpp_python() -> Option<(PathBuf, PathBuf)> {
+fn reference_python(modules: &[&str]) -> Option<(PathBuf, PathBuf)> {
     let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
-    let python = slm_core::testdata::reference_python(&["llama_cpp"])?;
+    let python = slm_core::testdata::reference_python(modules)?;
     Some((root, python))
+}
+
+/// The reference Python with llama-cpp-python.
+fn llama_cpp_python() -> Option<(PathBuf, PathBuf)> {
+    reference_python(&["llama_cpp"])
 }
 
 /// llama.cpp itself reads our GGUF exports: greedy continuations equal (runs when
@@ -1048,7 +1053,8 @@ fn transformers_and_llama_cpp_read_our_tokenizer_exports() {
     else {
         return;
     };
-    let Some((root, python)) = llama_cpp_python() else {
+    let Some((root, python)) = reference_python(&["llama_cpp", "transformers", "torch", "gguf"])
+    else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -1078,6 +1084,19 @@ fn transformers_and_llama_cpp_read_our_tokenizer_exports() {
     let report = String::from_utf8_lossy(&check.stdout);
     assert!(
         check.status.success() && report.contains("\"all_equal\": true"),
+        "{report}{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    // transformers reads the export as it reads the original GGUF: ids, chat template, logits.
+    let check = Command::new(&python)
+        .arg(root.join("tools/reference/check_hf_export.py"))
+        .arg(&hf)
+        .arg(&model)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success() && report.contains("\"equal\": true"),
         "{report}{}",
         String::from_utf8_lossy(&check.stderr)
     );
