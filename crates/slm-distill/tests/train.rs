@@ -109,10 +109,11 @@ fn recovery_with_a_teacher_distils_and_holds_masks() {
         .run(&AtomicBool::new(false), &mut slm_train::Silent)
         .unwrap();
     t.save_model(&out, serde_json::json!({})).unwrap();
-    // The student: the teacher with half of each linear weight zeroed.
+    // The student: the teacher with 80% of each linear weight zeroed (half left it so close to
+    // the teacher that the divergence was noise).
     let mut student = t.model;
     for n in linear_names(&student) {
-        slm_train::gradual::prune_smallest(student.param_mut(&n).unwrap(), 0.5);
+        slm_train::gradual::prune_smallest(student.param_mut(&n).unwrap(), 0.8);
     }
     let mut rc = cfg.clone();
     rc.train.steps = 8;
@@ -125,7 +126,7 @@ fn recovery_with_a_teacher_distils_and_holds_masks() {
         .unwrap();
     for n in linear_names(&r.model) {
         let f = zero_fraction(r.model.param(&n).unwrap());
-        assert!((f - 0.5).abs() < 0.02, "{n}: {f}");
+        assert!((f - 0.8).abs() < 0.02, "{n}: {f}");
     }
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl"))
         .unwrap()
