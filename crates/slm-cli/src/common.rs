@@ -19,9 +19,38 @@ pub struct ModelArgs {
     /// checkpoint (.bin).
     #[arg(long, short = 'm')]
     pub model: String,
-    /// Tokenizer file for models that carry none (llama2.c tokenizer.bin, or tokenizer.json).
+    /// Tokenizer for models that carry none, or to replace theirs: tokenizer.json, a llama2.c
+    /// tokenizer.bin, or a GGUF model (its vocabulary).
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
+}
+
+/// `--bos` / `--no-bos`: whether BOS goes first; by default as the model's tokenizer does
+/// (`Tokenizer::adds_bos`: GGUF `add_bos_token`, `tokenizer_config.json`, the post-processor).
+#[derive(Args, Debug, Clone, Default)]
+pub struct BosArgs {
+    /// Do not put BOS first (default: as the model's own tokenizer does).
+    #[arg(long, conflicts_with = "bos")]
+    pub no_bos: bool,
+    /// Put BOS first even when the model's tokenizer does not add it.
+    #[arg(long)]
+    pub bos: bool,
+}
+
+impl BosArgs {
+    /// `Some(choice)` when the user chose, `None` for the tokenizer's default.
+    pub fn choice(&self) -> Option<bool> {
+        match (self.bos, self.no_bos) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        }
+    }
+
+    /// Whether to put BOS first with `tok`.
+    pub fn add_bos(&self, tok: &dyn Tokenizer) -> bool {
+        self.choice().unwrap_or_else(|| tok.adds_bos())
+    }
 }
 
 /// The calibration text and how windows are drawn from it (prune, quantize --gptq).
@@ -86,7 +115,11 @@ pub fn load_model(args: &ModelArgs) -> Result<LoadedLlama> {
 
 pub fn load_model_and_tokenizer(args: &ModelArgs) -> Result<(LoadedLlama, Box<dyn Tokenizer>)> {
     let loaded = load_model(args)?;
-    let tokenizer = slm_data::tokenizer::load_tokenizer(&loaded.tokenizer).with_context(|| {
+    let tokenizer = slm_data::tokenizer::load_tokenizer_with_config(
+        &loaded.tokenizer,
+        loaded.tokenizer_config.as_ref(),
+    )
+    .with_context(|| {
         format!(
             "loading the tokenizer of `{}` (pass --tokenizer PATH for models without one)",
             args.model

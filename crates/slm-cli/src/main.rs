@@ -39,6 +39,8 @@ enum Command {
     /// Train tokenizers.
     #[command(subcommand)]
     Tokenizer(cmd::tokenizer::TokenizerCommand),
+    /// Show a text's token ids and pieces with a model's own tokenizer (like llama-tokenize).
+    Tokenize(cmd::tokenize::Args),
     /// Train a model from scratch or continue a run.
     Train(cmd::train::Args),
     /// Distil a teacher into a student: teacher-written data, logit distillation.
@@ -75,6 +77,7 @@ fn main() {
         Command::Run(a) => cmd::run::run(a),
         Command::Data(c) => cmd::data::run(c),
         Command::Tokenizer(c) => cmd::tokenizer::run(c),
+        Command::Tokenize(a) => cmd::tokenize::run(a),
         Command::Train(a) => cmd::train::run(a),
         Command::Prune(a) => cmd::prune::run(a),
         Command::Distill(c) => cmd::distill::run(c),

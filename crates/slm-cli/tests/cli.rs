@@ -412,22 +412,17 @@ fn gguf_export_of_stories260k_generates_the_same_text() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("q5_k"));
 }
 
-/// The repository root and the reference virtualenv's Python when llama-cpp-python imports
-/// there (None, with a note, otherwise: CI has no llama.cpp).
-fn llama_cpp_python() -> Option<(PathBuf, PathBuf)> {
+/// The repository root and the reference Python that imports `modules`
+/// (`slm_core::testdata::reference_python`: skips without it, fails under CI).
+fn reference_python(modules: &[&str]) -> Option<(PathBuf, PathBuf)> {
     let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
-    let python = root.join("tools/reference/.venv/bin/python");
-    let importable = python.is_file()
-        && Command::new(&python)
-            .args(["-c", "import llama_cpp"])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-    if !importable {
-        println!("skipping: llama-cpp-python is not installed in tools/reference/.venv");
-        return None;
-    }
+    let python = slm_core::testdata::reference_python(modules)?;
     Some((root, python))
+}
+
+/// The reference Python with llama-cpp-python.
+fn llama_cpp_python() -> Option<(PathBuf, PathBuf)> {
+    reference_python(&["llama_cpp"])
 }
 
 /// llama.cpp itself reads our GGUF exports: greedy continuations equal (runs when
@@ -1048,4 +1043,93 @@ fn an_error_names_its_cause_once() {
             == 1,
         "{err}"
     );
+}
+
+/// `slm export hf` and `slm export gguf` of SmolLM2 keep its tokenizer: transformers on the
+/// exported tokenizer.json and llama.cpp on the exported GGUF give the fixture's llama.cpp ids
+/// on every case (runs when `tools/reference/.venv` has llama-cpp-python and transformers;
+/// see tools/reference/check_tokenizer_export.py).
+#[test]
+fn transformers_and_llama_cpp_read_our_tokenizer_exports() {
+    let Some(model) = slm_core::testdata::shared_data("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+    else {
+        return;
+    };
+    let Some((root, python)) = reference_python(&["llama_cpp", "transformers", "torch", "gguf"])
+    else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let hf = tmp.path().join("hf");
+    let gguf = tmp.path().join("smol.gguf");
+    run_ok(
+        slm()
+            .args(["export", "hf", "-m"])
+            .arg(&model)
+            .arg("--out")
+            .arg(&hf),
+    );
+    run_ok(
+        slm()
+            .args(["export", "gguf", "--type", "q8_0", "-m"])
+            .arg(&model)
+            .arg("--out")
+            .arg(&gguf),
+    );
+    let check = Command::new(&python)
+        .arg(root.join("tools/reference/check_tokenizer_export.py"))
+        .arg(&hf)
+        .arg(&gguf)
+        .arg(root.join("tools/reference/fixtures_tokenizer/SmolLM2-135M-Instruct.Q4_1.json"))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success() && report.contains("\"all_equal\": true"),
+        "{report}{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    // transformers reads the export as it reads the original GGUF: ids, chat template, logits.
+    let check = Command::new(&python)
+        .arg(root.join("tools/reference/check_hf_export.py"))
+        .arg(&hf)
+        .arg(&model)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success() && report.contains("\"equal\": true"),
+        "{report}{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
+
+/// `slm tokenize` on SmolLM2's GGUF: digits one by one, no BOS by default, `--bos` adds it.
+#[test]
+fn tokenize_smollm2() {
+    let Some(model) = slm_core::testdata::shared_data("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+    else {
+        return;
+    };
+    let out = run_ok(
+        slm()
+            .args(["tokenize", "--ids", "--text", "Hello world! 123", "-m"])
+            .arg(&model),
+    );
+    assert_eq!(out.trim(), "[19556, 905, 17, 216, 33, 34, 35]");
+    let out = run_ok(
+        slm()
+            .args(["tokenize", "--ids", "--bos", "--text", "x", "-m"])
+            .arg(&model),
+    );
+    assert!(out.trim().starts_with("[1, "), "{out}");
+    let out = run_ok(
+        slm()
+            .args(["tokenize", "--json", "--text", "12", "-m"])
+            .arg(&model),
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["count"], 2);
+    let bad = slm().args(["tokenize", "-m"]).arg(&model).output().unwrap();
+    assert!(!bad.status.success());
 }

@@ -65,9 +65,10 @@ fn is_val(index: usize, seed: u64, fraction: f64) -> bool {
     (z as f64 / u64::MAX as f64) < fraction
 }
 
-/// Tokenises one document with its boundary tokens.
+/// Tokenises one document with its boundary tokens: BOS when the model's tokenizer adds it
+/// ([`Tokenizer::adds_bos`]), then EOS (once, when BOS and EOS are the same token).
 pub fn document_tokens(tok: &dyn Tokenizer, doc: &str) -> Result<Vec<u32>> {
-    let mut ids = tok.encode(doc, true)?;
+    let mut ids = tok.encode(doc, tok.adds_bos())?;
     if let Some(eos) = tok.eos_id() {
         if tok.bos_id() != Some(eos) || ids.first() != Some(&eos) {
             ids.push(eos);

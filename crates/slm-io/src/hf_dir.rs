@@ -4,10 +4,11 @@
 //! config.json                       required
 //! model.safetensors                 one file, or
 //! model.safetensors.index.json      {"weight_map": {tensor name: shard file}} + the shards
-//! tokenizer.json                    optional -> TokenizerSource::HfJson
-//! tokenizer.bin (llama2.c)          optional -> TokenizerSource::Llama2c (when no tokenizer.json)
-//! vocab.gguf.json                   optional -> TokenizerSource::Gguf (a GGUF's vocabulary, when
-//!                                   neither of the above; written for models read from GGUF)
+//! vocab.gguf.json                   optional -> TokenizerSource::Gguf (a GGUF's vocabulary,
+//!                                   written for models read from GGUF; wins over the others)
+//! tokenizer.bin (llama2.c)          optional -> TokenizerSource::Llama2c (when no vocab.gguf.json)
+//! tokenizer.json                    optional -> TokenizerSource::HfJson (when neither of the
+//!                                   above; beside them it is their conversion for transformers)
 //! tokenizer_config.json            optional (BOS/EOS flags, chat template)
 //! generation_config.json, slm.json  optional
 //! ```
@@ -58,22 +59,7 @@ pub fn read(dir: &Path) -> Result<LoadedModel> {
         return Err(Error::format(&config_path, "expected a JSON object"));
     }
     let tensors = read_weights(dir)?;
-    let tokenizer_path = dir.join(TOKENIZER);
-    let llama2c_tokenizer = dir.join(LLAMA2C_TOKENIZER);
-    let gguf_vocab = dir.join(GGUF_VOCAB);
-    let tokenizer = if tokenizer_path.is_file() {
-        TokenizerSource::HfJson(tokenizer_path)
-    } else if llama2c_tokenizer.is_file() {
-        // slm writes a llama2.c vocabulary beside the weights when it has no tokenizer.json.
-        TokenizerSource::Llama2c(llama2c_tokenizer)
-    } else if gguf_vocab.is_file() {
-        let v = read_json(&gguf_vocab)?;
-        TokenizerSource::Gguf(
-            serde_json::from_value(v).map_err(|e| Error::format(&gguf_vocab, e.to_string()))?,
-        )
-    } else {
-        TokenizerSource::None
-    };
+    let tokenizer = tokenizer_source(dir)?;
     Ok(LoadedModel {
         config,
         tensors,
@@ -83,6 +69,28 @@ pub fn read(dir: &Path) -> Result<LoadedModel> {
         slm_meta: read_optional_json(&dir.join(SLM_META))?,
         source: dir.to_path_buf(),
         format: ModelFormat::HfDir,
+    })
+}
+
+/// The tokenizer of a model directory, without reading its weights (see the table above).
+pub fn tokenizer_source(dir: &Path) -> Result<TokenizerSource> {
+    let tokenizer_path = dir.join(TOKENIZER);
+    let llama2c_tokenizer = dir.join(LLAMA2C_TOKENIZER);
+    let gguf_vocab = dir.join(GGUF_VOCAB);
+    // slm's own vocabulary files first: they are only there because slm wrote them from a
+    // GGUF or llama2.c source, and they are that source exactly (a tokenizer.json beside them
+    // is its conversion for transformers).
+    Ok(if gguf_vocab.is_file() {
+        let v = read_json(&gguf_vocab)?;
+        TokenizerSource::Gguf(
+            serde_json::from_value(v).map_err(|e| Error::format(&gguf_vocab, e.to_string()))?,
+        )
+    } else if llama2c_tokenizer.is_file() {
+        TokenizerSource::Llama2c(llama2c_tokenizer)
+    } else if tokenizer_path.is_file() {
+        TokenizerSource::HfJson(tokenizer_path)
+    } else {
+        TokenizerSource::None
     })
 }
 

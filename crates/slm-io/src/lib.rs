@@ -126,7 +126,8 @@ pub enum ModelFormat {
 /// * a Hugging Face id `org/name[@revision]` found in the local hub cache (see [`hf_cache`]).
 ///
 /// `tokenizer_override` (the CLI's `--tokenizer`) replaces whatever tokenizer the model came
-/// with: `*.json` is a Hugging Face `tokenizer.json`, anything else a llama2.c `tokenizer.bin`.
+/// with: `*.json` is a Hugging Face `tokenizer.json`, a GGUF file gives its vocabulary,
+/// anything else is a llama2.c `tokenizer.bin`.
 pub fn load_model(spec: &str, tokenizer_override: Option<&Path>) -> Result<LoadedModel> {
     let path = Path::new(spec);
     let mut model = if path.is_dir() {
@@ -150,13 +151,25 @@ pub fn load_model(spec: &str, tokenizer_override: Option<&Path>) -> Result<Loade
     Ok(model)
 }
 
-/// The tokenizer a `--tokenizer PATH` names: `*.json` -> HF, otherwise llama2.c.
+/// The tokenizer a `--tokenizer PATH` names: `*.json` -> HF, a file starting with the GGUF
+/// magic -> its embedded vocabulary, otherwise llama2.c.
 pub fn tokenizer_from_path(path: &Path) -> Result<TokenizerSource> {
     if !path.is_file() {
         return Err(Error::io(
             path,
             std::io::Error::new(std::io::ErrorKind::NotFound, "tokenizer file not found"),
         ));
+    }
+    let mut magic = [0u8; 4];
+    let is_gguf = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+        .is_ok()
+        && &magic == gguf::MAGIC;
+    if is_gguf {
+        let header = gguf::read_header(path)?;
+        return gguf::vocab(path, &header)?
+            .map(TokenizerSource::Gguf)
+            .ok_or_else(|| Error::format(path, "is a GGUF file without a vocabulary"));
     }
     let is_json = path
         .extension()

@@ -388,3 +388,55 @@ fn missing_and_misshapen_tensors_are_reported() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A GGUF export keeps the whole vocabulary: model, pre-tokenizer type, tokens, merges, token
+/// types, special ids, add BOS/EOS and the chat template read back unchanged.
+#[test]
+fn export_keeps_pre_merges_types_and_template() {
+    let tensors: std::collections::HashMap<String, Tensor> =
+        tiny_hf(1, false, 3).into_iter().collect();
+    let config = serde_json::json!({
+        "model_type": "llama", "vocab_size": 40, "hidden_size": 32, "intermediate_size": 64,
+        "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "max_position_embeddings": 64, "rms_norm_eps": 1e-5, "tie_word_embeddings": false,
+    });
+    let mut tokens: Vec<String> = vec![
+        "<|endoftext|>".into(),
+        "<|im_start|>".into(),
+        "<|im_end|>".into(),
+    ];
+    tokens.extend((0..37).map(|i| format!("t{i}")));
+    let mut token_types = vec![3, 3, 3];
+    token_types.extend([1; 37]);
+    token_types[10] = 4;
+    let vocab = slm_io::GgufVocab {
+        model: "gpt2".into(),
+        tokens,
+        scores: vec![],
+        token_types,
+        merges: vec!["t 1".into(), "t 2".into()],
+        bos_id: Some(1),
+        eos_id: Some(2),
+        unk_id: None,
+        add_bos: false,
+        add_eos: true,
+        pre: Some("smollm".into()),
+        chat_template: Some(
+            "{% for m in messages %}<|im_start|>{{ m.content }}{% endfor %}".into(),
+        ),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.gguf");
+    slm_io::gguf::export::write_model(
+        &config,
+        &tensors,
+        "v",
+        Some(&vocab),
+        slm_io::gguf::export::GgufType::F32,
+        &path,
+    )
+    .unwrap();
+    let h = gguf::read_header(&path).unwrap();
+    let back = gguf::vocab(&path, &h).unwrap().unwrap();
+    assert_eq!(back, vocab);
+}

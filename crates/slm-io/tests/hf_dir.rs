@@ -254,13 +254,11 @@ fn a_gguf_vocabulary_travels_with_the_directory() {
     save_hf_dir(&out, &tiny_config(), &tiny_tensors(2), &files).unwrap();
     let m = load_model(spec(&out), None).unwrap();
     assert_eq!(m.tokenizer, source);
-    // A tokenizer.json beside it wins, as before.
+    // A tokenizer.json beside it (its conversion for transformers, `slm export hf`) does not
+    // replace it: vocab.gguf.json is the source exactly.
     std::fs::write(out.join("tokenizer.json"), b"{}").unwrap();
     let m = load_model(spec(&out), None).unwrap();
-    assert_eq!(
-        m.tokenizer,
-        TokenizerSource::HfJson(out.join("tokenizer.json"))
-    );
+    assert_eq!(m.tokenizer, source);
     // A damaged vocabulary file is a format error naming it.
     std::fs::remove_file(out.join("tokenizer.json")).unwrap();
     std::fs::write(out.join(hf_dir::GGUF_VOCAB), b"{\"model\": 3}").unwrap();

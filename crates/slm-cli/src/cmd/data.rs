@@ -12,8 +12,10 @@ pub enum DataCommand {
     /// Tokenise .txt/.jsonl files, folders or globs into train/val token shards.
     #[command(
         after_help = "Documents: .txt files are split on --separator when present, else on blank lines; \
-.jsonl lines need a `text` field or chat `messages`. Each document becomes [BOS] tokens [EOS].\n\n\
-Example:\n  slm data prepare corpus/*.txt --tokenizer runs/tok/tokenizer.json --out data/"
+.jsonl lines need a `text` field or chat `messages`. Each document becomes tokens [EOS], with BOS first \
+when the tokenizer adds one by default (GGUF add_bos_token, tokenizer_config.json, the tokenizer.json template).\n\n\
+Examples:\n  slm data prepare corpus/*.txt --tokenizer runs/tok/tokenizer.json --out data/\n  \
+slm data prepare corpus/ --tokenizer ../shared/data/models/SmolLM2-135M-Instruct.Q4_1.gguf --out data/"
     )]
     Prepare(PrepareArgs),
 }
@@ -23,7 +25,8 @@ pub struct PrepareArgs {
     /// Input files, folders or glob patterns.
     #[arg(required = true)]
     pub inputs: Vec<String>,
-    /// Tokenizer: tokenizer.json or llama2.c tokenizer.bin (copied into --out).
+    /// Tokenizer: tokenizer.json, a llama2.c tokenizer.bin (copied into --out), or a GGUF model
+    /// (its vocabulary, written into --out as tokenizer.json + tokenizer_config.json).
     #[arg(long)]
     pub tokenizer: PathBuf,
     /// Output folder for train.bin, val.bin, data.json and the tokenizer.
@@ -76,16 +79,8 @@ pub fn run_prepare(a: PrepareArgs) -> Result<()> {
     let bar = progress_bar("tokenising", "documents");
     let s = prepare(&files, tok.as_ref(), &a.out, &opts, &bar_callback(&bar))?;
     bar.finish_and_clear();
-    let name = if a.tokenizer.extension().and_then(|e| e.to_str()) == Some("json") {
-        "tokenizer.json"
-    } else {
-        "tokenizer.bin"
-    };
-    let dest = a.out.join(name);
-    if dest != a.tokenizer {
-        std::fs::copy(&a.tokenizer, &dest)
-            .with_context(|| format!("copying the tokenizer to {}", dest.display()))?;
-    }
+    slm_data::tokenizer::export::place_tokenizer_file(&a.tokenizer, &a.out)
+        .with_context(|| format!("putting the tokenizer into {}", a.out.display()))?;
     println!(
         "{} files -> {}: train {} tokens ({} documents), val {} tokens ({} documents), {}-byte tokens, vocabulary {}",
         files.len(),

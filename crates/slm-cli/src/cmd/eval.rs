@@ -41,9 +41,8 @@ pub struct Args {
         _ => TextFormat::Auto,
     })))]
     pub format: TextFormat,
-    /// Do not prepend BOS.
-    #[arg(long)]
-    pub no_bos: bool,
+    #[command(flatten)]
+    pub bos: crate::common::BosArgs,
     /// Also compare with this teacher (top-1 agreement, KL to the teacher).
     #[arg(long)]
     pub teacher: Option<String>,
@@ -72,7 +71,7 @@ pub fn run(args: Args) -> Result<()> {
         ctx: args.ctx,
         stride: args.stride,
         doc_separator: args.doc_separator.clone(),
-        add_bos: !args.no_bos,
+        add_bos: args.bos.add_bos(tokenizer.as_ref()),
     };
     let t = teacher.as_ref().map(|t| &t.model);
     let report = evaluate(&loaded.model, t, tokenizer.as_ref(), &text, &opts)?;

@@ -46,9 +46,8 @@ pub struct Args {
     /// Stop when this string appears (repeatable); it is not printed.
     #[arg(long)]
     pub stop: Vec<String>,
-    /// Do not prepend the BOS token to the prompt.
-    #[arg(long)]
-    pub no_bos: bool,
+    #[command(flatten)]
+    pub bos: crate::common::BosArgs,
     /// Keep going past the end-of-sequence token.
     #[arg(long)]
     pub ignore_eos: bool,
@@ -107,13 +106,13 @@ pub fn run(args: Args) -> Result<()> {
         // As transformers: the template writes every special token itself.
         tokenizer.encode(&text, false)?
     } else {
-        tokenizer.encode(&args.prompt, !args.no_bos)?
+        tokenizer.encode(&args.prompt, args.bos.add_bos(tokenizer.as_ref()))?
     };
     let opts = GenerateOptions {
         max_tokens: args.max_tokens.or(gen.max_new_tokens).unwrap_or(256),
         sampler,
         stop: args.stop.clone(),
-        add_bos: !args.no_bos,
+        add_bos: false, // the prompt is already tokenised above
         stop_at_eos: !args.ignore_eos,
         stop_tokens,
         kv: args.kv,

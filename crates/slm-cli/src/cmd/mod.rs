@@ -12,5 +12,6 @@ pub mod inspect;
 pub mod prune;
 pub mod quantize;
 pub mod run;
+pub mod tokenize;
 pub mod tokenizer;
 pub mod train;

@@ -9,10 +9,10 @@
 //!   bytes, drops control tokens (BOS, EOS...) and strips one leading space from the first
 //!   piece of the sequence and from a piece right after BOS (SentencePiece's rule, so that
 //!   `decode(encode(x)) == x` with or without BOS).
-//! - `"gpt2"`: byte-level BPE built with the `tokenizers` crate from tokens and merges
-//!   (ByteLevel pre-tokenizer with GPT-2's split regex, ByteLevel decoder); control tokens
-//!   (type 3) become special added tokens. GGUF's `tokenizer.ggml.pre` (e.g. Llama 3's
-//!   different split regex) is not honoured yet.
+//! - `"gpt2"`: byte-level BPE run by the `tokenizers` crate on the `tokenizer.json` that
+//!   `hf_json.rs` writes for the vocabulary: the pre-tokenizer `tokenizer.ggml.pre` names
+//!   (llama.cpp's regex list for that type; an unknown type is an error), merges, control
+//!   tokens (type 3) as special added tokens, user-defined ones (type 4) as plain added tokens.
 //!
 //! Reading the GGUF file is `slm-io`'s job; this file takes the plain values.
 
@@ -66,9 +66,55 @@ struct SpmVocab {
 }
 
 impl GgufTokenizer {
-    /// Builds the tokenizer from `tokenizer.ggml.*` values: `model` is `tokenizer.ggml.model`
+    /// Builds the tokenizer from a GGUF file's `tokenizer.ggml.*` values (see
+    /// [`slm_io::GgufVocab`]); `tokenizer.ggml.pre` picks the BPE pre-tokenizer.
+    pub fn from_vocab(v: &slm_io::GgufVocab) -> Result<Self> {
+        let n = v.tokens.len();
+        if n == 0 {
+            return Err(Error::Tokenizer("GGUF vocabulary has no tokens".into()));
+        }
+        if u32::try_from(n).is_err() {
+            return Err(Error::Tokenizer(
+                "GGUF vocabulary larger than u32 ids".into(),
+            ));
+        }
+        check_len("tokenizer.ggml.scores", v.scores.len(), n)?;
+        check_len("tokenizer.ggml.token_type", v.token_types.len(), n)?;
+        for (what, id) in [("bos", v.bos_id), ("eos", v.eos_id), ("unknown", v.unk_id)] {
+            if let Some(id) = id {
+                if id as usize >= n {
+                    return Err(Error::Tokenizer(format!(
+                        "GGUF {what} token id {id} is outside the vocabulary of {n} tokens"
+                    )));
+                }
+            }
+        }
+        let inner = match v.model.as_str() {
+            "llama" => Inner::Spm(Box::new(SpmVocab::new(
+                v.tokens.clone(),
+                v.scores.clone(),
+                v.token_types.clone(),
+                v.bos_id,
+                v.eos_id,
+                v.unk_id,
+            ))),
+            "gpt2" => Inner::Gpt2(Box::new(build_gpt2(v)?)),
+            other => {
+                return Err(Error::Unsupported(format!(
+                    "GGUF tokenizer model {other:?} (supported: \"llama\", \"gpt2\")"
+                )))
+            }
+        };
+        Ok(Self {
+            inner,
+            add_bos: v.add_bos,
+        })
+    }
+
+    /// [`Self::from_vocab`] from the plain values: `model` is `tokenizer.ggml.model`
     /// (`"llama"` or `"gpt2"`); `scores`, `token_types` and `merges` may be empty when the
-    /// file has none; `add_bos` is `tokenizer.ggml.add_bos_token` (see [`Self::add_bos`]).
+    /// file has none; `add_bos` is `tokenizer.ggml.add_bos_token`. No `tokenizer.ggml.pre`:
+    /// a BPE vocabulary gets llama.cpp's "default" pre-tokenizer.
     #[allow(clippy::too_many_arguments)] // mirrors the GGUF keys one to one
     pub fn new(
         model: &str,
@@ -81,49 +127,20 @@ impl GgufTokenizer {
         unk: Option<u32>,
         add_bos: bool,
     ) -> Result<Self> {
-        let n = tokens.len();
-        if n == 0 {
-            return Err(Error::Tokenizer("GGUF vocabulary has no tokens".into()));
-        }
-        if u32::try_from(n).is_err() {
-            return Err(Error::Tokenizer(
-                "GGUF vocabulary larger than u32 ids".into(),
-            ));
-        }
-        check_len("tokenizer.ggml.scores", scores.len(), n)?;
-        check_len("tokenizer.ggml.token_type", token_types.len(), n)?;
-        for (what, id) in [("bos", bos), ("eos", eos), ("unknown", unk)] {
-            if let Some(id) = id {
-                if id as usize >= n {
-                    return Err(Error::Tokenizer(format!(
-                        "GGUF {what} token id {id} is outside the vocabulary of {n} tokens"
-                    )));
-                }
-            }
-        }
-        let inner = match model {
-            "llama" => Inner::Spm(Box::new(SpmVocab::new(
-                tokens,
-                scores,
-                token_types,
-                bos,
-                eos,
-                unk,
-            ))),
-            "gpt2" => Inner::Gpt2(Box::new(build_gpt2(
-                &tokens,
-                &token_types,
-                &merges,
-                bos,
-                eos,
-            )?)),
-            other => {
-                return Err(Error::Unsupported(format!(
-                    "GGUF tokenizer model {other:?} (supported: \"llama\", \"gpt2\")"
-                )))
-            }
-        };
-        Ok(Self { inner, add_bos })
+        Self::from_vocab(&slm_io::GgufVocab {
+            model: model.to_string(),
+            tokens,
+            scores,
+            token_types,
+            merges,
+            bos_id: bos,
+            eos_id: eos,
+            unk_id: unk,
+            add_bos,
+            add_eos: false,
+            pre: None,
+            chat_template: None,
+        })
     }
 
     /// Whether the file asks for BOS at the start of a prompt (`tokenizer.ggml.add_bos_token`).
@@ -282,64 +299,21 @@ impl SpmVocab {
     }
 }
 
-/// A byte-level BPE `tokenizers::Tokenizer` from GGUF tokens and merges.
-fn build_gpt2(
-    tokens: &[String],
-    token_types: &[i32],
-    merges: &[String],
-    bos: Option<u32>,
-    eos: Option<u32>,
-) -> Result<HfTokenizer> {
-    use tokenizers::models::bpe::{Vocab, BPE};
-    use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-    use tokenizers::AddedToken;
-
-    let mut vocab = Vocab::default();
-    for (id, tok) in tokens.iter().enumerate() {
-        vocab.entry(tok.clone()).or_insert(id as u32);
-    }
-    let mut pairs = Vec::with_capacity(merges.len());
-    for (i, m) in merges.iter().enumerate() {
-        let (a, b) = m.split_once(' ').ok_or_else(|| {
-            Error::Tokenizer(format!(
-                "GGUF merge {i} ({m:?}) is not two tokens separated by a space"
-            ))
-        })?;
-        pairs.push((a.to_string(), b.to_string()));
-    }
-    let bpe = BPE::builder()
-        .vocab_and_merges(vocab, pairs)
-        .build()
-        .map_err(|e| Error::Tokenizer(format!("GGUF gpt2 vocabulary: {e}")))?;
-    let mut inner = tokenizers::Tokenizer::new(bpe);
-    inner.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
-    inner.with_decoder(Some(ByteLevel::default()));
-
-    let mut special = Vec::new();
-    let mut user = Vec::new();
-    for (id, tok) in tokens.iter().enumerate() {
-        let ty = token_types.get(id).copied().unwrap_or(TYPE_NORMAL);
-        let id32 = id as u32;
-        if ty == TYPE_CONTROL || Some(id32) == bos || Some(id32) == eos {
-            special.push(AddedToken::from(tok.clone(), true));
-        } else if ty == TYPE_USER_DEFINED {
-            user.push(AddedToken::from(tok.clone(), false));
-        }
-    }
-    inner.add_special_tokens(&special);
-    inner.add_tokens(&user);
-
+/// A byte-level BPE tokenizer from the vocabulary's `tokenizer.json` (`hf_json.rs`).
+fn build_gpt2(v: &slm_io::GgufVocab) -> Result<HfTokenizer> {
+    let inner = super::hf_json::build(&super::hf_json::tokenizer_json(v)?)?;
     let by_id = |id: Option<u32>| match id {
-        Some(id) => SpecialToken::Token(tokens[id as usize].clone()),
-        None => SpecialToken::Auto,
+        Some(id) => SpecialToken::Token(v.tokens[id as usize].clone()),
+        None => SpecialToken::None,
     };
-    HfTokenizer::from_tokenizer(
+    let t = HfTokenizer::from_tokenizer(
         inner,
         &SpecialTokens {
-            bos: by_id(bos),
-            eos: by_id(eos),
+            bos: by_id(v.bos_id),
+            eos: by_id(v.eos_id),
         },
-    )
+    )?;
+    Ok(t.with_adds_bos(v.add_bos))
 }
 
 impl Tokenizer for GgufTokenizer {
@@ -390,6 +364,10 @@ impl Tokenizer for GgufTokenizer {
             Inner::Spm(v) => v.pieces.get(id as usize).cloned(),
             Inner::Gpt2(t) => t.id_to_piece(id),
         }
+    }
+
+    fn adds_bos(&self) -> bool {
+        self.add_bos
     }
 
     fn kind(&self) -> &'static str {

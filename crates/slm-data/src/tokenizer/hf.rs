@@ -6,6 +6,11 @@
 //! single-sequence template (e.g. Llama's `<s> $A`), or well-known names (`<s>`,
 //! `<|begin_of_text|>`, `</s>`, `<|endoftext|>`, `<|im_end|>`...).
 //!
+//! Whether BOS is added by default ([`Tokenizer::adds_bos`]) is decided as transformers
+//! decides it: `tokenizer_config.json`'s `add_bos_token` when it says, else whether the
+//! post-processor's template starts with a special token (no post-processor, or GPT-2's
+//! `ByteLevel` one: no BOS).
+//!
 //! `encode` runs the pipeline without the post-processor (which may append EOS or
 //! separators) and prepends BOS itself when asked and known, so `add_bos` gives exactly one
 //! BOS whatever the template says. `decode` drops BOS, EOS and every added token marked
@@ -65,6 +70,7 @@ pub struct HfTokenizer {
     bos: Option<u32>,
     eos: Option<u32>,
     vocab_size: usize,
+    adds_bos: bool,
 }
 
 impl std::fmt::Debug for HfTokenizer {
@@ -73,6 +79,7 @@ impl std::fmt::Debug for HfTokenizer {
             .field("vocab_size", &self.vocab_size)
             .field("bos", &self.bos)
             .field("eos", &self.eos)
+            .field("adds_bos", &self.adds_bos)
             .finish_non_exhaustive()
     }
 }
@@ -90,7 +97,38 @@ impl HfTokenizer {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let inner = tokenizers::Tokenizer::from_bytes(&bytes)
             .map_err(|e| Error::format(path, format!("not a tokenizer.json: {e}")))?;
-        Self::from_tokenizer(inner, specials)
+        Self::from_tokenizer(inner, specials).map_err(|e| Error::format(path, e.to_string()))
+    }
+
+    /// Loads a `tokenizer.json` with the settings of the `tokenizer_config.json` beside it, as
+    /// transformers does: `bos_token`/`eos_token` name BOS/EOS (when in the vocabulary),
+    /// `add_bos_token` says whether BOS is added by default.
+    pub fn from_file_with_config(
+        path: impl AsRef<Path>,
+        config: Option<&serde_json::Value>,
+    ) -> Result<Self> {
+        let Some(config) = config else {
+            return Self::from_file(path);
+        };
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let inner = tokenizers::Tokenizer::from_bytes(&bytes)
+            .map_err(|e| Error::format(path, format!("not a tokenizer.json: {e}")))?;
+        let named = |key: &str| {
+            let v = &config[key];
+            let name = v.as_str().or_else(|| v["content"].as_str())?;
+            inner.token_to_id(name).map(|_| name.to_string())
+        };
+        let specials = SpecialTokens {
+            bos: named("bos_token").map_or(SpecialToken::Auto, SpecialToken::Token),
+            eos: named("eos_token").map_or(SpecialToken::Auto, SpecialToken::Token),
+        };
+        let t = Self::from_tokenizer(inner, &specials)
+            .map_err(|e| Error::format(path, e.to_string()))?;
+        Ok(match config["add_bos_token"].as_bool() {
+            Some(b) => t.with_adds_bos(b),
+            None => t,
+        })
     }
 
     /// Wraps an already built `tokenizers::Tokenizer`.
@@ -111,7 +149,15 @@ impl HfTokenizer {
             bos,
             eos,
             vocab_size,
+            adds_bos: template_bos.is_some(),
         })
+    }
+
+    /// The same tokenizer with BOS added by default (`true`) or not, whatever the
+    /// post-processor says (e.g. from `tokenizer_config.json`'s `add_bos_token`).
+    pub fn with_adds_bos(mut self, adds_bos: bool) -> Self {
+        self.adds_bos = adds_bos;
+        self
     }
 
     /// The wrapped `tokenizers::Tokenizer`.
@@ -212,6 +258,10 @@ impl Tokenizer for HfTokenizer {
         self.inner.id_to_token(id)
     }
 
+    fn adds_bos(&self) -> bool {
+        self.adds_bos && self.bos.is_some()
+    }
+
     fn kind(&self) -> &'static str {
         "hf"
     }
@@ -257,6 +307,8 @@ mod tests {
         let t = tiny(&SpecialTokens::default());
         assert_eq!(t.bos_id(), Some(1));
         assert_eq!(t.eos_id(), Some(2));
+        assert!(t.adds_bos(), "the template starts with <bos>");
+        assert!(!t.clone().with_adds_bos(false).adds_bos());
         assert_eq!(t.encode("hello world", true).unwrap(), vec![1, 3, 4]);
         assert_eq!(t.encode("hello world", false).unwrap(), vec![3, 4]);
         assert_eq!(t.decode(&[1, 3, 4, 2]).unwrap(), "hello world");

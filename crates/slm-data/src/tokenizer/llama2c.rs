@@ -254,6 +254,10 @@ impl Tokenizer for Llama2cTokenizer {
             .map(|p| String::from_utf8_lossy(p).into_owned())
     }
 
+    fn adds_bos(&self) -> bool {
+        true // llama2.c run.c always starts a prompt with BOS
+    }
+
     fn kind(&self) -> &'static str {
         "llama2c"
     }

@@ -2,10 +2,10 @@
 //! ([`load_tokenizer`], from `slm_io::TokenizerSource`) or for a file on disk
 //! ([`load_tokenizer_file`]).
 //!
-//! `*.json` is a Hugging Face `tokenizer.json`; anything else is read as a llama2.c
-//! `tokenizer.bin`, which checks its own layout strictly enough to reject other files.
-//! A GGUF file is recognised by its magic and refused with a pointer to the model loader,
-//! which reads the vocabulary from the metadata (`TokenizerSource::Gguf`).
+//! `*.json` is a Hugging Face `tokenizer.json` (its `tokenizer_config.json` beside it is read
+//! too); a file starting with the GGUF magic is a GGUF model whose vocabulary is read from
+//! its metadata; anything else is read as a llama2.c `tokenizer.bin`, which checks its own
+//! layout strictly enough to reject other files.
 
 use std::io::Read;
 use std::path::Path;
@@ -16,29 +16,33 @@ use slm_io::TokenizerSource;
 
 use super::{GgufTokenizer, HfTokenizer, Llama2cTokenizer, Tokenizer};
 
-/// Builds the tokenizer a model came with (`slm_io::LoadedModel::tokenizer`).
+/// Builds the tokenizer a model came with (`slm_io::LoadedModel::tokenizer`), without its
+/// `tokenizer_config.json` (see [`load_tokenizer_with_config`]).
 pub fn load_tokenizer(source: &TokenizerSource) -> Result<Box<dyn Tokenizer>> {
+    load_tokenizer_with_config(source, None)
+}
+
+/// Builds the tokenizer a model came with, with the HF directory's `tokenizer_config.json`
+/// (`slm_io::LoadedModel::tokenizer_config`) deciding BOS/EOS and whether BOS is added.
+pub fn load_tokenizer_with_config(
+    source: &TokenizerSource,
+    tokenizer_config: Option<&serde_json::Value>,
+) -> Result<Box<dyn Tokenizer>> {
     match source {
-        TokenizerSource::HfJson(path) => Ok(Box::new(HfTokenizer::from_file(path)?)),
-        TokenizerSource::Llama2c(path) => Ok(Box::new(Llama2cTokenizer::from_file(path)?)),
-        TokenizerSource::Gguf(v) => Ok(Box::new(GgufTokenizer::new(
-            &v.model,
-            v.tokens.clone(),
-            v.scores.clone(),
-            v.token_types.clone(),
-            v.merges.clone(),
-            v.bos_id,
-            v.eos_id,
-            v.unk_id,
-            v.add_bos,
+        TokenizerSource::HfJson(path) => Ok(Box::new(HfTokenizer::from_file_with_config(
+            path,
+            tokenizer_config,
         )?)),
+        TokenizerSource::Llama2c(path) => Ok(Box::new(Llama2cTokenizer::from_file(path)?)),
+        TokenizerSource::Gguf(v) => Ok(Box::new(GgufTokenizer::from_vocab(v)?)),
         TokenizerSource::None => Err(Error::Tokenizer(
             "the model carries no tokenizer; name one (tokenizer.json or tokenizer.bin)".into(),
         )),
     }
 }
 
-/// Loads `tokenizer.json` (by extension) or a llama2.c `tokenizer.bin` (anything else).
+/// Loads `tokenizer.json` (by extension, with the `tokenizer_config.json` beside it), the
+/// vocabulary of a GGUF model (by its magic) or a llama2.c `tokenizer.bin` (anything else).
 pub fn load_tokenizer_file(path: &Path) -> Result<Box<dyn Tokenizer>> {
     if !path.exists() {
         return Err(Error::io(
@@ -57,15 +61,84 @@ pub fn load_tokenizer_file(path: &Path) -> Result<Box<dyn Tokenizer>> {
         .and_then(|e| e.to_str())
         .is_some_and(|e| e.eq_ignore_ascii_case("json"));
     if is_json {
-        return Ok(Box::new(HfTokenizer::from_file(path)?));
+        let config_path = path.with_file_name(slm_io::hf_dir::TOKENIZER_CONFIG);
+        let config = if config_path.is_file() && config_path != path {
+            let text =
+                std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
+            Some(
+                serde_json::from_str::<serde_json::Value>(&text)
+                    .map_err(|e| Error::format(&config_path, format!("not JSON: {e}")))?,
+            )
+        } else {
+            None
+        };
+        return Ok(Box::new(HfTokenizer::from_file_with_config(
+            path,
+            config.as_ref(),
+        )?));
     }
     if starts_with_gguf_magic(path)? {
-        return Err(Error::format(
-            path,
-            "is a GGUF file: its tokenizer is read from the model metadata, load it as a model",
+        let header = slm_io::gguf::read_header(path)?;
+        let vocab = slm_io::gguf::vocab(path, &header)?.ok_or_else(|| {
+            Error::format(
+                path,
+                "is a GGUF file without a vocabulary (tokenizer.ggml.tokens)",
+            )
+        })?;
+        return Ok(Box::new(
+            GgufTokenizer::from_vocab(&vocab).map_err(|e| Error::format(path, e.to_string()))?,
         ));
     }
     Ok(Box::new(Llama2cTokenizer::from_file(path)?))
+}
+
+/// The tokenizer of the model `spec` names (as `slm_io::load_model` reads it: a Hugging Face
+/// directory with its `tokenizer_config.json`, an HF cache id, a GGUF file), without reading
+/// the weights; `tokenizer` (the CLI's `--tokenizer`) replaces it. A llama2.c checkpoint
+/// carries no tokenizer: name one.
+pub fn load_model_tokenizer(spec: &str, tokenizer: Option<&Path>) -> Result<Box<dyn Tokenizer>> {
+    if let Some(t) = tokenizer {
+        return load_tokenizer_file(t);
+    }
+    let path = Path::new(spec);
+    let dir = if path.is_dir() {
+        path.to_path_buf()
+    } else if path.is_file() {
+        if starts_with_gguf_magic(path)? {
+            return load_tokenizer_file(path);
+        }
+        return Err(Error::Tokenizer(format!(
+            "{} carries no tokenizer (a llama2.c checkpoint?); name one with --tokenizer",
+            path.display()
+        )));
+    } else if slm_io::hf_cache::looks_like_repo_id(spec) {
+        slm_io::hf_cache::resolve(spec)?
+    } else {
+        return Err(Error::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such model file or directory",
+            ),
+        ));
+    };
+    let source = slm_io::hf_dir::tokenizer_source(&dir)?;
+    let config_path = dir.join(slm_io::hf_dir::TOKENIZER_CONFIG);
+    let config = if config_path.is_file() {
+        let text = std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
+        Some(
+            serde_json::from_str::<serde_json::Value>(&text)
+                .map_err(|e| Error::format(&config_path, format!("not JSON: {e}")))?,
+        )
+    } else {
+        None
+    };
+    load_tokenizer_with_config(&source, config.as_ref()).map_err(|e| match e {
+        Error::Tokenizer(m) if matches!(source, TokenizerSource::None) => {
+            Error::Tokenizer(format!("{}: {m}", dir.display()))
+        }
+        e => e,
+    })
 }
 
 fn starts_with_gguf_magic(path: &Path) -> Result<bool> {
@@ -121,7 +194,7 @@ mod tests {
         let gguf = dir.path().join("model.gguf");
         std::fs::write(&gguf, b"GGUF\x03\0\0\0").unwrap();
         let err = load_tokenizer_file(&gguf).err().unwrap();
-        assert!(err.to_string().contains("GGUF"), "{err}");
+        assert!(err.to_string().contains("model.gguf"), "{err}");
 
         let text = dir.path().join("notes.txt");
         std::fs::write(&text, "just some text, not a tokenizer at all").unwrap();

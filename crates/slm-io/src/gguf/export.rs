@@ -145,7 +145,8 @@ fn encode_matrix(
     })
 }
 
-/// The `tokenizer.ggml.*` metadata for `vocab`.
+/// The `tokenizer.ggml.*` metadata for `vocab` (model, tokens, scores, token types, merges,
+/// special ids, add BOS/EOS, the BPE pre-tokenizer type) and `tokenizer.chat_template`.
 fn vocab_metadata(v: &GgufVocab) -> Vec<(String, MetaValue)> {
     let mut md = vec![
         (
@@ -188,6 +189,16 @@ fn vocab_metadata(v: &GgufVocab) -> Vec<(String, MetaValue)> {
         "tokenizer.ggml.add_bos_token".into(),
         MetaValue::Bool(v.add_bos),
     ));
+    md.push((
+        "tokenizer.ggml.add_eos_token".into(),
+        MetaValue::Bool(v.add_eos),
+    ));
+    if let Some(pre) = &v.pre {
+        md.push(("tokenizer.ggml.pre".into(), MetaValue::Str(pre.clone())));
+    }
+    if let Some(t) = &v.chat_template {
+        md.push(("tokenizer.chat_template".into(), MetaValue::Str(t.clone())));
+    }
     md
 }
 
