@@ -1,13 +1,16 @@
 //! What several subcommands share: the model arguments and loading, calibration arguments,
-//! choice-option parsers, thread settings.
+//! choice-option parsers, thread settings, sampling flags over generation_config.json, the
+//! chat template.
 
 use anyhow::{Context, Result};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::Args;
+use slm_data::chat::ChatTemplate;
 use slm_data::tokenizer::Tokenizer;
+use slm_infer::{GenerationDefaults, SamplerConfig, SamplerFlags};
 use slm_model::LoadedLlama;
 use slm_recipes::calib::CalibSpec;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// `--model` and `--tokenizer`, flattened into every command that reads a model.
 #[derive(Args, Debug, Clone)]
@@ -130,4 +133,70 @@ pub fn load_model_and_tokenizer(args: &ModelArgs) -> Result<(LoadedLlama, Box<dy
         );
     }
     Ok((loaded, tokenizer))
+}
+
+/// Sampling flags shared by `generate` and `chat`. A flag not given takes the model's
+/// `generation_config.json` value when it has one, else slm's default.
+#[derive(Args, Debug, Clone)]
+pub struct SamplingArgs {
+    /// Sampling temperature; 0 = greedy [default: the model's generation_config.json, else 0.8;
+    /// its do_sample=false means 0].
+    #[arg(long, short = 't')]
+    pub temperature: Option<f32>,
+    /// Keep only the k most likely tokens, 0 = off [default: generation_config.json, else 0].
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Nucleus sampling: keep the most likely tokens up to this probability mass
+    /// [default: generation_config.json, else 0.95].
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    /// Penalise tokens already in the text, 1.0 = off, 1.1–1.3 typical
+    /// [default: generation_config.json, else 1.0].
+    #[arg(long)]
+    pub repetition_penalty: Option<f32>,
+    /// Random seed (same seed, same text).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+impl SamplingArgs {
+    /// The sampler: these flags over `gen` over slm's defaults.
+    pub fn config(&self, gen: &GenerationDefaults) -> SamplerConfig {
+        slm_infer::sampler_config(
+            gen,
+            &SamplerFlags {
+                temperature: self.temperature,
+                top_k: self.top_k,
+                top_p: self.top_p,
+                repetition_penalty: self.repetition_penalty,
+                seed: self.seed,
+            },
+        )
+    }
+}
+
+/// The model's `generation_config.json` defaults (none for a model without one).
+pub fn generation_defaults(loaded: &LoadedLlama) -> Result<GenerationDefaults> {
+    GenerationDefaults::from_optional(loaded.generation_config.as_ref()).with_context(|| {
+        format!(
+            "reading the generation config of `{}`",
+            loaded.source.display()
+        )
+    })
+}
+
+/// The chat template: `file` (`--chat-template`) or the model's own; an error that says how
+/// to give one when the model has none.
+pub fn chat_template(
+    loaded: &LoadedLlama,
+    tokenizer: &dyn Tokenizer,
+    file: Option<&Path>,
+) -> Result<ChatTemplate> {
+    Ok(ChatTemplate::resolve(
+        file,
+        &loaded.tokenizer,
+        loaded.tokenizer_config.as_ref(),
+        &loaded.source,
+        tokenizer,
+    )?)
 }

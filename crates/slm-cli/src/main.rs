@@ -55,6 +55,9 @@ enum Command {
     Bench(cmd::bench::BenchArgs),
     /// Generate text from a prompt, streaming it as tokens come.
     Generate(cmd::generate::Args),
+    /// Chat with an instruction-tuned model: streamed answers through its chat template,
+    /// history kept within the context; piped input runs a scripted conversation.
+    Chat(cmd::chat::Args),
     /// Measure a model: perplexity on a text file.
     Eval(cmd::eval::Args),
     /// Show a model's architecture, parameters by role, bytes and sparsity per tensor.
@@ -81,6 +84,7 @@ fn main() {
         Command::Quantize(a) => cmd::quantize::run(a),
         Command::Bench(c) => cmd::bench::run(c),
         Command::Generate(a) => cmd::generate::run(a),
+        Command::Chat(a) => cmd::chat::run(a),
         Command::Eval(a) => cmd::eval::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Export(c) => cmd::export::run(c),

@@ -44,6 +44,7 @@ fn every_subcommand_has_help() {
         "quickstart",
         "run",
         "generate",
+        "chat",
         "eval",
         "inspect",
         "export",
@@ -60,6 +61,7 @@ fn every_subcommand_has_help() {
         vec!["quickstart", "--help"],
         vec!["run", "--help"],
         vec!["generate", "--help"],
+        vec!["chat", "--help"],
         vec!["eval", "--help"],
         vec!["inspect", "--help"],
         vec!["export", "hf", "--help"],
@@ -1130,4 +1132,40 @@ fn tokenize_smollm2() {
     assert_eq!(v["count"], 2);
     let bad = slm().args(["tokenize", "-m"]).arg(&model).output().unwrap();
     assert!(!bad.status.success());
+
+    // --chat: the model's template renders the messages as transformers does (the rendered
+    // strings in tools/reference/fixtures_chat/ come from transformers' apply_chat_template).
+    let fixtures: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tools/reference/fixtures_chat/chat_templates.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for case in fixtures["cases"].as_array().unwrap() {
+        if case["template_name"] != "smollm2" || case["add_generation_prompt"] != true {
+            continue;
+        }
+        let messages = tmp.path().join("messages.json");
+        std::fs::write(&messages, case["messages"].to_string()).unwrap();
+        let ours = run_ok(
+            slm()
+                .args(["tokenize", "--ids", "--chat"])
+                .arg(&messages)
+                .arg("-m")
+                .arg(&model),
+        );
+        let rendered = case["expected"].as_str().unwrap();
+        let want = run_ok(
+            slm()
+                .args(["tokenize", "--ids", "--no-bos", "--text", rendered, "-m"])
+                .arg(&model),
+        );
+        assert_eq!(ours, want, "{}", case["name"]);
+        checked += 1;
+    }
+    assert!(checked >= 2, "SmolLM2 chat cases in the fixture: {checked}");
 }

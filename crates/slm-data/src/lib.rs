@@ -5,9 +5,11 @@
 //! decoder for printing generated text token by token, and tokenizer training (`tokenizer::train`).
 //! Beside them: reading documents (`documents`), token shards (`shards`), `slm data prepare`
 //! (`prepare`), seeded training batches (`batches`) and the offline top-k teacher cache
-//! (`kd_cache`). The built-in story generator is its own crate, `slm-stories`.
+//! (`kd_cache`), and chat templates: a conversation rendered to a model's prompt format
+//! (`chat`). The built-in story generator is its own crate, `slm-stories`.
 
 pub mod batches;
+pub mod chat;
 pub mod documents;
 pub mod kd_cache;
 pub mod prepare;

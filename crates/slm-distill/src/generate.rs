@@ -2,7 +2,9 @@
 //!
 //! Each sample `i` draws a prompt from a template set ([`templates`]) and a sampling seed,
 //! both derived from (seed, i) alone; the teacher continues the prompt ([`teacher`]: stopping
-//! at EOS or BOS, scoring each token as it goes); the text is scored
+//! at EOS or BOS, scoring each token as it goes) — or, for an instruction-tuned teacher
+//! ([`GenerateConfig::chat`]), answers it as a user turn rendered through its chat template,
+//! stopping at its end-of-turn token; the text is scored
 //! ([`filters`]: words, repetition, teacher perplexity) and checked against the kept texts for
 //! exact and near duplicates ([`dedup`]: MinHash over word n-grams). Samples are generated in
 //! parallel in steps of a few, one sample per rayon task (for small teachers one sequence per
@@ -31,13 +33,16 @@ use rand::SeedableRng;
 use rayon::prelude::*;
 use serde_json::json;
 use slm_core::{Error, Result};
+use slm_data::chat::{ChatTemplate, Message};
 use slm_data::tokenizer::Tokenizer;
 use slm_infer::{GenerateOptions, SamplerConfig};
 use slm_model::Llama;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-pub use teacher::{continue_prompt, continue_prompt_with, teacher_nll, Stop, TeacherEngine};
+pub use teacher::{
+    continue_prompt, continue_prompt_with, continue_tokens_with, teacher_nll, Stop, TeacherEngine,
+};
 use templates::TemplateSet;
 
 /// The teacher: a model with its tokenizer. `name` identifies it in the settings file (a
@@ -73,6 +78,31 @@ pub struct GenerateConfig {
     pub trim_cut_sentence: bool,
     /// Start again instead of resuming.
     pub overwrite: bool,
+    /// Send each filled prompt as a user turn through the teacher's chat template (an
+    /// instruction-tuned teacher answers it); `None`: the teacher continues the raw prompt.
+    pub chat: Option<ChatPrompt>,
+}
+
+/// How prompts reach an instruction-tuned teacher: its chat template, an optional system
+/// prompt, and the tokens that end its answer.
+#[derive(Debug, Clone)]
+pub struct ChatPrompt {
+    pub template: ChatTemplate,
+    pub system: Option<String>,
+    /// End-of-turn ids ([`ChatTemplate::stop_token_ids`]).
+    pub stop_tokens: Vec<u32>,
+}
+
+impl ChatPrompt {
+    /// The rendered conversation [system, user `prompt`] with the opening of the answer.
+    pub fn render(&self, prompt: &str) -> Result<String> {
+        let mut messages = Vec::with_capacity(2);
+        if let Some(s) = &self.system {
+            messages.push(Message::system(s.clone()));
+        }
+        messages.push(Message::user(prompt));
+        self.template.render(&messages, true)
+    }
 }
 
 impl Default for GenerateConfig {
@@ -90,6 +120,7 @@ impl Default for GenerateConfig {
             chunk: 0,
             trim_cut_sentence: true,
             overwrite: false,
+            chat: None,
         }
     }
 }
@@ -158,9 +189,19 @@ pub fn generate_sample(
         stop_at_eos: true,
         ..Default::default()
     };
-    let gen = engine
-        .continue_prompt(teacher.tokenizer, &prompt, &opts)
-        .map_err(|e| Error::msg(format!("sample {index} (prompt {prompt:?}): {e}")))?;
+    let gen = match &cfg.chat {
+        None => engine.continue_prompt(teacher.tokenizer, &prompt, &opts),
+        Some(chat) => chat.render(&prompt).and_then(|text| {
+            // As transformers: the template writes every special token itself.
+            let tokens = teacher.tokenizer.encode(&text, false)?;
+            let opts = GenerateOptions {
+                stop_tokens: chat.stop_tokens.clone(),
+                ..opts
+            };
+            engine.continue_tokens(teacher.tokenizer, tokens, &opts)
+        }),
+    }
+    .map_err(|e| Error::msg(format!("sample {index} (prompt {prompt:?}): {e}")))?;
     let continuation = match gen.stop {
         Stop::MaxTokens | Stop::ContextFull if cfg.trim_cut_sentence => {
             to_last_sentence_end(&gen.text)
@@ -295,7 +336,7 @@ pub fn settings_json(
     cfg: &GenerateConfig,
 ) -> Result<serde_json::Value> {
     let tpl = serde_json::to_string(&templates.file)?;
-    Ok(json!({
+    let mut settings = json!({
         "check": {
             "teacher": teacher.name,
             "templates": format!("{:016x}", dedup::stable_hash(tpl.as_bytes())),
@@ -318,7 +359,16 @@ pub fn settings_json(
             "templates": templates.origin,
             "written_by": "slm distill generate",
         },
-    }))
+    });
+    // Only chat runs carry the key, so settings files written before it still match.
+    if let Some(chat) = &cfg.chat {
+        settings["check"]["chat"] = json!({
+            "template": format!("{:016x}", dedup::stable_hash(chat.template.source().as_bytes())),
+            "system": chat.system,
+        });
+        settings["info"]["chat_template"] = json!(chat.template.origin());
+    }
+    Ok(settings)
 }
 
 /// Runs (or resumes) generation into `out`, calling `on_progress` after every step.

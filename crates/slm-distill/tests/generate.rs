@@ -6,6 +6,7 @@
 //! llama2.c's stories260K when `../shared/data` is present.
 
 use candle_core::Device;
+use slm_data::chat::ChatTemplate;
 use slm_data::tokenizer::train::{save, train_chars};
 use slm_data::tokenizer::{HfTokenizer, Llama2cTokenizer, Tokenizer};
 use slm_distill::generate::dedup::{exact_key, Deduper, DupCheck};
@@ -13,7 +14,8 @@ use slm_distill::generate::filters::{self, FilterConfig, Reject, Scores};
 use slm_distill::generate::output::{rejected_path, settings_path, Record};
 use slm_distill::generate::templates::TemplateSet;
 use slm_distill::generate::{
-    self, continue_prompt, prompt_for, teacher_nll, GenerateConfig, Stop, Summary, Teacher,
+    self, continue_prompt, prompt_for, teacher_nll, ChatPrompt, GenerateConfig, Stop, Summary,
+    Teacher,
 };
 use slm_infer::GenerateOptions;
 use slm_infer::SamplerConfig;
@@ -274,6 +276,48 @@ fn output_does_not_depend_on_the_step_size() {
         outs.push((read(&out), read(&rejected_path(&out))));
     }
     assert_eq!(outs[0], outs[1]);
+}
+
+/// Chat mode: each prompt is a user turn through the template; the settings file records it,
+/// so a raw run cannot resume a chat run's output; the output differs from raw mode's.
+#[test]
+fn chat_mode_renders_prompts_and_is_part_of_the_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = random_teacher(dir.path());
+    let t = TemplateSet::from_toml(TINY, "tiny").unwrap();
+    let template = ChatTemplate::new(
+        "{% for m in messages %}{{ m.role }}: {{ m.content }}. {% endfor %}assistant:",
+        "test",
+    )
+    .unwrap();
+    let chat = ChatPrompt {
+        stop_tokens: template.stop_token_ids(o.tokenizer.as_ref()),
+        template,
+        system: Some("be nice".into()),
+    };
+    assert_eq!(
+        chat.render("tell a story").unwrap(),
+        "system: be nice. user: tell a story. assistant:"
+    );
+    let mut cfg = tiny_config(3);
+    cfg.filters.min_words = 1;
+    cfg.chat = Some(chat);
+    let out = dir.path().join("chat.jsonl");
+    let s = run(&o, &t, &cfg, &out);
+    assert_eq!(s.kept, 3);
+    let settings = read(&settings_path(&out));
+    assert!(settings.contains("\"system\": \"be nice\""), "{settings}");
+
+    let mut raw = cfg.clone();
+    raw.chat = None;
+    let e = generate::run(&o.teacher(), &t, &raw, &out, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("chat"), "{e}");
+    let raw_out = dir.path().join("raw.jsonl");
+    run(&o, &t, &raw, &raw_out);
+    assert!(!read(&settings_path(&raw_out)).contains("\"chat\""));
+    assert_ne!(read(&out), read(&raw_out));
 }
 
 #[test]

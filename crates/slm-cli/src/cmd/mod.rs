@@ -2,6 +2,7 @@
 //! `crate::common` or in the libraries).
 
 pub mod bench;
+pub mod chat;
 pub mod data;
 pub mod distill;
 pub mod eval;

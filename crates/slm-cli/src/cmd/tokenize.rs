@@ -4,6 +4,8 @@
 use crate::common::BosArgs;
 use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
+use slm_data::chat::{load_messages, ChatTemplate};
+use slm_data::tokenizer::model_tokenizer_files;
 use slm_data::tokenizer::tokenize::tokenize;
 use std::path::PathBuf;
 
@@ -18,6 +20,7 @@ Output: one `id -> 'text'` line per token (with the raw piece in brackets when i
 --ids prints only the ids, --json one object {tokenizer, bos, count, ids, tokens: [{id, piece, text}]}.\n\n\
 Examples:\n  slm tokenize -m ../shared/data/models/SmolLM2-135M-Instruct.Q4_1.gguf --text 'Hello world 123'\n  \
 slm tokenize -m runs/model --file notes.txt --json\n  \
+slm tokenize -m SmolLM2-135M-Instruct.Q4_1.gguf --chat messages.json\n  \
 slm tokenize -m stories260K.bin --tokenizer tok512.bin --text 'Once upon a time' --ids"
 )]
 pub struct Args {
@@ -33,10 +36,13 @@ pub struct Args {
     /// File whose text to tokenise (UTF-8).
     #[arg(long)]
     pub file: Option<PathBuf>,
-    // --chat MESSAGES.json: render the messages with the model's chat template
-    // (`slm_data::chat`, being written beside this command) and tokenise the result.
-    // The lead wires it at merge: parse the messages, render with
-    // add_generation_prompt = true, then call `tokenize` on the rendered text.
+    /// Messages file (a JSON array of {"role", "content"}): render it with the model's chat
+    /// template (add_generation_prompt = true, as `slm chat` sends it) and tokenise the result.
+    #[arg(long, conflicts_with_all = ["text", "file"])]
+    pub chat: Option<PathBuf>,
+    /// Jinja chat template file instead of the model's (with --chat).
+    #[arg(long, requires = "chat")]
+    pub chat_template: Option<PathBuf>,
     #[command(flatten)]
     pub bos: BosArgs,
     /// Print only the ids, as a list.
@@ -48,16 +54,30 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let text = match (&args.text, &args.file) {
-        (Some(t), None) => t.clone(),
-        (None, Some(f)) => {
-            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?
-        }
-        _ => bail!("nothing to tokenise: give --text TEXT or --file FILE"),
-    };
     let tok = slm_data::tokenizer::load_model_tokenizer(&args.model, args.tokenizer.as_deref())
         .with_context(|| format!("loading the tokenizer of `{}`", args.model))?;
-    let report = tokenize(tok.as_ref(), &text, args.bos.choice())?;
+    let (text, bos) = match (&args.text, &args.file, &args.chat) {
+        (Some(t), None, None) => (t.clone(), args.bos.choice()),
+        (None, Some(f), None) => (
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?,
+            args.bos.choice(),
+        ),
+        (None, None, Some(messages)) => {
+            let messages = load_messages(messages)?;
+            let files = model_tokenizer_files(&args.model)?;
+            let template = ChatTemplate::resolve(
+                args.chat_template.as_deref(),
+                &files.source,
+                files.config.as_ref(),
+                &files.path,
+                tok.as_ref(),
+            )?;
+            // As transformers: the template writes every special token itself, BOS included.
+            (template.render(&messages, true)?, Some(false))
+        }
+        _ => bail!("nothing to tokenise: give --text TEXT, --file FILE or --chat MESSAGES.json"),
+    };
+    let report = tokenize(tok.as_ref(), &text, bos)?;
     if args.json {
         println!("{}", report.to_json()?);
     } else if args.ids {

@@ -92,25 +92,35 @@ pub fn load_tokenizer_file(path: &Path) -> Result<Box<dyn Tokenizer>> {
     Ok(Box::new(Llama2cTokenizer::from_file(path)?))
 }
 
-/// The tokenizer of the model `spec` names (as `slm_io::load_model` reads it: a Hugging Face
-/// directory with its `tokenizer_config.json`, an HF cache id, a GGUF file), without reading
-/// the weights; `tokenizer` (the CLI's `--tokenizer`) replaces it. A llama2.c checkpoint
-/// carries no tokenizer: name one.
-pub fn load_model_tokenizer(spec: &str, tokenizer: Option<&Path>) -> Result<Box<dyn Tokenizer>> {
-    if let Some(t) = tokenizer {
-        return load_tokenizer_file(t);
-    }
+/// What a model carries for its tokenizer, read without the weights: the source (a GGUF
+/// vocabulary, tokenizer.json, ...), a directory's `tokenizer_config.json` and the model's path
+/// (what `slm_data::chat::ChatTemplate::resolve` needs to find the chat template).
+#[derive(Debug, Clone)]
+pub struct ModelTokenizerFiles {
+    pub source: TokenizerSource,
+    pub config: Option<serde_json::Value>,
+    pub path: std::path::PathBuf,
+}
+
+/// The tokenizer files of the model `spec` names (as `slm_io::load_model` reads it: a Hugging
+/// Face directory with its `tokenizer_config.json`, an HF cache id, a GGUF file), without
+/// reading the weights. A llama2.c checkpoint carries no tokenizer ([`TokenizerSource::None`]).
+pub fn model_tokenizer_files(spec: &str) -> Result<ModelTokenizerFiles> {
     let path = Path::new(spec);
     let dir = if path.is_dir() {
         path.to_path_buf()
     } else if path.is_file() {
-        if starts_with_gguf_magic(path)? {
-            return load_tokenizer_file(path);
-        }
-        return Err(Error::Tokenizer(format!(
-            "{} carries no tokenizer (a llama2.c checkpoint?); name one with --tokenizer",
-            path.display()
-        )));
+        let source = if starts_with_gguf_magic(path)? {
+            let header = slm_io::gguf::read_header(path)?;
+            slm_io::gguf::vocab(path, &header)?.map_or(TokenizerSource::None, TokenizerSource::Gguf)
+        } else {
+            TokenizerSource::None
+        };
+        return Ok(ModelTokenizerFiles {
+            source,
+            config: None,
+            path: path.to_path_buf(),
+        });
     } else if slm_io::hf_cache::looks_like_repo_id(spec) {
         slm_io::hf_cache::resolve(spec)?
     } else {
@@ -133,9 +143,27 @@ pub fn load_model_tokenizer(spec: &str, tokenizer: Option<&Path>) -> Result<Box<
     } else {
         None
     };
-    load_tokenizer_with_config(&source, config.as_ref()).map_err(|e| match e {
-        Error::Tokenizer(m) if matches!(source, TokenizerSource::None) => {
-            Error::Tokenizer(format!("{}: {m}", dir.display()))
+    Ok(ModelTokenizerFiles {
+        source,
+        config,
+        path: dir,
+    })
+}
+
+/// The tokenizer of the model `spec` names ([`model_tokenizer_files`]), without reading the
+/// weights; `tokenizer` (the CLI's `--tokenizer`) replaces it. A llama2.c checkpoint carries no
+/// tokenizer: name one.
+pub fn load_model_tokenizer(spec: &str, tokenizer: Option<&Path>) -> Result<Box<dyn Tokenizer>> {
+    if let Some(t) = tokenizer {
+        return load_tokenizer_file(t);
+    }
+    let files = model_tokenizer_files(spec)?;
+    load_tokenizer_with_config(&files.source, files.config.as_ref()).map_err(|e| match e {
+        Error::Tokenizer(m) if matches!(files.source, TokenizerSource::None) => {
+            Error::Tokenizer(format!(
+                "{} carries no tokenizer ({m}); name one with --tokenizer",
+                files.path.display()
+            ))
         }
         e => e,
     })

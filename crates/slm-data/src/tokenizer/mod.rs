@@ -37,6 +37,7 @@ pub use hf_json::BpePre;
 pub use llama2c::Llama2cTokenizer;
 pub use load::{
     load_model_tokenizer, load_tokenizer, load_tokenizer_file, load_tokenizer_with_config,
+    model_tokenizer_files, ModelTokenizerFiles,
 };
 pub use stream::StreamDecoder;
 

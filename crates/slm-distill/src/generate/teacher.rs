@@ -113,6 +113,23 @@ impl TeacherEngine {
         }
         out
     }
+
+    /// Continues already tokenised input (a prompt rendered through a chat template), as
+    /// [`continue_tokens_with`] does, on a pooled run state.
+    pub fn continue_tokens(
+        &self,
+        tokenizer: &dyn Tokenizer,
+        prompt_tokens: Vec<u32>,
+        opts: &GenerateOptions,
+    ) -> Result<Continuation> {
+        let pooled = self.free.lock().ok().and_then(|mut v| v.pop());
+        let mut state = pooled.unwrap_or_else(|| self.engine.new_state());
+        let out = continue_tokens_with(&self.engine, &mut state, tokenizer, prompt_tokens, opts);
+        if let Ok(mut v) = self.free.lock() {
+            v.push(state);
+        }
+        out
+    }
 }
 
 /// Continues `prompt`: sampling as `opts` says, stopping at EOS, BOS, a stop string,
@@ -136,6 +153,17 @@ pub fn continue_prompt_with(
     opts: &GenerateOptions,
 ) -> Result<Continuation> {
     let prompt_tokens = tokenizer.encode(prompt, opts.add_bos)?;
+    continue_tokens_with(engine, state, tokenizer, prompt_tokens, opts)
+}
+
+/// [`continue_prompt_with`] from already tokenised input.
+pub fn continue_tokens_with(
+    engine: &Decoder,
+    state: &mut RunState,
+    tokenizer: &dyn Tokenizer,
+    prompt_tokens: Vec<u32>,
+    opts: &GenerateOptions,
+) -> Result<Continuation> {
     let mut opts = opts.clone();
     opts.logprobs = true;
     let bos = tokenizer.bos_id();

@@ -1,11 +1,12 @@
 //! `slm distill generate`: the teacher writes a training set (wiring only; the work is in
 //! `slm_distill::generate`).
 
-use crate::common::{load_model_and_tokenizer, ModelArgs};
+use crate::common::{chat_template, load_model_and_tokenizer, ModelArgs};
 use anyhow::Result;
 use clap::Args as ClapArgs;
+use slm_data::chat::ChatTemplate;
 use slm_distill::generate::{
-    filters::FilterConfig, output, templates::TemplateSet, GenerateConfig, Teacher,
+    filters::FilterConfig, output, templates::TemplateSet, ChatPrompt, GenerateConfig, Teacher,
 };
 use slm_infer::SamplerConfig;
 use slm_recipes::teacher_data;
@@ -16,7 +17,8 @@ const EXAMPLES: &str = "Examples:
   slm data prepare synth.jsonl --tokenizer tok512.bin --out data/synth
   slm distill generate --teacher runs/teacher --n 20000 --out synth.jsonl --max-teacher-ppl 20 --dedup-threshold 0.7
   slm distill generate --show-templates --templates instruct > my-prompts.toml
-  slm distill generate --teacher runs/chat --templates my-prompts.toml --n 1000 --out chat-stories.jsonl";
+  slm distill generate --teacher runs/chat --templates my-prompts.toml --n 1000 --out chat-stories.jsonl
+  slm distill generate --teacher SmolLM2-135M-Instruct.Q4_1.gguf --templates instruct --n 100 --out smol.jsonl";
 
 const GUIDE: &str = "How it works:
   Every prompt comes from a template with slots filled from word lists (a random verb, noun and
@@ -36,7 +38,12 @@ const GUIDE: &str = "How it works:
   Built-in template sets: `stories` (default: story openings for a base model such as
   stories260K, which continues text; the training text is opening + continuation) and
   `instruct` (the TinyStories instruction prompt, for instruction-tuned teachers; the training
-  text is the answer). Print one with --show-templates to start your own.";
+  text is the answer). Print one with --show-templates to start your own.
+
+  Chat format: a teacher with a chat template (chat_template.jinja, tokenizer_config.json or
+  GGUF metadata; or --chat-template FILE) gets each filled prompt as a user turn (after
+  --system, if given) and the sample is its answer, ended by its end-of-turn token (e.g.
+  <|im_end|>). --raw makes it continue the raw prompt instead, as a base model does.";
 
 #[derive(ClapArgs, Debug)]
 #[command(after_help = EXAMPLES, after_long_help = format!("{GUIDE}\n\n{EXAMPLES}"))]
@@ -123,6 +130,18 @@ pub struct GenerateArgs {
     /// Start again, deleting OUT, OUT.rejected and OUT.settings.json, instead of resuming.
     #[arg(long)]
     pub overwrite: bool,
+    /// The teacher continues each prompt as raw text, even when it has a chat template (for
+    /// base models, and today's behaviour). Without it, a teacher with a chat template gets
+    /// each filled prompt as a user turn and its answer (up to the end-of-turn token) is the
+    /// sample.
+    #[arg(long, conflicts_with_all = ["system", "chat_template"])]
+    pub raw: bool,
+    /// System prompt before each user turn (chat format only).
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Jinja chat template for a teacher that carries none (turns the chat format on).
+    #[arg(long, value_name = "FILE")]
+    pub chat_template: Option<PathBuf>,
 }
 
 pub fn run(a: GenerateArgs) -> Result<()> {
@@ -163,19 +182,49 @@ pub fn run(a: GenerateArgs) -> Result<()> {
         chunk: a.chunk.unwrap_or(0),
         trim_cut_sentence: !a.keep_cut_sentence,
         overwrite: a.overwrite,
+        chat: None,
     };
     cfg.validate()?;
     let (loaded, tokenizer) = load_model_and_tokenizer(&ModelArgs {
         model: teacher_spec.clone(),
         tokenizer: a.tokenizer.clone(),
     })?;
+    let mut cfg = cfg;
+    // The chat format when the teacher has a template (or one is given), unless --raw.
+    let template = match (&a.chat_template, a.raw) {
+        (_, true) => None,
+        (Some(file), false) => Some(chat_template(&loaded, tokenizer.as_ref(), Some(file))?),
+        (None, false) => ChatTemplate::from_loaded(
+            &loaded.tokenizer,
+            loaded.tokenizer_config.as_ref(),
+            &loaded.source,
+        )?
+        .map(|t| t.with_tokenizer_tokens(tokenizer.as_ref())),
+    };
+    if template.is_none() && a.system.is_some() {
+        anyhow::bail!(
+            "--system needs the chat format, and `{teacher_spec}` has no chat template: give one with --chat-template FILE"
+        );
+    }
+    cfg.chat = template.map(|template| ChatPrompt {
+        stop_tokens: template.stop_token_ids(tokenizer.as_ref()),
+        template,
+        system: a.system.clone(),
+    });
     let teacher = Teacher {
         model: &loaded.model,
         tokenizer: tokenizer.as_ref(),
         name: teacher_data::identity(&teacher_spec, a.tokenizer.as_deref()),
     };
+    let format = match &cfg.chat {
+        Some(c) => format!(
+            "chat format ({}; --raw to continue raw prompts)",
+            c.template.origin()
+        ),
+        None => "raw prompts".to_string(),
+    };
     eprintln!(
-        "teacher {teacher_spec}; templates: {} ({} templates); {} threads; kept samples → {}, \
+        "teacher {teacher_spec}, {format}; templates: {} ({} templates); {} threads; kept samples → {}, \
          rejected → {}",
         templates.origin,
         templates.len(),
