@@ -304,8 +304,45 @@ impl Decoder {
         tokens: &[u32],
         start: usize,
     ) -> Result<&'s [f32]> {
+        self.prefill_rows(s, tokens, start, None)?;
+        self.logits(s)
+    }
+
+    /// As [`Decoder::prefill`], but writes the next-token logits of **every** row into `out`
+    /// ([tokens.len(), vocab], resized): row r holds the logits after `tokens[..=r]`. The last
+    /// row is also left in the state ([`RunState::logits`]).
+    ///
+    /// The cache is indexed by position, so scoring several continuations of one context is
+    /// a prefill of the context at 0.., then one `prefill_scores` per continuation at the
+    /// context's length: each overwrites the previous continuation's entries, and no row reads
+    /// a position after its own.
+    pub fn prefill_scores(
+        &self,
+        s: &mut RunState,
+        tokens: &[u32],
+        start: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        let v = self.config.vocab_size;
+        out.resize(tokens.len() * v, 0.0);
+        self.prefill_rows(s, tokens, start, Some(out))?;
+        if let Some(last) = out.len().checked_sub(v) {
+            s.logits.copy_from_slice(&out[last..]);
+        }
+        Ok(())
+    }
+
+    /// The chunk loop of [`Decoder::prefill`]: leaves the last row's residual stream in `s.x`
+    /// and, with `all`, every row's logits in `all` ([tokens.len(), vocab]).
+    fn prefill_rows(
+        &self,
+        s: &mut RunState,
+        tokens: &[u32],
+        start: usize,
+        mut all: Option<&mut Vec<f32>>,
+    ) -> Result<()> {
         let c = &self.config;
-        let d = c.hidden_size;
+        let (d, v) = (c.hidden_size, c.vocab_size);
         let ctx = c.max_position_embeddings;
         if tokens.is_empty() {
             return Err(Error::invalid("prefill needs at least one token"));
@@ -333,10 +370,29 @@ impl Decoder {
             }
             let n = chunk.len();
             s.x.copy_from_slice(&rows.x[(n - 1) * d..n * d]);
+            if let Some(out) = all.as_deref_mut() {
+                result = self.head_rows(&mut rows, n, &mut out[ci * PREFILL_CHUNK * v..][..n * v]);
+                if result.is_err() {
+                    break;
+                }
+            }
         }
         s.prefill = rows;
-        result?;
-        self.logits(s)
+        result
+    }
+
+    /// Final norm and output head on the first `n` rows of `rows.x`: logits [n, vocab].
+    fn head_rows(&self, rows: &mut Prefill, n: usize, out: &mut [f32]) -> Result<()> {
+        let c = &self.config;
+        let (d, v) = (c.hidden_size, c.vocab_size);
+        let w = &self.weights;
+        let (x, xn, rstd) = (&rows.x[..n * d], &mut rows.xn[..n * d], &mut rows.rstd[..n]);
+        rmsnorm_fwd(xn, rstd, x, &w.final_norm, n, c.rms_norm_eps as f32)?;
+        if rows.y_t.len() < n * v {
+            rows.y_t.resize(n * v, 0.0);
+        }
+        w.lm_head
+            .matmul(xn, n, None, &mut rows.xq, &mut rows.y_t[..n * v], out)
     }
 
     /// Final norm and output head on the state's residual stream `x`: the next-token logits.
@@ -709,6 +765,61 @@ mod tests {
         let mut s = dec.new_state();
         assert!(dec.prefill(&mut s, &[], 0).is_err());
         assert!(dec.prefill(&mut s, &tokens, 20).is_err());
+    }
+
+    #[test]
+    fn prefill_scores_gives_every_rows_logits() {
+        // 300 rows: two chunks; then two continuations of a shared 40-token context, each at
+        // position 40, the second overwriting the first's cache entries.
+        let mut c = model(false, true).config;
+        c.max_position_embeddings = 320;
+        let m = Llama::random(c, 7, &Device::Cpu).unwrap();
+        let tokens: Vec<u32> = (0..300).map(|i| (i * 31 % 96) as u32).collect();
+        let want = reference(&m, &tokens);
+        for ty in [WeightType::F32, WeightType::Q8_0] {
+            let dec = Decoder::new(&m, ty).unwrap();
+            let tol = if ty == WeightType::F32 { 1e-4 } else { 0.05 };
+            let mut s = dec.new_state();
+            let mut out = Vec::new();
+            dec.prefill_scores(&mut s, &tokens, 0, &mut out).unwrap();
+            assert_eq!(out.len(), 300 * 96);
+            for (r, row) in out.chunks_exact(96).enumerate() {
+                let worst = row
+                    .iter()
+                    .zip(&want[r])
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(worst < tol, "{ty:?} row {r}: {worst}");
+            }
+            assert_eq!(s.logits(), &out[299 * 96..]);
+        }
+        let dec = Decoder::new(&m, WeightType::F32).unwrap();
+        let ctx: Vec<u32> = tokens[..40].to_vec();
+        let conts: [Vec<u32>; 2] = [vec![5, 6, 7, 8, 9, 10], vec![60, 61, 62]];
+        let mut s = dec.new_state();
+        let last = dec.prefill(&mut s, &ctx, 0).unwrap().to_vec();
+        let mut out = Vec::new();
+        for cont in &conts {
+            let whole: Vec<u32> = ctx.iter().chain(cont).copied().collect();
+            let want = reference(&m, &whole);
+            dec.prefill_scores(&mut s, cont, 40, &mut out).unwrap();
+            let worst_ctx = last
+                .iter()
+                .zip(&want[39])
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(worst_ctx < 1e-4, "context's last row {worst_ctx}");
+            for (r, row) in out.chunks_exact(96).enumerate() {
+                let worst = row
+                    .iter()
+                    .zip(&want[40 + r])
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(worst < 1e-4, "continuation {cont:?} row {r}: {worst}");
+            }
+        }
+        assert!(dec.prefill_scores(&mut s, &[], 0, &mut out).is_err());
+        assert!(dec.prefill_scores(&mut s, &[1; 30], 300, &mut out).is_err());
     }
 
     /// `m` with every block's linear weights pruned: the `sparsity` smallest magnitudes of
