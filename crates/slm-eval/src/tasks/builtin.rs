@@ -169,17 +169,21 @@ fn truth(doc: &Doc, field: &str) -> Result<bool> {
 
 /// arc_easy.yaml: "Question: {{question}}\nAnswer:", choices.text, gold by answerKey's label.
 fn arc_item(doc: &Doc) -> Result<Item> {
-    let labels = doc.texts("question.choices.label")?;
-    let choices = match doc.get("question.choices")? {
-        Value::Array(a) => a
-            .iter()
-            .map(|c| {
-                c.get("text")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-                    .ok_or_else(|| doc.error("a choice without `text`"))
-            })
-            .collect::<Result<Vec<_>>>()?,
+    let field = |c: &Value, name: &str| {
+        c.get(name)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| doc.error(format!("a choice without `{name}`")))
+    };
+    let (choices, labels) = match doc.get("question.choices")? {
+        Value::Array(a) => (
+            a.iter()
+                .map(|c| field(c, "text"))
+                .collect::<Result<Vec<_>>>()?,
+            a.iter()
+                .map(|c| field(c, "label"))
+                .collect::<Result<Vec<_>>>()?,
+        ),
         _ => return Err(doc.error("`question.choices` is not a list")),
     };
     let key = doc.text("answerKey")?;
