@@ -163,6 +163,8 @@ fn truth(doc: &Doc, field: &str) -> Result<bool> {
         Value::Number(n) if n.as_u64() == Some(0) || n.as_u64() == Some(1) => {
             Ok(n.as_u64() == Some(1))
         }
+        // SuperGLUE's BoolQ JSONL writes the label as "true"/"false".
+        Value::String(s) if s == "true" || s == "false" => Ok(s == "true"),
         other => Err(doc.error(format!("field `{field}` is not a boolean: {other}"))),
     }
 }
