@@ -48,6 +48,9 @@ struct TaskFile {
     acc_norm: bool,
 }
 
+/// A document's choices.
+type ChoicesOf = dyn Fn(&Doc) -> Result<Vec<String>> + Send + Sync;
+
 fn space() -> String {
     " ".into()
 }
@@ -127,19 +130,18 @@ pub fn load_task_file(path: &Path) -> Result<Task> {
     let tf: TaskFile = toml::from_str(&text).map_err(|e| Error::format(path, e.to_string()))?;
     let bad = |msg: String| Error::format(path, msg);
     let pieces = parse_template(&tf.prompt).map_err(|m| bad(format!("`prompt`: {m}")))?;
-    let choices_of: Box<dyn Fn(&Doc) -> Result<Vec<String>> + Send + Sync> =
-        match (tf.choices.clone(), tf.choices_field.clone()) {
-            (Some(c), None) if !c.is_empty() => Box::new(move |_| Ok(c.clone())),
-            (None, Some(f)) => Box::new(move |d: &Doc| d.texts(&f)),
-            (Some(_), Some(_)) => {
-                return Err(bad("give `choices` or `choices_field`, not both".into()))
-            }
-            _ => {
-                return Err(bad(
-                    "missing `choices` (a list) or `choices_field` (a field name)".into(),
-                ))
-            }
-        };
+    let choices_of: Box<ChoicesOf> = match (tf.choices.clone(), tf.choices_field.clone()) {
+        (Some(c), None) if !c.is_empty() => Box::new(move |_| Ok(c.clone())),
+        (None, Some(f)) => Box::new(move |d: &Doc| d.texts(&f)),
+        (Some(_), Some(_)) => {
+            return Err(bad("give `choices` or `choices_field`, not both".into()))
+        }
+        _ => {
+            return Err(bad(
+                "missing `choices` (a list) or `choices_field` (a field name)".into(),
+            ))
+        }
+    };
     let base = path.parent().unwrap_or(Path::new("."));
     let docs = read_docs(&base.join(&tf.data))?;
     if docs.is_empty() {
