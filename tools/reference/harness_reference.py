@@ -193,11 +193,11 @@ def fewshot_prefix(rnd, pool, same, i, k, example_text):
 
 
 class Scorer:
-    def __init__(self):
+    def __init__(self, threads=2):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        torch.set_num_threads(2)
+        torch.set_num_threads(threads)
         self.torch = torch
         self.tok = AutoTokenizer.from_pretrained(str(MODEL.parent), gguf_file=MODEL.name)
         self.model = AutoModelForCausalLM.from_pretrained(
@@ -395,10 +395,11 @@ def main():
     ap.add_argument("--tasks", default="arc_easy,arc_challenge,boolq,copa,winogrande,openbookqa,lambada,mmlu,gsm8k")
     ap.add_argument("--limit", type=int, default=4)
     ap.add_argument("--arc-easy-dev", action="store_true", help="full ARC-Easy dev accuracy")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (1 on a busy machine: OpenMP spins)")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
-    scorer = Scorer()
-    meta = {"model": str(MODEL), "versions": versions(), "torch_threads": 2, "batch": 1}
+    scorer = Scorer(args.threads)
+    meta = {"model": str(MODEL), "versions": versions(), "torch_threads": args.threads, "batch": 1}
     if args.arc_easy_dev:
         spec = dict(TASKS["arc_easy"], docs=lambda: arc("ARC-Easy")("Dev"))
         t = time.time()

@@ -63,7 +63,8 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
     /// Comma-separated harness tasks: arc_easy, arc_challenge, boolq, copa, winogrande,
-    /// openbookqa, lambada, mmlu, gsm8k.
+    /// openbookqa, lambada, mmlu, gsm8k (`arc_easy:dev`, `arc_challenge:dev`, `openbookqa:dev`:
+    /// the dev split).
     #[arg(long, value_delimiter = ',')]
     pub tasks: Vec<String>,
     /// A multiple-choice task described by a TOML file (repeatable; see docs/EVALUATION.md).

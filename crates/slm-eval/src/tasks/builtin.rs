@@ -22,7 +22,23 @@ pub const BUILTIN: &[&str] = &[
 ];
 
 /// The built-in task `name` reading its files under `data_dir` (the `eval/` directory).
+/// `arc_easy:dev`, `arc_challenge:dev` and `openbookqa:dev` score the dev split instead of
+/// test (examples still drawn from dev, the document itself excluded).
 pub fn builtin(name: &str, data_dir: &Path) -> Result<Task> {
+    if let Some((base, split)) = name.split_once(':') {
+        if split != "dev" || !["arc_easy", "arc_challenge", "openbookqa"].contains(&base) {
+            return Err(Error::invalid(format!(
+                "unknown task `{name}`: only arc_easy, arc_challenge and openbookqa have a `:dev` variant"
+            )));
+        }
+        let mut t = builtin(base, data_dir)?;
+        let sub = &mut t.subtasks[0];
+        sub.docs = sub.pool.take().unwrap_or_default();
+        sub.name = name.to_string();
+        t.name = name.to_string();
+        t.note = "dev split (few-shot examples from dev itself, the document excluded)".into();
+        return Ok(t);
+    }
     let one = |docs: Vec<Doc>, pool: Option<Vec<Doc>>| {
         vec![Subtask {
             name: name.to_string(),

@@ -321,7 +321,7 @@ pub fn format_table(reports: &[TaskReport]) -> String {
 /// Writes `DIR/<task>.jsonl`, one line per document.
 pub fn write_records(dir: &std::path::Path, report: &TaskReport) -> Result<std::path::PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let path = dir.join(format!("{}.jsonl", report.task));
+    let path = dir.join(format!("{}.jsonl", report.task.replace(':', "_")));
     let mut text = String::new();
     for r in &report.records {
         text += &r.to_string();
