@@ -148,6 +148,45 @@ fn loglikelihoods_equal_the_reference_from_the_same_ids() {
 }
 
 #[test]
+fn choices_scored_together_equal_the_reference() {
+    let Some((dec, _tok)) = model() else { return };
+    let mut sess = Session::new(&dec);
+    for name in [
+        "arc_easy",
+        "arc_challenge",
+        "boolq",
+        "copa",
+        "openbookqa",
+        "mmlu",
+    ] {
+        let f = fixture(name);
+        for d in f["docs"].as_array().unwrap() {
+            let reqs = d["requests"].as_array().unwrap();
+            let ctx = ids(&reqs[0]["context_ids"]);
+            if reqs.iter().any(|r| ids(&r["context_ids"]) != ctx) {
+                continue;
+            }
+            let conts: Vec<Vec<u32>> = reqs.iter().map(|r| ids(&r["continuation_ids"])).collect();
+            let got = sess.choice_loglikelihoods(&dec, &ctx, &conts).unwrap();
+            for ((ll, greedy), r) in got.iter().zip(reqs) {
+                let want = r["ll"].as_f64().unwrap();
+                assert!(
+                    (ll - want).abs() < 1e-3,
+                    "{name} doc {}: {ll} vs {want}",
+                    d["doc"]
+                );
+                assert_eq!(
+                    *greedy,
+                    r["is_greedy"].as_bool().unwrap(),
+                    "{name} doc {}",
+                    d["doc"]
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn gsm8k_greedy_generation_and_filters_equal_the_reference() {
     let f = fixture("gsm8k");
     for d in f["docs"].as_array().unwrap() {

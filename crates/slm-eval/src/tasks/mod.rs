@@ -139,13 +139,23 @@ pub fn run_task(
                     Outcome::Generated { ids, text }
                 }
                 item => {
-                    let (mut lls, mut greedy) = (Vec::new(), Vec::new());
-                    for (c, x) in item.requests(&task.target_delimiter) {
-                        let (ci, xi) = encode_pair(tok, &c, &x, opts.add_bos)?;
-                        let (ll, g) = sess.loglikelihood(dec, &ci, &xi)?;
-                        lls.push(ll);
-                        greedy.push(g);
-                    }
+                    let pairs = item
+                        .requests(&task.target_delimiter)
+                        .iter()
+                        .map(|(c, x)| encode_pair(tok, c, x, opts.add_bos))
+                        .collect::<Result<Vec<_>>>()?;
+                    // One context for every choice: scored together; else one by one.
+                    let shared = pairs.len() > 1 && pairs.iter().all(|(c, _)| *c == pairs[0].0);
+                    let scored = if shared {
+                        let conts: Vec<Vec<u32>> = pairs.iter().map(|(_, x)| x.clone()).collect();
+                        sess.choice_loglikelihoods(dec, &pairs[0].0, &conts)?
+                    } else {
+                        pairs
+                            .iter()
+                            .map(|(c, x)| sess.loglikelihood(dec, c, x))
+                            .collect::<Result<Vec<_>>>()?
+                    };
+                    let (lls, greedy) = scored.into_iter().unzip();
                     Outcome::Lls { lls, greedy }
                 }
             };

@@ -43,9 +43,10 @@ pub fn encode_pair(
     Ok((ctx, cont))
 }
 
-/// A KV cache and the tokens it holds, reused across requests.
+/// A KV cache and the tokens it holds, reused across requests (`states[0]`), and one more
+/// state per further choice of a question, filled with a copy of the context's cache.
 pub struct Session {
-    state: RunState,
+    states: Vec<RunState>,
     cached: Vec<u32>,
     logits: Vec<f32>,
 }
@@ -53,10 +54,66 @@ pub struct Session {
 impl Session {
     pub fn new(dec: &Decoder) -> Self {
         Self {
-            state: dec.new_state(),
+            states: vec![dec.new_state()],
             cached: Vec::new(),
             logits: Vec::new(),
         }
+    }
+
+    /// Log-likelihoods and greedy flags of several continuations of one context (the choices
+    /// of a question): the context runs once (from where it leaves the cached prefix), then
+    /// every continuation's rows run together in one pass, each on a copy of the context's
+    /// cache ([`Decoder::prefill_scores_multi`]), so each weight is read once for all choices.
+    /// Equal to [`Session::loglikelihood`] per continuation, to float rounding.
+    pub fn choice_loglikelihoods(
+        &mut self,
+        dec: &Decoder,
+        ctx: &[u32],
+        conts: &[Vec<u32>],
+    ) -> Result<Vec<(f64, bool)>> {
+        let max = dec.config.max_position_embeddings;
+        let longest = conts.iter().map(Vec::len).max().unwrap_or(0);
+        if ctx.is_empty() || conts.iter().any(Vec::is_empty) || ctx.len() + longest > max {
+            // Truncation or an empty request: the general path says what is wrong or cuts.
+            return conts
+                .iter()
+                .map(|c| self.loglikelihood(dec, ctx, c))
+                .collect();
+        }
+        let v = dec.config.vocab_size;
+        let n = ctx.len();
+        let last = self.run(dec, ctx, n - 1)?[..v].to_vec();
+        while self.states.len() < conts.len() {
+            self.states.push(dec.new_state());
+        }
+        let (main, rest) = self.states.split_at_mut(1);
+        let mut parts: Vec<(usize, &[u32], usize)> = Vec::new();
+        for (i, c) in conts.iter().enumerate() {
+            if c.len() > 1 {
+                if i > 0 {
+                    dec.copy_prefix(&main[0], &mut rest[i - 1], n)?;
+                }
+                parts.push((i, &c[..c.len() - 1], n));
+            }
+        }
+        if !parts.is_empty() {
+            dec.prefill_scores_multi(&mut self.states, &parts, &mut self.logits)?;
+        }
+        // states[0] now holds choice 0's rows after the context: the cache is the context.
+        self.cached.truncate(n);
+        let mut out = Vec::with_capacity(conts.len());
+        let mut row = 0;
+        for c in conts {
+            let (mut ll, mut greedy) = log_prob(&last, c[0] as usize);
+            for &t in &c[1..] {
+                let (lp, top) = log_prob(&self.logits[row * v..(row + 1) * v], t as usize);
+                ll += lp;
+                greedy &= top;
+                row += 1;
+            }
+            out.push((ll, greedy));
+        }
+        Ok(out)
     }
 
     /// Runs `input` from `from` (at most the length of the prefix it shares with the cache)
@@ -70,7 +127,12 @@ impl Session {
             .count();
         let start = from.min(shared);
         self.cached.truncate(start);
-        dec.prefill_scores(&mut self.state, &input[start..], start, &mut self.logits)?;
+        dec.prefill_scores(
+            &mut self.states[0],
+            &input[start..],
+            start,
+            &mut self.logits,
+        )?;
         self.cached.extend_from_slice(&input[start..]);
         let v = dec.config.vocab_size;
         Ok(&self.logits[(from - start) * v..])
@@ -137,7 +199,7 @@ impl Session {
             if until.iter().any(|u| text.contains(u)) || out.len() >= max_new || pos + 1 >= max {
                 break;
             }
-            let logits = dec.forward(&mut self.state, next, pos)?;
+            let logits = dec.forward(&mut self.states[0], next, pos)?;
             next = argmax(logits);
             pos += 1;
         }
