@@ -1,10 +1,14 @@
-//! `slm eval`: perplexity of a model on a text file, and its agreement with a teacher.
+//! `slm eval`: perplexity of a model on a text file, its agreement with a teacher, and task
+//! accuracy as lm-evaluation-harness scores it (`--tasks`, `--task-file`).
 
 use crate::common::{choice, load_model, load_model_and_tokenizer, ModelArgs};
 use anyhow::{bail, Result};
 use clap::Args as ClapArgs;
+use slm_eval::tasks::{self, TaskOptions};
 use slm_eval::{read_eval_text, PplOptions, TextFormat};
+use slm_infer::decode::{Decoder, WeightType};
 use slm_recipes::evaluate::evaluate;
+use slm_recipes::progress::{bar_callback, progress_bar};
 use std::path::PathBuf;
 
 #[derive(ClapArgs, Debug)]
@@ -17,7 +21,12 @@ positions where both models' most likely token is the same), KL(teacher ‖ stud
 teacher's perplexity.\n\n\
 Examples:\n  slm eval -m runs/teacher --ppl ../shared/data/wikitext-2-raw/wiki.test.raw --ctx 256\n  \
 slm eval -m stories260K.bin --tokenizer tok512.bin --ppl stories.txt --doc-separator '<|endoftext|>' --json\n  \
-slm eval -m runs/student --ppl valid.txt --teacher stories260K.bin --teacher-tokenizer tok512.bin"
+slm eval -m runs/student --ppl valid.txt --teacher stories260K.bin --teacher-tokenizer tok512.bin\n\n\
+Tasks (--tasks): lm-evaluation-harness's prompts, few-shot draws (seed 1234), loglikelihood and metrics on the files \
+of --data-dir (see docs/EVALUATION.md): arc_easy, arc_challenge, boolq, copa, winogrande, openbookqa, lambada, \
+mmlu, gsm8k; or your own multiple-choice task with --task-file TASK.toml.\n  \
+slm eval -m SmolLM2-135M-Instruct.Q4_1.gguf --tasks arc_easy,copa --limit 100\n  \
+slm eval -m model.gguf --tasks mmlu --num-fewshot 5 --type q4_1 --json --output runs/eval"
 )]
 pub struct Args {
     #[command(flatten)]
@@ -52,11 +61,47 @@ pub struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Comma-separated harness tasks: arc_easy, arc_challenge, boolq, copa, winogrande,
+    /// openbookqa, lambada, mmlu, gsm8k (`arc_easy:dev`, `arc_challenge:dev`, `openbookqa:dev`:
+    /// the dev split).
+    #[arg(long, value_delimiter = ',')]
+    pub tasks: Vec<String>,
+    /// A multiple-choice task described by a TOML file (repeatable; see docs/EVALUATION.md).
+    #[arg(long)]
+    pub task_file: Vec<PathBuf>,
+    /// The evaluation data directory (holding arc/, boolq/, mmlu/, ...).
+    #[arg(long, default_value = "../shared/data/eval")]
+    pub data_dir: PathBuf,
+    /// Few-shot examples (default: the task's, 0 except gsm8k's 5).
+    #[arg(long)]
+    pub num_fewshot: Option<usize>,
+    /// Score only the first N documents of each task (each MMLU subject).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Documents scored at once, each on its own KV cache.
+    #[arg(long, default_value_t = 1, value_parser = crate::common::number::<usize>(|b| b >= 1, "of at least 1"))]
+    pub batch: usize,
+    /// Weights while scoring: f32, or q8_0 / q4_1 / q4_0 blocks quantised at load.
+    #[arg(long = "type", default_value = "f32",
+          value_parser = choice(&["f32", "q8_0", "q4_1", "q4_0"], WeightType::parse))]
+    pub weight_type: WeightType,
+    /// Prepend BOS to every context (the harness does not by default).
+    #[arg(long)]
+    pub bos: bool,
+    /// Few-shot seed (the harness's default 1234).
+    #[arg(long, default_value_t = tasks::FEWSHOT_SEED)]
+    pub seed: u64,
+    /// Write per-question log-likelihoods (and generations) as DIR/<task>.jsonl.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if !args.tasks.is_empty() || !args.task_file.is_empty() {
+        return run_tasks(&args);
+    }
     let Some(path) = &args.ppl else {
-        bail!("nothing to evaluate: give --ppl FILE");
+        bail!("nothing to evaluate: give --ppl FILE, --tasks NAMES or --task-file TASK.toml");
     };
     let text = read_eval_text(path, args.format)?;
     let (loaded, tokenizer) = load_model_and_tokenizer(&args.model)?;
@@ -80,6 +125,58 @@ pub fn run(args: Args) -> Result<()> {
         println!("{v}");
     } else {
         println!("{}", report.to_text(path));
+    }
+    Ok(())
+}
+
+fn run_tasks(args: &Args) -> Result<()> {
+    if args.ppl.is_some() || args.teacher.is_some() {
+        bail!("--tasks/--task-file and --ppl/--teacher are separate runs: give one or the other");
+    }
+    // Every task's files are read (and checked) before the model is loaded.
+    let mut list = Vec::new();
+    for name in &args.tasks {
+        list.push(tasks::builtin(name.trim(), &args.data_dir)?);
+    }
+    for f in &args.task_file {
+        list.push(tasks::load_task_file(f)?);
+    }
+    let (loaded, tokenizer) = load_model_and_tokenizer(&args.model)?;
+    let dec = Decoder::new(&loaded.model, args.weight_type)?;
+    let opts = TaskOptions {
+        num_fewshot: args.num_fewshot,
+        limit: args.limit,
+        batch: args.batch,
+        seed: args.seed,
+        add_bos: args.bos,
+        ..TaskOptions::default()
+    };
+    let mut reports = Vec::new();
+    for task in &list {
+        let bar = progress_bar(&format!("{:<14}", task.name), "docs");
+        let report = tasks::run_task(&dec, tokenizer.as_ref(), task, &opts, &bar_callback(&bar))?;
+        bar.finish_and_clear();
+        if let Some(dir) = &args.output {
+            tasks::write_records(dir, &report)?;
+        }
+        if !args.json {
+            eprintln!(
+                "{}: {} documents in {:.1} s ({})",
+                report.task, report.n, report.seconds, report.note
+            );
+        }
+        reports.push(report);
+    }
+    if args.json {
+        let v = serde_json::json!({
+            "model": args.model.model,
+            "type": format!("{:?}", args.weight_type).to_lowercase(),
+            "limit": args.limit,
+            "tasks": reports.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
+        });
+        println!("{v}");
+    } else {
+        print!("{}", tasks::format_table(&reports));
     }
     Ok(())
 }

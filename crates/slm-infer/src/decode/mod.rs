@@ -201,6 +201,8 @@ enum Rows {
     Prefill { from_zero: bool },
     /// One new position of each of the batch's sequences.
     Batch,
+    /// Rows of several sequences, several rows each: row r belongs to `states[seq[r]]`.
+    Multi,
 }
 
 /// Prompt positions per prefill chunk.
@@ -304,8 +306,45 @@ impl Decoder {
         tokens: &[u32],
         start: usize,
     ) -> Result<&'s [f32]> {
+        self.prefill_rows(s, tokens, start, None)?;
+        self.logits(s)
+    }
+
+    /// As [`Decoder::prefill`], but writes the next-token logits of **every** row into `out`
+    /// ([tokens.len(), vocab], resized): row r holds the logits after `tokens[..=r]`. The last
+    /// row is also left in the state ([`RunState::logits`]).
+    ///
+    /// The cache is indexed by position, so scoring several continuations of one context is
+    /// a prefill of the context at 0.., then one `prefill_scores` per continuation at the
+    /// context's length: each overwrites the previous continuation's entries, and no row reads
+    /// a position after its own.
+    pub fn prefill_scores(
+        &self,
+        s: &mut RunState,
+        tokens: &[u32],
+        start: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        let v = self.config.vocab_size;
+        out.resize(tokens.len() * v, 0.0);
+        self.prefill_rows(s, tokens, start, Some(out))?;
+        if let Some(last) = out.len().checked_sub(v) {
+            s.logits.copy_from_slice(&out[last..]);
+        }
+        Ok(())
+    }
+
+    /// The chunk loop of [`Decoder::prefill`]: leaves the last row's residual stream in `s.x`
+    /// and, with `all`, every row's logits in `all` ([tokens.len(), vocab]).
+    fn prefill_rows(
+        &self,
+        s: &mut RunState,
+        tokens: &[u32],
+        start: usize,
+        mut all: Option<&mut Vec<f32>>,
+    ) -> Result<()> {
         let c = &self.config;
-        let d = c.hidden_size;
+        let (d, v) = (c.hidden_size, c.vocab_size);
         let ctx = c.max_position_embeddings;
         if tokens.is_empty() {
             return Err(Error::invalid("prefill needs at least one token"));
@@ -333,10 +372,116 @@ impl Decoder {
             }
             let n = chunk.len();
             s.x.copy_from_slice(&rows.x[(n - 1) * d..n * d]);
+            if let Some(out) = all.as_deref_mut() {
+                result = self.head_rows(&mut rows, n, &mut out[ci * PREFILL_CHUNK * v..][..n * v]);
+                if result.is_err() {
+                    break;
+                }
+            }
         }
         s.prefill = rows;
-        result?;
-        self.logits(s)
+        result
+    }
+
+    /// Copies the keys and values of positions `0..n` from `from` into `to` (both states of
+    /// this decoder, same KV type): `to` continues `from`'s first `n` tokens.
+    pub fn copy_prefix(&self, from: &RunState, to: &mut RunState, n: usize) -> Result<()> {
+        let c = &self.config;
+        let (ctx, kv) = (c.max_position_embeddings, c.kv_dim());
+        if n > ctx {
+            return Err(Error::invalid(format!(
+                "{n} positions in a context of {ctx}"
+            )));
+        }
+        let span = |l: usize| l * ctx * kv..l * ctx * kv + n * kv;
+        match (&from.cache, &mut to.cache) {
+            (KvCache::F32 { k, v }, KvCache::F32 { k: k2, v: v2 }) => {
+                for l in 0..c.num_hidden_layers {
+                    k2[span(l)].copy_from_slice(&k[span(l)]);
+                    v2[span(l)].copy_from_slice(&v[span(l)]);
+                }
+            }
+            (KvCache::F16 { k, v }, KvCache::F16 { k: k2, v: v2 }) => {
+                for l in 0..c.num_hidden_layers {
+                    k2[span(l)].copy_from_slice(&k[span(l)]);
+                    v2[span(l)].copy_from_slice(&v[span(l)]);
+                }
+            }
+            _ => return Err(Error::invalid("states with different KV cache types")),
+        }
+        Ok(())
+    }
+
+    /// Several sequences' rows in one pass, each matrix read once for all of them: sequence
+    /// i is `parts[i].1` at positions `parts[i].2..` of `states[parts[i].0]` (whose cache
+    /// must hold the positions before). Writes every row's logits into `out` ([rows, vocab],
+    /// in the order of `parts`). Scoring the choices of a question: copy the context's cache
+    /// into one state per choice ([`Decoder::copy_prefix`]), then one pass for all choices.
+    pub fn prefill_scores_multi(
+        &self,
+        states: &mut [RunState],
+        parts: &[(usize, &[u32], usize)],
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        let c = &self.config;
+        let v = c.vocab_size;
+        let ctx = c.max_position_embeddings;
+        let (mut tokens, mut positions, mut seq_of) = (Vec::new(), Vec::new(), Vec::new());
+        for &(si, toks, start) in parts {
+            if si >= states.len() {
+                return Err(Error::invalid(format!("state {si} of {}", states.len())));
+            }
+            if start + toks.len() > ctx {
+                return Err(Error::invalid(format!(
+                    "positions {start}..{} go beyond the context of {ctx} tokens",
+                    start + toks.len()
+                )));
+            }
+            tokens.extend_from_slice(toks);
+            positions.extend(start..start + toks.len());
+            seq_of.extend(std::iter::repeat_n(si, toks.len()));
+        }
+        if tokens.is_empty() {
+            return Err(Error::invalid("prefill needs at least one token"));
+        }
+        self.check_tokens(&tokens)?;
+        out.resize(tokens.len() * v, 0.0);
+        let mut rows = std::mem::take(&mut states[0].prefill);
+        rows.reserve(c, PREFILL_CHUNK.min(tokens.len()));
+        let mut result = Ok(());
+        for (ci, chunk) in tokens.chunks(PREFILL_CHUNK).enumerate() {
+            let r0 = ci * PREFILL_CHUNK;
+            let n = chunk.len();
+            result = self
+                .forward_rows_of(
+                    &mut rows,
+                    states,
+                    Rows::Multi,
+                    chunk,
+                    &positions[r0..r0 + n],
+                    &seq_of[r0..r0 + n],
+                )
+                .and_then(|_| self.head_rows(&mut rows, n, &mut out[r0 * v..(r0 + n) * v]));
+            if result.is_err() {
+                break;
+            }
+        }
+        states[0].prefill = rows;
+        result
+    }
+
+    /// Final norm and output head on the first `n` rows of `rows.x`: logits [n, vocab].
+    fn head_rows(&self, rows: &mut Prefill, n: usize, out: &mut [f32]) -> Result<()> {
+        let c = &self.config;
+        let (d, v) = (c.hidden_size, c.vocab_size);
+        let w = &self.weights;
+        let (x, xn, rstd) = (&rows.x[..n * d], &mut rows.xn[..n * d], &mut rows.rstd[..n]);
+        rmsnorm_fwd(xn, rstd, x, &w.final_norm, n, c.rms_norm_eps as f32)?;
+        if rows.y_t.len() < n * v {
+            rows.y_t.resize(n * v, 0.0);
+        }
+        w.lm_head
+            .matmul(xn, n, None, &mut rows.xq, &mut rows.y_t[..n * v], out)
     }
 
     /// Final norm and output head on the state's residual stream `x`: the next-token logits.
@@ -426,9 +571,23 @@ impl Decoder {
         tokens: &[u32],
         positions: &[usize],
     ) -> Result<()> {
+        self.forward_rows_of(p, states, kind, tokens, positions, &[])
+    }
+
+    /// [`Decoder::forward_rows`] with `seq_of[r]`, the state of row r, for [`Rows::Multi`].
+    fn forward_rows_of(
+        &self,
+        p: &mut Prefill,
+        states: &mut [RunState],
+        kind: Rows,
+        tokens: &[u32],
+        positions: &[usize],
+        seq_of: &[usize],
+    ) -> Result<()> {
         let seq = |r: usize| match kind {
             Rows::Prefill { .. } => 0,
             Rows::Batch => r,
+            Rows::Multi => seq_of[r],
         };
         let c = &self.config;
         let d = c.hidden_size;
@@ -484,6 +643,21 @@ impl Decoder {
                             || vec![0f32; h * ctx],
                             |scores, (r, (out, row))| {
                                 let view = cache.view(layer, (positions[r] + 1) * kv);
+                                self.attend(&row[..q_dim], view, scores, out)
+                            },
+                        )?;
+                }
+                // Rows of several sequences: each row queries its own sequence's cache.
+                Rows::Multi => {
+                    let states = &*states;
+                    att.par_chunks_mut(q_dim)
+                        .zip(qkv.par_chunks(q_dim + 2 * kv))
+                        .enumerate()
+                        .try_for_each_init(
+                            || vec![0f32; h * ctx],
+                            |scores, (r, (out, row))| {
+                                let view =
+                                    states[seq_of[r]].cache.view(layer, (positions[r] + 1) * kv);
                                 self.attend(&row[..q_dim], view, scores, out)
                             },
                         )?;
@@ -709,6 +883,119 @@ mod tests {
         let mut s = dec.new_state();
         assert!(dec.prefill(&mut s, &[], 0).is_err());
         assert!(dec.prefill(&mut s, &tokens, 20).is_err());
+    }
+
+    #[test]
+    fn prefill_scores_gives_every_rows_logits() {
+        // 300 rows: two chunks; then two continuations of a shared 40-token context, each at
+        // position 40, the second overwriting the first's cache entries.
+        let mut c = model(false, true).config;
+        c.max_position_embeddings = 320;
+        let m = Llama::random(c, 7, &Device::Cpu).unwrap();
+        let tokens: Vec<u32> = (0..300).map(|i| (i * 31 % 96) as u32).collect();
+        let want = reference(&m, &tokens);
+        for ty in [WeightType::F32, WeightType::Q8_0] {
+            let dec = Decoder::new(&m, ty).unwrap();
+            let tol = if ty == WeightType::F32 { 1e-4 } else { 0.05 };
+            let mut s = dec.new_state();
+            let mut out = Vec::new();
+            dec.prefill_scores(&mut s, &tokens, 0, &mut out).unwrap();
+            assert_eq!(out.len(), 300 * 96);
+            for (r, row) in out.chunks_exact(96).enumerate() {
+                let worst = row
+                    .iter()
+                    .zip(&want[r])
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(worst < tol, "{ty:?} row {r}: {worst}");
+            }
+            assert_eq!(s.logits(), &out[299 * 96..]);
+        }
+        let dec = Decoder::new(&m, WeightType::F32).unwrap();
+        let ctx: Vec<u32> = tokens[..40].to_vec();
+        let conts: [Vec<u32>; 2] = [vec![5, 6, 7, 8, 9, 10], vec![60, 61, 62]];
+        let mut s = dec.new_state();
+        let last = dec.prefill(&mut s, &ctx, 0).unwrap().to_vec();
+        let mut out = Vec::new();
+        for cont in &conts {
+            let whole: Vec<u32> = ctx.iter().chain(cont).copied().collect();
+            let want = reference(&m, &whole);
+            dec.prefill_scores(&mut s, cont, 40, &mut out).unwrap();
+            let worst_ctx = last
+                .iter()
+                .zip(&want[39])
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(worst_ctx < 1e-4, "context's last row {worst_ctx}");
+            for (r, row) in out.chunks_exact(96).enumerate() {
+                let worst = row
+                    .iter()
+                    .zip(&want[40 + r])
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(worst < 1e-4, "continuation {cont:?} row {r}: {worst}");
+            }
+        }
+        assert!(dec.prefill_scores(&mut s, &[], 0, &mut out).is_err());
+        assert!(dec.prefill_scores(&mut s, &[1; 30], 300, &mut out).is_err());
+    }
+
+    #[test]
+    fn several_sequences_in_one_pass_equal_the_full_forward() {
+        // A shared 30-token context, then three continuations of different lengths scored in
+        // one pass, each on its own copy of the context's cache.
+        let mut c = model(false, true).config;
+        c.max_position_embeddings = 64;
+        let m = Llama::random(c, 11, &Device::Cpu).unwrap();
+        let ctx: Vec<u32> = (0..30).map(|i| (i * 17 % 96) as u32).collect();
+        let conts: [Vec<u32>; 3] = [vec![5, 6, 7, 8], vec![60], vec![9, 10, 11, 12, 13, 14]];
+        for ty in [WeightType::F32, WeightType::Q8_0] {
+            let dec = Decoder::new(&m, ty).unwrap();
+            let mut states: Vec<RunState> = (0..3).map(|_| dec.new_state()).collect();
+            dec.prefill(&mut states[0], &ctx, 0).unwrap();
+            let (first, rest) = states.split_at_mut(1);
+            for s in rest.iter_mut() {
+                dec.copy_prefix(&first[0], s, 30).unwrap();
+            }
+            let parts: Vec<(usize, &[u32], usize)> = conts
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (i, &c[..], 30))
+                .collect();
+            let mut out = Vec::new();
+            dec.prefill_scores_multi(&mut states, &parts, &mut out)
+                .unwrap();
+            let mut row = 0;
+            for cont in &conts {
+                // The same continuation scored alone after the same context.
+                let mut s = dec.new_state();
+                dec.prefill(&mut s, &ctx, 0).unwrap();
+                let mut want = Vec::new();
+                dec.prefill_scores(&mut s, cont, 30, &mut want).unwrap();
+                let got = &out[row * 96..(row + cont.len()) * 96];
+                let worst = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(worst < 1e-4, "{ty:?} {cont:?}: {worst}");
+                row += cont.len();
+            }
+        }
+        let dec = Decoder::new(&m, WeightType::F32).unwrap();
+        let mut states = vec![dec.new_state()];
+        let mut out = Vec::new();
+        assert!(dec
+            .prefill_scores_multi(&mut states, &[(1, &[1], 0)], &mut out)
+            .is_err());
+        assert!(dec
+            .prefill_scores_multi(&mut states, &[(0, &[1], 64)], &mut out)
+            .is_err());
+        assert!(dec
+            .prefill_scores_multi(&mut states, &[], &mut out)
+            .is_err());
+        let mut f16 = dec.new_state_with(KvType::F16);
+        assert!(dec.copy_prefix(&states[0], &mut f16, 3).is_err());
     }
 
     /// `m` with every block's linear weights pruned: the `sparsity` smallest magnitudes of
