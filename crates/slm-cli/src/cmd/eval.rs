@@ -85,9 +85,6 @@ pub struct Args {
     #[arg(long = "type", default_value = "f32",
           value_parser = choice(&["f32", "q8_0", "q4_1", "q4_0"], WeightType::parse))]
     pub weight_type: WeightType,
-    /// Prepend BOS to every context (the harness does not by default).
-    #[arg(long)]
-    pub bos: bool,
     /// Few-shot seed (the harness's default 1234).
     #[arg(long, default_value_t = tasks::FEWSHOT_SEED)]
     pub seed: u64,
@@ -148,7 +145,9 @@ fn run_tasks(args: &Args) -> Result<()> {
         limit: args.limit,
         batch: args.batch,
         seed: args.seed,
-        add_bos: args.bos,
+        // The harness (HFLM) adds no BOS to task requests unless asked, whatever the
+        // tokenizer does; --bos asks.
+        add_bos: args.bos.choice().unwrap_or(false),
         ..TaskOptions::default()
     };
     let mut reports = Vec::new();
