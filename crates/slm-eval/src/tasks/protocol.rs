@@ -127,15 +127,14 @@ impl Session {
             .count();
         let start = from.min(shared);
         self.cached.truncate(start);
-        dec.prefill_scores(
-            &mut self.states[0],
-            &input[start..],
-            start,
-            &mut self.logits,
-        )?;
+        // Rows before `from` only fill the cache: no output head over the vocabulary for them
+        // (on SmolLM2 the head is a fifth of the model's multiply-adds per row).
+        if from > start {
+            dec.prefill(&mut self.states[0], &input[start..from], start)?;
+        }
+        dec.prefill_scores(&mut self.states[0], &input[from..], from, &mut self.logits)?;
         self.cached.extend_from_slice(&input[start..]);
-        let v = dec.config.vocab_size;
-        Ok(&self.logits[(from - start) * v..])
+        Ok(&self.logits)
     }
 
     /// Log-likelihood of `cont` after `ctx` and whether greedy decoding would produce it.
