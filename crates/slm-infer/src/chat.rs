@@ -262,17 +262,9 @@ impl<'t> ChatSession<'t> {
             n += 1;
             history.push(next);
             if let Some(piece) = decoder.push(next)? {
-                match stops.push(&piece) {
-                    StopCheck::Continue(s) => {
-                        on_text(&s)?;
-                        text.push_str(&s);
-                    }
-                    StopCheck::Stop(s) => {
-                        on_text(&s)?;
-                        text.push_str(&s);
-                        stop_reason = StopReason::StopString;
-                        break;
-                    }
+                if stops.emit(&piece, on_text, &mut text)? {
+                    stop_reason = StopReason::StopString;
+                    break;
                 }
             }
             if n >= self.opts.max_tokens {

@@ -28,6 +28,23 @@ impl StopMatcher {
         }
     }
 
+    /// Adds a newly decoded `piece`, hands what is safe to print to `on_text` and appends it
+    /// to `text`; true when a stop string was reached (the generation loops' one step).
+    pub fn emit(
+        &mut self,
+        piece: &str,
+        on_text: &mut dyn FnMut(&str) -> slm_core::Result<()>,
+        text: &mut String,
+    ) -> slm_core::Result<bool> {
+        let (out, stop) = match self.push(piece) {
+            StopCheck::Continue(s) => (s, false),
+            StopCheck::Stop(s) => (s, true),
+        };
+        on_text(&out)?;
+        text.push_str(&out);
+        Ok(stop)
+    }
+
     pub fn push(&mut self, text: &str) -> StopCheck {
         self.pending.push_str(text);
         let first = self
