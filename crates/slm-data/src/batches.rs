@@ -36,7 +36,8 @@ fn splitmix(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn shuffled(n: usize, seed: u64, epoch: u64) -> Vec<u32> {
+/// `0..n` in an order shuffled (Fisher–Yates with [`splitmix`]) from `seed` and `epoch`.
+pub(crate) fn shuffled(n: usize, seed: u64, epoch: u64) -> Vec<u32> {
     let mut order: Vec<u32> = (0..n as u32).collect();
     let mut state = seed ^ epoch.wrapping_mul(0xD6E8_FEB8_6659_FD93);
     for i in (1..n).rev() {

@@ -13,6 +13,7 @@ pub mod chat;
 pub mod documents;
 pub mod kd_cache;
 pub mod prepare;
+pub mod sft;
 pub mod shards;
 pub mod tokenizer;
 
