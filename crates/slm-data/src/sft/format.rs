@@ -116,7 +116,10 @@ impl Location {
     /// The error for this row of `path`: `path:N: msg` or `path: element N: msg`.
     pub(crate) fn error(self, path: &Path, msg: impl fmt::Display) -> Error {
         match self {
-            Location::Line(n) => Error::format(PathBuf::from(format!("{}:{n}", path.display())), msg.to_string()),
+            Location::Line(n) => Error::format(
+                PathBuf::from(format!("{}:{n}", path.display())),
+                msg.to_string(),
+            ),
             Location::Element(n) => Error::format(path, format!("element {n}: {msg}")),
         }
     }
@@ -143,9 +146,8 @@ pub fn read_source(path: &Path) -> Result<SourceFile> {
     let text = std::fs::read_to_string(path).with_path(path)?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let rows: Vec<(Location, Value)> = if text.trim_start().starts_with('[') {
-        let values: Vec<Value> = serde_json::from_str(text).map_err(|e| {
-            Error::format(path, format!("not a JSON array of objects: {e}"))
-        })?;
+        let values: Vec<Value> = serde_json::from_str(text)
+            .map_err(|e| Error::format(path, format!("not a JSON array of objects: {e}")))?;
         values
             .into_iter()
             .enumerate()
@@ -182,7 +184,10 @@ pub fn read_source(path: &Path) -> Result<SourceFile> {
             (_, None) => {
                 return Err(loc.error(
                     path,
-                    format!("fits no known format: keys found {}; {EXPECTED}", key_list(&row)),
+                    format!(
+                        "fits no known format: keys found {}; {EXPECTED}",
+                        key_list(&row)
+                    ),
                 ))
             }
             (None, Some(f)) => {
@@ -403,8 +408,8 @@ fn check_roles_nonempty_assistants(m: &[Message], key: &str) -> RowResult<()> {
             "assistant" => {}
             other => {
                 return Err(format!(
-                    "{key}[{i}] has the role {other:?}; expected \"system\", \"user\" or \"assistant\""
-                ))
+                "{key}[{i}] has the role {other:?}; expected \"system\", \"user\" or \"assistant\""
+            ))
             }
         }
     }
@@ -510,9 +515,15 @@ mod tests {
             ])]
         );
 
-        let (f, ex) = ok("t.jsonl", "{\"text\": \"hello\"}\r\n{\"text\": \"x\", \"id\": \"a\"}");
+        let (f, ex) = ok(
+            "t.jsonl",
+            "{\"text\": \"hello\"}\r\n{\"text\": \"x\", \"id\": \"a\"}",
+        );
         assert_eq!(f, Format::Text);
-        assert_eq!(ex, vec![Example::Text("hello".into()), Example::Text("x".into())]);
+        assert_eq!(
+            ex,
+            vec![Example::Text("hello".into()), Example::Text("x".into())]
+        );
     }
 
     #[test]
@@ -532,7 +543,13 @@ mod tests {
         .collect();
         assert_eq!(
             names,
-            ["messages", "prompt/completion", "Alpaca", "ShareGPT", "text"]
+            [
+                "messages",
+                "prompt/completion",
+                "Alpaca",
+                "ShareGPT",
+                "text"
+            ]
         );
     }
 

@@ -74,7 +74,13 @@ pub struct Summary {
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for file in &self.files {
-            writeln!(f, "{}: {}, {} rows", file.path.display(), file.format, file.rows)?;
+            writeln!(
+                f,
+                "{}: {}, {} rows",
+                file.path.display(),
+                file.format,
+                file.rows
+            )?;
         }
         let part = |f: &mut fmt::Formatter<'_>, name: &str, s: &PackStats| {
             write!(
@@ -90,7 +96,11 @@ impl fmt::Display for Summary {
                 write!(f, "; {} cut to {} tokens", s.truncated, self.seq + 1)?;
             }
             if s.dropped > 0 {
-                write!(f, "; {} dropped (no trained token within the row)", s.dropped)?;
+                write!(
+                    f,
+                    "; {} dropped (no trained token within the row)",
+                    s.dropped
+                )?;
             }
             Ok(())
         };
@@ -193,7 +203,11 @@ mod tests {
         }
         std::fs::write(&chat, text).unwrap();
         let plain = dir.path().join("plain.json");
-        std::fs::write(&plain, r#"[{"prompt": "1+1=", "completion": "2"}, {"text": "x"}]"#).unwrap();
+        std::fs::write(
+            &plain,
+            r#"[{"prompt": "1+1=", "completion": "2"}, {"text": "x"}]"#,
+        )
+        .unwrap();
         let tok = ByteTok::default();
         let t = ChatTemplate::new(CHATML, "chatml").unwrap();
         let opts = SftOptions {
@@ -224,15 +238,25 @@ mod tests {
         assert!(shown.contains("chat.jsonl: messages, 20 rows"), "{shown}");
         assert!(shown.contains("train: 19 examples"), "{shown}");
         assert!(shown.contains("eval: 2 examples"), "{shown}");
-        assert_eq!(prepare(&[chat.clone(), plain.clone()], &tok, Some(&t), &opts).unwrap(), p);
+        assert_eq!(
+            prepare(&[chat.clone(), plain.clone()], &tok, Some(&t), &opts).unwrap(),
+            p
+        );
 
         // Conversations need a template: the error names the first row.
-        let e = prepare(&[chat.clone()], &tok, None, &opts).unwrap_err().to_string();
+        let e = prepare(std::slice::from_ref(&chat), &tok, None, &opts)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("chat.jsonl:1:"), "{e}");
         assert!(e.contains("--chat-template"), "{e}");
         // Rows too short for any trained token.
-        let tiny = SftOptions { seq: 2, ..opts.clone() };
-        let e = prepare(&[chat], &tok, Some(&t), &tiny).unwrap_err().to_string();
+        let tiny = SftOptions {
+            seq: 2,
+            ..opts.clone()
+        };
+        let e = prepare(&[chat], &tok, Some(&t), &tiny)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no training example"), "{e}");
         assert!(prepare(&[], &tok, Some(&t), &opts).is_err());
     }

@@ -221,10 +221,19 @@ pub(crate) mod tests {
             let mut q = 0;
             let mut padding = false;
             while q < p.seq {
-                assert_eq!(row.starts[q] as usize, q, "row {r}: a segment starts at {q}");
-                let len = row.starts[q..].iter().take_while(|&&s| s as usize == q).count();
+                assert_eq!(
+                    row.starts[q] as usize, q,
+                    "row {r}: a segment starts at {q}"
+                );
+                let len = row.starts[q..]
+                    .iter()
+                    .take_while(|&&s| s as usize == q)
+                    .count();
                 let seg = q..q + len;
-                let trained = row.targets[seg.clone()].iter().filter(|&&t| t != IGNORE_INDEX).count();
+                let trained = row.targets[seg.clone()]
+                    .iter()
+                    .filter(|&&t| t != IGNORE_INDEX)
+                    .count();
                 if trained == 0 {
                     // Examples have a trained target: this is padding.
                     assert_eq!(len, 1);
@@ -309,7 +318,9 @@ pub(crate) mod tests {
         let mut state = 5u64;
         let exs: Vec<TokenizedExample> = (0..200)
             .map(|k| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 let len = 2 + (state >> 33) as usize % 40;
                 let from = (state >> 20) as usize % len;
                 ex(k * 1000, len, from)
@@ -317,14 +328,21 @@ pub(crate) mod tests {
             .collect();
         let want: usize = exs
             .iter()
-            .map(|e| e.trained[1..e.ids.len().min(33)].iter().filter(|&&t| t).count())
+            .map(|e| {
+                e.trained[1..e.ids.len().min(33)]
+                    .iter()
+                    .filter(|&&t| t)
+                    .count()
+            })
             .sum();
         for packing in [Packing::On, Packing::Off] {
             let p = pack(&exs, 32, packing, 1).unwrap();
             let mut pairs = check(&p, 1);
             assert_eq!(pairs.len(), want);
             // Every pair is (id, id + 1) of one example, each exactly once.
-            assert!(pairs.iter().all(|&(a, b)| b == a + 1 && a / 1000 == b / 1000));
+            assert!(pairs
+                .iter()
+                .all(|&(a, b)| b == a + 1 && a / 1000 == b / 1000));
             pairs.sort_unstable();
             pairs.dedup();
             assert_eq!(pairs.len(), want);
@@ -345,7 +363,11 @@ pub(crate) mod tests {
                 // Best-fit decreasing: within 11/9 of the fewest rows (+ 1).
                 let used = (p.stats.fill * (p.rows() * p.seq) as f64).round() as usize;
                 let fewest = used.div_ceil(p.seq);
-                assert!(p.rows() <= fewest * 11 / 9 + 1, "{} rows, {fewest} at best", p.rows());
+                assert!(
+                    p.rows() <= fewest * 11 / 9 + 1,
+                    "{} rows, {fewest} at best",
+                    p.rows()
+                );
                 let off_rows = pack(&exs, 32, Packing::Off, 1).unwrap().rows();
                 assert!(p.rows() < off_rows, "{} rows vs {off_rows}", p.rows());
             }

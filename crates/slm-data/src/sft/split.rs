@@ -51,7 +51,10 @@ mod tests {
         let mut all: Vec<u32> = train.iter().chain(&eval).copied().collect();
         all.sort_unstable();
         assert_eq!(all, items);
-        assert_eq!(split_eval(items.clone(), 0.1, 7).unwrap(), (train, eval.clone()));
+        assert_eq!(
+            split_eval(items.clone(), 0.1, 7).unwrap(),
+            (train, eval.clone())
+        );
         assert_ne!(split_eval(items.clone(), 0.1, 8).unwrap().1, eval);
 
         assert_eq!(split_eval(vec![1, 2], 0.01, 0).unwrap().1.len(), 1);

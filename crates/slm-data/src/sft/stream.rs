@@ -186,7 +186,10 @@ mod tests {
 
         assert!(PackedStream::new(p.clone(), 11, 3, BatchPosition::default()).is_err());
         assert!(PackedStream::new(p.clone(), 0, 3, BatchPosition::default()).is_err());
-        let past = BatchPosition { epoch: 0, index: 11 };
+        let past = BatchPosition {
+            epoch: 0,
+            index: 11,
+        };
         assert!(PackedStream::new(p, 2, 3, past).is_err());
     }
 
@@ -215,7 +218,10 @@ mod tests {
     fn eval_batches_cover_every_row_once_in_order() {
         let p = packed(7);
         let batches: Vec<EvalBatch> = eval_batches(&p, 3).unwrap().collect();
-        assert_eq!(batches.iter().map(|b| b.rows).collect::<Vec<_>>(), [3, 3, 1]);
+        assert_eq!(
+            batches.iter().map(|b| b.rows).collect::<Vec<_>>(),
+            [3, 3, 1]
+        );
         let inputs: Vec<u32> = batches.iter().flat_map(|b| b.inputs.clone()).collect();
         assert_eq!(inputs, p.inputs);
         let starts: Vec<u32> = batches.iter().flat_map(|b| b.starts.clone()).collect();

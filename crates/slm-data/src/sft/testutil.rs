@@ -115,7 +115,10 @@ impl Tokenizer for ByteTok {
     }
 
     fn token_to_id(&self, piece: &str) -> Option<u32> {
-        SPECIAL.iter().find(|&&(p, _)| p == piece).map(|&(_, id)| id)
+        SPECIAL
+            .iter()
+            .find(|&&(p, _)| p == piece)
+            .map(|&(_, id)| id)
     }
 
     fn id_to_piece(&self, id: u32) -> Option<String> {

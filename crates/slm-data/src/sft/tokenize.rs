@@ -292,7 +292,9 @@ mod tests {
             ["Hello!<|im_end|>\n", "See you.<|im_end|>\n"]
         );
         // The prompt of the first answer is what inference encodes.
-        let p = tok.encode(&t.render(&m[..2], true).unwrap(), false).unwrap();
+        let p = tok
+            .encode(&t.render(&m[..2], true).unwrap(), false)
+            .unwrap();
         assert_eq!(&out.ids[..p.len()], &p[..]);
         assert!(out.trained[..p.len()].iter().all(|&x| !x));
         assert!(out.trained[p.len()]);
@@ -343,7 +345,8 @@ mod tests {
         let plain = ChatTemplate::new(CHATML, "t").unwrap();
         let ex = Example::Chat(conversation());
         let with = tokenize_example(&ex, &tok, Some(&plain), TrainOn::Completion, true).unwrap();
-        let without = tokenize_example(&ex, &tok, Some(&plain), TrainOn::Completion, false).unwrap();
+        let without =
+            tokenize_example(&ex, &tok, Some(&plain), TrainOn::Completion, false).unwrap();
         assert_eq!(with.ids[0], ByteTok::BOS);
         assert_eq!(&with.ids[1..], &without.ids[..]);
         assert_eq!(&with.trained[1..], &without.trained[..]);
@@ -372,10 +375,7 @@ mod tests {
             .chain([ByteTok::EOS])
             .collect();
         assert_eq!(out.ids, want);
-        assert_eq!(
-            out.trained,
-            [false, false, false, false, false, true, true]
-        );
+        assert_eq!(out.trained, [false, false, false, false, false, true, true]);
         let all = tokenize_example(&ex, &tok, None, TrainOn::All, false).unwrap();
         assert_eq!(all.ids, &want[1..]);
         assert_eq!(all.trained, [false, true, true, true, true, true]);
@@ -395,8 +395,14 @@ mod tests {
         let out = tokenize_example(&ex, &tok, None, TrainOn::Completion, false).unwrap();
         assert_eq!(out.trained, [false, true, true]);
 
-        let out = tokenize_example(&Example::Text("abc".into()), &tok, None, TrainOn::Completion, true)
-            .unwrap();
+        let out = tokenize_example(
+            &Example::Text("abc".into()),
+            &tok,
+            None,
+            TrainOn::Completion,
+            true,
+        )
+        .unwrap();
         assert_eq!(out.ids.len(), 5);
         assert_eq!(out.ids[4], ByteTok::EOS);
         assert_eq!(out.trained, [false, true, true, true, true]);
@@ -420,7 +426,14 @@ mod tests {
         // One call would merge the "a" of the prompt and the "b" of the answer: the pieces
         // are kept apart so that the answer's tokens are all trained and none of the prompt's.
         let out = tokenize_example(&ex, &tok, Some(&t), TrainOn::Completion, false).unwrap();
-        assert_eq!(out.ids, tok.encode("Q:xa", false).unwrap().into_iter().chain(tok.encode("bc<|im_end|>", false).unwrap()).collect::<Vec<_>>());
+        assert_eq!(
+            out.ids,
+            tok.encode("Q:xa", false)
+                .unwrap()
+                .into_iter()
+                .chain(tok.encode("bc<|im_end|>", false).unwrap())
+                .collect::<Vec<_>>()
+        );
         assert_eq!(trained_runs(&tok, &out), ["bc<|im_end|>"]);
         assert_ne!(out.ids, tok.encode("Q:xabc<|im_end|>", false).unwrap());
 
@@ -432,8 +445,14 @@ mod tests {
         };
         let t = chatml();
         let m = conversation();
-        let out = tokenize_example(&Example::Chat(m.clone()), &tok, Some(&t), TrainOn::Completion, false)
-            .unwrap();
+        let out = tokenize_example(
+            &Example::Chat(m.clone()),
+            &tok,
+            Some(&t),
+            TrainOn::Completion,
+            false,
+        )
+        .unwrap();
         let full = t.render(&m, false).unwrap();
         assert_eq!(out.ids, tok.encode(&full, false).unwrap());
         assert_eq!(
