@@ -38,7 +38,8 @@ use crate::chat::{ChatTemplate, Message};
 use crate::tokenizer::Tokenizer;
 
 /// Which tokens are in the loss.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum TrainOn {
     /// The assistant turns of a conversation, the completion of a prompt/completion row, all
     /// of a text row.
