@@ -620,10 +620,9 @@ fn pairs_from_tensors(
         Option<(Vec<f32>, [usize; 2])>,
     );
     let mut halves: BTreeMap<(usize, LinearRole), Half> = BTreeMap::new();
-    let mut names: Vec<String> = tensors.keys().cloned().collect();
-    names.sort();
-    let mut tensors = tensors;
-    for name in names {
+    // In name order, so the first bad tensor reported is the same on every run.
+    let tensors: BTreeMap<String, Tensor> = tensors.into_iter().collect();
+    for (name, t) in tensors {
         let Some((layer, role, factor)) = parse_tensor_name(&name) else {
             return Err(Error::format(
                 path,
@@ -643,10 +642,6 @@ fn pairs_from_tensors(
                 ),
             ));
         }
-        let t = tensors.remove(&name).ok_or_else(|| Error::MissingTensor {
-            path: path.to_path_buf(),
-            tensor: name.clone(),
-        })?;
         let [rows, cols] = match t.dims() {
             [a, b] => [*a, *b],
             d => {
