@@ -7,6 +7,8 @@
 //! layout. It also writes models back: Hugging Face directories ([`save_hf_dir`]), atomically,
 //! and GGUF files llama.cpp reads ([`gguf::export`], beside the GGUF reader).
 //!
+//! Beside models it reads and writes LoRA adapters in the directory layout PEFT uses ([`peft`]).
+//!
 //! This file holds the shared types and [`load_model`], which decides what a user's `spec`
 //! names and dispatches to the reader for it. Each format lives in its own module.
 
@@ -16,6 +18,7 @@ pub mod gguf;
 pub mod hf_cache;
 pub mod hf_dir;
 pub mod llama2c;
+pub mod peft;
 pub mod permute;
 pub mod safetensors_io;
 

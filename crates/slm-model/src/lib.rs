@@ -3,9 +3,9 @@
 //! Owns the typed configuration (a mirror of Hugging Face `config.json`) and size presets,
 //! the one flat-buffer forward for whole sequences (`flat`: training, evaluation, teacher
 //! scoring and calibration run it), the composed candle decoder (`llama.rs`, the reference
-//! the fast paths are tested against), RoPE, RMSNorm, the linear-layer slot, the KV cache, hook points,
-//! and the tensor-name/shape contract every loader is checked against. It never imports
-//! training, compression or inference code.
+//! the fast paths are tested against), RoPE, RMSNorm, the linear-layer slot, the KV cache, hook
+//! points, LoRA adapters merged into the weights (`lora`), and the tensor-name/shape contract
+//! every loader is checked against. It never imports training, compression or inference code.
 
 pub mod config;
 pub mod flat;
@@ -14,6 +14,7 @@ pub mod kv_cache;
 pub mod linear;
 pub mod llama;
 pub mod load;
+pub mod lora;
 pub mod norm;
 pub mod presets;
 pub mod rope;
