@@ -288,28 +288,51 @@ fn main() {
         let fl = 2.0 * 2.0 * (b * h * e) as f64 * (t * (t + 1) / 2) as f64;
         report(
             "attention_fwd",
-            median_secs(reps, || attention_fwd(&mut y, &mut p, &qkv, s).unwrap()),
+            median_secs(reps, || {
+                attention_fwd(&mut y, &mut p, &qkv, None, s).unwrap()
+            }),
             fl,
         );
         let mut dqkv = vec![0.0; qkv.len()];
         let dy = rand_vec(y.len(), 4);
         report(
             "attention_bwd",
-            median_secs(reps, || attention_bwd(&mut dqkv, &dy, &qkv, &p, s).unwrap()),
+            median_secs(reps, || {
+                attention_bwd(&mut dqkv, &dy, &qkv, &p, None, s).unwrap()
+            }),
             2.0 * fl,
         );
         let mut lse = vec![0.0; b * h * t];
         report(
             "attention_fwd_lse",
             median_secs(reps, || {
-                attention_fwd_lse(&mut y, &mut lse, &qkv, s).unwrap()
+                attention_fwd_lse(&mut y, &mut lse, &qkv, None, s).unwrap()
             }),
             fl,
         );
         report(
             "attention_bwd_lse",
             median_secs(reps, || {
-                attention_bwd_lse(&mut dqkv, &dy, &qkv, &lse, s).unwrap()
+                attention_bwd_lse(&mut dqkv, &dy, &qkv, &lse, None, s).unwrap()
+            }),
+            2.0 * fl,
+        );
+        // Packed rows: four examples of t/4 tokens each (FLOP/s counted as for one causal
+        // row, so the rate shows the work skipped).
+        let starts: Vec<u32> = (0..n)
+            .map(|r| ((r % t) / (t / 4).max(1) * (t / 4).max(1)) as u32)
+            .collect();
+        report(
+            "attention_fwd packed t/4",
+            median_secs(reps, || {
+                attention_fwd(&mut y, &mut p, &qkv, Some(&starts), s).unwrap()
+            }),
+            fl,
+        );
+        report(
+            "attention_bwd packed t/4",
+            median_secs(reps, || {
+                attention_bwd(&mut dqkv, &dy, &qkv, &p, Some(&starts), s).unwrap()
             }),
             2.0 * fl,
         );

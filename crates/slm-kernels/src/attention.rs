@@ -13,17 +13,26 @@
 //!
 //! Query head `h` reads kv head `h / (h_total / g)`. Scores are scaled by 1/√e.
 //!
+//! Packed sequences: with `starts` [b·t] (see [`crate::segments`]) query i sees only keys
+//! `starts[i]..=i` of its row (its own example); `None` is plain causal attention. The
+//! masked probabilities are zero, so every product below stays correct over any key range
+//! that covers the visible one; the blocks start at their first row's start (starts never
+//! decrease along a row), which skips the keys of earlier examples.
+//!
 //! The fast path runs one task per (batch, head) forward and per (batch, kv head) backward
 //! (so the heads sharing a kv head accumulate dK/dV without races), each task issuing small
 //! single-threaded `gemm`s: QKᵀ and PV forward; dP = dY·Vᵀ, dV += Pᵀ·dY, dQ = dS·K,
 //! dK += dSᵀ·Q backward. Rows are processed in blocks of [`BLOCK`] queries so that a block
-//! only multiplies the keys it can see, skipping most of the masked upper triangle.
+//! only multiplies the keys it can see, skipping most of the masked upper triangle (and,
+//! with starts, the keys before the block's first example, and in the backward the query
+//! rows after the last example a key block belongs to).
 //! The backward's `dS = P ⊙ (dP − rowsum(P ⊙ dP)) / √e` uses t×t scratch matrices kept per
 //! thread (dS, and P when it is recomputed).
 
 use crate::check_len;
 use crate::matmul::gemm_raw;
 use crate::par::SendPtr;
+use crate::segments::check_starts;
 use crate::simd;
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -64,13 +73,49 @@ impl AttnShape {
     fn scale(&self) -> f32 {
         1.0 / (self.head_dim as f32).sqrt()
     }
+
+    fn check_starts(&self, starts: Option<&[u32]>) -> Result<()> {
+        match starts {
+            Some(st) => check_starts(st, self.batch, self.seq),
+            None => Ok(()),
+        }
+    }
 }
 
-/// Row `i` of a causal block: softmax over `row[..=i]`, zeros on `row[i+1..]`; returns the
-/// row's log-sum-exp.
+/// The example starts of one batch row, [t] (`None`: one example, plain causal).
+#[derive(Clone, Copy)]
+struct Segs<'a>(Option<&'a [u32]>);
+
+impl<'a> Segs<'a> {
+    /// Row `b` of `starts` [batch·t].
+    fn row(starts: Option<&'a [u32]>, b: usize, t: usize) -> Self {
+        Self(starts.map(|s| &s[b * t..(b + 1) * t]))
+    }
+
+    /// The first key query `i` sees (for the first row of a block: the first key any row of
+    /// the block sees, as starts never decrease).
+    #[inline(always)]
+    fn lo(self, i: usize) -> usize {
+        self.0.map_or(0, |s| s[i] as usize)
+    }
+
+    /// The end of the query rows that see some key below `c` (≥ c): the rows from `c` on
+    /// whose example begins at or after `c` see none, and neither does any row after them.
+    fn reach(self, c: usize, t: usize) -> usize {
+        match self.0 {
+            None => t,
+            Some(s) => (c..t).find(|&r| s[r] as usize >= c).unwrap_or(t),
+        }
+    }
+}
+
+/// Row `i` of a causal block whose first visible key is `lo`: softmax over `row[lo..=i]`,
+/// zeros on `row[..lo]` and `row[i+1..]`; returns the row's log-sum-exp.
 #[inline(always)]
-fn softmax_row_impl(row: &mut [f32], i: usize) -> f32 {
-    let (live, dead) = row.split_at_mut(i + 1);
+fn softmax_row_impl(row: &mut [f32], lo: usize, i: usize) -> f32 {
+    let (before, row) = row.split_at_mut(lo);
+    before.fill(0.0);
+    let (live, dead) = row.split_at_mut(i + 1 - lo);
     let m = simd::max(live);
     let s = simd::exp_shift_sum(live, m);
     simd::scale(live, 1.0 / s);
@@ -78,33 +123,38 @@ fn softmax_row_impl(row: &mut [f32], i: usize) -> f32 {
     m + s.ln()
 }
 
-crate::dispatch!(fn softmax_row(row: &mut [f32], i: usize) -> f32 => softmax_row_impl);
+crate::dispatch!(fn softmax_row(row: &mut [f32], lo: usize, i: usize) -> f32 => softmax_row_impl);
 
-/// Row `i` recomputed from scores and the saved log-sum-exp: `e^(s − lse)` on `..=i`, zeros
-/// after.
+/// Row `i` recomputed from scores and the saved log-sum-exp: `e^(s − lse)` on `lo..=i`,
+/// zeros elsewhere.
 #[inline(always)]
-fn probs_row_impl(row: &mut [f32], i: usize, lse: f32) {
-    let (live, dead) = row.split_at_mut(i + 1);
+fn probs_row_impl(row: &mut [f32], lo: usize, i: usize, lse: f32) {
+    let (before, row) = row.split_at_mut(lo);
+    before.fill(0.0);
+    let (live, dead) = row.split_at_mut(i + 1 - lo);
     for x in live.iter_mut() {
         *x = simd::exp(*x - lse);
     }
     dead.fill(0.0);
 }
 
-crate::dispatch!(fn probs_row(row: &mut [f32], i: usize, lse: f32) => probs_row_impl);
+crate::dispatch!(fn probs_row(row: &mut [f32], lo: usize, i: usize, lse: f32) => probs_row_impl);
 
-/// Row `i` of the backward: `ds ← scale · p ⊙ (ds − Σ p⊙ds)` on `..=i`, zeros after.
+/// Row `i` of the backward: `ds ← scale · p ⊙ (ds − Σ p⊙ds)` on `lo..=i`, zeros elsewhere.
 #[inline(always)]
-fn ds_row_impl(ds: &mut [f32], p: &[f32], i: usize, scale: f32) {
-    let (live, dead) = ds.split_at_mut(i + 1);
-    let d = simd::dot(live, &p[..=i]);
-    for (x, &pv) in live.iter_mut().zip(&p[..=i]) {
+fn ds_row_impl(ds: &mut [f32], p: &[f32], lo: usize, i: usize, scale: f32) {
+    let (before, ds) = ds.split_at_mut(lo);
+    before.fill(0.0);
+    let (live, dead) = ds.split_at_mut(i + 1 - lo);
+    let p = &p[lo..=i];
+    let d = simd::dot(live, p);
+    for (x, &pv) in live.iter_mut().zip(p) {
         *x = scale * pv * (*x - d);
     }
     dead.fill(0.0);
 }
 
-crate::dispatch!(fn ds_row(ds: &mut [f32], p: &[f32], i: usize, scale: f32) => ds_row_impl);
+crate::dispatch!(fn ds_row(ds: &mut [f32], p: &[f32], lo: usize, i: usize, scale: f32) => ds_row_impl);
 
 thread_local! {
     /// Per-thread t×t work matrices (P when it is not saved, and dS), grown on first use
@@ -132,15 +182,17 @@ struct Heads {
     scale: f32,
 }
 
-/// S[r0..r1, 0..r1] = scale · Q[r0..r1] · K[0..r1]ᵀ into `p` ([t, t] row-major).
+/// S[r0..r1, c0..r1] = scale · Q[r0..r1] · K[c0..r1]ᵀ into `p` ([t, t] row-major).
 #[allow(clippy::too_many_arguments)] // one block of one head: the sizes and two pointers
 ///
 /// # Safety
-/// `q` and `k` must address rows `< r1` of one head (row stride `hs.w`, `e` columns).
+/// `q` and `k` must address rows `< r1` of one head (row stride `hs.w`, `e` columns), and
+/// `c0 ≤ r0 < r1 ≤ t`.
 unsafe fn scores(
     p: &mut [f32],
     t: usize,
     e: usize,
+    c0: usize,
     r0: usize,
     r1: usize,
     q: *const f32,
@@ -151,12 +203,12 @@ unsafe fn scores(
     unsafe {
         gemm_raw(
             r1 - r0,
-            r1,
+            r1 - c0,
             e,
-            (p.as_mut_ptr().add(r0 * t), t as isize, 1),
+            (p.as_mut_ptr().add(r0 * t + c0), t as isize, 1),
             false,
             (q.offset(r0 as isize * hs.w), hs.w, 1),
-            (k, 1, hs.w),
+            (k.offset(c0 as isize * hs.w), 1, hs.w),
             hs.scale,
             Parallelism::None,
         )
@@ -168,6 +220,7 @@ unsafe fn scores(
 fn fwd_task(
     qkv: &[f32],
     yp: SendPtr,
+    starts: Option<&[u32]>,
     s: AttnShape,
     task: usize,
     p: &mut [f32],
@@ -192,12 +245,16 @@ fn fwd_task(
     let k = base.wrapping_add((h + gg) * e); // K_g [t, e]
     let v = base.wrapping_add((h + g + gg) * e); // V_g [t, e]
     let yb = yp.get().wrapping_add(b * t * hs.ye as usize + hh * e); // Y_h [t, e], rs h·e
+    let segs = Segs::row(starts, b, t);
     for r0 in (0..t).step_by(BLOCK) {
         let r1 = (r0 + BLOCK).min(t);
-        // SAFETY: q, k address rows < t of batch b inside qkv (length checked by the caller).
-        unsafe { scores(p, t, e, r0, r1, q, k, hs) };
+        // The block's first visible key.
+        let c0 = segs.lo(r0);
+        // SAFETY: q, k address rows < t of batch b inside qkv (length checked by the caller);
+        // c0 ≤ r0 (checked starts).
+        unsafe { scores(p, t, e, c0, r0, r1, q, k, hs) };
         for i in r0..r1 {
-            let l = softmax_row(&mut p[i * t..i * t + r1], i);
+            let l = softmax_row(&mut p[i * t..i * t + r1], segs.lo(i), i);
             if let Some(lse) = lse.as_deref_mut() {
                 lse[i] = l;
             }
@@ -205,15 +262,15 @@ fn fwd_task(
         // SAFETY: V_g rows < r1 of batch b; Y_h of (b, hh) is written by this task only
         // (tasks differ in b or hh), inside y (length checked by the caller).
         unsafe {
-            // Y[r0..r1] = P[r0..r1, 0..r1] · V[0..r1]
+            // Y[r0..r1] = P[r0..r1, c0..r1] · V[c0..r1]
             gemm_raw(
                 r1 - r0,
                 e,
-                r1,
+                r1 - c0,
                 (yb.offset(r0 as isize * hs.ye), hs.ye, 1),
                 false,
-                (p.as_ptr().add(r0 * t), t as isize, 1),
-                (v, hs.w, 1),
+                (p.as_ptr().add(r0 * t + c0), t as isize, 1),
+                (v.offset(c0 as isize * hs.w), hs.w, 1),
                 1.0,
                 Parallelism::None,
             )
@@ -221,9 +278,17 @@ fn fwd_task(
     }
 }
 
-/// Forward: y and the probabilities `probs` [b, h, t, t] from qkv.
-pub fn attention_fwd(y: &mut [f32], probs: &mut [f32], qkv: &[f32], s: AttnShape) -> Result<()> {
+/// Forward: y and the probabilities `probs` [b, h, t, t] from qkv; `starts` [b·t]
+/// restricts each query to its own example (see the module documentation).
+pub fn attention_fwd(
+    y: &mut [f32],
+    probs: &mut [f32],
+    qkv: &[f32],
+    starts: Option<&[u32]>,
+    s: AttnShape,
+) -> Result<()> {
     s.check(qkv.len(), y.len())?;
+    s.check_starts(starts)?;
     check_len(
         "attention probs",
         probs.len(),
@@ -236,22 +301,29 @@ pub fn attention_fwd(y: &mut [f32], probs: &mut [f32], qkv: &[f32], s: AttnShape
     probs
         .par_chunks_mut(t * t)
         .enumerate()
-        .for_each(|(task, p)| fwd_task(qkv, yp, s, task, p, None));
+        .for_each(|(task, p)| fwd_task(qkv, yp, starts, s, task, p, None));
     Ok(())
 }
 
 /// Forward saving only the row log-sum-exps `lse` [b, h, t] (the backward recomputes the
 /// probabilities: one more QKᵀ product, but no [b, h, t, t] buffer).
-pub fn attention_fwd_lse(y: &mut [f32], lse: &mut [f32], qkv: &[f32], s: AttnShape) -> Result<()> {
+pub fn attention_fwd_lse(
+    y: &mut [f32],
+    lse: &mut [f32],
+    qkv: &[f32],
+    starts: Option<&[u32]>,
+    s: AttnShape,
+) -> Result<()> {
     s.check(qkv.len(), y.len())?;
+    s.check_starts(starts)?;
     check_len("attention lse", lse.len(), s.batch * s.heads * s.seq)?;
     if y.is_empty() {
         return Ok(());
     }
     let (t, yp) = (s.seq, SendPtr(y.as_mut_ptr()));
-    lse.par_chunks_mut(t)
-        .enumerate()
-        .for_each(|(task, l)| with_scratch(t * t, |p| fwd_task(qkv, yp, s, task, p, Some(l))));
+    lse.par_chunks_mut(t).enumerate().for_each(|(task, l)| {
+        with_scratch(t * t, |p| fwd_task(qkv, yp, starts, s, task, p, Some(l)))
+    });
     Ok(())
 }
 
@@ -266,11 +338,13 @@ enum Saved<'a> {
 
 /// Backward of one (batch b, kv head gg) for every query head of its group. `work` is
 /// 2·t·t scratch: dS, then P when it is recomputed.
+#[allow(clippy::too_many_arguments)] // one (batch, kv head): the buffers, the starts, the task
 fn bwd_task(
     dp: SendPtr,
     dy: &[f32],
     qkv: &[f32],
     saved: Saved,
+    starts: Option<&[u32]>,
     s: AttnShape,
     task: usize,
     work: &mut [f32],
@@ -297,6 +371,7 @@ fn bwd_task(
     let v = base.wrapping_add((h + g + gg) * e);
     let dk = dbase.wrapping_add((h + gg) * e);
     let dv = dbase.wrapping_add((h + g + gg) * e);
+    let segs = Segs::row(starts, b, t);
     for hh in gg * rep..(gg + 1) * rep {
         let first = hh == gg * rep;
         let q = base.wrapping_add(hh * e);
@@ -307,10 +382,12 @@ fn bwd_task(
             let lse = &lse[head * t..(head + 1) * t];
             for r0 in (0..t).step_by(BLOCK) {
                 let r1 = (r0 + BLOCK).min(t);
-                // SAFETY: q, k address rows < t of batch b inside qkv (length checked).
-                unsafe { scores(pbuf, t, e, r0, r1, q, k, hs) };
+                let c0 = segs.lo(r0);
+                // SAFETY: q, k address rows < t of batch b inside qkv (length checked);
+                // c0 ≤ r0 (checked starts).
+                unsafe { scores(pbuf, t, e, c0, r0, r1, q, k, hs) };
                 for i in r0..r1 {
-                    probs_row(&mut pbuf[i * t..i * t + r1], i, lse[i]);
+                    probs_row(&mut pbuf[i * t..i * t + r1], segs.lo(i), i, lse[i]);
                 }
             }
         }
@@ -320,18 +397,19 @@ fn bwd_task(
         };
         for r0 in (0..t).step_by(BLOCK) {
             let r1 = (r0 + BLOCK).min(t);
+            let c0 = segs.lo(r0);
             // SAFETY: reads stay inside the dy/qkv rows of batch b (lengths checked); dS is
-            // this thread's scratch.
+            // this thread's scratch; c0 ≤ r0.
             unsafe {
-                // dP[r0..r1, 0..r1] = dY[r0..r1] · V[0..r1]ᵀ
+                // dP[r0..r1, c0..r1] = dY[r0..r1] · V[c0..r1]ᵀ
                 gemm_raw(
                     r1 - r0,
-                    r1,
+                    r1 - c0,
                     e,
-                    (ds.as_mut_ptr().add(r0 * t), t as isize, 1),
+                    (ds.as_mut_ptr().add(r0 * t + c0), t as isize, 1),
                     false,
                     (dyh.offset(r0 as isize * ye), ye, 1),
-                    (v, 1, w),
+                    (v.offset(c0 as isize * w), 1, w),
                     1.0,
                     Parallelism::None,
                 );
@@ -340,6 +418,7 @@ fn bwd_task(
                 ds_row(
                     &mut ds[i * t..i * t + r1],
                     &p[i * t..i * t + r1],
+                    segs.lo(i),
                     i,
                     hs.scale,
                 );
@@ -348,12 +427,15 @@ fn bwd_task(
         let (pp, dsp) = (p.as_ptr(), ds.as_ptr());
         for c0 in (0..t).step_by(BLOCK) {
             let c1 = (c0 + BLOCK).min(t);
-            let (m, kk) = (c1 - c0, t - c0);
+            // Query rows c0..re are the ones that see keys c0..c1 (re = t without starts);
+            // keys lo.. are the ones rows c0..c1 see.
+            let (re, lo) = (segs.reach(c1, t), segs.lo(c0));
+            let (m, kk) = (c1 - c0, re - c0);
             // SAFETY: writes go to dQ_h / dK_g / dV_g rows of batch b, columns of head hh /
             // kv head gg: this task owns (b, gg) and every query head of group gg, so no
-            // other task writes them. Reads as above.
+            // other task writes them. Reads as above; lo ≤ c0 < c1 ≤ re ≤ t.
             unsafe {
-                // dV[c0..c1] (+)= P[c0.., c0..c1]ᵀ · dY[c0..]   (Pᵀ: rs 1, cs t)
+                // dV[c0..c1] (+)= P[c0..re, c0..c1]ᵀ · dY[c0..re]   (Pᵀ: rs 1, cs t)
                 gemm_raw(
                     m,
                     e,
@@ -365,7 +447,7 @@ fn bwd_task(
                     1.0,
                     Parallelism::None,
                 );
-                // dK[c0..c1] (+)= dS[c0.., c0..c1]ᵀ · Q[c0..]
+                // dK[c0..c1] (+)= dS[c0..re, c0..c1]ᵀ · Q[c0..re]
                 gemm_raw(
                     m,
                     e,
@@ -377,15 +459,15 @@ fn bwd_task(
                     1.0,
                     Parallelism::None,
                 );
-                // dQ[c0..c1] = dS[c0..c1, 0..c1] · K[0..c1]
+                // dQ[c0..c1] = dS[c0..c1, lo..c1] · K[lo..c1]
                 gemm_raw(
                     m,
                     e,
-                    c1,
+                    c1 - lo,
                     (dq.offset(c0 as isize * w), w, 1),
                     false,
-                    (dsp.add(c0 * t), t as isize, 1),
-                    (k, w, 1),
+                    (dsp.add(c0 * t + lo), t as isize, 1),
+                    (k.offset(lo as isize * w), w, 1),
                     1.0,
                     Parallelism::None,
                 );
@@ -394,8 +476,16 @@ fn bwd_task(
     }
 }
 
-fn bwd(dqkv: &mut [f32], dy: &[f32], qkv: &[f32], saved: Saved, s: AttnShape) -> Result<()> {
+fn bwd(
+    dqkv: &mut [f32],
+    dy: &[f32],
+    qkv: &[f32],
+    saved: Saved,
+    starts: Option<&[u32]>,
+    s: AttnShape,
+) -> Result<()> {
     s.check(qkv.len(), dy.len())?;
+    s.check_starts(starts)?;
     check_len("attention dqkv", dqkv.len(), qkv.len())?;
     if dy.is_empty() {
         return Ok(());
@@ -404,19 +494,20 @@ fn bwd(dqkv: &mut [f32], dy: &[f32], qkv: &[f32], saved: Saved, s: AttnShape) ->
     let dp = SendPtr(dqkv.as_mut_ptr());
     (0..s.batch * s.kv_heads).into_par_iter().for_each(|task| {
         with_scratch(2 * t * t, |work| {
-            bwd_task(dp, dy, qkv, saved, s, task, work)
+            bwd_task(dp, dy, qkv, saved, starts, s, task, work)
         })
     });
     Ok(())
 }
 
 /// Backward from saved probabilities: overwrites dqkv [b·t, W] with the gradients of q, k
-/// and v given dy [b·t, h·e].
+/// and v given dy [b·t, h·e] (`starts` as given to [`attention_fwd`]).
 pub fn attention_bwd(
     dqkv: &mut [f32],
     dy: &[f32],
     qkv: &[f32],
     probs: &[f32],
+    starts: Option<&[u32]>,
     s: AttnShape,
 ) -> Result<()> {
     check_len(
@@ -424,7 +515,7 @@ pub fn attention_bwd(
         probs.len(),
         s.batch * s.heads * s.seq * s.seq,
     )?;
-    bwd(dqkv, dy, qkv, Saved::Probs(probs), s)
+    bwd(dqkv, dy, qkv, Saved::Probs(probs), starts, s)
 }
 
 /// Backward from saved log-sum-exps (see [`attention_fwd_lse`]).
@@ -433,14 +524,22 @@ pub fn attention_bwd_lse(
     dy: &[f32],
     qkv: &[f32],
     lse: &[f32],
+    starts: Option<&[u32]>,
     s: AttnShape,
 ) -> Result<()> {
     check_len("attention lse", lse.len(), s.batch * s.heads * s.seq)?;
-    bwd(dqkv, dy, qkv, Saved::Lse(lse), s)
+    bwd(dqkv, dy, qkv, Saved::Lse(lse), starts, s)
 }
 
-/// Naive twin of [`attention_fwd`] (writes zeros above the diagonal of probs).
-pub fn attention_fwd_naive(y: &mut [f32], probs: &mut [f32], qkv: &[f32], s: AttnShape) {
+/// Naive twin of [`attention_fwd`] (writes zeros on every masked entry of probs; `starts`
+/// must be valid).
+pub fn attention_fwd_naive(
+    y: &mut [f32],
+    probs: &mut [f32],
+    qkv: &[f32],
+    starts: Option<&[u32]>,
+    s: AttnShape,
+) {
     let AttnShape {
         batch,
         seq: t,
@@ -454,10 +553,11 @@ pub fn attention_fwd_naive(y: &mut [f32], probs: &mut [f32], qkv: &[f32], s: Att
         for hh in 0..h {
             let gg = hh / (h / g);
             for i in 0..t {
+                let lo = starts.map_or(0, |st| st[b * t + i] as usize);
                 let prow = &mut probs[((b * h + hh) * t + i) * t..((b * h + hh) * t + i + 1) * t];
                 let qi = &qkv[(b * t + i) * w + hh * e..][..e];
                 for j in 0..t {
-                    prow[j] = if j <= i {
+                    prow[j] = if lo <= j && j <= i {
                         let kj = &qkv[(b * t + j) * w + (h + gg) * e..][..e];
                         scale * qi.iter().zip(kj).map(|(a, c)| a * c).sum::<f32>()
                     } else {
@@ -480,7 +580,14 @@ pub fn attention_fwd_naive(y: &mut [f32], probs: &mut [f32], qkv: &[f32], s: Att
 }
 
 /// Naive twin of [`attention_bwd`].
-pub fn attention_bwd_naive(dqkv: &mut [f32], dy: &[f32], qkv: &[f32], probs: &[f32], s: AttnShape) {
+pub fn attention_bwd_naive(
+    dqkv: &mut [f32],
+    dy: &[f32],
+    qkv: &[f32],
+    probs: &[f32],
+    starts: Option<&[u32]>,
+    s: AttnShape,
+) {
     let AttnShape {
         batch,
         seq: t,
@@ -495,6 +602,7 @@ pub fn attention_bwd_naive(dqkv: &mut [f32], dy: &[f32], qkv: &[f32], probs: &[f
         for hh in 0..h {
             let gg = hh / (h / g);
             for i in 0..t {
+                let lo = starts.map_or(0, |st| st[b * t + i] as usize);
                 let p = &probs[((b * h + hh) * t + i) * t..][..t];
                 let dyi = &dy[(b * t + i) * h * e + hh * e..][..e];
                 // dP_ij = dy_i · v_j ; dS_ij = P_ij (dP_ij − Σ_k P_ik dP_ik)
@@ -505,7 +613,7 @@ pub fn attention_bwd_naive(dqkv: &mut [f32], dy: &[f32], qkv: &[f32], probs: &[f
                     })
                     .collect();
                 let dsum: f32 = (0..t).map(|j| p[j] * dpv[j]).sum();
-                for j in 0..=i {
+                for j in lo..=i {
                     let dsij = p[j] * (dpv[j] - dsum) * scale;
                     for c in 0..e {
                         let qi = qkv[(b * t + i) * w + hh * e + c];
@@ -523,59 +631,117 @@ pub fn attention_bwd_naive(dqkv: &mut [f32], dy: &[f32], qkv: &[f32], probs: &[f
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{assert_close, rand_vec};
+    use crate::testutil::{assert_close, rand_starts, rand_vec, segments_of};
     use proptest::prelude::*;
 
-    fn lower(p: &[f32], t: usize) -> Vec<f32> {
+    /// The visible entries (`lo..=i` of each row i) of probs [b, h, t, t].
+    fn visible(p: &[f32], starts: Option<&[u32]>, s: AttnShape) -> Vec<f32> {
+        let t = s.seq;
         p.chunks(t * t)
-            .flat_map(|m| (0..t).flat_map(move |i| (0..=i).map(move |j| m[i * t + j])))
+            .enumerate()
+            .flat_map(|(bh, m)| {
+                let b = bh / s.heads;
+                (0..t).flat_map(move |i| {
+                    let lo = starts.map_or(0, |st| st[b * t + i] as usize);
+                    (lo..=i).map(move |j| m[i * t + j])
+                })
+            })
             .collect()
     }
 
-    fn check(s: AttnShape, seed: u64) {
+    fn qkv_of(s: AttnShape, seed: u64) -> Vec<f32> {
         let n = s.batch * s.seq;
-        let qkv: Vec<f32> = rand_vec(n * s.qkv_width(), seed)
+        rand_vec(n * s.qkv_width(), seed)
             .iter()
             .map(|v| v * 2.0)
-            .collect();
+            .collect()
+    }
+
+    /// Both fast paths (saved probabilities, saved log-sum-exps) against the naive twins.
+    fn check(s: AttnShape, starts: Option<&[u32]>, seed: u64) {
+        let n = s.batch * s.seq;
+        let qkv = qkv_of(s, seed);
         let (mut y, mut yn) = (
             vec![0.0; n * s.heads * s.head_dim],
             vec![0.0; n * s.heads * s.head_dim],
         );
         let np = s.batch * s.heads * s.seq * s.seq;
         let (mut p, mut pn) = (vec![f32::NAN; np], vec![0.0; np]);
-        attention_fwd(&mut y, &mut p, &qkv, s).unwrap();
-        attention_fwd_naive(&mut yn, &mut pn, &qkv, s);
-        assert_close(&lower(&p, s.seq), &lower(&pn, s.seq), 1e-5, "probs");
+        attention_fwd(&mut y, &mut p, &qkv, starts, s).unwrap();
+        attention_fwd_naive(&mut yn, &mut pn, &qkv, starts, s);
+        assert_close(
+            &visible(&p, starts, s),
+            &visible(&pn, starts, s),
+            1e-5,
+            "probs",
+        );
         assert_close(&y, &yn, 1e-5, "y");
         let dy = rand_vec(y.len(), seed + 1);
         let (mut d, mut dn) = (vec![f32::NAN; qkv.len()], vec![0.0; qkv.len()]);
-        attention_bwd(&mut d, &dy, &qkv, &p, s).unwrap();
-        attention_bwd_naive(&mut dn, &dy, &qkv, &pn, s);
+        attention_bwd(&mut d, &dy, &qkv, &p, starts, s).unwrap();
+        attention_bwd_naive(&mut dn, &dy, &qkv, &pn, starts, s);
         assert_close(&d, &dn, 1e-4, "dqkv");
 
         // The log-sum-exp variant: same output, same gradients.
         let mut y2 = vec![f32::NAN; y.len()];
         let mut lse = vec![f32::NAN; s.batch * s.heads * s.seq];
-        attention_fwd_lse(&mut y2, &mut lse, &qkv, s).unwrap();
+        attention_fwd_lse(&mut y2, &mut lse, &qkv, starts, s).unwrap();
         assert_close(&y2, &yn, 1e-5, "y (lse)");
         let (t, e, w) = (s.seq, s.head_dim, s.qkv_width());
         for (r, &l) in lse.iter().enumerate() {
-            // p_i0 = e^(s_i0 − lse_i), so lse_i = s_i0 − ln p_i0 with s_i0 = q_i·k_0 / √e.
+            // p_ij = e^(s_ij − lse_i) for the first visible key j, so lse_i = s_ij − ln p_ij
+            // with s_ij = q_i·k_j / √e.
             let (b, hh, i) = (r / (s.heads * t), (r / t) % s.heads, r % t);
+            let j = starts.map_or(0, |st| st[b * t + i] as usize);
             let gg = hh / (s.heads / s.kv_heads);
             let qi = &qkv[(b * t + i) * w + hh * e..][..e];
-            let k0 = &qkv[(b * t) * w + (s.heads + gg) * e..][..e];
-            let s0: f32 = qi.iter().zip(k0).map(|(a, c)| a * c).sum::<f32>() * s.scale();
-            let want = s0 - pn[r * t].ln();
+            let kj = &qkv[(b * t + j) * w + (s.heads + gg) * e..][..e];
+            let sj: f32 = qi.iter().zip(kj).map(|(a, c)| a * c).sum::<f32>() * s.scale();
+            let want = sj - pn[r * t + j].ln();
             assert!(
                 (l - want).abs() < 1e-4 * want.abs().max(1.0),
                 "lse[{r}] {l} vs {want}"
             );
         }
         let mut d2 = vec![f32::NAN; qkv.len()];
-        attention_bwd_lse(&mut d2, &dy, &qkv, &lse, s).unwrap();
+        attention_bwd_lse(&mut d2, &dy, &qkv, &lse, starts, s).unwrap();
         assert_close(&d2, &dn, 1e-4, "dqkv (lse)");
+    }
+
+    /// A packed batch equals each of its examples run alone (a batch of one, seq = its
+    /// length, no starts): outputs and gradients, through both fast paths.
+    fn check_packed_vs_alone(s: AttnShape, starts: &[u32], seed: u64) {
+        let (n, w, ye) = (s.batch * s.seq, s.qkv_width(), s.heads * s.head_dim);
+        let qkv = qkv_of(s, seed);
+        let dy = rand_vec(n * ye, seed + 1);
+        let mut y = vec![f32::NAN; n * ye];
+        let mut p = vec![f32::NAN; s.batch * s.heads * s.seq * s.seq];
+        let mut lse = vec![f32::NAN; s.batch * s.heads * s.seq];
+        let (mut d, mut d2) = (vec![f32::NAN; qkv.len()], vec![f32::NAN; qkv.len()]);
+        attention_fwd(&mut y, &mut p, &qkv, Some(starts), s).unwrap();
+        attention_bwd(&mut d, &dy, &qkv, &p, Some(starts), s).unwrap();
+        let mut y2 = vec![f32::NAN; n * ye];
+        attention_fwd_lse(&mut y2, &mut lse, &qkv, Some(starts), s).unwrap();
+        attention_bwd_lse(&mut d2, &dy, &qkv, &lse, Some(starts), s).unwrap();
+        for (r0, len) in segments_of(starts, s.seq) {
+            let one = AttnShape {
+                batch: 1,
+                seq: len,
+                ..s
+            };
+            let q1 = &qkv[r0 * w..(r0 + len) * w];
+            let dy1 = &dy[r0 * ye..(r0 + len) * ye];
+            let mut y1 = vec![0.0; len * ye];
+            let mut p1 = vec![0.0; s.heads * len * len];
+            let mut d1 = vec![0.0; len * w];
+            attention_fwd(&mut y1, &mut p1, q1, None, one).unwrap();
+            attention_bwd(&mut d1, dy1, q1, &p1, None, one).unwrap();
+            let what = format!("example at row {r0}, {len} long");
+            assert_close(&y[r0 * ye..(r0 + len) * ye], &y1, 1e-5, &what);
+            assert_close(&y2[r0 * ye..(r0 + len) * ye], &y1, 1e-5, &what);
+            assert_close(&d[r0 * w..(r0 + len) * w], &d1, 1e-5, &what);
+            assert_close(&d2[r0 * w..(r0 + len) * w], &d1, 1e-5, &what);
+        }
     }
 
     proptest! {
@@ -583,27 +749,106 @@ mod tests {
         #[test]
         fn attention_matches_naive(batch in 1usize..3, seq in 1usize..150, g in 1usize..3,
                                    rep in 1usize..4, half in 1usize..6, seed in 0u64..1000) {
-            check(AttnShape { batch, seq, heads: g * rep, kv_heads: g, head_dim: 2 * half }, seed);
+            check(AttnShape { batch, seq, heads: g * rep, kv_heads: g, head_dim: 2 * half }, None, seed);
+        }
+
+        #[test]
+        fn packed_attention_matches_naive(batch in 1usize..3, seq in 1usize..150, g in 1usize..3,
+                                          rep in 1usize..4, half in 1usize..6, kind in 0usize..4,
+                                          seed in 0u64..1000) {
+            let s = AttnShape { batch, seq, heads: g * rep, kv_heads: g, head_dim: 2 * half };
+            let starts = rand_starts(batch, seq, kind, seed);
+            check(s, Some(&starts), seed);
+        }
+
+        #[test]
+        fn packed_attention_equals_examples_alone(batch in 1usize..3, seq in 1usize..150,
+                                                  g in 1usize..3, rep in 1usize..4,
+                                                  half in 1usize..6, kind in 1usize..4,
+                                                  seed in 0u64..1000) {
+            let s = AttnShape { batch, seq, heads: g * rep, kv_heads: g, head_dim: 2 * half };
+            check_packed_vs_alone(s, &rand_starts(batch, seq, kind, seed), seed);
         }
     }
 
     #[test]
     fn block_edges() {
         for seq in [BLOCK - 1, BLOCK, BLOCK + 1, 2 * BLOCK + 3] {
-            check(
-                AttnShape {
-                    batch: 2,
-                    seq,
-                    heads: 4,
-                    kv_heads: 2,
-                    head_dim: 6,
-                },
-                seq as u64,
-            );
+            let s = AttnShape {
+                batch: 2,
+                seq,
+                heads: 4,
+                kv_heads: 2,
+                head_dim: 6,
+            };
+            check(s, None, seq as u64);
+            // Examples ending and beginning on either side of the block edges.
+            let mut starts = Vec::new();
+            for lengths in [vec![BLOCK - 1, 2, BLOCK], vec![1, BLOCK, BLOCK + 1]] {
+                let mut row = crate::segments::row_starts(&[], seq).unwrap();
+                let mut at = 0;
+                for len in lengths {
+                    let len = len.min(seq - at);
+                    row[at..at + len].fill(at as u32);
+                    at += len;
+                }
+                starts.extend(row);
+            }
+            check(s, Some(&starts), seq as u64);
+            check_packed_vs_alone(s, &starts, seq as u64);
         }
     }
 
-    /// The naive backward agrees with central finite differences of L = Σ c·y.
+    /// One example per row is plain causal attention, bit for bit.
+    #[test]
+    fn one_example_per_row_is_causal_bit_for_bit() {
+        let s = AttnShape {
+            batch: 2,
+            seq: 2 * BLOCK + 5,
+            heads: 4,
+            kv_heads: 2,
+            head_dim: 8,
+        };
+        let starts = vec![0u32; s.batch * s.seq];
+        let qkv = qkv_of(s, 3);
+        let n = s.batch * s.seq;
+        let dy = rand_vec(n * s.heads * s.head_dim, 4);
+        let run = |st: Option<&[u32]>| {
+            let mut y = vec![0.0; dy.len()];
+            let mut p = vec![0.0; s.batch * s.heads * s.seq * s.seq];
+            let mut lse = vec![0.0; s.batch * s.heads * s.seq];
+            let (mut d, mut d2) = (vec![0.0; qkv.len()], vec![0.0; qkv.len()]);
+            attention_fwd(&mut y, &mut p, &qkv, st, s).unwrap();
+            attention_bwd(&mut d, &dy, &qkv, &p, st, s).unwrap();
+            attention_fwd_lse(&mut y, &mut lse, &qkv, st, s).unwrap();
+            attention_bwd_lse(&mut d2, &dy, &qkv, &lse, st, s).unwrap();
+            (y, d, d2)
+        };
+        assert!(run(None) == run(Some(&starts)));
+    }
+
+    #[test]
+    fn bad_starts_are_errors() {
+        let s = AttnShape {
+            batch: 1,
+            seq: 3,
+            heads: 1,
+            kv_heads: 1,
+            head_dim: 2,
+        };
+        let qkv = qkv_of(s, 1);
+        let (mut y, mut p) = (vec![0.0; 6], vec![0.0; 9]);
+        for bad in [&[0u32, 0][..], &[0, 2, 2], &[0, 1, 0]] {
+            assert!(attention_fwd(&mut y, &mut p, &qkv, Some(bad), s).is_err());
+            assert!(attention_fwd_lse(&mut y, &mut p[..3], &qkv, Some(bad), s).is_err());
+            let mut d = vec![0.0; qkv.len()];
+            assert!(attention_bwd(&mut d, &y, &qkv, &p, Some(bad), s).is_err());
+            assert!(attention_bwd_lse(&mut d, &y, &qkv, &p[..3], Some(bad), s).is_err());
+        }
+    }
+
+    /// The naive backward agrees with central finite differences of L = Σ c·y, with and
+    /// without examples packed.
     #[test]
     fn naive_backward_matches_finite_differences() {
         let s = AttnShape {
@@ -615,21 +860,23 @@ mod tests {
         };
         let qkv = rand_vec(4 * s.qkv_width(), 5);
         let c = rand_vec(4 * 8, 6);
-        let loss = |x: &[f32]| -> f64 {
+        for starts in [None, Some(&[0u32, 0, 2, 2][..])] {
+            let loss = |x: &[f32]| -> f64 {
+                let (mut y, mut p) = (vec![0.0; 32], vec![0.0; 32]);
+                attention_fwd_naive(&mut y, &mut p, x, starts, s);
+                y.iter().zip(&c).map(|(a, b)| (a * b) as f64).sum()
+            };
             let (mut y, mut p) = (vec![0.0; 32], vec![0.0; 32]);
-            attention_fwd_naive(&mut y, &mut p, x, s);
-            y.iter().zip(&c).map(|(a, b)| (a * b) as f64).sum()
-        };
-        let (mut y, mut p) = (vec![0.0; 32], vec![0.0; 32]);
-        attention_fwd_naive(&mut y, &mut p, &qkv, s);
-        let mut d = vec![0.0; qkv.len()];
-        attention_bwd_naive(&mut d, &c, &qkv, &p, s);
-        for i in 0..qkv.len() {
-            let (mut a, mut b) = (qkv.clone(), qkv.clone());
-            a[i] += 1e-2;
-            b[i] -= 1e-2;
-            let fd = (loss(&a) - loss(&b)) / 2e-2;
-            assert!((fd - d[i] as f64).abs() < 1e-3, "d[{i}] {fd} vs {}", d[i]);
+            attention_fwd_naive(&mut y, &mut p, &qkv, starts, s);
+            let mut d = vec![0.0; qkv.len()];
+            attention_bwd_naive(&mut d, &c, &qkv, &p, starts, s);
+            for i in 0..qkv.len() {
+                let (mut a, mut b) = (qkv.clone(), qkv.clone());
+                a[i] += 1e-2;
+                b[i] -= 1e-2;
+                let fd = (loss(&a) - loss(&b)) / 2e-2;
+                assert!((fd - d[i] as f64).abs() < 1e-3, "d[{i}] {fd} vs {}", d[i]);
+            }
         }
     }
 }

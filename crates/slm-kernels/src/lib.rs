@@ -9,6 +9,8 @@
 //! - [`rmsnorm`]: RMSNorm forward (saving `rstd`) and backward.
 //! - [`rope`]: rotary embeddings in the Hugging Face "rotate half" layout, forward and inverse.
 //! - [`attention`]: causal grouped-query attention forward and backward.
+//! - [`segments`]: packed sequences (several examples per row): the per-position example
+//!   starts that attention and RoPE take, and their check.
 //! - [`swiglu`]: `silu(gate) * up` forward and backward.
 //! - [`cross_entropy`]: fused softmax cross-entropy over the vocabulary.
 //! - [`distill`]: fused distillation loss (hard-label CE mixed with a teacher divergence).
@@ -34,6 +36,7 @@ pub mod quant;
 pub mod quant_x8;
 pub mod rmsnorm;
 pub mod rope;
+pub mod segments;
 pub mod simd;
 pub mod sparse;
 pub mod swiglu;
@@ -95,6 +98,50 @@ pub(crate) mod testutil {
                 ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
             })
             .collect()
+    }
+
+    /// Random valid example starts for `batch` rows of `seq` (see [`crate::segments`]):
+    /// examples of random lengths (some longer than an attention block, some of one token,
+    /// like padding). `kind` 0 is one example per row, 1 every position its own example.
+    pub fn rand_starts(batch: usize, seq: usize, kind: usize, seed: u64) -> Vec<u32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut next = |m: u64| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 33) % m
+        };
+        let mut out = Vec::with_capacity(batch * seq);
+        for _ in 0..batch {
+            // Mean example length for this row: 1 (all pads) to ~100.
+            let mean = [1, 2, 5, 17, 40, 100][next(6) as usize];
+            for p in 0..seq {
+                let new = match kind {
+                    0 => p == 0,
+                    1 => true,
+                    _ => p == 0 || next(mean) == 0,
+                };
+                out.push(if new {
+                    p as u32
+                } else {
+                    *out.last().unwrap_or(&0)
+                });
+            }
+        }
+        out
+    }
+
+    /// The examples of `starts` [batch·seq] as (first row, length) over all rows.
+    pub fn segments_of(starts: &[u32], seq: usize) -> Vec<(usize, usize)> {
+        let mut out: Vec<(usize, usize)> = Vec::new();
+        for (r, &st) in starts.iter().enumerate() {
+            if r % seq == st as usize {
+                out.push((r, 1));
+            } else if let Some(last) = out.last_mut() {
+                last.1 += 1;
+            }
+        }
+        out
     }
 
     /// Asserts max |a − b| ≤ tol · max(1, max |b|).

@@ -630,7 +630,7 @@ impl Decoder {
                         kv_heads: g,
                         head_dim: c.head_dim,
                     };
-                    attention_fwd_lse(att, &mut p.lse[..h * n], qkv, shape)?;
+                    attention_fwd_lse(att, &mut p.lse[..h * n], qkv, None, shape)?;
                 }
                 // A later chunk: each row queries the cache (its keys and values are stored
                 // above), rows in parallel, each task with its own score scratch.

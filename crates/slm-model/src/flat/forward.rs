@@ -6,6 +6,7 @@
 //! xn1  = rmsnorm(x)·w1                 [n, d]       rstd saved      → InputSlot::Attn
 //! qkv  = xn1 · Wqkvᵀ (+ bqkv)          [n, q+2kv]   one matmul for q|k|v, RoPE on q|k in place
 //! att  = causal_gqa(qkv)               [n, q]       probs (or row log-sum-exps) saved → AttnOut
+//!                                                   (within each example when packed)
 //! mid  = x + att · Woᵀ                 [n, d]       residual add fused into the matmul
 //! xn2  = rmsnorm(mid)·w2               [n, d]                       → InputSlot::Mlp
 //! gu   = xn2 · Wguᵀ                    [n, 2·inter] one matmul for gate|up
@@ -16,6 +17,10 @@
 //! per-layer slots of [`Activations`] (what the training backward reads), and
 //! [`BlockScratch`] runs it on reused scratch for calibration, where `on_input` sees each
 //! distinct linear input as it is computed.
+//!
+//! Packed sequences: with example starts [n] (`slm_kernels::segments`), RoPE places each
+//! token in its own example and attention stays inside it, so every example is computed as
+//! if it ran alone; [`Activations::starts`] keeps them for the backward.
 
 use super::layout::{BlockWeights, Layout};
 use crate::config::LlamaConfig;
@@ -222,6 +227,8 @@ pub enum Saved {
 /// - `qkv` [L, n, W] (after RoPE), `att` [L, n, q], `gu` [L, n, 2I] (gate|up
 ///   pre-activations), `act` [L, n, I] (silu(gate)·up).
 /// - `probs` [L, batch, h, seq, seq] or `lse` [L, batch, h, seq]: what attention saves.
+/// - `starts` [n] or empty: the example starts of the pass (packed sequences), empty for one
+///   example per row.
 ///
 /// Buffers grow to the largest call and are reused (a smaller call uses a prefix of each
 /// buffer with its own compact strides).
@@ -236,6 +243,7 @@ pub struct Activations {
     pub lse: Vec<f32>,
     pub gu: Vec<f32>,
     pub act: Vec<f32>,
+    pub starts: Vec<u32>,
 }
 
 /// Grows `v` to at least `n` elements (never shrinks, so later calls do not allocate).
@@ -279,6 +287,12 @@ impl Activations {
         .iter()
         .map(|v| v.len())
         .sum::<usize>()
+            + 4 * self.starts.len()
+    }
+
+    /// The example starts [n] of the last pass (`None`: one example per row).
+    pub fn starts(&self) -> Option<&[u32]> {
+        (!self.starts.is_empty()).then_some(&self.starts[..])
     }
 
     /// The final normed states [n, d] of the pass `k` described.
@@ -334,6 +348,8 @@ pub struct BlockActs<'a> {
     pub gu: &'a mut [f32],
     /// [n, I]
     pub act: &'a mut [f32],
+    /// [n] the example starts of packed sequences (`None`: one example per row).
+    pub starts: Option<&'a [u32]>,
 }
 
 /// One decoder block (see the module documentation); `on_input` receives each distinct
@@ -365,11 +381,11 @@ pub fn block_forward(
         )
     })?;
     time("fwd.rope", || {
-        rope_fwd(a.qkv, k.rope(), &rope.cos, &rope.sin)
+        rope_fwd(a.qkv, k.rope(), &rope.cos, &rope.sin, a.starts)
     })?;
     time("fwd.attn", || match a.save {
-        AttnSave::Probs(p) => attention_fwd(a.att, p, a.qkv, k.attn()),
-        AttnSave::Lse(l) => attention_fwd_lse(a.att, l, a.qkv, k.attn()),
+        AttnSave::Probs(p) => attention_fwd(a.att, p, a.qkv, a.starts, k.attn()),
+        AttnSave::Lse(l) => attention_fwd_lse(a.att, l, a.qkv, a.starts, k.attn()),
     })?;
     emit(InputSlot::AttnOut, a.att)?;
     // mid = x + att·Woᵀ
@@ -408,17 +424,21 @@ pub fn block_forward(
 }
 
 /// Forward through the blocks and the final norm into `a` (sized by
-/// [`Activations::ensure`]), saving what `k` asks for.
+/// [`Activations::ensure`]), saving what `k` asks for; `starts` [n] packs several examples
+/// per row (kept in `a.starts` for the backward).
 pub fn forward(
     layout: &Layout,
     params: &[f32],
     rope: &RopeTables,
     a: &mut Activations,
     ids: &[u32],
+    starts: Option<&[u32]>,
     k: &Dims,
 ) -> Result<()> {
     let (n, d) = (k.n, k.d);
     let nd = n * d;
+    a.starts.clear();
+    a.starts.extend_from_slice(starts.unwrap_or_default());
     time("fwd.embed", || {
         embedding_fwd(
             slot_mut(&mut a.resid, 0, nd),
@@ -453,6 +473,7 @@ pub fn forward(
             save,
             gu: slot_mut(&mut a.gu, s, n * 2 * k.inter),
             act: slot_mut(&mut a.act, s, n * k.inter),
+            starts: (!a.starts.is_empty()).then_some(&a.starts[..]),
         };
         block_forward(k, &r.weights(params), rope, acts, None)?;
     }
@@ -556,6 +577,7 @@ impl BlockScratch {
             save: AttnSave::Lse(&mut self.lse[..k.lse()]),
             gu: &mut self.gu[..n * 2 * k.inter],
             act: &mut self.act[..n * k.inter],
+            starts: None,
         };
         block_forward(&k, w, rope, acts, on_input)
     }

@@ -33,6 +33,7 @@ use crate::rope::RopeTables;
 use crate::weights::{check_tensors, expected_shapes};
 use candle_core::{Device, Tensor};
 use slm_core::{Error, Result};
+use slm_kernels::segments::check_starts;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -186,7 +187,26 @@ impl FlatModel {
     /// Runs the forward for `ids` [batch, seq] (checked), keeping what `save` asks for, and
     /// returns the pass sizes. Runs on the current rayon pool.
     pub fn forward(&mut self, ids: &[u32], batch: usize, seq: usize, save: Saved) -> Result<Dims> {
+        self.forward_with_starts(ids, None, batch, seq, save)
+    }
+
+    /// [`FlatModel::forward`] over packed sequences: `starts` [batch, seq] (checked; see
+    /// `slm_kernels::segments`) gives where each position's example begins within its row,
+    /// and each example is computed as if it ran alone (attention within it, RoPE positions
+    /// from its start). `None` is [`FlatModel::forward`]. The starts stay with the
+    /// activations ([`Activations::starts`]) for a backward.
+    pub fn forward_with_starts(
+        &mut self,
+        ids: &[u32],
+        starts: Option<&[u32]>,
+        batch: usize,
+        seq: usize,
+        save: Saved,
+    ) -> Result<Dims> {
         self.weights.check_ids(ids, batch, seq)?;
+        if let Some(st) = starts {
+            check_starts(st, batch, seq)?;
+        }
         let k = Dims::new(&self.weights.config, batch, seq, save);
         self.acts.ensure(&k);
         self.last = Some(k);
@@ -198,6 +218,7 @@ impl FlatModel {
                 &weights.rope,
                 acts,
                 ids,
+                starts,
                 &k,
             )
         })?;
@@ -284,6 +305,59 @@ mod tests {
             assert_eq!(flat.block_output(1).unwrap(), &out1[..]);
             assert!(flat.block_output(2).is_err());
         }
+    }
+
+    /// A packed batch (examples back to back, padding after them) gives every example the
+    /// block outputs it gets alone, whatever the forward saves; no starts and one example
+    /// per row are the same pass bit for bit.
+    #[test]
+    fn packed_rows_equal_examples_alone() {
+        let cfg = tiny(2, true, true);
+        let model = Llama::random(cfg.clone(), 3, &Device::Cpu).unwrap();
+        let mut flat = FlatModel::from_llama(&model).unwrap();
+        let (b, t, d) = (2, 19, cfg.hidden_size);
+        let ids: Vec<u32> = (0..b * t).map(|i| (i * 13 % 50) as u32).collect();
+        let rows = [vec![5usize, 1, 9], vec![19]];
+        let mut starts = Vec::new();
+        for lengths in &rows {
+            starts.extend(slm_kernels::segments::row_starts(lengths, t).unwrap());
+        }
+        for save in [
+            Saved::Outputs,
+            Saved::ForBackward { probs: true },
+            Saved::ForBackward { probs: false },
+        ] {
+            flat.forward_with_starts(&ids, Some(&starts), b, t, save)
+                .unwrap();
+            let packed = flat.block_output(1).unwrap().to_vec();
+            for (row, lengths) in rows.iter().enumerate() {
+                let mut at = row * t;
+                for &len in lengths {
+                    flat.forward(&ids[at..at + len], 1, len, save).unwrap();
+                    let alone = flat.block_output(1).unwrap();
+                    let worst = max_diff(&packed[at * d..(at + len) * d], alone);
+                    assert!(
+                        worst < 1e-5,
+                        "{save:?}: example at {at}: max |diff| {worst}"
+                    );
+                    at += len;
+                }
+            }
+        }
+        flat.forward(&ids, b, t, Saved::Outputs).unwrap();
+        let plain = flat.block_output(1).unwrap().to_vec();
+        let zeros = vec![0u32; b * t];
+        flat.forward_with_starts(&ids, Some(&zeros), b, t, Saved::Outputs)
+            .unwrap();
+        assert_eq!(flat.block_output(1).unwrap(), &plain[..]);
+        assert!(flat
+            .forward_with_starts(&ids, Some(&zeros[1..]), b, t, Saved::Outputs)
+            .is_err());
+        let mut bad = zeros.clone();
+        bad[3] = 2;
+        assert!(flat
+            .forward_with_starts(&ids, Some(&bad), b, t, Saved::Outputs)
+            .is_err());
     }
 
     #[test]

@@ -15,6 +15,13 @@
 //! before each optimiser step. To accumulate k micro-batches into one step, call
 //! `forward_backward` k times and then `scale_grads(1/k)` (the mean of the micro-batch means).
 //!
+//! # Packed sequences
+//! [`FastModel::forward_backward_packed`] and [`FastModel::forward_loss_packed`] take, besides
+//! the ids, the start of each position's example within its row (`slm_kernels::segments`):
+//! several short examples packed into one row then train exactly as if each ran alone
+//! (attention and RoPE positions reset at every example boundary), with the loss averaged
+//! over all non-ignored targets of the batch as usual.
+//!
 //! # Threads
 //! All work runs on the current rayon pool (the global one, sized by `RAYON_NUM_THREADS`,
 //! unless the caller runs inside another pool); matmuls get the same thread count.
@@ -39,6 +46,7 @@ use buffers::Buffers;
 use candle_core::Tensor;
 use slm_core::{Error, Result};
 use slm_kernels::distill::{DistillSpec, DistillSums, TopK};
+use slm_kernels::segments::check_starts;
 use slm_kernels::IGNORE_INDEX;
 use slm_model::flat::forward::{slot, slot_mut};
 use slm_model::flat::{on_pool, FlatModel, FlatWeights, Saved};
@@ -275,7 +283,9 @@ impl FastModel {
         batch: usize,
         seq: usize,
     ) -> Result<f32> {
-        Ok(self.run(inputs, targets, None, None, true, batch, seq)?.ce)
+        Ok(self
+            .run(inputs, targets, None, None, None, true, batch, seq)?
+            .ce)
     }
 
     /// The mean cross-entropy over the non-ignored targets, without gradients (evaluation).
@@ -287,7 +297,46 @@ impl FastModel {
         batch: usize,
         seq: usize,
     ) -> Result<f32> {
-        Ok(self.run(inputs, targets, None, None, false, batch, seq)?.ce)
+        Ok(self
+            .run(inputs, targets, None, None, None, false, batch, seq)?
+            .ce)
+    }
+
+    /// [`FastModel::forward_backward`] over packed sequences: `starts` [batch, seq] gives,
+    /// for each position, where its example begins within its row (see
+    /// `slm_kernels::segments`: `starts[p] ≤ p`, and each position continues the example
+    /// before it or begins one; a padding position is its own example, `starts[p] = p`,
+    /// with an ignored target). Each example is computed as if it ran alone: attention stays
+    /// inside it and RoPE counts positions from its start. Returns the mean cross-entropy
+    /// over all non-ignored targets of the batch and adds its gradient, as
+    /// [`FastModel::forward_backward`] does; `None` is exactly
+    /// [`FastModel::forward_backward`].
+    pub fn forward_backward_packed(
+        &mut self,
+        inputs: &[u32],
+        targets: &[u32],
+        starts: Option<&[u32]>,
+        batch: usize,
+        seq: usize,
+    ) -> Result<f32> {
+        Ok(self
+            .run(inputs, targets, starts, None, None, true, batch, seq)?
+            .ce)
+    }
+
+    /// The mean cross-entropy of packed sequences without gradients (see
+    /// [`FastModel::forward_backward_packed`]).
+    pub fn forward_loss_packed(
+        &mut self,
+        inputs: &[u32],
+        targets: &[u32],
+        starts: Option<&[u32]>,
+        batch: usize,
+        seq: usize,
+    ) -> Result<f32> {
+        Ok(self
+            .run(inputs, targets, starts, None, None, false, batch, seq)?
+            .ce)
     }
 
     /// Forward and backward of the distillation loss against `teacher_logits`
@@ -308,7 +357,7 @@ impl FastModel {
             teacher: teacher_logits,
             spec: *spec,
         };
-        self.run(inputs, targets, Some(&soft), None, true, batch, seq)
+        self.run(inputs, targets, None, Some(&soft), None, true, batch, seq)
     }
 
     /// Forward and backward of the sparse distillation loss against a teacher's top-k per
@@ -327,7 +376,7 @@ impl FastModel {
             top: *top,
             kd_weight,
         };
-        self.run(inputs, targets, Some(&soft), None, true, batch, seq)
+        self.run(inputs, targets, None, Some(&soft), None, true, batch, seq)
     }
 
     /// The distillation losses without gradients (see
@@ -345,7 +394,7 @@ impl FastModel {
             teacher: teacher_logits,
             spec: *spec,
         };
-        self.run(inputs, targets, Some(&soft), None, false, batch, seq)
+        self.run(inputs, targets, None, Some(&soft), None, false, batch, seq)
     }
 
     /// Forward and backward of the distillation loss (as [`FastModel::forward_backward_distill`],
@@ -370,6 +419,7 @@ impl FastModel {
         self.run(
             inputs,
             targets,
+            None,
             soft.as_ref(),
             Some(hidden),
             backward,
@@ -391,6 +441,7 @@ impl FastModel {
         &mut self,
         inputs: &[u32],
         targets: &[u32],
+        starts: Option<&[u32]>,
         soft: Option<&passes::Soft>,
         mut hidden: Option<&mut dyn ResidualLoss>,
         backward: bool,
@@ -399,6 +450,9 @@ impl FastModel {
     ) -> Result<DistillLoss> {
         self.flat.weights().check_ids(inputs, batch, seq)?;
         self.check_targets(targets, batch, seq)?;
+        if let Some(st) = starts {
+            check_starts(st, batch, seq)?;
+        }
         if let Some(passes::Soft::Dense { spec, .. }) = soft {
             spec.validate()?;
         }
@@ -414,7 +468,9 @@ impl FastModel {
             )));
         }
         let save = self.saved(batch, seq);
-        let k = self.flat.forward(inputs, batch, seq, save)?;
+        let k = self
+            .flat
+            .forward_with_starts(inputs, starts, batch, seq, save)?;
         let nd = k.n * k.d;
         self.bufs.ensure(&k);
         buffers::ensure_hidden(&mut self.bufs, hidden_layers.len(), k.n, k.d);

@@ -7,7 +7,9 @@
 //! exists. The backward walks the blocks in reverse with `d_res` carrying ∂L/∂residual;
 //! each RMSNorm backward adds its input gradient into `d_res` (the residual branch).
 //! Every weight gradient is accumulated (`+=`) into the flat gradient buffer. Activation
-//! slots are those of a `Saved::ForBackward` forward (block l in slot l).
+//! slots are those of a `Saved::ForBackward` forward (block l in slot l); a packed forward's
+//! example starts (`Activations::starts`) restrict the attention and RoPE backward the same
+//! way.
 
 use super::buffers::{logits_chunk_rows, Buffers};
 use slm_core::profile::time;
@@ -167,6 +169,7 @@ pub(crate) fn backward(
     let d_gu = &mut a.d_gu[..n * 2 * k.inter];
     let d_att = &mut a.d_att[..n * k.q];
     let d_qkv = &mut a.d_qkv[..n * k.w];
+    let starts = acts.starts(); // [n] when examples are packed
     time("bwd.norm", || {
         rmsnorm_bwd(
             d_res,
@@ -244,13 +247,15 @@ pub(crate) fn backward(
         time("bwd.attn", || {
             let qkv = slot(&acts.qkv, l, n * k.w);
             if k.save_probs {
-                attention_bwd(d_qkv, d_att, qkv, slot(&acts.probs, l, k.probs()), k.attn())
+                let probs = slot(&acts.probs, l, k.probs());
+                attention_bwd(d_qkv, d_att, qkv, probs, starts, k.attn())
             } else {
-                attention_bwd_lse(d_qkv, d_att, qkv, slot(&acts.lse, l, k.lse()), k.attn())
+                let lse = slot(&acts.lse, l, k.lse());
+                attention_bwd_lse(d_qkv, d_att, qkv, lse, starts, k.attn())
             }
         })?;
         time("bwd.rope", || {
-            rope_bwd(d_qkv, k.rope(), &m.rope.cos, &m.rope.sin)
+            rope_bwd(d_qkv, k.rope(), &m.rope.cos, &m.rope.sin, starts)
         })?;
         if let Some(b) = r.bqkv.clone() {
             time("bwd.bias", || bias_bwd(&mut g[b], d_qkv, n, k.w))?;
