@@ -23,6 +23,10 @@ pub struct ModelArgs {
     /// tokenizer.bin, or a GGUF model (its vocabulary).
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
+    /// A LoRA adapter directory in PEFT's format (adapter_config.json +
+    /// adapter_model.safetensors, from `slm finetune` or PEFT), merged into the model at load.
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
 }
 
 /// `--bos` / `--no-bos`: whether BOS goes first; by default as the model's tokenizer does
@@ -109,8 +113,16 @@ pub fn set_threads(n: usize) {
 }
 
 pub fn load_model(args: &ModelArgs) -> Result<LoadedLlama> {
-    slm_model::load(&args.model, args.tokenizer.as_deref())
-        .with_context(|| format!("loading model `{}`", args.model))
+    let mut loaded = slm_model::load(&args.model, args.tokenizer.as_deref())
+        .with_context(|| format!("loading model `{}`", args.model))?;
+    if let Some(dir) = &args.adapter {
+        let adapter = slm_io::peft::LoraAdapter::read(dir)
+            .with_context(|| format!("reading the adapter {}", dir.display()))?;
+        slm_model::lora::merge(&mut loaded.model, &adapter).with_context(|| {
+            format!("applying the adapter {} to `{}`", dir.display(), args.model)
+        })?;
+    }
+    Ok(loaded)
 }
 
 pub fn load_model_and_tokenizer(args: &ModelArgs) -> Result<(LoadedLlama, Box<dyn Tokenizer>)> {

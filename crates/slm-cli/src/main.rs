@@ -43,6 +43,8 @@ enum Command {
     Tokenize(cmd::tokenize::Args),
     /// Train a model from scratch or continue a run.
     Train(cmd::train::Args),
+    /// Fine-tune a model for a task: chat/instruction/completion files, full or LoRA, PEFT adapters.
+    Finetune(cmd::finetune::Args),
     /// Distil a teacher into a student: teacher-written data, logit distillation.
     #[command(subcommand)]
     Distill(cmd::distill::DistillCommand),
@@ -79,6 +81,7 @@ fn main() {
         Command::Tokenizer(c) => cmd::tokenizer::run(c),
         Command::Tokenize(a) => cmd::tokenize::run(a),
         Command::Train(a) => cmd::train::run(a),
+        Command::Finetune(a) => cmd::finetune::run(a),
         Command::Prune(a) => cmd::prune::run(a),
         Command::Distill(c) => cmd::distill::run(c),
         Command::Quantize(a) => cmd::quantize::run(a),

@@ -20,6 +20,7 @@ pub fn setup(cfg: &RunConfig, student: &FastModel) -> Result<Setup> {
         prune: cfg.prune.clone(),
         objective,
         settings: cfg.to_toml()?,
+        data: None,
     })
 }
 

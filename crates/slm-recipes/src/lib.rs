@@ -19,6 +19,7 @@ pub mod calib;
 pub mod distill;
 pub mod evaluate;
 pub mod export;
+pub mod finetune;
 pub mod inspect;
 pub mod progress;
 pub mod prune;

@@ -68,7 +68,7 @@ pub fn save(path: &Path, header: &CheckpointHeader, model: &FastModel, opt: &Ada
         w.write_all(&(json.len() as u64).to_le_bytes())
             .with_path(path)?;
         w.write_all(&json).with_path(path)?;
-        write_f32s(w, model.flat_params(), path)?;
+        write_f32s(w, model.trainable_params(), path)?;
         write_f32s(w, &opt.m, path)?;
         write_f32s(w, &opt.v, path)
     })
@@ -133,7 +133,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
 /// Entries describing the engine's layout (to store, and to compare on resume).
 pub fn layout_entries(model: &FastModel) -> Vec<ParamEntry> {
     model
-        .params()
+        .trainable_layout()
         .iter()
         .map(|p| ParamEntry {
             name: p.name.clone(),

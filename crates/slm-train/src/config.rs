@@ -91,12 +91,9 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// Checks the loop's settings (the data is checked where it is opened: a fine-tuning
+    /// run brings its own, see [`crate::trainer::Setup::data`]).
     pub fn validate(&self) -> Result<()> {
-        if self.data.is_empty() {
-            return Err(Error::config(
-                "no training data: set `train.data` (a folder made by `slm data prepare`)",
-            ));
-        }
         let positive = [
             ("seq_len", self.seq_len as f64),
             ("batch_size", self.batch_size as f64),
@@ -280,7 +277,6 @@ mod tests {
     #[test]
     fn checks_name_their_key() {
         let e = |c: TrainConfig| c.validate().unwrap_err().to_string();
-        assert!(e(TrainConfig::default()).contains("train.data"));
         assert!(e(TrainConfig {
             min_lr: 1.0,
             ..tiny()

@@ -13,6 +13,8 @@ pub mod engine;
 pub use engine::{DistillLoss, FastModel, ParamBuf, ParamMut, ResidualLoss};
 pub mod checkpoint;
 pub mod config;
+pub mod data;
+pub mod finetune;
 pub mod objective;
 pub mod optim;
 pub mod schedule;

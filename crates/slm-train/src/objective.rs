@@ -19,6 +19,9 @@ use std::path::Path;
 pub struct MicroBatch<'a> {
     pub inputs: &'a [u32],
     pub targets: &'a [u32],
+    /// Per position, where its example begins in its row (packed fine-tuning rows: attention
+    /// and positions restart there); `None` for plain windows.
+    pub starts: Option<&'a [u32]>,
     pub windows: &'a [u32],
     pub batch: usize,
     pub seq: usize,
@@ -75,7 +78,8 @@ pub struct CrossEntropy;
 
 impl Objective for CrossEntropy {
     fn forward_backward(&mut self, student: &mut FastModel, b: &MicroBatch) -> Result<Loss> {
-        let loss = student.forward_backward(b.inputs, b.targets, b.batch, b.seq)?;
+        let loss =
+            student.forward_backward_packed(b.inputs, b.targets, b.starts, b.batch, b.seq)?;
         Ok(Loss {
             total: loss as f64,
             parts: Vec::new(),

@@ -171,7 +171,7 @@ impl AdamW {
 
     /// One update of every parameter from its gradient at learning rate `lr`.
     pub fn update(&mut self, model: &mut FastModel, lr: f64) -> Result<()> {
-        let (layout, params, grads) = model.flat_mut();
+        let (layout, params, grads) = model.trainable_mut();
         if self.m.len() != params.len() {
             return Err(Error::invalid(format!(
                 "optimizer state holds {} values, the model {}",

@@ -11,18 +11,20 @@
 
 use crate::checkpoint::{self, CheckpointHeader};
 use crate::config::{PruneConfig, TrainConfig};
+use crate::data::{Batch, Shards, TrainData};
 use crate::engine::FastModel;
 use crate::objective::{CrossEntropy, MicroBatch, Objective};
 use crate::optim::{AdamW, AdamWConfig, Masks};
 use crate::schedule::learning_rate;
 use serde::Serialize;
 use slm_core::{error::IoContext, Error, Result};
-use slm_data::batches::{eval_windows, BatchPosition, BatchStream};
-use slm_data::prepare::{DataSummary, SUMMARY, TRAIN_SHARD, VAL_SHARD};
-use slm_data::shards::Shard;
+use slm_data::batches::BatchPosition;
+use slm_data::prepare::{DataSummary, SUMMARY};
+use slm_kernels::IGNORE_INDEX;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 pub const CHECKPOINT_DIR: &str = "checkpoints";
@@ -104,6 +106,8 @@ pub struct Setup {
     /// The resolved settings file of the run (TOML, `slm_distill::RunConfig`): written to
     /// `config.toml` and into every checkpoint, handed back to [`Trainer::resume`].
     pub settings: String,
+    /// Where batches come from; `None` opens the shards of `train.data` ([`Shards`]).
+    pub data: Option<Arc<dyn TrainData>>,
 }
 
 impl Setup {
@@ -124,6 +128,7 @@ impl Setup {
             prune,
             objective: Box::new(CrossEntropy),
             settings,
+            data: None,
         })
     }
 }
@@ -138,8 +143,7 @@ pub struct Trainer {
     pub pos: BatchPosition,
     pub tokens_seen: u64,
     run_dir: PathBuf,
-    train: std::sync::Arc<Shard>,
-    val: Shard,
+    data: Arc<dyn TrainData>,
     objective: Box<dyn Objective>,
     settings: String,
 }
@@ -152,13 +156,20 @@ impl Trainer {
             prune,
             objective,
             settings,
+            data,
         } = setup;
         cfg.validate()?;
         prune.validate(cfg.steps)?;
-        let data = PathBuf::from(&cfg.data);
-        let train = std::sync::Arc::new(Shard::open(&data.join(TRAIN_SHARD))?);
-        let val = Shard::open(&data.join(VAL_SHARD))?;
-        let n = model.flat_params().len();
+        let data: Arc<dyn TrainData> = match data {
+            Some(d) => d,
+            None if cfg.data.is_empty() => {
+                return Err(Error::config(
+                    "no training data: set `train.data` (a folder made by `slm data prepare`)",
+                ))
+            }
+            None => Arc::new(Shards::open(Path::new(&cfg.data))?),
+        };
+        let n = model.trainable_values();
         let opt = AdamW::new(
             AdamWConfig {
                 lr: cfg.lr,
@@ -177,8 +188,7 @@ impl Trainer {
             )));
         }
         // Fail before any work if the data cannot fill one batch.
-        BatchStream::new(
-            &train,
+        data.stream(
             cfg.batch_size,
             cfg.seq_len,
             cfg.seed,
@@ -197,8 +207,7 @@ impl Trainer {
             pos: BatchPosition::default(),
             tokens_seen: 0,
             run_dir: run_dir.to_path_buf(),
-            train,
-            val,
+            data,
             objective,
             settings,
         };
@@ -215,14 +224,39 @@ impl Trainer {
         run_dir: &Path,
         setup: impl FnOnce(&str, &FastModel) -> Result<Setup>,
     ) -> Result<Self> {
+        Self::resume_with(
+            run_dir,
+            |_, mcfg| {
+                let tensors = slm_model::llama::random_tensors(mcfg, 0, &candle_core::Device::Cpu)?;
+                FastModel::new(mcfg, &tensors)
+            },
+            setup,
+        )
+    }
+
+    /// [`Trainer::resume`] for runs whose model is more than its trainable values (a frozen
+    /// base with adapters): `build` makes the model from the settings and the checkpoint's
+    /// model config, then the checkpoint's values replace its trainable ones.
+    pub fn resume_with(
+        run_dir: &Path,
+        build: impl FnOnce(&str, &slm_model::LlamaConfig) -> Result<FastModel>,
+        setup: impl FnOnce(&str, &FastModel) -> Result<Setup>,
+    ) -> Result<Self> {
         let ckpt_path = run_dir.join(CHECKPOINT_DIR).join(LATEST);
         let ck = checkpoint::load(&ckpt_path)?;
         let mcfg = slm_model::LlamaConfig::from_hf_json(&ck.header.model_config)?;
-        let tensors = slm_model::llama::random_tensors(&mcfg, 0, &candle_core::Device::Cpu)?;
-        let mut model = FastModel::new(&mcfg, &tensors)?;
+        // Checkpoints written before the settings were stored in them: the run's own file.
+        let settings = match ck.header.settings.clone() {
+            Some(s) => s,
+            None => {
+                let p = run_dir.join(CONFIG);
+                std::fs::read_to_string(&p).with_path(&p)?
+            }
+        };
+        let mut model = build(&settings, &mcfg)?;
         checkpoint::check_layout(&ckpt_path, &ck.header, &model)?;
         {
-            let (_, params, _) = model.flat_mut();
+            let (_, params, _) = model.trainable_mut();
             if params.len() != ck.params.len() {
                 return Err(Error::format(
                     &ckpt_path,
@@ -231,14 +265,6 @@ impl Trainer {
             }
             params.copy_from_slice(&ck.params);
         }
-        // Checkpoints written before the settings were stored in them: the run's own file.
-        let settings = match ck.header.settings {
-            Some(s) => s,
-            None => {
-                let p = run_dir.join(CONFIG);
-                std::fs::read_to_string(&p).with_path(&p)?
-            }
-        };
         let setup = setup(&settings, &model)?;
         let mut t = Trainer::new(setup, model, run_dir)?;
         t.opt.m = ck.m;
@@ -287,26 +313,40 @@ impl Trainer {
         &self.settings
     }
 
-    /// Mean loss over `cfg.eval_windows` validation windows.
+    /// Mean loss over the evaluation rows (at most `cfg.eval_windows` of them), each target
+    /// weighted alike.
     pub fn evaluate(&mut self) -> Result<f64> {
-        let windows = eval_windows(&self.val, self.cfg.seq_len, self.cfg.eval_windows)?;
-        if windows.is_empty() {
-            return Err(Error::invalid(format!(
-                "the validation shard has fewer than {} tokens: no window to evaluate",
-                self.cfg.seq_len + 1
-            )));
+        self.evaluate_if_any()?
+            .ok_or_else(|| Error::invalid("the run has no evaluation data"))
+    }
+
+    /// [`Trainer::evaluate`], or `None` when the data holds no evaluation rows (a
+    /// fine-tuning run without a held-out part).
+    pub fn evaluate_if_any(&mut self) -> Result<Option<f64>> {
+        let batches =
+            self.data
+                .eval_batches(self.cfg.batch_size, self.cfg.seq_len, self.cfg.eval_windows)?;
+        if batches.is_empty() {
+            return Ok(None);
         }
+        self.model.set_dropout_seed(None);
         let (mut sum, mut n) = (0.0f64, 0usize);
-        for chunk in windows.chunks(self.cfg.batch_size) {
-            let inputs: Vec<u32> = chunk.iter().flat_map(|(x, _)| x.iter().copied()).collect();
-            let targets: Vec<u32> = chunk.iter().flat_map(|(_, y)| y.iter().copied()).collect();
-            let loss = self
-                .model
-                .forward_loss(&inputs, &targets, chunk.len(), self.cfg.seq_len)?;
-            sum += loss as f64 * chunk.len() as f64;
-            n += chunk.len();
+        for b in &batches {
+            let count = b.targets.iter().filter(|&&t| t != IGNORE_INDEX).count();
+            let loss = self.model.forward_loss_packed(
+                &b.inputs,
+                &b.targets,
+                b.starts.as_deref(),
+                b.rows,
+                self.cfg.seq_len,
+            )?;
+            sum += loss as f64 * count as f64;
+            n += count;
         }
-        Ok(sum / n as f64)
+        if n == 0 {
+            return Err(Error::invalid("the evaluation rows hold no trained target"));
+        }
+        Ok(Some(sum / n as f64))
     }
 
     fn save_checkpoint(&self) -> Result<()> {
@@ -318,7 +358,7 @@ impl Trainer {
             model_config: self.model.config().to_hf_json(),
             adam_step: self.opt.step,
             params: checkpoint::layout_entries(&self.model),
-            num_values: self.model.flat_params().len(),
+            num_values: self.model.trainable_values(),
         };
         self.objective.save(&self.run_dir.join(CHECKPOINT_DIR))?;
         checkpoint::save(
@@ -343,9 +383,9 @@ impl Trainer {
     pub fn run(&mut self, stop: &AtomicBool, obs: &mut dyn Observer) -> Result<Outcome> {
         let cfg = self.cfg.clone();
         let (b, t) = (cfg.batch_size, cfg.seq_len);
-        let train = self.train.clone();
-        let mut stream = BatchStream::new(&train, b, t, cfg.seed, self.pos)?;
-        let (mut inputs, mut targets) = (Vec::new(), Vec::new());
+        let data = self.data.clone();
+        let mut stream = data.stream(b, t, cfg.seed, self.pos)?;
+        let mut mb = Batch::default();
         let started = Instant::now();
         obs.on_start(self.step, cfg.steps);
         let mut last_loss = f64::NAN;
@@ -361,14 +401,23 @@ impl Trainer {
             // Σ of each named part of the objective's loss over the micro-batches.
             let mut parts: Vec<(&str, f64)> = Vec::new();
             for micro in 0..cfg.grad_accum {
-                stream.next_batch(&mut inputs, &mut targets)?;
-                self.objective
-                    .prepare(&self.model, self.step, micro, &mut inputs, &mut targets)?;
+                stream.next(&mut mb)?;
+                self.objective.prepare(
+                    &self.model,
+                    self.step,
+                    micro,
+                    &mut mb.inputs,
+                    &mut mb.targets,
+                )?;
+                // Dropout masks (LoRA) drawn from the run's seed, the step and the micro-batch.
+                self.model
+                    .set_dropout_seed(Some(cfg.seed ^ (self.step << 20) ^ micro as u64 ^ 0xD50F));
                 let batch = MicroBatch {
-                    inputs: &inputs,
-                    targets: &targets,
-                    windows: stream.last_windows(),
-                    batch: b,
+                    inputs: &mb.inputs,
+                    targets: &mb.targets,
+                    starts: mb.starts.as_deref(),
+                    windows: &mb.windows,
+                    batch: mb.rows,
                     seq: t,
                 };
                 let l = self.objective.forward_backward(&mut self.model, &batch)?;
@@ -427,10 +476,11 @@ impl Trainer {
             obs.on_step(&m);
             let last = self.step == cfg.steps;
             if (cfg.eval_every > 0 && self.step % cfg.eval_every == 0) || last {
-                let v = self.evaluate()?;
-                val_loss = Some(v);
-                self.log(serde_json::json!({"step": self.step, "val_loss": v, "tokens": self.tokens_seen}))?;
-                obs.on_eval(self.step, v);
+                if let Some(v) = self.evaluate_if_any()? {
+                    val_loss = Some(v);
+                    self.log(serde_json::json!({"step": self.step, "val_loss": v, "tokens": self.tokens_seen}))?;
+                    obs.on_eval(self.step, v);
+                }
             }
             if (cfg.checkpoint_every > 0 && self.step % cfg.checkpoint_every == 0) || last {
                 self.save_checkpoint()?;

@@ -7,6 +7,7 @@ pub mod data;
 pub mod distill;
 pub mod eval;
 pub mod export;
+pub mod finetune;
 pub mod generate;
 pub mod inspect;
 pub mod prune;

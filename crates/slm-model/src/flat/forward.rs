@@ -93,6 +93,23 @@ impl InputSlot {
 /// Receives each distinct linear input of a block: (slot, values [rows, width], rows).
 pub type OnInput<'a> = dyn FnMut(InputSlot, &[f32], usize) -> Result<()> + 'a;
 
+/// A term added to the output of a block's linears (LoRA adapters while training): called
+/// right after the product of the pack reading `slot` (q|k|v, o, gate|up, down), before
+/// anything reads its output (before RoPE for q|k|v; `y` of o and down already holds the
+/// residual, which an additive term does not mind).
+pub trait LinearDelta: Send {
+    /// Adds block `layer`'s term for the pack reading `slot` to `y` [rows, out], given the
+    /// pack's input `x` [rows, in].
+    fn add(
+        &mut self,
+        layer: usize,
+        slot: InputSlot,
+        x: &[f32],
+        y: &mut [f32],
+        rows: usize,
+    ) -> Result<()>;
+}
+
 /// The sizes every pass needs, derived once per call.
 #[derive(Debug, Clone, Copy)]
 pub struct Dims {
@@ -360,8 +377,13 @@ pub fn block_forward(
     rope: &RopeTables,
     a: BlockActs,
     mut on_input: Option<&mut OnInput>,
+    mut delta: Option<(usize, &mut dyn LinearDelta)>,
 ) -> Result<()> {
     let (n, d) = (k.n, k.d);
+    let mut add = |s: InputSlot, x: &[f32], y: &mut [f32]| match delta.as_mut() {
+        Some((layer, f)) => f.add(*layer, s, x, y, n),
+        None => Ok(()),
+    };
     let mut emit = |s: InputSlot, v: &[f32]| match on_input.as_deref_mut() {
         Some(f) => f(s, v, n),
         None => Ok(()),
@@ -380,6 +402,7 @@ pub fn block_forward(
             false,
         )
     })?;
+    add(InputSlot::Attn, a.normed1, a.qkv)?;
     time("fwd.rope", || {
         rope_fwd(a.qkv, k.rope(), &rope.cos, &rope.sin, a.starts)
     })?;
@@ -393,6 +416,7 @@ pub fn block_forward(
     time("fwd.o", || {
         linear_fwd(a.mid, a.att, w.wo, None, LinearDims::new(n, k.q, d), true)
     })?;
+    add(InputSlot::AttnOut, a.att, a.mid)?;
     time("fwd.norm", || {
         rmsnorm_fwd(a.normed2, a.rstd2, a.mid, w.norm2, n, k.eps)
     })?;
@@ -407,6 +431,7 @@ pub fn block_forward(
             false,
         )
     })?;
+    add(InputSlot::Mlp, a.normed2, a.gu)?;
     time("fwd.swiglu", || swiglu_fwd(a.act, a.gu, n, k.inter))?;
     emit(InputSlot::MlpHidden, a.act)?;
     // out = mid + act·Wdownᵀ
@@ -420,7 +445,8 @@ pub fn block_forward(
             LinearDims::new(n, k.inter, d),
             true,
         )
-    })
+    })?;
+    add(InputSlot::MlpHidden, a.act, a.out)
 }
 
 /// Forward through the blocks and the final norm into `a` (sized by
@@ -434,6 +460,7 @@ pub fn forward(
     ids: &[u32],
     starts: Option<&[u32]>,
     k: &Dims,
+    mut delta: Option<&mut dyn LinearDelta>,
 ) -> Result<()> {
     let (n, d) = (k.n, k.d);
     let nd = n * d;
@@ -475,7 +502,11 @@ pub fn forward(
             act: slot_mut(&mut a.act, s, n * k.inter),
             starts: (!a.starts.is_empty()).then_some(&a.starts[..]),
         };
-        block_forward(k, &r.weights(params), rope, acts, None)?;
+        let layer_delta = match delta {
+            Some(ref mut f) => Some((l, &mut **f as &mut dyn LinearDelta)),
+            None => None,
+        };
+        block_forward(k, &r.weights(params), rope, acts, None, layer_delta)?;
     }
     let last = 2 * k.layers;
     let f = k.final_norm_slot();
@@ -579,6 +610,6 @@ impl BlockScratch {
             act: &mut self.act[..n * k.inter],
             starts: None,
         };
-        block_forward(&k, w, rope, acts, on_input)
+        block_forward(&k, w, rope, acts, on_input, None)
     }
 }

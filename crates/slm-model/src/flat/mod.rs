@@ -23,7 +23,7 @@ pub mod layout;
 
 pub use forward::{
     block_forward, forward, logits, Activations, AttnSave, BlockActs, BlockScratch, Dims,
-    InputSlot, OnInput, Saved,
+    InputSlot, LinearDelta, OnInput, Saved,
 };
 pub use layout::{BlockParams, BlockWeights, LayerRanges, Layout, ParamBuf};
 
@@ -203,6 +203,20 @@ impl FlatModel {
         seq: usize,
         save: Saved,
     ) -> Result<Dims> {
+        self.forward_with(ids, starts, batch, seq, save, None)
+    }
+
+    /// [`FlatModel::forward_with_starts`] with a term added to the output of every block's
+    /// linears (`delta`, e.g. LoRA adapters; see [`LinearDelta`]).
+    pub fn forward_with(
+        &mut self,
+        ids: &[u32],
+        starts: Option<&[u32]>,
+        batch: usize,
+        seq: usize,
+        save: Saved,
+        delta: Option<&mut dyn LinearDelta>,
+    ) -> Result<Dims> {
         self.weights.check_ids(ids, batch, seq)?;
         if let Some(st) = starts {
             check_starts(st, batch, seq)?;
@@ -220,6 +234,7 @@ impl FlatModel {
                 ids,
                 starts,
                 &k,
+                delta,
             )
         })?;
         Ok(k)

@@ -36,7 +36,9 @@
 //! or the batch.
 
 mod buffers;
+pub mod lora;
 mod passes;
+mod trainable;
 
 pub use buffers::DEFAULT_PROBS_BUDGET;
 pub use slm_core::profile::report as profile_report;
@@ -99,6 +101,8 @@ pub struct FastModel {
     bufs: Buffers,
     /// Largest saved attention-probability buffer before switching to log-sum-exps.
     probs_budget: usize,
+    /// LoRA adapters on a frozen base (then `grads` is empty: the base gets none).
+    lora: Option<lora::Lora>,
 }
 
 impl FastModel {
@@ -111,6 +115,7 @@ impl FastModel {
             flat: FlatModel::new(weights),
             bufs: Buffers::default(),
             probs_budget: buffers::DEFAULT_PROBS_BUDGET,
+            lora: None,
         })
     }
 
@@ -214,18 +219,26 @@ impl FastModel {
     /// Sets every gradient to zero.
     pub fn zero_grad(&mut self) {
         self.grads.fill(0.0);
+        if let Some(l) = &mut self.lora {
+            l.grads.fill(0.0);
+        }
     }
 
     /// Multiplies every gradient by `s` (e.g. 1/k after accumulating k micro-batches, or a
     /// clipping factor).
     pub fn scale_grads(&mut self, s: f32) {
         self.grads.iter_mut().for_each(|g| *g *= s);
+        if let Some(l) = &mut self.lora {
+            l.grads.iter_mut().for_each(|g| *g *= s);
+        }
     }
 
     /// The global L2 norm of the gradients (accumulated in f64).
     pub fn grad_norm(&self) -> f64 {
+        let lora: &[f32] = self.lora.as_ref().map_or(&[], |l| &l.grads);
         self.grads
             .iter()
+            .chain(lora)
             .map(|&g| (g as f64) * (g as f64))
             .sum::<f64>()
             .sqrt()
@@ -248,7 +261,9 @@ impl FastModel {
 
     /// Bytes held by activation buffers (grows with the largest batch·seq used).
     pub fn activation_bytes(&self) -> usize {
-        self.flat.activation_bytes() + self.bufs.bytes()
+        self.flat.activation_bytes()
+            + self.bufs.bytes()
+            + self.lora.as_ref().map_or(0, |l| l.bytes())
     }
 
     /// Checks targets for a [batch, seq] pass (the inputs are checked by the forward).
@@ -468,14 +483,25 @@ impl FastModel {
             )));
         }
         let save = self.saved(batch, seq);
+        if let Some(l) = &mut self.lora {
+            l.ensure(batch * seq);
+        }
+        let delta = self
+            .lora
+            .as_mut()
+            .map(|l| l as &mut dyn slm_model::flat::LinearDelta);
         let k = self
             .flat
-            .forward_with_starts(inputs, starts, batch, seq, save)?;
+            .forward_with(inputs, starts, batch, seq, save, delta)?;
         let nd = k.n * k.d;
         self.bufs.ensure(&k);
         buffers::ensure_hidden(&mut self.bufs, hidden_layers.len(), k.n, k.d);
         let Self {
-            flat, grads, bufs, ..
+            flat,
+            grads,
+            bufs,
+            lora,
+            ..
         } = self;
         let (m, acts) = flat.parts();
         let acts = &*acts;
@@ -500,7 +526,8 @@ impl FastModel {
                         grads: &d_hidden,
                     };
                     let inject = (!hidden_layers.is_empty()).then_some(&inject);
-                    passes::backward(m, acts, bufs, grads, inputs, inject, k).map(|()| sums)
+                    passes::backward(m, acts, bufs, grads, lora.as_mut(), inputs, inject, k)
+                        .map(|()| sums)
                 })
             };
             bufs.d_hidden = d_hidden;

@@ -12,6 +12,7 @@
 //! way.
 
 use super::buffers::{logits_chunk_rows, Buffers};
+use super::lora::Lora;
 use slm_core::profile::time;
 use slm_core::Result;
 use slm_kernels::attention::{attention_bwd, attention_bwd_lse};
@@ -23,7 +24,7 @@ use slm_kernels::rmsnorm::rmsnorm_bwd;
 use slm_kernels::rope::rope_bwd;
 use slm_kernels::swiglu::swiglu_bwd;
 use slm_model::flat::forward::slot;
-use slm_model::flat::{Activations, Dims};
+use slm_model::flat::{Activations, Dims, InputSlot};
 use slm_model::FlatWeights;
 
 /// The teacher side of a distillation step, for the same n rows as the batch.
@@ -133,9 +134,12 @@ pub(crate) fn head(
         time("head.dx", || {
             linear_bwd_input(&mut a.d_xn[r0 * d..r1 * d], logits, w_lm, dims, false)
         })?;
-        time("head.dw", || {
-            linear_bwd_weight(&mut g[m.layout.lm_head.clone()], logits, x, dims)
-        })?;
+        if !g.is_empty() {
+            // (no base gradients when only adapters train)
+            time("head.dw", || {
+                linear_bwd_weight(&mut g[m.layout.lm_head.clone()], logits, x, dims)
+            })?;
+        }
     }
     Ok(total)
 }
@@ -149,12 +153,15 @@ pub(crate) struct Inject<'a> {
 
 /// Backward from `a.d_xn` (∂L/∂final normed states, written by [`head`]) to every
 /// parameter, accumulating into `g`; `inject` adds a hidden-state loss's gradients at the
-/// block outputs it read.
+/// block outputs it read. With `lora`, the base is frozen (`g` is empty and gets nothing):
+/// only the input gradients flow through the base, and the adapters get theirs.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn backward(
     m: &FlatWeights,
     acts: &Activations,
     a: &mut Buffers,
     g: &mut [f32],
+    mut lora: Option<&mut Lora>,
     ids: &[u32],
     inject: Option<&Inject>,
     k: Dims,
@@ -163,6 +170,9 @@ pub(crate) fn backward(
     let nd = n * d;
     let p = &m.params[..];
     let last = 2 * k.layers;
+    let base = !g.is_empty(); // the base parameters get gradients
+                              // A norm's weight gradient goes here when the base is frozen.
+    let mut dw_norm = if base { Vec::new() } else { vec![0f32; d] };
     let d_res = &mut a.d_res[..nd]; // ∂L/∂residual stream [n, d]
     let d_xn = &mut a.d_xn[..nd]; // ∂L/∂(a norm output) [n, d]
     let d_act = &mut a.d_act[..n * k.inter];
@@ -170,10 +180,15 @@ pub(crate) fn backward(
     let d_att = &mut a.d_att[..n * k.q];
     let d_qkv = &mut a.d_qkv[..n * k.w];
     let starts = acts.starts(); // [n] when examples are packed
+    let dw: &mut [f32] = if base {
+        &mut g[m.layout.norm_f.clone()]
+    } else {
+        &mut dw_norm
+    };
     time("bwd.norm", || {
         rmsnorm_bwd(
             d_res,
-            &mut g[m.layout.norm_f.clone()],
+            dw,
             d_xn,
             slot(&acts.resid, last, nd),
             slot(&acts.rstd, last, n),
@@ -191,38 +206,49 @@ pub(crate) fn backward(
                 }
             }
         }
-        // MLP: out = mid + act·Wdownᵀ
+        // MLP: out = mid + act·Wdownᵀ (+ adapter)
         let dims = LinearDims::new(n, k.inter, d);
+        let act = slot(&acts.act, l, n * k.inter);
         time("bwd.down.dx", || {
             linear_bwd_input(d_act, d_res, &p[r.wdown.clone()], dims, false)
         })?;
-        time("bwd.down.dw", || {
-            linear_bwd_weight(
-                &mut g[r.wdown.clone()],
-                d_res,
-                slot(&acts.act, l, n * k.inter),
-                dims,
-            )
-        })?;
+        if base {
+            time("bwd.down.dw", || {
+                linear_bwd_weight(&mut g[r.wdown.clone()], d_res, act, dims)
+            })?;
+        }
+        if let Some(lo) = lora.as_deref_mut() {
+            time("bwd.lora", || {
+                lo.backward(l, InputSlot::MlpHidden, act, d_res, d_act, n)
+            })?;
+        }
         time("bwd.swiglu", || {
             swiglu_bwd(d_gu, d_act, slot(&acts.gu, l, n * 2 * k.inter), n, k.inter)
         })?;
         let dims = LinearDims::new(n, d, 2 * k.inter);
+        let normed2 = slot(&acts.normed, 2 * l + 1, nd);
         time("bwd.gate_up.dx", || {
             linear_bwd_input(d_xn, d_gu, &p[r.wgu.clone()], dims, false)
         })?;
-        time("bwd.gate_up.dw", || {
-            linear_bwd_weight(
-                &mut g[r.wgu.clone()],
-                d_gu,
-                slot(&acts.normed, 2 * l + 1, nd),
-                dims,
-            )
-        })?;
+        if base {
+            time("bwd.gate_up.dw", || {
+                linear_bwd_weight(&mut g[r.wgu.clone()], d_gu, normed2, dims)
+            })?;
+        }
+        if let Some(lo) = lora.as_deref_mut() {
+            time("bwd.lora", || {
+                lo.backward(l, InputSlot::Mlp, normed2, d_gu, d_xn, n)
+            })?;
+        }
+        let dw: &mut [f32] = if base {
+            &mut g[r.norm2.clone()]
+        } else {
+            &mut dw_norm
+        };
         time("bwd.norm", || {
             rmsnorm_bwd(
                 d_res,
-                &mut g[r.norm2.clone()],
+                dw,
                 d_xn,
                 slot(&acts.resid, 2 * l + 1, nd),
                 slot(&acts.rstd, 2 * l + 1, n),
@@ -231,19 +257,22 @@ pub(crate) fn backward(
                 true,
             )
         })?;
-        // Attention: mid = x + att·Woᵀ
+        // Attention: mid = x + att·Woᵀ (+ adapter)
         let dims = LinearDims::new(n, k.q, d);
+        let att = slot(&acts.att, l, n * k.q);
         time("bwd.o.dx", || {
             linear_bwd_input(d_att, d_res, &p[r.wo.clone()], dims, false)
         })?;
-        time("bwd.o.dw", || {
-            linear_bwd_weight(
-                &mut g[r.wo.clone()],
-                d_res,
-                slot(&acts.att, l, n * k.q),
-                dims,
-            )
-        })?;
+        if base {
+            time("bwd.o.dw", || {
+                linear_bwd_weight(&mut g[r.wo.clone()], d_res, att, dims)
+            })?;
+        }
+        if let Some(lo) = lora.as_deref_mut() {
+            time("bwd.lora", || {
+                lo.backward(l, InputSlot::AttnOut, att, d_res, d_att, n)
+            })?;
+        }
         time("bwd.attn", || {
             let qkv = slot(&acts.qkv, l, n * k.w);
             if k.save_probs {
@@ -257,25 +286,33 @@ pub(crate) fn backward(
         time("bwd.rope", || {
             rope_bwd(d_qkv, k.rope(), &m.rope.cos, &m.rope.sin, starts)
         })?;
-        if let Some(b) = r.bqkv.clone() {
+        if let (Some(b), true) = (r.bqkv.clone(), base) {
             time("bwd.bias", || bias_bwd(&mut g[b], d_qkv, n, k.w))?;
         }
         let dims = LinearDims::new(n, d, k.w);
+        let normed1 = slot(&acts.normed, 2 * l, nd);
         time("bwd.qkv.dx", || {
             linear_bwd_input(d_xn, d_qkv, &p[r.wqkv.clone()], dims, false)
         })?;
-        time("bwd.qkv.dw", || {
-            linear_bwd_weight(
-                &mut g[r.wqkv.clone()],
-                d_qkv,
-                slot(&acts.normed, 2 * l, nd),
-                dims,
-            )
-        })?;
+        if base {
+            time("bwd.qkv.dw", || {
+                linear_bwd_weight(&mut g[r.wqkv.clone()], d_qkv, normed1, dims)
+            })?;
+        }
+        if let Some(lo) = lora.as_deref_mut() {
+            time("bwd.lora", || {
+                lo.backward(l, InputSlot::Attn, normed1, d_qkv, d_xn, n)
+            })?;
+        }
+        let dw: &mut [f32] = if base {
+            &mut g[r.norm1.clone()]
+        } else {
+            &mut dw_norm
+        };
         time("bwd.norm", || {
             rmsnorm_bwd(
                 d_res,
-                &mut g[r.norm1.clone()],
+                dw,
                 d_xn,
                 slot(&acts.resid, 2 * l, nd),
                 slot(&acts.rstd, 2 * l, n),
@@ -284,6 +321,9 @@ pub(crate) fn backward(
                 true,
             )
         })?;
+    }
+    if !base {
+        return Ok(());
     }
     time("bwd.embed", || {
         embedding_bwd(&mut g[m.layout.embed.clone()], d_res, ids, d)
