@@ -6,7 +6,8 @@
 //! - `y` [b·t, h·e]: attention output per head, the input of the output projection.
 //! - saved for the backward, one of:
 //!   - `probs` [b, h, t, t] ([`attention_fwd`] / [`attention_bwd`]): the probabilities. Only
-//!     `j ≤ i` of row i is meaningful (the rest is zero or never written, and never read).
+//!     `j ≤ i` of row i is meaningful (the rest is zero or never written, and never read);
+//!     with example starts, `j < starts[i]` is zero too.
 //!   - `lse` [b, h, t] ([`attention_fwd_lse`] / [`attention_bwd_lse`]): each row's
 //!     log-sum-exp; the backward recomputes `P = e^(S − lse)` block by block (one more
 //!     QKᵀ product), so memory stays linear in t.

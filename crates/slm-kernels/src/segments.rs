@@ -58,7 +58,7 @@ pub fn row_starts(lengths: &[usize], seq: usize) -> Result<Vec<u32>> {
     let mut starts = Vec::with_capacity(seq);
     for &len in lengths {
         let s = starts.len() as u32;
-        starts.extend(std::iter::repeat(s).take(len));
+        starts.extend(std::iter::repeat_n(s, len));
     }
     while starts.len() < seq {
         starts.push(starts.len() as u32);

@@ -60,7 +60,7 @@ fn packed(vocab: usize, seed: u64) -> (Vec<Example>, Vec<u32>, Vec<u32>, Vec<u32
         }
         let pad = SEQ - lengths.iter().sum::<usize>();
         inputs.extend((0..pad).map(|_| rng.below(vocab)));
-        targets.extend(std::iter::repeat(IGNORE_INDEX).take(pad));
+        targets.extend(std::iter::repeat_n(IGNORE_INDEX, pad));
         starts.extend(row_starts(lengths, SEQ).unwrap());
     }
     (examples, inputs, targets, starts)
