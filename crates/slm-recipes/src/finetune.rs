@@ -173,7 +173,19 @@ pub fn resume(out: &Path, steps: Option<u64>) -> Result<Finetune> {
         out,
         |_, mcfg| {
             let (model, data, summary, base) = build(&mut settings.clone())?;
-            if model.config() != mcfg {
+            let c = model.config();
+            let dims = |c: &slm_model::LlamaConfig| {
+                (
+                    c.vocab_size,
+                    c.hidden_size,
+                    c.intermediate_size,
+                    c.num_hidden_layers,
+                    c.num_attention_heads,
+                    c.num_key_value_heads,
+                    c.head_dim,
+                )
+            };
+            if dims(c) != dims(mcfg) {
                 return Err(Error::config(format!(
                     "the base model `{}` is not the one this run started from",
                     base.spec

@@ -191,7 +191,12 @@ impl FinetuneSettings {
         if self.train.init.as_deref().unwrap_or("").is_empty() {
             return Err(Error::config("no base model: give -m MODEL"));
         }
-        self.train.validate()
+        // 0 steps means "from the epochs" (resolved once the rows are known).
+        TrainConfig {
+            steps: self.train.steps.max(1),
+            ..self.train.clone()
+        }
+        .validate()
     }
 }
 

@@ -136,6 +136,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             };
             o.validate()?; // before loading the model: a large one takes seconds
             let args = ModelArgs {
+                adapter: None,
                 model: spec.clone(),
                 tokenizer: a.tokenizer.clone(),
             };

@@ -104,6 +104,7 @@ pub fn run(args: Args) -> Result<()> {
     let (loaded, tokenizer) = load_model_and_tokenizer(&args.model)?;
     let teacher = match &args.teacher {
         Some(t) => Some(load_model(&ModelArgs {
+            adapter: None,
             model: t.clone(),
             tokenizer: args.teacher_tokenizer.clone(),
         })?),

@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args as ClapArgs, ValueEnum};
 use slm_recipes::finetune::{resume, run as run_finetune, start, Finetune};
 use slm_recipes::train::outcome_line;
-use slm_train::finetune::{FinetuneSettings, LoraConfig, Packing, TrainOn};
+use slm_train::finetune::{FinetuneSettings, Packing, TrainOn};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -29,6 +29,7 @@ pub fn run(a: Args) -> Result<()> {
         bail!("give the model: -m MODEL");
     };
     let loaded = load_model(&ModelArgs {
+        adapter: None,
         model,
         tokenizer: a.tokenizer,
     })?;

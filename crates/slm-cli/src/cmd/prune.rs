@@ -127,6 +127,7 @@ fn run_one(a: PruneOne) -> Result<()> {
     };
     let opts = a.calib.options();
     let (mut loaded, tok) = load_model_and_tokenizer(&ModelArgs {
+        adapter: None,
         model: model.clone(),
         tokenizer: a.tokenizer.clone(),
     })?;

@@ -186,6 +186,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     };
     cfg.validate()?;
     let (loaded, tokenizer) = load_model_and_tokenizer(&ModelArgs {
+        adapter: None,
         model: teacher_spec.clone(),
         tokenizer: a.tokenizer.clone(),
     })?;
