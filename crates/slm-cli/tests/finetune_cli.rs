@@ -46,12 +46,15 @@ fn chat_data(dir: &Path) -> PathBuf {
 }
 
 fn greedy(model_args: &[&str]) -> String {
-    run_ok(
-        slm()
-            .arg("generate")
-            .args(model_args)
-            .args(["--chat", "-p", "What is 7 plus 7?", "-n", "12", "-t", "0"]),
-    )
+    run_ok(slm().arg("generate").args(model_args).args([
+        "--chat",
+        "-p",
+        "What is 7 plus 7?",
+        "-n",
+        "12",
+        "-t",
+        "0",
+    ]))
 }
 
 #[test]
@@ -70,12 +73,24 @@ fn lora_adapter_is_pefts_and_applies_as_merged() {
             .arg("--out")
             .arg(&out)
             .args(["--lora-rank", "4", "--lr", "2e-3", "--seq-len", "128"])
-            .args(["--micro-batch", "2", "--batch-tokens", "256", "--steps", "6"])
+            .args([
+                "--micro-batch",
+                "2",
+                "--batch-tokens",
+                "256",
+                "--steps",
+                "6",
+            ])
             .arg("--merge"),
     );
     assert!(log.contains("ShareGPT, 24 rows"), "{log}");
     assert!(log.contains("LoRA rank 4 on 210 linears"), "{log}");
-    for f in ["adapter_config.json", "adapter_model.safetensors", "report.md", "merged/model.safetensors"] {
+    for f in [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "report.md",
+        "merged/model.safetensors",
+    ] {
         assert!(out.join(f).is_file(), "{f} missing:\n{log}");
     }
     // The adapter at load equals the merged model, and it changed the model.
@@ -83,37 +98,31 @@ fn lora_adapter_is_pefts_and_applies_as_merged() {
     let with_adapter = greedy(&["-m", &model, "--adapter", out.to_str().unwrap()]);
     assert_eq!(with_adapter, greedy(&["-m", &merged]));
     // Refusals: an existing --out, a file of no known format, an adapter for another base.
-    let (ok, _, err) = run(
-        slm()
-            .args(["finetune", "-m", &model, "--data"])
-            .arg(&data)
-            .arg("--out")
-            .arg(&out)
-            .args(["--lora-rank", "4"]),
-    );
+    let (ok, _, err) = run(slm()
+        .args(["finetune", "-m", &model, "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .args(["--lora-rank", "4"]));
     assert!(!ok && err.contains("--force"), "{err}");
     let bad = tmp.path().join("bad.jsonl");
     std::fs::write(&bad, "{\"question\": \"q\", \"answer\": \"a\"}\n").unwrap();
-    let (ok, _, err) = run(
-        slm()
-            .args(["finetune", "-m", &model, "--data"])
-            .arg(&bad)
-            .arg("--out")
-            .arg(tmp.path().join("bad")),
-    );
+    let (ok, _, err) = run(slm()
+        .args(["finetune", "-m", &model, "--data"])
+        .arg(&bad)
+        .arg("--out")
+        .arg(tmp.path().join("bad")));
     assert!(!ok && err.contains("bad.jsonl:1"), "{err}");
     assert!(!tmp.path().join("bad").join("checkpoints").exists());
     let stories = slm_core::testdata::shared_data("llama2c/stories260K.bin").unwrap();
-    let (ok, _, err) = run(
-        slm()
-            .args(["generate", "-m"])
-            .arg(&stories)
-            .arg("--tokenizer")
-            .arg(slm_core::testdata::shared_data("llama2c/tok512.bin").unwrap())
-            .arg("--adapter")
-            .arg(&out)
-            .args(["-p", "a", "-n", "2"]),
-    );
+    let (ok, _, err) = run(slm()
+        .args(["generate", "-m"])
+        .arg(&stories)
+        .arg("--tokenizer")
+        .arg(slm_core::testdata::shared_data("llama2c/tok512.bin").unwrap())
+        .arg("--adapter")
+        .arg(&out)
+        .args(["-p", "a", "-n", "2"]));
     assert!(!ok && err.contains("adapter"), "{err}");
 
     // PEFT applies our adapter to our base export as slm does (the merged model's logits).
@@ -123,9 +132,17 @@ fn lora_adapter_is_pefts_and_applies_as_merged() {
     };
     let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
     let base = tmp.path().join("base-hf");
-    run_ok(slm().args(["export", "hf", "-m", &model, "--out"]).arg(&base));
+    run_ok(
+        slm()
+            .args(["export", "hf", "-m", &model, "--out"])
+            .arg(&base),
+    );
     let ids = tmp.path().join("ids.json");
-    std::fs::write(&ids, "[[1, 504, 3458, 282, 260, 1345, 30, 198, 2683, 314, 3458]]").unwrap();
+    std::fs::write(
+        &ids,
+        "[[1, 504, 3458, 282, 260, 1345, 30, 198, 2683, 314, 3458]]",
+    )
+    .unwrap();
     let logits = tmp.path().join("logits.json");
     let st = Command::new(&python)
         .arg(root.join("tools/reference/hf_logits.py"))
@@ -166,12 +183,22 @@ fn full_finetune_writes_a_model_and_resumes() {
             .arg(&data)
             .arg("--out")
             .arg(&out)
-            .args(["--seq-len", "128", "--micro-batch", "2", "--batch-tokens", "256"])
+            .args([
+                "--seq-len",
+                "128",
+                "--micro-batch",
+                "2",
+                "--batch-tokens",
+                "256",
+            ])
             .args(["--steps", steps, "--eval-fraction", "0.2"]);
         c
     };
     let log = run_ok(&mut args("2"));
-    assert!(log.contains("full fine-tune of 134515008 parameters"), "{log}");
+    assert!(
+        log.contains("full fine-tune of 134515008 parameters"),
+        "{log}"
+    );
     assert!(out.join("model.safetensors").is_file() && out.join("tokenizer.json").is_file());
     let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
     assert!(metrics.contains("val_loss"), "{metrics}");
@@ -183,6 +210,8 @@ fn full_finetune_writes_a_model_and_resumes() {
             .args(["--steps", "3"]),
     );
     assert!(log.contains("done: 3 steps"), "{log}");
-    let (ok, _, err) = run(slm().args(["finetune", "--lora-rank", "4", "--resume"]).arg(&out));
+    let (ok, _, err) = run(slm()
+        .args(["finetune", "--lora-rank", "4", "--resume"])
+        .arg(&out));
     assert!(!ok && err.contains("only --steps"), "{err}");
 }
