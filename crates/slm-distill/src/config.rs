@@ -301,6 +301,11 @@ impl RunConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
+        if self.train.data.is_empty() {
+            return Err(Error::config(
+                "no training data: set `train.data` (a folder made by `slm data prepare`)",
+            ));
+        }
         self.train.validate()?;
         self.prune.validate(self.train.steps)?;
         self.distill.validate(&self.train)
