@@ -64,6 +64,9 @@ impl Lcg {
 pub fn random_tensors(cfg: &LlamaConfig, seed: u64, gain: f32) -> HashMap<String, Tensor> {
     let base = slm_model::llama::random_tensors(cfg, seed, &Device::Cpu).unwrap();
     let mut rng = Lcg::new(seed + 17);
+    // In name order: the draws must not depend on the map's iteration order.
+    let mut base: Vec<(String, Tensor)> = base.into_iter().collect();
+    base.sort_by(|a, b| a.0.cmp(&b.0));
     base.into_iter()
         .map(|(name, t)| {
             let shape = t.dims().to_vec();
