@@ -168,12 +168,13 @@ pub fn resume(out: &Path, steps: Option<u64>) -> Result<Finetune> {
     if let Some(s) = steps {
         settings.train.steps = s;
     }
-    let built: RefCell<Option<(PackedData, Summary, BaseInfo)>> = RefCell::new(None);
+    // `build` prepares the model and the data; `setup` takes the data; the rest is kept.
+    let data: RefCell<Option<PackedData>> = RefCell::new(None);
+    let kept: RefCell<Option<(Summary, BaseInfo)>> = RefCell::new(None);
     let trainer = Trainer::resume_with(
         out,
         |_, mcfg| {
-            let (model, data, summary, base) = build(&mut settings.clone())?;
-            let c = model.config();
+            let (model, packed, summary, base) = build(&mut settings.clone())?;
             let dims = |c: &slm_model::LlamaConfig| {
                 (
                     c.vocab_size,
@@ -185,34 +186,22 @@ pub fn resume(out: &Path, steps: Option<u64>) -> Result<Finetune> {
                     c.head_dim,
                 )
             };
-            if dims(c) != dims(mcfg) {
+            if dims(model.config()) != dims(mcfg) {
                 return Err(Error::config(format!(
                     "the base model `{}` is not the one this run started from",
                     base.spec
                 )));
             }
-            *built.borrow_mut() = Some((data, summary, base));
+            *data.borrow_mut() = Some(packed);
+            *kept.borrow_mut() = Some((summary, base));
             Ok(model)
         },
-        |_, _| {
-            let mut b = built.borrow_mut();
-            let Some((data, summary, base)) = b.take() else {
-                return Err(Error::msg("resume: the data was not prepared"));
-            };
-            *b = Some((
-                PackedData {
-                    train: data.train.clone(),
-                    eval: None,
-                },
-                summary,
-                base,
-            ));
-            let mut s = settings.clone();
-            s.resolve_steps(data.train.rows());
-            setup(&s, data)
+        |_, _| match data.borrow_mut().take() {
+            Some(d) => setup(&settings, d),
+            None => Err(Error::msg("resume: the data was not prepared")),
         },
     )?;
-    let Some((_, summary, base)) = built.into_inner() else {
+    let Some((summary, base)) = kept.into_inner() else {
         return Err(Error::msg("resume: the data was not prepared"));
     };
     Ok(Finetune {

@@ -303,19 +303,31 @@ impl Lora {
             + self.dx.len())
     }
 
-    /// The dropped input of pack `p` for `x` [n, in] into `self.xd` (or `None` without
-    /// dropout: use x).
-    fn drop_input(&mut self, p_index: usize, x: &[f32]) -> bool {
-        let Some(seed) = self.dropout_seed else {
-            return false;
-        };
-        grow(&mut self.xd, x.len());
+    /// The dropout factor of element `i` of pack `p_index`'s input this pass: 0 (dropped)
+    /// or 1/(1−p); `None` without dropout. The forward and the backward draw the same mask.
+    fn dropout_factors(&self, p_index: usize) -> Option<impl Fn(usize) -> f32> {
+        let seed = self.dropout_seed?;
         let keep = 1.0 / (1.0 - self.spec.dropout) as f32;
         let threshold = (self.spec.dropout * (1u64 << 53) as f64) as u64;
         let key = mix(seed ^ mix(p_index as u64 + 1));
+        Some(move |i: usize| {
+            if mix(key ^ i as u64) >> 11 < threshold {
+                0.0
+            } else {
+                keep
+            }
+        })
+    }
+
+    /// The dropped input of pack `p_index` for `x` [n, in] into `self.xd`; false without
+    /// dropout (use x).
+    fn drop_input(&mut self, p_index: usize, x: &[f32]) -> bool {
+        let Some(factor) = self.dropout_factors(p_index) else {
+            return false;
+        };
+        grow(&mut self.xd, x.len());
         for (i, (d, &v)) in self.xd.iter_mut().zip(x).enumerate() {
-            let h = mix(key ^ i as u64) >> 11;
-            *d = if h < threshold { 0.0 } else { v * keep };
+            *d = v * factor(i);
         }
         true
     }
@@ -404,11 +416,8 @@ impl Lora {
         du.iter_mut().for_each(|v| *v *= s);
         let dims = LinearDims::new(rows, p.input, m);
         let dropped = self.drop_input(p.index, x);
-        let (du, xd): (&[f32], &[f32]) = if dropped {
-            (&self.du[..rows * m], &self.xd[..x.len()])
-        } else {
-            (&self.du[..rows * m], x)
-        };
+        let du = &self.du[..rows * m];
+        let xd: &[f32] = if dropped { &self.xd[..x.len()] } else { x };
         // dA += duᵀ·xd  [m·r, in]
         linear_bwd_weight(&mut self.grads[p.a.clone()], du, xd, dims)?;
         let a = &self.params[p.a.clone()];
@@ -419,16 +428,14 @@ impl Lora {
         grow(&mut self.dx, rows * p.input);
         let t = &mut self.dx[..rows * p.input];
         linear_bwd_input(t, du, a, dims, false)?;
-        // The dropped input is x·mask/(1−p): its gradient is the same mask and factor,
-        // which is xd/x where x ≠ 0 — recomputed from the hash instead.
-        let seed = self.dropout_seed.unwrap_or(0);
-        let keep = 1.0 / (1.0 - self.spec.dropout) as f32;
-        let threshold = (self.spec.dropout * (1u64 << 53) as f64) as u64;
-        let key = mix(seed ^ mix(p.index as u64 + 1));
-        for (i, (d, &g)) in dx.iter_mut().zip(t.iter()).enumerate() {
-            let h = mix(key ^ i as u64) >> 11;
-            if h >= threshold {
-                *d += g * keep;
+        // The dropped input is x·mask/(1−p): its gradient takes the same factors.
+        if let Some(factor) = self.dropout_factors(p.index) {
+            for (i, (d, &g)) in dx
+                .iter_mut()
+                .zip(self.dx[..rows * p.input].iter())
+                .enumerate()
+            {
+                *d += g * factor(i);
             }
         }
         Ok(())
@@ -437,8 +444,7 @@ impl Lora {
     /// The adapter of linear `role` in block `layer` as PEFT stores it: A [r, in] and
     /// B [out, r] (rows of its own output only), or `None` if it is not adapted.
     pub fn adapter(&self, layer: usize, role: LinearRole) -> Option<(Vec<f32>, Vec<f32>)> {
-        let (slot, _) = (InputSlot::of(role), ());
-        let p = self.pack(layer, slot)?;
+        let p = self.pack(layer, InputSlot::of(role))?;
         let j = p.members.iter().position(|(r, _)| *r == role)?;
         let (r, m) = (self.spec.rank, p.rank_total(self.spec.rank));
         let rows = p.members[j].1.clone();

@@ -298,9 +298,7 @@ impl FastModel {
         batch: usize,
         seq: usize,
     ) -> Result<f32> {
-        Ok(self
-            .run(inputs, targets, None, None, None, true, batch, seq)?
-            .ce)
+        self.forward_backward_packed(inputs, targets, None, batch, seq)
     }
 
     /// The mean cross-entropy over the non-ignored targets, without gradients (evaluation).
@@ -312,9 +310,7 @@ impl FastModel {
         batch: usize,
         seq: usize,
     ) -> Result<f32> {
-        Ok(self
-            .run(inputs, targets, None, None, None, false, batch, seq)?
-            .ce)
+        self.forward_loss_packed(inputs, targets, None, batch, seq)
     }
 
     /// [`FastModel::forward_backward`] over packed sequences: `starts` [batch, seq] gives,
