@@ -107,6 +107,26 @@ pub fn number<T: std::str::FromStr + Copy>(
     }
 }
 
+/// A range of document indices, `A..B` (from A up to but not including B), `A..` or `..B`.
+pub fn rows(s: &str) -> Result<std::ops::Range<usize>, String> {
+    let bad = || format!("expected rows as A..B, A.. or ..B (0-based, B excluded), not `{s}`");
+    let (a, b) = s.split_once("..").ok_or_else(bad)?;
+    let a: usize = if a.is_empty() {
+        0
+    } else {
+        a.trim().parse().map_err(|_| bad())?
+    };
+    let b: usize = if b.is_empty() {
+        usize::MAX
+    } else {
+        b.trim().parse().map_err(|_| bad())?
+    };
+    if a >= b {
+        return Err(format!("rows `{s}` select nothing"));
+    }
+    Ok(a..b)
+}
+
 /// Sets the number of threads candle and rayon use; call before any tensor work.
 pub fn set_threads(n: usize) {
     std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());

@@ -83,7 +83,7 @@ fn prompts_and_few_shot_contexts_equal_the_reference() {
         let k = f["num_fewshot"].as_u64().unwrap() as usize;
         let n = f["docs"].as_array().unwrap().len();
         let limit = if *name == "mmlu" { 1 } else { n };
-        let prepared = task.prepare(k, Some(limit), 1234).unwrap();
+        let prepared = task.prepare(k, Some(limit), None, 1234).unwrap();
         assert_eq!(prepared.len(), n, "{name}");
         if *name == "gsm8k" {
             for (p, d) in prepared.iter().zip(f["docs"].as_array().unwrap()) {

@@ -525,6 +525,16 @@ impl QuantMatrix {
         out
     }
 
+    /// The values the blocks stand for, into `out` (exactly as many values as the blocks
+    /// hold): no allocation, for a scratch buffer reused block after block.
+    pub fn dequantize_into(&self, out: &mut [f32]) -> Result<()> {
+        match self {
+            Self::Q8_0(b) => dequantize_q8_0(b, out),
+            Self::Q4_0(b) => dequantize_q4_0(b, out),
+            Self::Q4_1(b) => dequantize_q4_1(b, out),
+        }
+    }
+
     /// Bytes of weight data (what a matrix-vector product streams).
     pub fn bytes(&self) -> usize {
         match self {

@@ -93,7 +93,23 @@ fn build(settings: &mut FinetuneSettings) -> Result<(FastModel, PackedData, Summ
         Some(e.train)
     };
     settings.resolve_steps(prepared.train.rows());
-    let mut model = FastModel::from_llama(&loaded.model)?;
+    let lora = &settings.finetune.lora;
+    let mut model = match lora.as_ref().and_then(|l| l.base_type.block_kind()) {
+        // QLoRA: the block linears quantised from the loaded tensors, adapters attached.
+        Some(kind) => {
+            let tensors = loaded.model.tensors().into_iter().collect();
+            let spec = lora.as_ref().map(|l| l.spec()).transpose()?;
+            let spec = spec.ok_or_else(|| Error::msg("a quantised base without adapters"))?;
+            FastModel::with_quantized_base(
+                &loaded.model.config,
+                &tensors,
+                kind,
+                spec,
+                settings.train.seed,
+            )?
+        }
+        None => FastModel::from_llama(&loaded.model)?,
+    };
     let LoadedLlama {
         tokenizer,
         tokenizer_config,
@@ -101,7 +117,7 @@ fn build(settings: &mut FinetuneSettings) -> Result<(FastModel, PackedData, Summ
         source,
         ..
     } = loaded;
-    if let Some(l) = &settings.finetune.lora {
+    if let (Some(l), None) = (&settings.finetune.lora, model.lora()) {
         model.attach_lora(l.spec()?, settings.train.seed)?;
     }
     let data = PackedData {
@@ -263,6 +279,7 @@ pub fn run(ft: &mut Finetune, merge: bool) -> Result<(Outcome, Written)> {
         let meta = serde_json::json!({
             "stage": "finetune",
             "base": ft.base.spec,
+            "base_type": ft.trainer.model.base_kind().map(|k| format!("{k:?}").to_lowercase()),
             "steps": outcome.step,
             "tokens_seen": outcome.tokens_seen,
             "train_loss": outcome.train_loss,

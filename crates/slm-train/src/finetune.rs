@@ -9,6 +9,42 @@ use serde::{Deserialize, Serialize};
 use slm_core::{Error, LinearRole, Result};
 pub use slm_data::sft::{Packing, TrainOn};
 
+/// How the frozen base's block linears are held while adapters train.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BaseType {
+    /// f32, as loaded (LoRA).
+    #[default]
+    F32,
+    /// Q8_0 blocks, 8.5 bits per weight (QLoRA-style).
+    Q8_0,
+    /// Q4_0 blocks, 4.5 bits per weight (QLoRA-style).
+    Q4_0,
+}
+
+impl BaseType {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "f32" => Ok(Self::F32),
+            "q8_0" => Ok(Self::Q8_0),
+            "q4_0" => Ok(Self::Q4_0),
+            _ => Err(Error::config(format!(
+                "unknown base type `{s}`: expected f32, q8_0 or q4_0"
+            ))),
+        }
+    }
+
+    /// The block format, or `None` for f32.
+    pub fn block_kind(self) -> Option<slm_kernels::quant::BlockKind> {
+        use slm_kernels::quant::BlockKind;
+        match self {
+            Self::F32 => None,
+            Self::Q8_0 => Some(BlockKind::Q8_0),
+            Self::Q4_0 => Some(BlockKind::Q4_0),
+        }
+    }
+}
+
 /// The `[finetune.lora]` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -20,6 +56,8 @@ pub struct LoraConfig {
     pub rslora: bool,
     /// Linears to adapt: q, k, v, o, gate, up, down.
     pub targets: Vec<String>,
+    /// How the frozen base's block linears are held: f32, or q8_0 / q4_0 blocks (QLoRA).
+    pub base_type: BaseType,
 }
 
 impl Default for LoraConfig {
@@ -29,6 +67,7 @@ impl Default for LoraConfig {
             alpha: 16.0,
             dropout: 0.0,
             rslora: false,
+            base_type: BaseType::F32,
             targets: LinearRole::ALL
                 .iter()
                 .map(|r| r.short().to_string())

@@ -18,6 +18,37 @@ Examples:\n  slm data prepare corpus/*.txt --tokenizer runs/tok/tokenizer.json -
 slm data prepare corpus/ --tokenizer ../shared/data/models/SmolLM2-135M-Instruct.Q4_1.gguf --out data/"
     )]
     Prepare(PrepareArgs),
+    /// Write an evaluation task's documents, solved, as prompt/completion JSONL for
+    /// `slm finetune` (the prompt and gold answer exactly as `slm eval --tasks` scores them).
+    #[command(
+        after_help = "Train on part of a split and score the rest, which is never trained on, with \
+`slm eval --rows`:\n  \
+slm data task-sft --task boolq --rows 0..2270 --out boolq-train.jsonl\n  \
+slm finetune -m SmolLM2-135M-Instruct.Q4_1.gguf --data boolq-train.jsonl --out runs/boolq --lora-rank 16\n  \
+slm eval -m runs/boolq --tasks boolq --rows 2270..\n\n\
+Multiple-choice documents become (context, target delimiter + gold choice); WinoGrande's become (the \
+prompt with the right option, delimiter + target); GSM8K's (question, delimiter + worked answer)."
+    )]
+    TaskSft(TaskSftArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TaskSftArgs {
+    /// A built-in task (arc_easy, arc_challenge, boolq, copa, winogrande, openbookqa,
+    /// lambada, gsm8k; `openbookqa:dev` etc. for a dev split).
+    #[arg(long)]
+    pub task: String,
+    /// Documents A..B of the task (0-based, B excluded; `A..`, `..B`); default all.
+    #[arg(long, value_parser = crate::common::rows)]
+    pub rows: Option<std::ops::Range<usize>>,
+    /// The evaluation data directory (holding arc/, boolq/, ...).
+    #[arg(long, default_value = "../shared/data/eval")]
+    pub data_dir: PathBuf,
+    /// Output JSONL file (not overwritten unless --force).
+    #[arg(long, short = 'o')]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug)]
@@ -52,7 +83,24 @@ pub struct PrepareArgs {
 pub fn run(cmd: DataCommand) -> Result<()> {
     match cmd {
         DataCommand::Prepare(a) => run_prepare(a),
+        DataCommand::TaskSft(a) => run_task_sft(a),
     }
+}
+
+pub fn run_task_sft(a: TaskSftArgs) -> Result<()> {
+    let task = slm_eval::tasks::builtin(a.task.trim(), &a.data_dir)?;
+    let pairs = task.training_pairs(a.rows.as_ref())?;
+    let n = slm_eval::tasks::write_training_pairs(&a.out, &pairs, a.force)?;
+    println!(
+        "{}: {n} documents{} -> {} (prompt/completion JSONL)",
+        task.name,
+        a.rows
+            .as_ref()
+            .map(|r| format!(" (rows {}..{})", r.start, r.end.min(task.len())))
+            .unwrap_or_default(),
+        a.out.display()
+    );
+    Ok(())
 }
 
 pub fn run_prepare(a: PrepareArgs) -> Result<()> {

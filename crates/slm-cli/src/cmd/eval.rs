@@ -78,6 +78,10 @@ pub struct Args {
     /// Score only the first N documents of each task (each MMLU subject).
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Score only documents A..B of each task (0-based, B excluded; `A..`, `..B`): the
+    /// held-out part of a split partly used for fine-tuning (`slm data task-sft --rows`).
+    #[arg(long, value_parser = crate::common::rows)]
+    pub rows: Option<std::ops::Range<usize>>,
     /// Documents scored at once, each on its own KV cache.
     #[arg(long, default_value_t = 1, value_parser = crate::common::number::<usize>(|b| b >= 1, "of at least 1"))]
     pub batch: usize,
@@ -144,6 +148,7 @@ fn run_tasks(args: &Args) -> Result<()> {
     let opts = TaskOptions {
         num_fewshot: args.num_fewshot,
         limit: args.limit,
+        rows: args.rows.clone(),
         batch: args.batch,
         seed: args.seed,
         // The harness (HFLM) adds no BOS to task requests unless asked, whatever the
@@ -172,6 +177,7 @@ fn run_tasks(args: &Args) -> Result<()> {
             "model": args.model.model,
             "type": format!("{:?}", args.weight_type).to_lowercase(),
             "limit": args.limit,
+            "rows": args.rows.as_ref().map(|r| [r.start, r.end.min(u32::MAX as usize)]),
             "tasks": reports.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
         });
         println!("{v}");

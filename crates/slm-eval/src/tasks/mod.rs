@@ -42,6 +42,9 @@ pub struct TaskOptions {
     pub num_fewshot: Option<usize>,
     /// First N documents of each subtask.
     pub limit: Option<usize>,
+    /// Only documents in this range of each subtask (a held-out part of a split that was
+    /// partly trained on); `limit` then counts within it.
+    pub rows: Option<std::ops::Range<usize>>,
     /// Documents scored at once, each on its own KV cache (1: one cache for all).
     pub batch: usize,
     pub seed: u64,
@@ -56,6 +59,7 @@ impl Default for TaskOptions {
         Self {
             num_fewshot: None,
             limit: None,
+            rows: None,
             batch: 1,
             seed: FEWSHOT_SEED,
             add_bos: false,
@@ -92,6 +96,29 @@ enum Outcome {
     Generated { ids: Vec<u32>, text: String },
 }
 
+/// Writes `(prompt, completion)` pairs as JSONL rows `{"prompt": .., "completion": ..}`
+/// (what `slm finetune` reads), atomically; an existing file is kept unless `force`.
+/// Returns the number of rows.
+pub fn write_training_pairs(
+    path: &std::path::Path,
+    pairs: &[(String, String)],
+    force: bool,
+) -> Result<usize> {
+    if path.exists() && !force {
+        return Err(Error::invalid(format!(
+            "{} exists; pass --force to replace it",
+            path.display()
+        )));
+    }
+    let mut text = String::new();
+    for (prompt, completion) in pairs {
+        text += &serde_json::json!({"prompt": prompt, "completion": completion}).to_string();
+        text.push('\n');
+    }
+    slm_io::atomic::write_atomic(path, text.as_bytes())?;
+    Ok(pairs.len())
+}
+
 /// Runs `task` on the model: builds every document's context, scores them (`progress(done,
 /// total)` after each document) and aggregates the harness's metrics.
 pub fn run_task(
@@ -103,7 +130,7 @@ pub fn run_task(
 ) -> Result<TaskReport> {
     let t0 = Instant::now();
     let k = opts.num_fewshot.unwrap_or(task.default_fewshot);
-    let prepared = task.prepare(k, opts.limit, opts.seed)?;
+    let prepared = task.prepare(k, opts.limit, opts.rows.as_ref(), opts.seed)?;
     if prepared.is_empty() {
         return Err(Error::invalid(format!(
             "task `{}` has no documents",

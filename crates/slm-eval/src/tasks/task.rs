@@ -6,6 +6,7 @@
 use super::data::Doc;
 use super::fewshot::PyRandom;
 use slm_core::Result;
+use std::ops::Range;
 
 /// What one document asks of the model, before any few-shot prefix.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +47,26 @@ impl Item {
             } => format!("{}{delim}{target}", contexts[*gold]),
             Item::Cloze { context, target } => format!("{context}{delim}{target}"),
             Item::Generate { context, answer } => format!("{context}{delim}{answer}"),
+        }
+    }
+
+    /// The document solved, as a training pair `(prompt, completion)`: the context and the
+    /// gold continuation exactly as the harness scores it (delimiter included), so a model
+    /// fine-tuned on these pairs is trained on what the task asks.
+    pub fn solved(&self, delim: &str) -> (String, String) {
+        match self {
+            Item::Choice {
+                context,
+                choices,
+                gold,
+            } => (context.clone(), format!("{delim}{}", choices[*gold])),
+            Item::Inputs {
+                contexts,
+                target,
+                gold,
+            } => (contexts[*gold].clone(), format!("{delim}{target}")),
+            Item::Cloze { context, target } => (context.clone(), target.clone()),
+            Item::Generate { context, answer } => (context.clone(), format!("{delim}{answer}")),
         }
     }
 
@@ -171,12 +192,22 @@ pub struct Prepared {
 impl Task {
     /// Items of the first `limit` documents of every subtask (the harness's `--limit` applies
     /// to each subtask), with `k` few-shot examples drawn by a generator seeded with `seed`
-    /// (one per subtask, advanced document by document as the harness does).
-    pub fn prepare(&self, k: usize, limit: Option<usize>, seed: u64) -> Result<Vec<Prepared>> {
+    /// (one per subtask, advanced document by document as the harness does). With `rows`,
+    /// only documents `rows` of each subtask count (a held-out part; `limit` then takes the
+    /// first of those); documents keep their index in the report.
+    pub fn prepare(
+        &self,
+        k: usize,
+        limit: Option<usize>,
+        rows: Option<&Range<usize>>,
+        seed: u64,
+    ) -> Result<Vec<Prepared>> {
         let mut out = Vec::new();
         for sub in &self.subtasks {
             let mut rnd = PyRandom::new(seed);
             let n = limit.unwrap_or(usize::MAX).min(sub.docs.len());
+            let kept = |i: usize| rows.map_or(true, |r| r.contains(&i));
+            let mut taken = 0;
             let pool: &[Doc] = sub.pool.as_deref().unwrap_or(&sub.docs);
             let same = sub.pool.is_none();
             // FirstN examples are the same for every document.
@@ -186,7 +217,14 @@ impl Task {
                 }
                 _ => None,
             };
-            for (i, doc) in sub.docs[..n].iter().enumerate() {
+            for (i, doc) in sub.docs.iter().enumerate() {
+                if taken == n {
+                    break;
+                }
+                if !kept(i) {
+                    continue;
+                }
+                taken += 1;
                 let shots = match &first_n {
                     Some(s) => s.clone(),
                     None if k == 0 => String::new(),
@@ -207,6 +245,26 @@ impl Task {
                     item: (self.to_item)(doc)?.with_prefix(&prefix),
                 });
             }
+        }
+        Ok(out)
+    }
+
+    /// Documents `rows` of every subtask solved, as `(prompt, completion)` training pairs
+    /// (see [`Item::solved`]); no few-shot prefix. Refuses a range that selects nothing.
+    pub fn training_pairs(&self, rows: Option<&Range<usize>>) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        for sub in &self.subtasks {
+            for (i, doc) in sub.docs.iter().enumerate() {
+                if rows.map_or(true, |r| r.contains(&i)) {
+                    out.push((self.to_item)(doc)?.solved(&self.target_delimiter));
+                }
+            }
+        }
+        if out.is_empty() {
+            return Err(slm_core::Error::invalid(format!(
+                "task `{}` has no documents in rows {rows:?}",
+                self.name
+            )));
         }
         Ok(out)
     }

@@ -231,7 +231,7 @@ mod tests {
         );
         let task = load_task_file(&t).unwrap();
         assert_eq!(task.name, "colours");
-        let p = task.prepare(0, None, 1234).unwrap();
+        let p = task.prepare(0, None, None, 1234).unwrap();
         assert_eq!(
             p[1].item,
             Item::Choice {
@@ -240,7 +240,7 @@ mod tests {
                 gold: 1
             }
         );
-        let p = task.prepare(1, Some(1), 1234).unwrap();
+        let p = task.prepare(1, Some(1), None, 1234).unwrap();
         let Item::Choice { context, .. } = &p[0].item else {
             panic!()
         };
@@ -249,6 +249,22 @@ mod tests {
             !context.starts_with("Q: Sky?"),
             "the document itself is not its example"
         );
+        // A held-out range: only documents 1..3, keeping their indices; `limit` within it.
+        let p = task.prepare(0, None, Some(&(1..3)), 1234).unwrap();
+        assert_eq!(p.iter().map(|d| d.doc).collect::<Vec<_>>(), [1, 2]);
+        let p = task.prepare(0, Some(1), Some(&(1..3)), 1234).unwrap();
+        assert_eq!(p.iter().map(|d| d.doc).collect::<Vec<_>>(), [1]);
+        // The same documents solved as training pairs: context, delimiter + gold choice.
+        let pairs = task.training_pairs(Some(&(1..3))).unwrap();
+        assert_eq!(
+            pairs,
+            [
+                ("Q: Grass? {x}\nA:".to_string(), " green".to_string()),
+                ("Q: Sun? {x}\nA:".to_string(), " hot".to_string())
+            ]
+        );
+        assert_eq!(task.training_pairs(None).unwrap().len(), 3);
+        assert!(task.training_pairs(Some(&(5..9))).is_err());
     }
 
     #[test]
@@ -282,7 +298,7 @@ mod tests {
             "name = \"x\"\ndata = \"q.jsonl\"\nprompt = \"{q}\"\nchoices = [\"a\",\"b\"]\nanswer = \"a\"\n",
         );
         let task = load_task_file(&t).unwrap();
-        let err = task.prepare(0, None, 1234).unwrap_err().to_string();
+        let err = task.prepare(0, None, None, 1234).unwrap_err().to_string();
         assert!(
             err.contains("q.jsonl") && err.contains("line 2") && err.contains("`q`"),
             "{err}"

@@ -451,17 +451,18 @@ pub fn block_forward(
 
 /// Forward through the blocks and the final norm into `a` (sized by
 /// [`Activations::ensure`]), saving what `k` asks for; `starts` [n] packs several examples
-/// per row (kept in `a.starts` for the backward).
+/// per row (kept in `a.starts` for the backward). `scratch` holds one block's dequantised
+/// linears when `w` keeps them quantised (unused otherwise).
 pub fn forward(
-    layout: &Layout,
-    params: &[f32],
-    rope: &RopeTables,
+    w: &super::FlatWeights,
+    scratch: &mut Vec<f32>,
     a: &mut Activations,
     ids: &[u32],
     starts: Option<&[u32]>,
     k: &Dims,
     mut delta: Option<&mut dyn LinearDelta>,
 ) -> Result<()> {
+    let (layout, params, rope) = (&w.layout, &w.params[..], &w.rope);
     let (n, d) = (k.n, k.d);
     let nd = n * d;
     a.starts.clear();
@@ -474,7 +475,7 @@ pub fn forward(
             d,
         )
     })?;
-    for (l, r) in layout.layers.iter().enumerate() {
+    for l in 0..layout.layers.len() {
         let (s, ns) = (k.layer_slot(l), k.norm_slot(l));
         // resid slots 2l (input x), 2l+1 (mid), 2l+2 (output).
         let (lo, hi) = a.resid.split_at_mut((2 * l + 1) * nd);
@@ -506,7 +507,8 @@ pub fn forward(
             Some(ref mut f) => Some((l, &mut **f as &mut dyn LinearDelta)),
             None => None,
         };
-        block_forward(k, &r.weights(params), rope, acts, None, layer_delta)?;
+        let weights = w.block(l, scratch)?;
+        block_forward(k, &weights, rope, acts, None, layer_delta)?;
     }
     let last = 2 * k.layers;
     let f = k.final_norm_slot();

@@ -116,7 +116,13 @@ impl Packer {
     }
 
     fn push(&mut self, name: String, shape: Vec<usize>) -> Range<usize> {
-        let (offset, len) = (self.end, shape.iter().product());
+        let len = shape.iter().product();
+        self.push_len(name, shape, len)
+    }
+
+    /// An entry of `len` elements (0 for a tensor held outside the buffer).
+    fn push_len(&mut self, name: String, shape: Vec<usize>, len: usize) -> Range<usize> {
+        let offset = self.end;
         self.params.push(ParamBuf {
             name,
             shape,
@@ -128,27 +134,33 @@ impl Packer {
     }
 }
 
-/// Block `l`'s parameters in storage order: the one definition of the packing.
-fn push_block(p: &mut Packer, cfg: &LlamaConfig, l: usize) -> LayerRanges {
+/// Block `l`'s parameters in storage order: the one definition of the packing. Without
+/// `linears`, the block's linear weights get zero-length entries (held outside the buffer,
+/// see [`Layout::with_frozen_linears`]).
+fn push_block(p: &mut Packer, cfg: &LlamaConfig, l: usize, linears: bool) -> LayerRanges {
     let join = |a: &Range<usize>, b: &Range<usize>| a.start..b.end;
     let (d, inter) = (cfg.hidden_size, cfg.intermediate_size);
     let (q, kv) = (cfg.q_dim(), cfg.kv_dim());
     let pre = format!("model.layers.{l}");
+    let linear = |p: &mut Packer, name: String, shape: Vec<usize>| {
+        let len = if linears { shape.iter().product() } else { 0 };
+        p.push_len(name, shape, len)
+    };
     let norm1 = p.push(format!("{pre}.input_layernorm.weight"), vec![d]);
-    let wq = p.push(format!("{pre}.self_attn.q_proj.weight"), vec![q, d]);
-    p.push(format!("{pre}.self_attn.k_proj.weight"), vec![kv, d]);
-    let wv = p.push(format!("{pre}.self_attn.v_proj.weight"), vec![kv, d]);
+    let wq = linear(p, format!("{pre}.self_attn.q_proj.weight"), vec![q, d]);
+    linear(p, format!("{pre}.self_attn.k_proj.weight"), vec![kv, d]);
+    let wv = linear(p, format!("{pre}.self_attn.v_proj.weight"), vec![kv, d]);
     let bqkv = cfg.qkv_bias.then(|| {
         let bq = p.push(format!("{pre}.self_attn.q_proj.bias"), vec![q]);
         p.push(format!("{pre}.self_attn.k_proj.bias"), vec![kv]);
         let bv = p.push(format!("{pre}.self_attn.v_proj.bias"), vec![kv]);
         join(&bq, &bv)
     });
-    let wo = p.push(format!("{pre}.self_attn.o_proj.weight"), vec![d, q]);
+    let wo = linear(p, format!("{pre}.self_attn.o_proj.weight"), vec![d, q]);
     let norm2 = p.push(format!("{pre}.post_attention_layernorm.weight"), vec![d]);
-    let wg = p.push(format!("{pre}.mlp.gate_proj.weight"), vec![inter, d]);
-    let wu = p.push(format!("{pre}.mlp.up_proj.weight"), vec![inter, d]);
-    let wdown = p.push(format!("{pre}.mlp.down_proj.weight"), vec![d, inter]);
+    let wg = linear(p, format!("{pre}.mlp.gate_proj.weight"), vec![inter, d]);
+    let wu = linear(p, format!("{pre}.mlp.up_proj.weight"), vec![inter, d]);
+    let wdown = linear(p, format!("{pre}.mlp.down_proj.weight"), vec![d, inter]);
     LayerRanges {
         norm1,
         wqkv: join(&wq, &wv),
@@ -165,9 +177,10 @@ pub fn tensor_values(t: &Tensor) -> Result<Vec<f32>> {
     Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
 }
 
-/// Fills `out` (the buffer `params` index) from Hugging Face-named tensors.
+/// Fills `out` (the buffer `params` index) from Hugging Face-named tensors (entries held
+/// outside the buffer are skipped).
 fn fill(params: &[ParamBuf], tensors: &HashMap<String, Tensor>, out: &mut [f32]) -> Result<()> {
-    for p in params {
+    for p in params.iter().filter(|p| p.len > 0) {
         let t = tensors.get(&p.name).ok_or_else(|| Error::MissingTensor {
             path: "<flat parameters>".into(),
             tensor: p.name.clone(),
@@ -198,15 +211,28 @@ pub struct Layout {
     /// `[vocab, d]`; equal to `embed` when tied.
     pub lm_head: Range<usize>,
     pub total: usize,
+    /// The block linears are held outside the buffer (zero-length entries and ranges).
+    pub frozen_linears: bool,
 }
 
 impl Layout {
     pub fn new(cfg: &LlamaConfig) -> Self {
+        Self::build(cfg, true)
+    }
+
+    /// The layout of a model whose block linear weights are held outside the flat buffer
+    /// (quantised, `super::FrozenLinears`): their entries keep name and shape but have zero
+    /// length, and the blocks' linear ranges are empty. Everything else is as [`Layout::new`].
+    pub fn with_frozen_linears(cfg: &LlamaConfig) -> Self {
+        Self::build(cfg, false)
+    }
+
+    fn build(cfg: &LlamaConfig, linears: bool) -> Self {
         let (d, v) = (cfg.hidden_size, cfg.vocab_size);
         let mut p = Packer::new(0);
         let embed = p.push("model.embed_tokens.weight".into(), vec![v, d]);
         let layers = (0..cfg.num_hidden_layers)
-            .map(|l| push_block(&mut p, cfg, l))
+            .map(|l| push_block(&mut p, cfg, l, linears))
             .collect();
         let norm_f = p.push("model.norm.weight".into(), vec![d]);
         let lm_head = if cfg.tie_word_embeddings {
@@ -228,7 +254,16 @@ impl Layout {
             norm_f,
             lm_head,
             total: p.end,
+            frozen_linears: !linears,
         }
+    }
+
+    /// Parameters of the model (a tied embedding once), held in the buffer or not.
+    pub fn num_parameters(&self) -> usize {
+        self.params
+            .iter()
+            .map(|p| p.shape.iter().product::<usize>())
+            .sum()
     }
 
     pub fn get(&self, name: &str) -> Option<&ParamBuf> {
@@ -260,7 +295,7 @@ impl BlockParams {
         layer: usize,
     ) -> Result<Self> {
         let mut p = Packer::new(0);
-        let ranges = push_block(&mut p, cfg, layer);
+        let ranges = push_block(&mut p, cfg, layer, true);
         let mut values = vec![0f32; p.end];
         fill(&p.params, tensors, &mut values)?;
         Ok(Self { ranges, values })

@@ -19,12 +19,14 @@
 //! unless the caller runs inside another pool); matmuls get the same thread count.
 
 pub mod forward;
+pub mod frozen;
 pub mod layout;
 
 pub use forward::{
     block_forward, forward, logits, Activations, AttnSave, BlockActs, BlockScratch, Dims,
     InputSlot, LinearDelta, OnInput, Saved,
 };
+pub use frozen::FrozenLinears;
 pub use layout::{BlockParams, BlockWeights, LayerRanges, Layout, ParamBuf};
 
 use crate::config::LlamaConfig;
@@ -33,6 +35,7 @@ use crate::rope::RopeTables;
 use crate::weights::{check_tensors, expected_shapes};
 use candle_core::{Device, Tensor};
 use slm_core::{Error, Result};
+use slm_kernels::quant::BlockKind;
 use slm_kernels::segments::check_starts;
 use std::collections::HashMap;
 use std::path::Path;
@@ -48,9 +51,12 @@ pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 pub struct FlatWeights {
     pub config: LlamaConfig,
     pub layout: Layout,
-    /// All parameters, packed in storage order (see [`layout`]).
+    /// All parameters, packed in storage order (see [`layout`]); without the block linears
+    /// when `frozen` holds them.
     pub params: Vec<f32>,
     pub rope: RopeTables,
+    /// The block linears as quantised blocks (a frozen base for adapters; see [`frozen`]).
+    pub frozen: Option<FrozenLinears>,
 }
 
 impl FlatWeights {
@@ -66,7 +72,50 @@ impl FlatWeights {
             layout,
             params,
             rope: RopeTables::new(config),
+            frozen: None,
         })
+    }
+
+    /// Packs Hugging Face-named tensors with the block linears quantised to `kind` blocks
+    /// (a frozen base: nothing may update them; see [`frozen`]). Passes compute what the f32
+    /// weights would compute on the dequantised values.
+    pub fn with_frozen_linears(
+        config: &LlamaConfig,
+        tensors: &HashMap<String, Tensor>,
+        kind: BlockKind,
+    ) -> Result<Self> {
+        config.validate()?;
+        check_tensors(config, tensors, Path::new("<flat weights>"))?;
+        let frozen = FrozenLinears::quantize(config, tensors, kind)?;
+        let layout = Layout::with_frozen_linears(config);
+        let params = layout.pack(tensors)?;
+        Ok(Self {
+            config: config.clone(),
+            layout,
+            params,
+            rope: RopeTables::new(config),
+            frozen: Some(frozen),
+        })
+    }
+
+    /// Block `l`'s weights: slices of the flat buffer, or with quantised linears the
+    /// linears dequantised into `scratch` (one block's worth, reused block after block).
+    pub fn block<'a>(&'a self, l: usize, scratch: &'a mut Vec<f32>) -> Result<BlockWeights<'a>> {
+        let r = self.layout.layers.get(l).ok_or_else(|| {
+            Error::invalid(format!(
+                "block {l} does not exist: the model has {} blocks",
+                self.layout.layers.len()
+            ))
+        })?;
+        match &self.frozen {
+            Some(f) => f.dequantize_block(l, r, &self.params, scratch),
+            None => Ok(r.weights(&self.params)),
+        }
+    }
+
+    /// Bytes held by the weights (the flat buffer and any quantised linears).
+    pub fn bytes(&self) -> usize {
+        4 * self.params.len() + self.frozen.as_ref().map_or(0, FrozenLinears::bytes)
     }
 
     /// Packs a candle model's parameters.
@@ -76,34 +125,72 @@ impl FlatWeights {
     }
 
     /// `flat` (this layout: the parameters, or gradients) as tensors on the CPU, in
-    /// canonical checkpoint order ([`expected_shapes`]).
+    /// canonical checkpoint order ([`expected_shapes`]). Quantised linears are not in `flat`
+    /// (see [`FlatWeights::export_params`]): asking for them is an error.
     pub fn export(&self, flat: &[f32]) -> Result<Vec<(String, Tensor)>> {
+        self.export_with(flat, false)
+    }
+
+    /// The parameters as tensors in canonical checkpoint order, quantised linears
+    /// dequantised.
+    pub fn export_params(&self) -> Result<Vec<(String, Tensor)>> {
+        self.export_with(&self.params, true)
+    }
+
+    fn export_with(&self, flat: &[f32], dequantize: bool) -> Result<Vec<(String, Tensor)>> {
+        if flat.len() != self.layout.total {
+            return Err(Error::invalid(format!(
+                "{} values for a layout of {} (no gradients are kept for a frozen base)",
+                flat.len(),
+                self.layout.total
+            )));
+        }
         expected_shapes(&self.config)
             .into_iter()
             .map(|(name, shape)| {
                 let p = self.layout.get(&name).ok_or_else(|| {
                     Error::msg(format!("the flat layout has no `{name}` (internal error)"))
                 })?;
-                let t = Tensor::from_slice(&flat[p.range()], shape, &Device::Cpu)?;
+                let t = match (&self.frozen, p.len) {
+                    (Some(f), 0) if dequantize => {
+                        let values = f.dequantize_tensor(&name).ok_or_else(|| {
+                            Error::msg(format!("`{name}` is neither packed nor quantised"))
+                        })?;
+                        Tensor::from_vec(values, shape, &Device::Cpu)?
+                    }
+                    (Some(_), 0) => {
+                        return Err(Error::invalid(format!(
+                            "`{name}` is held quantised (a frozen base): it has no flat values"
+                        )))
+                    }
+                    _ => Tensor::from_slice(&flat[p.range()], shape, &Device::Cpu)?,
+                };
                 Ok((name, t))
             })
             .collect()
     }
 
-    /// A candle model with these parameters.
+    /// A candle model with these parameters (quantised linears dequantised).
     pub fn to_llama(&self) -> Result<Llama> {
-        let tensors = self.export(&self.params)?.into_iter().collect();
+        let tensors = self.export_params()?.into_iter().collect();
         Llama::from_tensors(self.config.clone(), tensors, Path::new("<flat weights>"))
     }
 
-    /// The values of parameter `name`.
+    /// The values of parameter `name` (`None` for one held quantised).
     pub fn param(&self, name: &str) -> Option<&[f32]> {
-        self.layout.get(name).map(|p| &self.params[p.range()])
+        self.layout
+            .get(name)
+            .filter(|p| p.len > 0 || !self.layout.frozen_linears)
+            .map(|p| &self.params[p.range()])
     }
 
-    /// The values of parameter `name`, mutably.
+    /// The values of parameter `name`, mutably (`None` for one held quantised).
     pub fn param_mut(&mut self, name: &str) -> Option<&mut [f32]> {
-        let r = self.layout.get(name)?.range();
+        let r = self
+            .layout
+            .get(name)
+            .filter(|p| p.len > 0 || !self.layout.frozen_linears)?
+            .range();
         Some(&mut self.params[r])
     }
 
@@ -143,6 +230,8 @@ impl FlatWeights {
 pub struct FlatModel {
     weights: FlatWeights,
     acts: Activations,
+    /// One block's dequantised linears (a quantised frozen base only).
+    scratch: Vec<f32>,
     /// The sizes of the last pass, whose activations `acts` holds.
     last: Option<Dims>,
 }
@@ -152,6 +241,7 @@ impl FlatModel {
         Self {
             weights,
             acts: Activations::default(),
+            scratch: Vec::new(),
             last: None,
         }
     }
@@ -224,19 +314,13 @@ impl FlatModel {
         let k = Dims::new(&self.weights.config, batch, seq, save);
         self.acts.ensure(&k);
         self.last = Some(k);
-        let Self { weights, acts, .. } = self;
-        on_pool(|| {
-            forward(
-                &weights.layout,
-                &weights.params,
-                &weights.rope,
-                acts,
-                ids,
-                starts,
-                &k,
-                delta,
-            )
-        })?;
+        let Self {
+            weights,
+            acts,
+            scratch,
+            ..
+        } = self;
+        on_pool(|| forward(weights, scratch, acts, ids, starts, &k, delta))?;
         Ok(k)
     }
 

@@ -8,6 +8,8 @@
 //!   `d_gu` [n, 2I], `d_att` [n, q], `d_qkv` [n, W].
 //! - `d_hidden` [m, n, d]: gradients of a hidden-state loss on m block outputs (only when
 //!   one is used).
+//! - `linears`: one block's dequantised linear weights, when the frozen base is held
+//!   quantised (`slm_model::flat::FrozenLinears`).
 
 use slm_model::flat::forward::grow;
 use slm_model::flat::Dims;
@@ -38,6 +40,8 @@ pub(crate) struct Buffers {
     /// ∂(hidden-state loss)/∂(block output) for each block a [`super::ResidualLoss`]
     /// reads: [m, n, d], added into `d_res` as the backward passes that block.
     pub d_hidden: Vec<f32>,
+    /// One block's dequantised linears, when the frozen base is held quantised.
+    pub linears: Vec<f32>,
 }
 
 /// Bytes of saved attention probabilities for all layers.
@@ -76,6 +80,7 @@ impl Buffers {
             &self.d_att,
             &self.d_qkv,
             &self.d_hidden,
+            &self.linears,
         ]
         .iter()
         .map(|v| v.len())

@@ -119,6 +119,40 @@ impl FastModel {
         })
     }
 
+    /// Builds the engine for QLoRA-style training: the base's block linears held as `kind`
+    /// blocks (Q8_0 or Q4_0; see `slm_model::flat::frozen`), frozen, with LoRA adapters
+    /// `spec` (initialised from `seed`) the only trained tensors. Every pass computes what
+    /// the f32 engine with the same adapters computes on the dequantised base.
+    pub fn with_quantized_base(
+        config: &LlamaConfig,
+        tensors: &HashMap<String, Tensor>,
+        kind: slm_kernels::quant::BlockKind,
+        spec: lora::LoraSpec,
+        seed: u64,
+    ) -> Result<Self> {
+        let weights = FlatWeights::with_frozen_linears(config, tensors, kind)?;
+        let mut model = Self {
+            grads: Vec::new(),
+            flat: FlatModel::new(weights),
+            bufs: Buffers::default(),
+            probs_budget: buffers::DEFAULT_PROBS_BUDGET,
+            lora: None,
+        };
+        model.attach_lora(spec, seed)?;
+        Ok(model)
+    }
+
+    /// The block format the frozen base's linears are held in (`None`: f32).
+    pub fn base_kind(&self) -> Option<slm_kernels::quant::BlockKind> {
+        self.flat.weights().frozen.as_ref().map(|f| f.kind())
+    }
+
+    /// Bytes held by the model's weights (the flat buffer and any quantised linears; not the
+    /// adapters, gradients or optimiser state).
+    pub fn weight_bytes(&self) -> usize {
+        self.flat.weights().bytes()
+    }
+
     /// Builds the engine from a candle model (copies its parameters).
     pub fn from_llama(model: &Llama) -> Result<Self> {
         let tensors: HashMap<String, Tensor> = model.tensors().into_iter().collect();
@@ -128,8 +162,7 @@ impl FastModel {
     /// The parameters as tensors on the CPU, in canonical checkpoint order
     /// (`slm_model::weights::expected_shapes`).
     pub fn to_tensors(&self) -> Result<Vec<(String, Tensor)>> {
-        let w = self.flat.weights();
-        w.export(&w.params)
+        self.flat.weights().export_params()
     }
 
     /// The gradients as tensors, named and ordered like [`FastModel::to_tensors`].
@@ -157,9 +190,10 @@ impl FastModel {
         &self.flat.weights().layout.params
     }
 
-    /// Total number of parameters (a tied embedding counted once).
+    /// Total number of parameters (a tied embedding counted once; quantised linears
+    /// counted too).
     pub fn num_parameters(&self) -> usize {
-        self.flat.weights().layout.total
+        self.flat.weights().layout.num_parameters()
     }
 
     /// All parameter values, packed as described by [`FastModel::params`].
@@ -213,7 +247,7 @@ impl FastModel {
     /// The gradient of parameter `name`.
     pub fn grad(&self, name: &str) -> Option<&[f32]> {
         let p = self.flat.weights().layout.get(name)?;
-        Some(&self.grads[p.range()])
+        self.grads.get(p.range())
     }
 
     /// Sets every gradient to zero.

@@ -197,7 +197,10 @@ pub(crate) fn backward(
             false,
         )
     })?;
+    // One block's dequantised linears when the base is held quantised.
+    let mut scratch = std::mem::take(&mut a.linears);
     for (l, r) in m.layout.layers.iter().enumerate().rev() {
+        let w = m.block(l, &mut scratch)?;
         // d_res = ∂L/∂(block l's output) here: add the hidden-state loss's share.
         if let Some(inj) = inject {
             for (j, _) in inj.layers.iter().enumerate().filter(|(_, &b)| b == l) {
@@ -210,7 +213,7 @@ pub(crate) fn backward(
         let dims = LinearDims::new(n, k.inter, d);
         let act = slot(&acts.act, l, n * k.inter);
         time("bwd.down.dx", || {
-            linear_bwd_input(d_act, d_res, &p[r.wdown.clone()], dims, false)
+            linear_bwd_input(d_act, d_res, w.wdown, dims, false)
         })?;
         if base {
             time("bwd.down.dw", || {
@@ -228,7 +231,7 @@ pub(crate) fn backward(
         let dims = LinearDims::new(n, d, 2 * k.inter);
         let normed2 = slot(&acts.normed, 2 * l + 1, nd);
         time("bwd.gate_up.dx", || {
-            linear_bwd_input(d_xn, d_gu, &p[r.wgu.clone()], dims, false)
+            linear_bwd_input(d_xn, d_gu, w.wgu, dims, false)
         })?;
         if base {
             time("bwd.gate_up.dw", || {
@@ -252,7 +255,7 @@ pub(crate) fn backward(
                 d_xn,
                 slot(&acts.resid, 2 * l + 1, nd),
                 slot(&acts.rstd, 2 * l + 1, n),
-                &p[r.norm2.clone()],
+                w.norm2,
                 n,
                 true,
             )
@@ -261,7 +264,7 @@ pub(crate) fn backward(
         let dims = LinearDims::new(n, k.q, d);
         let att = slot(&acts.att, l, n * k.q);
         time("bwd.o.dx", || {
-            linear_bwd_input(d_att, d_res, &p[r.wo.clone()], dims, false)
+            linear_bwd_input(d_att, d_res, w.wo, dims, false)
         })?;
         if base {
             time("bwd.o.dw", || {
@@ -292,7 +295,7 @@ pub(crate) fn backward(
         let dims = LinearDims::new(n, d, k.w);
         let normed1 = slot(&acts.normed, 2 * l, nd);
         time("bwd.qkv.dx", || {
-            linear_bwd_input(d_xn, d_qkv, &p[r.wqkv.clone()], dims, false)
+            linear_bwd_input(d_xn, d_qkv, w.wqkv, dims, false)
         })?;
         if base {
             time("bwd.qkv.dw", || {
@@ -316,12 +319,13 @@ pub(crate) fn backward(
                 d_xn,
                 slot(&acts.resid, 2 * l, nd),
                 slot(&acts.rstd, 2 * l, n),
-                &p[r.norm1.clone()],
+                w.norm1,
                 n,
                 true,
             )
         })?;
     }
+    a.linears = scratch;
     if !base {
         return Ok(());
     }
