@@ -12,6 +12,7 @@ use slm_infer::decode::{Decoder, KvType, SparseUse, WeightType};
 use slm_infer::{generate_from_tokens, GenerateOptions, SamplerConfig};
 use slm_model::Llama;
 use slm_train::engine::FastModel;
+use slm_train::finetune::BaseType;
 use std::time::Instant;
 
 /// Median triad bandwidth (GB/s) over `reps` passes of 3 × 256 MiB.
@@ -169,30 +170,67 @@ pub fn model_text(v: &Value) -> String {
     s
 }
 
-/// What to time in training: forward + backward + AdamW update of a random model.
+/// What to time in training: forward + backward + AdamW update, of a random model of a
+/// preset size or of a real model (full, LoRA, or LoRA on a quantised base).
 #[derive(Debug, Clone)]
 pub struct TrainBench {
     pub preset: String,
+    /// A model to load instead of the preset (its own vocabulary and sizes).
+    pub model: Option<String>,
     pub vocab: Option<usize>,
     pub seq: usize,
     pub batch: usize,
     pub steps: usize,
     pub warmup: usize,
+    /// Train LoRA adapters of this rank (alpha 2·rank, every linear) on a frozen base.
+    pub lora_rank: Option<usize>,
+    /// How the frozen base is held (q8_0 / q4_0: QLoRA; needs `lora_rank`).
+    pub base_type: BaseType,
+    /// Recompute activations in the backward (see `FastModel::set_activation_checkpointing`).
+    pub activation_checkpointing: bool,
 }
 
-/// Training step timings (median over `steps` after `warmup`).
+/// Training step timings (median over `steps` after `warmup`) and the process's peak
+/// resident memory (loading included: run one configuration per process).
 pub fn bench_train(o: &TrainBench) -> Result<Value> {
     if o.steps == 0 {
         return Err(Error::invalid("--steps must be at least 1"));
     }
-    let mut cfg = slm_model::preset(&o.preset)?;
-    if let Some(v) = o.vocab {
-        cfg.vocab_size = v;
+    if o.base_type != BaseType::F32 && o.lora_rank.is_none() {
+        return Err(Error::invalid(
+            "--base-type is how LoRA's frozen base is held: add --lora-rank R",
+        ));
     }
-    cfg.max_position_embeddings = cfg.max_position_embeddings.max(o.seq);
-    let llama = Llama::random(cfg.clone(), 1, &candle_core::Device::Cpu)?;
-    let mut model = FastModel::from_llama(&llama)?;
-    let mut opt = slm_train::optim::AdamW::new(Default::default(), model.flat_params().len());
+    let (mut model, name) = match &o.model {
+        Some(spec) => {
+            if o.vocab.is_some() {
+                return Err(Error::invalid(
+                    "--vocab is for presets; a model has its own",
+                ));
+            }
+            let loaded = slm_model::load(spec, None)
+                .map_err(|e| Error::msg(format!("loading `{spec}`: {e}")))?;
+            (train_model(&loaded.model, o)?, spec.clone())
+        }
+        None => {
+            let mut cfg = slm_model::preset(&o.preset)?;
+            if let Some(v) = o.vocab {
+                cfg.vocab_size = v;
+            }
+            cfg.max_position_embeddings = cfg.max_position_embeddings.max(o.seq);
+            let llama = Llama::random(cfg, 1, &candle_core::Device::Cpu)?;
+            (train_model(&llama, o)?, o.preset.clone())
+        }
+    };
+    model.set_activation_checkpointing(o.activation_checkpointing);
+    let cfg = model.config().clone();
+    if o.seq > cfg.max_position_embeddings {
+        return Err(Error::invalid(format!(
+            "--seq {} is beyond the model context of {}",
+            o.seq, cfg.max_position_embeddings
+        )));
+    }
+    let mut opt = slm_train::optim::AdamW::new(Default::default(), model.trainable_values());
     let n = o.batch * o.seq;
     let inputs: Vec<u32> = (0..n)
         .map(|i| ((i * 7919 + 13) % cfg.vocab_size) as u32)
@@ -211,19 +249,59 @@ pub fn bench_train(o: &TrainBench) -> Result<Value> {
         }
     }
     let step = median(times.clone());
+    let mut mode = match (o.lora_rank, model.base_kind()) {
+        (None, _) => "full".to_string(),
+        (Some(_), None) => "lora".to_string(),
+        (Some(_), Some(k)) => format!("qlora-{}", format!("{k:?}").to_lowercase()),
+    };
+    if o.activation_checkpointing {
+        mode += " + checkpointing";
+    }
     Ok(
-        json!({"preset": o.preset, "parameters": model.num_parameters(), "vocab": cfg.vocab_size,
+        json!({"preset": name, "mode": mode, "parameters": model.num_parameters(),
+        "trainable": model.lora().map_or(model.num_parameters(), |l| l.num_parameters()), "vocab": cfg.vocab_size,
         "seq": o.seq, "batch": o.batch, "threads": rayon_threads(), "steps": o.steps,
         "median_step_s": step, "tokens_per_sec": n as f64 / step,
-        "min_step_s": times.iter().cloned().fold(f64::INFINITY, f64::min)}),
+        "min_step_s": times.iter().cloned().fold(f64::INFINITY, f64::min),
+        "weight_bytes": model.weight_bytes(), "activation_bytes": model.activation_bytes(),
+        "peak_memory_bytes": peak_memory_bytes()}),
     )
+}
+
+/// The training engine for `llama` as `o` asks (full, LoRA, or LoRA on a quantised base).
+fn train_model(llama: &Llama, o: &TrainBench) -> Result<FastModel> {
+    let Some(rank) = o.lora_rank else {
+        return FastModel::from_llama(llama);
+    };
+    let spec = slm_train::engine::lora::LoraSpec {
+        rank,
+        alpha: 2.0 * rank as f64,
+        dropout: 0.0,
+        rslora: false,
+        targets: slm_core::LinearRole::ALL.to_vec(),
+    };
+    match o.base_type.block_kind() {
+        Some(kind) => {
+            let tensors = llama.tensors().into_iter().collect();
+            FastModel::with_quantized_base(&llama.config, &tensors, kind, spec, 1)
+        }
+        None => {
+            let mut m = FastModel::from_llama(llama)?;
+            m.attach_lora(spec, 1)?;
+            Ok(m)
+        }
+    }
 }
 
 /// [`bench_train`]'s report for the console.
 pub fn train_text(v: &Value) -> String {
     format!(
-        "train step, preset {} ({:.2}M params, vocab {}), batch {} × seq {}, {} threads: median {:.1} ms over {} steps = {:.0} tokens/s",
-        v["preset"].as_str().unwrap_or(""), v["parameters"].as_f64().unwrap_or(0.0) / 1e6, v["vocab"], v["batch"], v["seq"],
-        v["threads"], v["median_step_s"].as_f64().unwrap_or(0.0) * 1e3, v["steps"], v["tokens_per_sec"].as_f64().unwrap_or(0.0)
+        "train step ({}), {} ({:.2}M params, {:.2}M trained, vocab {}), batch {} × seq {}, {} threads: median {:.1} ms over {} steps = {:.0} tokens/s\n\
+         memory: {:.1} MB weights, {:.1} MB activations and scratch, {:.1} MB peak resident",
+        v["mode"].as_str().unwrap_or(""), v["preset"].as_str().unwrap_or(""), v["parameters"].as_f64().unwrap_or(0.0) / 1e6,
+        v["trainable"].as_f64().unwrap_or(0.0) / 1e6, v["vocab"], v["batch"], v["seq"],
+        v["threads"], v["median_step_s"].as_f64().unwrap_or(0.0) * 1e3, v["steps"], v["tokens_per_sec"].as_f64().unwrap_or(0.0),
+        v["weight_bytes"].as_f64().unwrap_or(0.0) / 1e6, v["activation_bytes"].as_f64().unwrap_or(0.0) / 1e6,
+        v["peak_memory_bytes"].as_f64().unwrap_or(0.0) / 1e6
     )
 }

@@ -150,7 +150,7 @@ pub struct Trainer {
 
 impl Trainer {
     /// A new run in `run_dir` starting from `model`.
-    pub fn new(setup: Setup, model: FastModel, run_dir: &Path) -> Result<Self> {
+    pub fn new(setup: Setup, mut model: FastModel, run_dir: &Path) -> Result<Self> {
         let Setup {
             train: cfg,
             prune,
@@ -160,6 +160,7 @@ impl Trainer {
         } = setup;
         cfg.validate()?;
         prune.validate(cfg.steps)?;
+        model.set_activation_checkpointing(cfg.activation_checkpointing);
         let data: Arc<dyn TrainData> = match data {
             Some(d) => d,
             None if cfg.data.is_empty() => {

@@ -5,6 +5,7 @@ use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use slm_infer::decode::{KvType, SparseUse, WeightType};
 use slm_recipes::bench::{self as lib, ModelBench, TrainBench};
+use slm_train::finetune::BaseType;
 use std::path::PathBuf;
 
 /// `slm bench --model M`, `slm bench --bandwidth`, or `slm bench train ...`.
@@ -71,17 +72,33 @@ pub struct BenchArgs {
 pub enum BenchCommand {
     /// Training throughput: forward + backward + AdamW update, tokens/s.
     #[command(
-        after_help = "Compare with PyTorch on the same machine: tools/reference/torch_train_bench.py \
-(same architecture, batch, sequence and threads).\n\nExample:\n  slm --threads 2 bench train --preset 15m --seq 256 --batch 8"
+        after_help = "Prints tokens/s and memory: the weights, the activations, and the process's peak \
+resident memory (loading included). Compare with PyTorch on the same machine: \
+tools/reference/torch_train_bench.py (presets) and tools/reference/bench_finetune.py (a real model: \
+full, LoRA and QLoRA against transformers + peft, interleaved).\n\nExamples:\n  \
+slm --threads 2 bench train --preset 15m --seq 256 --batch 8\n  \
+slm --threads 2 bench train -m SmolLM2-135M-Instruct.Q4_1.gguf --batch 4 --seq 256 --lora-rank 8 --base-type q4_0"
     )]
     Train(TrainBenchArgs),
 }
 
 #[derive(Args, Debug)]
 pub struct TrainBenchArgs {
-    /// Size preset.
+    /// Size preset (a random model).
     #[arg(long, default_value = "4m")]
     pub preset: String,
+    /// A real model instead of a preset: a Hugging Face directory, .gguf or llama2.c file.
+    #[arg(long, short = 'm')]
+    pub model: Option<String>,
+    /// Train LoRA adapters of this rank (alpha 2 × rank, every linear) on a frozen base.
+    #[arg(long)]
+    pub lora_rank: Option<usize>,
+    /// How LoRA's frozen base is held: f32, or q8_0 / q4_0 blocks (QLoRA).
+    #[arg(long, default_value = "f32", value_parser = choice(&["f32", "q8_0", "q4_0"], BaseType::parse))]
+    pub base_type: BaseType,
+    /// Recompute each block's activations in the backward instead of keeping them.
+    #[arg(long)]
+    pub activation_checkpointing: bool,
     /// Override the preset's vocabulary size.
     #[arg(long)]
     pub vocab: Option<usize>,
@@ -115,6 +132,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
         (Some(BenchCommand::Train(t)), _) => {
             let o = TrainBench {
                 preset: t.preset,
+                model: t.model,
+                lora_rank: t.lora_rank,
+                base_type: t.base_type,
+                activation_checkpointing: t.activation_checkpointing,
                 vocab: t.vocab,
                 seq: t.seq,
                 batch: t.batch,

@@ -11,7 +11,7 @@ use std::path::PathBuf;
     after_help = "Settings come from defaults, then --config FILE (TOML), then the options, then \
 --set key=value. The file has one table per concern: [train] (data preset init layers dim heads kv_heads \
 hidden context seq_len batch_size grad_accum steps lr min_lr warmup_steps weight_decay beta1 beta2 eps \
-grad_clip eval_every eval_windows checkpoint_every seed), [prune] (hold_masks sparsity initial start end \
+grad_clip eval_every eval_windows checkpoint_every seed activation_checkpointing), [prune] (hold_masks sparsity initial start end \
 every) and [distill] (teacher cache loss weight temperature, [distill.on_policy], [distill.hidden]; see \
 `slm distill train`). --set takes dotted keys (train.lr=3e-4, distill.weight=0.5); a bare [train] key \
 (lr=3e-4) and the flat keys of older runs (kd_weight, prune_sparsity, ...) still work.\n\

@@ -152,8 +152,11 @@ impl Dims {
             kv_heads: cfg.num_key_value_heads,
             head_dim: cfg.head_dim,
             eps: cfg.rms_norm_eps as f32,
-            save_probs: save == Saved::ForBackward { probs: true },
-            keep_layers: save != Saved::Outputs,
+            save_probs: matches!(
+                save,
+                Saved::ForBackward { probs: true } | Saved::Checkpointed { probs: true }
+            ),
+            keep_layers: matches!(save, Saved::ForBackward { .. }),
         }
     }
 
@@ -232,6 +235,11 @@ pub enum Saved {
     /// The residual stream of every block and the final norm only (evaluation, scoring,
     /// teachers): per-layer intermediates reuse one slot.
     Outputs,
+    /// Activation checkpointing: as `Outputs` (every block's input kept, intermediates in
+    /// one slot), and the backward runs each block's forward again ([`forward_block`])
+    /// before its own backward; `probs` as in `ForBackward`. Activation memory no longer
+    /// grows with depth beyond one [n, d] residual per block, for one more forward's work.
+    Checkpointed { probs: bool },
 }
 
 /// The activations of one whole-model forward (see [`forward`] for which slot holds what).
@@ -462,7 +470,7 @@ pub fn forward(
     k: &Dims,
     mut delta: Option<&mut dyn LinearDelta>,
 ) -> Result<()> {
-    let (layout, params, rope) = (&w.layout, &w.params[..], &w.rope);
+    let (layout, params) = (&w.layout, &w.params[..]);
     let (n, d) = (k.n, k.d);
     let nd = n * d;
     a.starts.clear();
@@ -476,39 +484,11 @@ pub fn forward(
         )
     })?;
     for l in 0..layout.layers.len() {
-        let (s, ns) = (k.layer_slot(l), k.norm_slot(l));
-        // resid slots 2l (input x), 2l+1 (mid), 2l+2 (output).
-        let (lo, hi) = a.resid.split_at_mut((2 * l + 1) * nd);
-        let x = &lo[2 * l * nd..];
-        let (mid, rest) = hi.split_at_mut(nd);
-        let (normed1, normed2) = pair_mut(&mut a.normed, ns, nd);
-        let (rstd1, rstd2) = pair_mut(&mut a.rstd, ns, n);
-        let save = if k.save_probs {
-            AttnSave::Probs(slot_mut(&mut a.probs, s, k.probs()))
-        } else {
-            AttnSave::Lse(slot_mut(&mut a.lse, s, k.lse()))
-        };
-        let acts = BlockActs {
-            x,
-            mid,
-            out: &mut rest[..nd],
-            normed1,
-            rstd1,
-            normed2,
-            rstd2,
-            qkv: slot_mut(&mut a.qkv, s, n * k.w),
-            att: slot_mut(&mut a.att, s, n * k.q),
-            save,
-            gu: slot_mut(&mut a.gu, s, n * 2 * k.inter),
-            act: slot_mut(&mut a.act, s, n * k.inter),
-            starts: (!a.starts.is_empty()).then_some(&a.starts[..]),
-        };
         let layer_delta = match delta {
-            Some(ref mut f) => Some((l, &mut **f as &mut dyn LinearDelta)),
+            Some(ref mut f) => Some(&mut **f as &mut dyn LinearDelta),
             None => None,
         };
-        let weights = w.block(l, scratch)?;
-        block_forward(k, &weights, rope, acts, None, layer_delta)?;
+        forward_block(w, scratch, a, l, k, layer_delta)?;
     }
     let last = 2 * k.layers;
     let f = k.final_norm_slot();
@@ -522,6 +502,52 @@ pub fn forward(
             k.eps,
         )
     })
+}
+
+/// Block `l` of the whole-model pass: reads its input from `resid` slot 2l, writes slots
+/// 2l+1 and 2l+2 and the block's intermediates into its slots of `a` (slot 0 of each
+/// per-layer buffer unless `k` keeps every layer). [`forward`] runs it for every block; a
+/// backward after a [`Saved::Checkpointed`] forward runs it again for one block at a time.
+pub fn forward_block(
+    w: &super::FlatWeights,
+    scratch: &mut Vec<f32>,
+    a: &mut Activations,
+    l: usize,
+    k: &Dims,
+    delta: Option<&mut dyn LinearDelta>,
+) -> Result<()> {
+    let (n, d) = (k.n, k.d);
+    let nd = n * d;
+    let (s, ns) = (k.layer_slot(l), k.norm_slot(l));
+    // resid slots 2l (input x), 2l+1 (mid), 2l+2 (output).
+    let (lo, hi) = a.resid.split_at_mut((2 * l + 1) * nd);
+    let x = &lo[2 * l * nd..];
+    let (mid, rest) = hi.split_at_mut(nd);
+    let (normed1, normed2) = pair_mut(&mut a.normed, ns, nd);
+    let (rstd1, rstd2) = pair_mut(&mut a.rstd, ns, n);
+    let save = if k.save_probs {
+        AttnSave::Probs(slot_mut(&mut a.probs, s, k.probs()))
+    } else {
+        AttnSave::Lse(slot_mut(&mut a.lse, s, k.lse()))
+    };
+    let acts = BlockActs {
+        x,
+        mid,
+        out: &mut rest[..nd],
+        normed1,
+        rstd1,
+        normed2,
+        rstd2,
+        qkv: slot_mut(&mut a.qkv, s, n * k.w),
+        att: slot_mut(&mut a.att, s, n * k.q),
+        save,
+        gu: slot_mut(&mut a.gu, s, n * 2 * k.inter),
+        act: slot_mut(&mut a.act, s, n * k.inter),
+        starts: (!a.starts.is_empty()).then_some(&a.starts[..]),
+    };
+    let layer_delta = delta.map(|f| (l, f));
+    let weights = w.block(l, scratch)?;
+    block_forward(k, &weights, &w.rope, acts, None, layer_delta)
 }
 
 /// Logits [n, vocab] from the final normed states of the last [`forward`] into `out`.

@@ -23,8 +23,8 @@ pub mod frozen;
 pub mod layout;
 
 pub use forward::{
-    block_forward, forward, logits, Activations, AttnSave, BlockActs, BlockScratch, Dims,
-    InputSlot, LinearDelta, OnInput, Saved,
+    block_forward, forward, forward_block, logits, Activations, AttnSave, BlockActs, BlockScratch,
+    Dims, InputSlot, LinearDelta, OnInput, Saved,
 };
 pub use frozen::FrozenLinears;
 pub use layout::{BlockParams, BlockWeights, LayerRanges, Layout, ParamBuf};

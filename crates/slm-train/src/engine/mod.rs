@@ -103,6 +103,9 @@ pub struct FastModel {
     probs_budget: usize,
     /// LoRA adapters on a frozen base (then `grads` is empty: the base gets none).
     lora: Option<lora::Lora>,
+    /// Activation checkpointing: keep only each block's input, recompute the rest in the
+    /// backward.
+    checkpointing: bool,
 }
 
 impl FastModel {
@@ -116,6 +119,7 @@ impl FastModel {
             bufs: Buffers::default(),
             probs_budget: buffers::DEFAULT_PROBS_BUDGET,
             lora: None,
+            checkpointing: false,
         })
     }
 
@@ -137,6 +141,7 @@ impl FastModel {
             bufs: Buffers::default(),
             probs_budget: buffers::DEFAULT_PROBS_BUDGET,
             lora: None,
+            checkpointing: false,
         };
         model.attach_lora(spec, seed)?;
         Ok(model)
@@ -286,10 +291,27 @@ impl FastModel {
         self.probs_budget = bytes;
     }
 
-    /// Whether a (batch, seq) pass saves attention probabilities (else log-sum-exps).
+    /// Activation checkpointing: the forward keeps only each block's input (one [n, d]
+    /// residual per block) and the intermediates of one block; the backward runs each
+    /// block's forward again before its backward. Same results, bit for bit; activation
+    /// memory about (2·layers + 1)·n·d + one block's intermediates instead of all blocks';
+    /// about one more forward's work per step.
+    pub fn set_activation_checkpointing(&mut self, on: bool) {
+        self.checkpointing = on;
+    }
+
+    /// What a (batch, seq) pass saves: attention probabilities (within the budget, else
+    /// log-sum-exps), for every block or, checkpointing, for one.
     fn saved(&self, batch: usize, seq: usize) -> Saved {
-        Saved::ForBackward {
-            probs: buffers::probs_bytes(self.config(), batch, seq) <= self.probs_budget,
+        let mut bytes = buffers::probs_bytes(self.config(), batch, seq);
+        if self.checkpointing {
+            bytes /= self.config().num_hidden_layers.max(1); // one block's
+        }
+        let probs = bytes <= self.probs_budget;
+        if self.checkpointing {
+            Saved::Checkpointed { probs }
+        } else {
+            Saved::ForBackward { probs }
         }
     }
 
@@ -534,7 +556,6 @@ impl FastModel {
             ..
         } = self;
         let (m, acts) = flat.parts();
-        let acts = &*acts;
         let (sums, hidden_loss) = on_pool(|| -> Result<(DistillSums, f64)> {
             // The hidden-state loss reads the block outputs saved in `resid`.
             let mut d_hidden = std::mem::take(&mut bufs.d_hidden);
@@ -547,10 +568,10 @@ impl FastModel {
                 }
             }
             let result = if !backward {
-                passes::head(m, acts, bufs, targets, k, None, soft)
+                passes::head(m, &*acts, bufs, targets, k, None, soft)
             } else {
                 let g = Some((grads.as_mut_slice(), 1.0 / count as f32));
-                passes::head(m, acts, bufs, targets, k, g, soft).and_then(|sums| {
+                passes::head(m, &*acts, bufs, targets, k, g, soft).and_then(|sums| {
                     let inject = passes::Inject {
                         layers: &hidden_layers,
                         grads: &d_hidden,

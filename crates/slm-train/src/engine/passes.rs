@@ -7,7 +7,9 @@
 //! exists. The backward walks the blocks in reverse with `d_res` carrying ∂L/∂residual;
 //! each RMSNorm backward adds its input gradient into `d_res` (the residual branch).
 //! Every weight gradient is accumulated (`+=`) into the flat gradient buffer. Activation
-//! slots are those of a `Saved::ForBackward` forward (block l in slot l); a packed forward's
+//! slots are those of a `Saved::ForBackward` forward (block l in slot l), or of a
+//! `Saved::Checkpointed` one (every block in slot 0, each block's forward run again from its
+//! saved input just before its backward); a packed forward's
 //! example starts (`Activations::starts`) restrict the attention and RoPE backward the same
 //! way.
 
@@ -24,7 +26,7 @@ use slm_kernels::rmsnorm::rmsnorm_bwd;
 use slm_kernels::rope::rope_bwd;
 use slm_kernels::swiglu::swiglu_bwd;
 use slm_model::flat::forward::slot;
-use slm_model::flat::{Activations, Dims, InputSlot};
+use slm_model::flat::{forward_block, Activations, Dims, InputSlot, LinearDelta};
 use slm_model::FlatWeights;
 
 /// The teacher side of a distillation step, for the same n rows as the batch.
@@ -158,7 +160,7 @@ pub(crate) struct Inject<'a> {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward(
     m: &FlatWeights,
-    acts: &Activations,
+    acts: &mut Activations,
     a: &mut Buffers,
     g: &mut [f32],
     mut lora: Option<&mut Lora>,
@@ -179,7 +181,6 @@ pub(crate) fn backward(
     let d_gu = &mut a.d_gu[..n * 2 * k.inter];
     let d_att = &mut a.d_att[..n * k.q];
     let d_qkv = &mut a.d_qkv[..n * k.w];
-    let starts = acts.starts(); // [n] when examples are packed
     let dw: &mut [f32] = if base {
         &mut g[m.layout.norm_f.clone()]
     } else {
@@ -191,7 +192,7 @@ pub(crate) fn backward(
             dw,
             d_xn,
             slot(&acts.resid, last, nd),
-            slot(&acts.rstd, last, n),
+            slot(&acts.rstd, k.final_norm_slot(), n),
             &p[m.layout.norm_f.clone()],
             n,
             false,
@@ -200,6 +201,16 @@ pub(crate) fn backward(
     // One block's dequantised linears when the base is held quantised.
     let mut scratch = std::mem::take(&mut a.linears);
     for (l, r) in m.layout.layers.iter().enumerate().rev() {
+        // After a checkpointed forward, block l's intermediates are computed again (into
+        // slot 0) from its saved input.
+        if !k.keep_layers {
+            let delta = lora.as_deref_mut().map(|lo| lo as &mut dyn LinearDelta);
+            time("bwd.recompute", || {
+                forward_block(m, &mut scratch, acts, l, &k, delta)
+            })?;
+        }
+        let (s, ns) = (k.layer_slot(l), k.norm_slot(l));
+        let starts = acts.starts(); // [n] when examples are packed
         let w = m.block(l, &mut scratch)?;
         // d_res = ∂L/∂(block l's output) here: add the hidden-state loss's share.
         if let Some(inj) = inject {
@@ -211,7 +222,7 @@ pub(crate) fn backward(
         }
         // MLP: out = mid + act·Wdownᵀ (+ adapter)
         let dims = LinearDims::new(n, k.inter, d);
-        let act = slot(&acts.act, l, n * k.inter);
+        let act = slot(&acts.act, s, n * k.inter);
         time("bwd.down.dx", || {
             linear_bwd_input(d_act, d_res, w.wdown, dims, false)
         })?;
@@ -226,10 +237,10 @@ pub(crate) fn backward(
             })?;
         }
         time("bwd.swiglu", || {
-            swiglu_bwd(d_gu, d_act, slot(&acts.gu, l, n * 2 * k.inter), n, k.inter)
+            swiglu_bwd(d_gu, d_act, slot(&acts.gu, s, n * 2 * k.inter), n, k.inter)
         })?;
         let dims = LinearDims::new(n, d, 2 * k.inter);
-        let normed2 = slot(&acts.normed, 2 * l + 1, nd);
+        let normed2 = slot(&acts.normed, ns + 1, nd);
         time("bwd.gate_up.dx", || {
             linear_bwd_input(d_xn, d_gu, w.wgu, dims, false)
         })?;
@@ -254,7 +265,7 @@ pub(crate) fn backward(
                 dw,
                 d_xn,
                 slot(&acts.resid, 2 * l + 1, nd),
-                slot(&acts.rstd, 2 * l + 1, n),
+                slot(&acts.rstd, ns + 1, n),
                 w.norm2,
                 n,
                 true,
@@ -262,7 +273,7 @@ pub(crate) fn backward(
         })?;
         // Attention: mid = x + att·Woᵀ (+ adapter)
         let dims = LinearDims::new(n, k.q, d);
-        let att = slot(&acts.att, l, n * k.q);
+        let att = slot(&acts.att, s, n * k.q);
         time("bwd.o.dx", || {
             linear_bwd_input(d_att, d_res, w.wo, dims, false)
         })?;
@@ -277,12 +288,12 @@ pub(crate) fn backward(
             })?;
         }
         time("bwd.attn", || {
-            let qkv = slot(&acts.qkv, l, n * k.w);
+            let qkv = slot(&acts.qkv, s, n * k.w);
             if k.save_probs {
-                let probs = slot(&acts.probs, l, k.probs());
+                let probs = slot(&acts.probs, s, k.probs());
                 attention_bwd(d_qkv, d_att, qkv, probs, starts, k.attn())
             } else {
-                let lse = slot(&acts.lse, l, k.lse());
+                let lse = slot(&acts.lse, s, k.lse());
                 attention_bwd_lse(d_qkv, d_att, qkv, lse, starts, k.attn())
             }
         })?;
@@ -293,7 +304,7 @@ pub(crate) fn backward(
             time("bwd.bias", || bias_bwd(&mut g[b], d_qkv, n, k.w))?;
         }
         let dims = LinearDims::new(n, d, k.w);
-        let normed1 = slot(&acts.normed, 2 * l, nd);
+        let normed1 = slot(&acts.normed, ns, nd);
         time("bwd.qkv.dx", || {
             linear_bwd_input(d_xn, d_qkv, w.wqkv, dims, false)
         })?;
@@ -318,7 +329,7 @@ pub(crate) fn backward(
                 dw,
                 d_xn,
                 slot(&acts.resid, 2 * l, nd),
-                slot(&acts.rstd, 2 * l, n),
+                slot(&acts.rstd, ns, n),
                 w.norm1,
                 n,
                 true,
