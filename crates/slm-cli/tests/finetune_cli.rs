@@ -215,3 +215,83 @@ fn full_finetune_writes_a_model_and_resumes() {
         .arg(&out));
     assert!(!ok && err.contains("only --steps"), "{err}");
 }
+
+/// QLoRA: `--base-type q4_0` trains adapters on a base held as Q4_0 blocks (the log says
+/// so), records it in the run's settings, writes a PEFT adapter and the merged model, and
+/// resumes from its checkpoint onto the same quantised base (`--base-type` with --resume
+/// is refused: the run's own settings decide).
+#[test]
+fn qlora_trains_on_a_quantised_base_and_resumes() {
+    let Some(model) = slm_core::testdata::shared_data(SMOLLM2) else {
+        return;
+    };
+    let model = model.display().to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = chat_data(tmp.path());
+    let out = tmp.path().join("qlora");
+    let args = |steps: &str| -> Vec<String> {
+        [
+            "--base-type",
+            "q4_0",
+            "--lora-rank",
+            "4",
+            "--lr",
+            "2e-3",
+            "--seq-len",
+            "128",
+            "--micro-batch",
+            "2",
+            "--batch-tokens",
+            "256",
+            "--steps",
+            steps,
+            "--checkpoint-every",
+            "1",
+            "--eval-fraction",
+            "0.2",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let log = run_ok(
+        slm()
+            .args(["finetune", "-m", &model, "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(&out)
+            .args(args("2"))
+            .arg("--merge"),
+    );
+    assert!(
+        log.contains("base frozen with its block linears as Q4_0 blocks"),
+        "{log}"
+    );
+    for f in [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "merged/model.safetensors",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing:\n{log}");
+    }
+    let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(config.contains("base_type = \"q4_0\""), "{config}");
+    // The merged model loads and generates.
+    let merged = out.join("merged").display().to_string();
+    assert!(!greedy(&["-m", &merged]).is_empty());
+    let log = run_ok(
+        slm()
+            .args(["finetune", "--resume"])
+            .arg(&out)
+            .args(["--steps", "3"]),
+    );
+    assert!(log.contains("done: 3 steps"), "{log}");
+    assert!(
+        log.contains("as Q4_0 blocks"),
+        "resumed onto the quantised base:\n{log}"
+    );
+    let (ok, _, err) = run(slm()
+        .args(["finetune", "--resume"])
+        .arg(&out)
+        .args(["--base-type", "q8_0"]));
+    assert!(!ok && err.contains("only --steps"), "{err}");
+}
