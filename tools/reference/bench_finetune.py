@@ -9,6 +9,7 @@ For each round, runs one process per configuration, alternating the two implemen
     torch lora       ... --mode lora --lora-rank R --lora-alpha 2R
     slm  qlora q8_0  ... --lora-rank R --base-type q8_0
     slm  qlora q4_0  ... --lora-rank R --base-type q4_0
+    slm  qlora q4_0 ckpt  ... --activation-checkpointing
 
 Each process reports tokens/s (median step) and its peak resident memory (loading included),
 so every configuration's memory is its own. PyTorch has no CPU QLoRA (bitsandbytes' 4-bit
@@ -81,6 +82,7 @@ def main() -> int:
         "torch lora": torch + ["--mode", "lora", "--lora-rank", r, "--lora-alpha", str(2 * args.lora_rank)],
         "slm qlora q8_0": slm + ["--lora-rank", r, "--base-type", "q8_0"],
         "slm qlora q4_0": slm + ["--lora-rank", r, "--base-type", "q4_0"],
+        "slm qlora q4_0 ckpt": slm + ["--lora-rank", r, "--base-type", "q4_0", "--activation-checkpointing"],
     }
     runs = {k: [] for k in configs}
     for rnd in range(args.rounds):
@@ -89,7 +91,7 @@ def main() -> int:
             tps = v.get("tokens_per_sec", v.get("tokens_per_s"))
             mib = v["peak_memory_bytes"] / 2**20 if "peak_memory_bytes" in v else v["peak_rss_mib"]
             runs[name].append({"tokens_per_s": tps, "peak_mib": mib, "raw": v})
-            print(f"round {rnd + 1} {name:<15} {tps:8.1f} tok/s {mib:8.0f} MiB peak", file=sys.stderr, flush=True)
+            print(f"round {rnd + 1} {name:<20} {tps:8.1f} tok/s {mib:8.0f} MiB peak", file=sys.stderr, flush=True)
 
     med = {k: {"tokens_per_s": statistics.median(x["tokens_per_s"] for x in v),
                "peak_mib": statistics.median(x["peak_mib"] for x in v)} for k, v in runs.items()}
@@ -101,6 +103,8 @@ def main() -> int:
         "qlora q8_0 / slm full peak memory": med["slm qlora q8_0"]["peak_mib"] / med["slm full"]["peak_mib"],
         "qlora q4_0 / slm full peak memory": med["slm qlora q4_0"]["peak_mib"] / med["slm full"]["peak_mib"],
         "qlora q4_0 / torch full peak memory": med["slm qlora q4_0"]["peak_mib"] / med["torch full"]["peak_mib"],
+        "qlora q4_0 + checkpointing / slm full peak memory":
+            med["slm qlora q4_0 ckpt"]["peak_mib"] / med["slm full"]["peak_mib"],
     }
     report = {"cpu": cpu_name(), "flags": cpu_flags(), "threads": args.threads, "batch": args.batch,
               "seq": args.seq, "steps": args.steps, "rounds": args.rounds, "lora_rank": args.lora_rank,
@@ -109,11 +113,11 @@ def main() -> int:
     print(json.dumps(report))
     print(f"\n{cpu_name()} ({cpu_flags()}), {args.threads} threads, batch {args.batch} x seq {args.seq}, "
           f"median of {args.rounds} rounds x {args.steps} steps", file=sys.stderr)
-    print(f"{'config':<16} {'tokens/s':>9} {'peak MiB':>9}", file=sys.stderr)
+    print(f"{'config':<20} {'tokens/s':>9} {'peak MiB':>9}", file=sys.stderr)
     for k, v in med.items():
-        print(f"{k:<16} {v['tokens_per_s']:9.1f} {v['peak_mib']:9.0f}", file=sys.stderr)
+        print(f"{k:<20} {v['tokens_per_s']:9.1f} {v['peak_mib']:9.0f}", file=sys.stderr)
     for k, v in ratios.items():
-        print(f"{k:<36} {v:6.2f}", file=sys.stderr)
+        print(f"{k:<50} {v:6.2f}", file=sys.stderr)
     return 0
 
 

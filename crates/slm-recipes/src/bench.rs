@@ -249,6 +249,11 @@ pub fn bench_train(o: &TrainBench) -> Result<Value> {
         }
     }
     let step = median(times.clone());
+    // With SLM_ENGINE_PROFILE set: seconds per phase over all steps (warm-up included).
+    let profile: Vec<Value> = slm_train::engine::profile_report()
+        .into_iter()
+        .map(|(phase, secs, calls)| json!({"phase": phase, "seconds": secs, "calls": calls}))
+        .collect();
     let mut mode = match (o.lora_rank, model.base_kind()) {
         (None, _) => "full".to_string(),
         (Some(_), None) => "lora".to_string(),
@@ -264,7 +269,7 @@ pub fn bench_train(o: &TrainBench) -> Result<Value> {
         "median_step_s": step, "tokens_per_sec": n as f64 / step,
         "min_step_s": times.iter().cloned().fold(f64::INFINITY, f64::min),
         "weight_bytes": model.weight_bytes(), "activation_bytes": model.activation_bytes(),
-        "peak_memory_bytes": peak_memory_bytes()}),
+        "peak_memory_bytes": peak_memory_bytes(), "profile": profile}),
     )
 }
 

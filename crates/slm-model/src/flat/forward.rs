@@ -250,7 +250,9 @@ pub enum Saved {
 /// - `normed` [2L+1, n, d] and `rstd` [2L+1, n]: the RMSNorm of each `resid` slot (input
 ///   norm, post-attention norm, final norm) and its reciprocal RMS.
 /// - `qkv` [L, n, W] (after RoPE), `att` [L, n, q], `gu` [L, n, 2I] (gate|up
-///   pre-activations), `act` [L, n, I] (silu(gate)·up).
+///   pre-activations), `act` [n, I] (silu(gate)·up of the block that ran last: one slot
+///   whatever is kept, since a backward recomputes it from `gu` for a few element-wise
+///   operations instead of holding 18% of the activations).
 /// - `probs` [L, batch, h, seq, seq] or `lse` [L, batch, h, seq]: what attention saves.
 /// - `starts` [n] or empty: the example starts of the pass (packed sequences), empty for one
 ///   example per row.
@@ -293,7 +295,7 @@ impl Activations {
             grow(&mut self.lse, l * k.lse());
         }
         grow(&mut self.gu, l * n * 2 * k.inter);
-        grow(&mut self.act, l * n * k.inter);
+        grow(&mut self.act, n * k.inter); // one slot: the backward recomputes it from `gu`
     }
 
     /// Bytes held by all buffers.
@@ -542,7 +544,7 @@ pub fn forward_block(
         att: slot_mut(&mut a.att, s, n * k.q),
         save,
         gu: slot_mut(&mut a.gu, s, n * 2 * k.inter),
-        act: slot_mut(&mut a.act, s, n * k.inter),
+        act: slot_mut(&mut a.act, 0, n * k.inter),
         starts: (!a.starts.is_empty()).then_some(&a.starts[..]),
     };
     let layer_delta = delta.map(|f| (l, f));

@@ -5,7 +5,8 @@
 //! Sizes (n = batch·seq tokens, d = hidden, W = (h+2g)·e, q = h·e, I = inter):
 //! - `logits` [chunk, vocab]: one row-chunk of logits, then its gradient.
 //! - backward scratch, one layer at a time: `d_res`, `d_xn` [n, d], `d_act` [n, I],
-//!   `d_gu` [n, 2I], `d_att` [n, q], `d_qkv` [n, W].
+//!   `d_gu` [n, 2I], `d_att` [n, q], `d_qkv` [n, W], and `act` [n, I]: the MLP hidden
+//!   state recomputed from the saved gate|up pre-activations.
 //! - `d_hidden` [m, n, d]: gradients of a hidden-state loss on m block outputs (only when
 //!   one is used).
 //! - `linears`: one block's dequantised linear weights, when the frozen base is held
@@ -42,6 +43,8 @@ pub(crate) struct Buffers {
     pub d_hidden: Vec<f32>,
     /// One block's dequantised linears, when the frozen base is held quantised.
     pub linears: Vec<f32>,
+    /// One block's MLP hidden state [n, I], recomputed from its saved gate|up.
+    pub act: Vec<f32>,
 }
 
 /// Bytes of saved attention probabilities for all layers.
@@ -64,6 +67,7 @@ impl Buffers {
         grow(&mut self.d_res, n * d);
         grow(&mut self.d_xn, n * d);
         grow(&mut self.d_act, n * i);
+        grow(&mut self.act, n * i);
         grow(&mut self.d_gu, n * 2 * i);
         grow(&mut self.d_att, n * k.q);
         grow(&mut self.d_qkv, n * k.w);
@@ -81,6 +85,7 @@ impl Buffers {
             &self.d_qkv,
             &self.d_hidden,
             &self.linears,
+            &self.act,
         ]
         .iter()
         .map(|v| v.len())

@@ -24,7 +24,7 @@ use slm_kernels::embedding::embedding_bwd;
 use slm_kernels::matmul::{bias_bwd, linear_bwd_input, linear_bwd_weight, linear_fwd, LinearDims};
 use slm_kernels::rmsnorm::rmsnorm_bwd;
 use slm_kernels::rope::rope_bwd;
-use slm_kernels::swiglu::swiglu_bwd;
+use slm_kernels::swiglu::{swiglu_bwd, swiglu_fwd};
 use slm_model::flat::forward::slot;
 use slm_model::flat::{forward_block, Activations, Dims, InputSlot, LinearDelta};
 use slm_model::FlatWeights;
@@ -222,7 +222,11 @@ pub(crate) fn backward(
         }
         // MLP: out = mid + act·Wdownᵀ (+ adapter)
         let dims = LinearDims::new(n, k.inter, d);
-        let act = slot(&acts.act, s, n * k.inter);
+        // act = silu(gate)·up, recomputed from the saved pre-activations (one slot).
+        let gu = slot(&acts.gu, s, n * 2 * k.inter);
+        let act = &mut a.act[..n * k.inter];
+        time("bwd.swiglu_fwd", || swiglu_fwd(act, gu, n, k.inter))?;
+        let act = &*act;
         time("bwd.down.dx", || {
             linear_bwd_input(d_act, d_res, w.wdown, dims, false)
         })?;
