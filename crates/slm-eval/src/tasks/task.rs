@@ -206,7 +206,7 @@ impl Task {
         for sub in &self.subtasks {
             let mut rnd = PyRandom::new(seed);
             let n = limit.unwrap_or(usize::MAX).min(sub.docs.len());
-            let kept = |i: usize| rows.map_or(true, |r| r.contains(&i));
+            let kept = |i: usize| rows.is_none_or(|r| r.contains(&i));
             let mut taken = 0;
             let pool: &[Doc] = sub.pool.as_deref().unwrap_or(&sub.docs);
             let same = sub.pool.is_none();
@@ -255,7 +255,7 @@ impl Task {
         let mut out = Vec::new();
         for sub in &self.subtasks {
             for (i, doc) in sub.docs.iter().enumerate() {
-                if rows.map_or(true, |r| r.contains(&i)) {
+                if rows.is_none_or(|r| r.contains(&i)) {
                     out.push((self.to_item)(doc)?.solved(&self.target_delimiter));
                 }
             }

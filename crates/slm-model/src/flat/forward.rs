@@ -486,6 +486,8 @@ pub fn forward(
         )
     })?;
     for l in 0..layout.layers.len() {
+        // (a reborrow per block; `as_deref_mut` would tie it to the whole call)
+        #[allow(clippy::manual_map)]
         let layer_delta = match delta {
             Some(ref mut f) => Some(&mut **f as &mut dyn LinearDelta),
             None => None,
