@@ -63,17 +63,7 @@ impl FlatWeights {
     /// Packs Hugging Face-named tensors (checked against the config like every loader: each
     /// name present, each shape right).
     pub fn new(config: &LlamaConfig, tensors: &HashMap<String, Tensor>) -> Result<Self> {
-        config.validate()?;
-        check_tensors(config, tensors, Path::new("<flat weights>"))?;
-        let layout = Layout::new(config);
-        let params = layout.pack(tensors)?;
-        Ok(Self {
-            config: config.clone(),
-            layout,
-            params,
-            rope: RopeTables::new(config),
-            frozen: None,
-        })
+        Self::pack(config, tensors, None)
     }
 
     /// Packs Hugging Face-named tensors with the block linears quantised to `kind` blocks
@@ -84,17 +74,30 @@ impl FlatWeights {
         tensors: &HashMap<String, Tensor>,
         kind: BlockKind,
     ) -> Result<Self> {
+        Self::pack(config, tensors, Some(kind))
+    }
+
+    fn pack(
+        config: &LlamaConfig,
+        tensors: &HashMap<String, Tensor>,
+        frozen: Option<BlockKind>,
+    ) -> Result<Self> {
         config.validate()?;
         check_tensors(config, tensors, Path::new("<flat weights>"))?;
-        let frozen = FrozenLinears::quantize(config, tensors, kind)?;
-        let layout = Layout::with_frozen_linears(config);
+        let (layout, frozen) = match frozen {
+            Some(kind) => (
+                Layout::with_frozen_linears(config),
+                Some(FrozenLinears::quantize(config, tensors, kind)?),
+            ),
+            None => (Layout::new(config), None),
+        };
         let params = layout.pack(tensors)?;
         Ok(Self {
             config: config.clone(),
             layout,
             params,
             rope: RopeTables::new(config),
-            frozen: Some(frozen),
+            frozen,
         })
     }
 
