@@ -131,7 +131,7 @@ impl Default for HiddenConfig {
 }
 
 /// The keys of the `[train]` table (the flat file's keys that moved there unchanged).
-const TRAIN_KEYS: [&str; 25] = [
+const TRAIN_KEYS: [&str; 26] = [
     "data",
     "preset",
     "init",
@@ -157,6 +157,7 @@ const TRAIN_KEYS: [&str; 25] = [
     "eval_windows",
     "checkpoint_every",
     "seed",
+    "activation_checkpointing",
 ];
 
 /// The flat file's other keys and their place now.
