@@ -33,6 +33,7 @@ pub mod report;
 pub mod select;
 pub(crate) mod sequential;
 pub mod sparsegpt;
+pub mod structured;
 pub mod wanda;
 
 pub use calib::calibration_windows;

@@ -94,15 +94,15 @@ pub(crate) fn check_windows(model: &Llama, calib: &[Vec<u32>]) -> Result<()> {
 }
 
 /// One batch of calibration windows of equal length: hidden states `[b, t, hidden]`.
-struct HiddenBatch {
-    x: Vec<f32>,
-    b: usize,
-    t: usize,
+pub(crate) struct HiddenBatch {
+    pub x: Vec<f32>,
+    pub b: usize,
+    pub t: usize,
 }
 
 /// The calibration windows embedded in batches of up to `batch` consecutive windows of equal
 /// length.
-fn embed_batches(model: &Llama, calib: &[Vec<u32>], batch: usize) -> Result<Vec<HiddenBatch>> {
+pub(crate) fn embed_batches(model: &Llama, calib: &[Vec<u32>], batch: usize) -> Result<Vec<HiddenBatch>> {
     let d = model.config.hidden_size;
     let table = tensor_values(&model.embed_tokens)?; // [vocab, d]
     let mut out = Vec::new();
