@@ -29,6 +29,7 @@ pub mod recipe;
 pub mod run;
 pub mod stages;
 pub mod stories;
+pub mod structured;
 pub mod teacher_data;
 pub mod train;
 
