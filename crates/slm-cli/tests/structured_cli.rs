@@ -215,3 +215,43 @@ fn structured_pruning_of_smollm2_through_the_binary() {
         assert!(d < 1e-3, "transformers vs slm on the pruned model: max |Δ logit| {d}");
     }
 }
+
+/// The shipped `minitron` recipe (prune → distil → evaluate), with its budget cut to seconds:
+/// the structured stage writes the smaller model and the report names the chosen shape.
+#[test]
+fn the_minitron_recipe_runs_with_a_small_budget() {
+    let Some(model) = slm_core::testdata::shared_data(SMOLLM2) else {
+        return;
+    };
+    let shared = model.parent().unwrap().parent().unwrap().display().to_string();
+    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+    let mut src = std::fs::read_to_string(root.join("crates/slm-recipes/recipes/minitron.toml")).unwrap();
+    for (from, to) in [
+        ("../shared/data", shared.as_str()),
+        ("steps = 48", "steps = 2"),
+        ("batch_size = 4", "batch_size = 1"),
+        ("seq_len = 256", "seq_len = 32"),
+        ("nsamples = 16", "nsamples = 4"),
+        ("seqlen = 512", "seqlen = 128"),
+        ("score_samples = 8", "score_samples = 2"),
+        ("eval_every = 12", "eval_every = 0"),
+        ("checkpoint_every = 12", "checkpoint_every = 0"),
+        ("max_tokens = 40", "max_tokens = 4"),
+    ] {
+        assert!(src.contains(from), "the recipe no longer has `{from}`");
+        src = src.replace(from, to);
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let recipe = tmp.path().join("minitron.toml");
+    std::fs::write(&recipe, src).unwrap();
+    let out = tmp.path().join("run");
+    run_ok(slm().arg("run").arg(&recipe).arg("--out").arg(&out));
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("recovered/config.json")).unwrap()).unwrap();
+    let pruned: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("pruned/config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["num_hidden_layers"], pruned["num_hidden_layers"]);
+    assert_eq!(cfg["intermediate_size"], pruned["intermediate_size"]);
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("chosen") && report.contains("non-embedding"), "{report}");
+}

@@ -1,7 +1,7 @@
 //! The recipe file: a `[recipe]` header and an ordered list of `[[stage]]` tables, each with
 //! a `name` (its folder under the run root) and exactly one kind table (`[stage.prepare]`,
 //! `[stage.train]`, `[stage.distill]`, `[stage.recover]`, `[stage.prune]`,
-//! `[stage.quantize]`, `[stage.export]`, `[stage.evaluate]`). docs/RECIPES.md describes every
+//! `[stage.structured]`, `[stage.quantize]`, `[stage.export]`, `[stage.evaluate]`). docs/RECIPES.md describes every
 //! key.
 //!
 //! Parsing refuses unknown keys (`deny_unknown_fields`) and [`Recipe::check`] refuses missing
@@ -16,12 +16,13 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 /// The recipes shipped in the binary: (name, TOML).
-pub const BUILTIN: [(&str, &str); 2] = [
+pub const BUILTIN: [(&str, &str); 3] = [
     ("quickstart", include_str!("../recipes/quickstart.toml")),
     (
         "quickstart-tiny",
         include_str!("../recipes/quickstart-tiny.toml"),
     ),
+    ("minitron", include_str!("../recipes/minitron.toml")),
 ];
 
 #[derive(Debug, Deserialize)]
@@ -59,6 +60,7 @@ struct StageToml {
     distill: Option<Train>,
     recover: Option<Train>,
     prune: Option<Prune>,
+    structured: Option<Structured>,
     quantize: Option<Quantize>,
     export: Option<Export>,
     evaluate: Option<Evaluate>,
@@ -86,7 +88,7 @@ pub struct Prepare {
     /// ... or read these files, folders or globs.
     #[serde(default)]
     pub inputs: Vec<Ref>,
-    /// An existing tokenizer (tokenizer.json or llama2.c tokenizer.bin) ...
+    /// An existing tokenizer (tokenizer.json, llama2.c tokenizer.bin, or a GGUF model's vocabulary) ...
     pub tokenizer: Option<Ref>,
     /// ... or train a byte-level BPE tokenizer of this size on the corpus.
     pub bpe_vocab: Option<usize>,
@@ -143,6 +145,32 @@ pub struct Prune {
 
 fn half() -> f64 {
     0.5
+}
+
+/// `[stage.structured]`: structured pruning into a smaller dense model (`slm prune
+/// --structured`): explicit sizes, or `target_params` with the candidate search.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Structured {
+    pub model: Ref,
+    /// Calibration text: a file, or a prepare stage (its corpus.txt, else its train.bin).
+    pub calib: Ref,
+    pub nsamples: Option<usize>,
+    pub seqlen: Option<usize>,
+    pub seed: Option<u64>,
+    /// Non-embedding parameters (`"53M"`) or a fraction of the parent's (`"0.5"`).
+    pub target_params: Option<String>,
+    pub layers: Option<usize>,
+    pub hidden: Option<usize>,
+    pub heads: Option<usize>,
+    pub kv_heads: Option<usize>,
+    pub mlp: Option<usize>,
+    /// l2 (default), mean, variance or random.
+    pub importance: Option<Spanned<String>>,
+    /// bi (default) or loss.
+    pub layer_metric: Option<Spanned<String>>,
+    /// Windows scoring the layer-removal loss and the candidates (default 16).
+    pub score_samples: Option<usize>,
 }
 
 /// `[stage.quantize]`: a GGUF file of block-quantised weights (model.gguf).
@@ -224,6 +252,7 @@ pub enum Kind {
     Distill(Train),
     Recover(Train),
     Prune(Prune),
+    Structured(Structured),
     Quantize(Quantize),
     Export(Export),
     Evaluate(Evaluate),
@@ -237,6 +266,7 @@ impl Kind {
             Kind::Distill(_) => "distill",
             Kind::Recover(_) => "recover",
             Kind::Prune(_) => "prune",
+            Kind::Structured(_) => "structured",
             Kind::Quantize(_) => "quantize",
             Kind::Export(_) => "export",
             Kind::Evaluate(_) => "evaluate",
@@ -344,6 +374,7 @@ impl Recipe {
                 st.distill.map(Kind::Distill),
                 st.recover.map(Kind::Recover),
                 st.prune.map(Kind::Prune),
+                st.structured.map(Kind::Structured),
                 st.quantize.map(Kind::Quantize),
                 st.export.map(Kind::Export),
                 st.evaluate.map(Kind::Evaluate),
@@ -356,7 +387,7 @@ impl Recipe {
                     Some(name_at),
                     &format!(
                     "stage `{name}` needs exactly one of prepare, train, distill, recover, prune, \
-                     quantize, export, evaluate (it has {})",
+                     structured, quantize, export, evaluate (it has {})",
                     k.len()
                 ),
                 )
@@ -447,7 +478,7 @@ impl Recipe {
                     "train.bin"
                 })),
                 (
-                    Kind::Train(_) | Kind::Distill(_) | Kind::Recover(_) | Kind::Prune(_),
+                    Kind::Train(_) | Kind::Distill(_) | Kind::Recover(_) | Kind::Prune(_) | Kind::Structured(_),
                     Want::Model,
                 ) => Some(dir),
                 (Kind::Export(e), Want::Model) if e.format == ExportFormat::Hf => Some(dir),

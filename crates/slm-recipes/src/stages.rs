@@ -5,7 +5,9 @@
 use crate::calib::CalibSpec;
 use crate::prune::{parse_roles, prune_meta, prune_model, save_pruned, MethodName, PruneOptions};
 use crate::quantize::{quantize_to_gguf, QuantizeOptions};
-use crate::recipe::{Evaluate, ExportFormat, Kind, Prepare, Prune, Quantize, Recipe, Train, Want};
+use crate::recipe::{
+    Evaluate, ExportFormat, Kind, Prepare, Prune, Quantize, Recipe, Structured, Train, Want,
+};
 use crate::run::StageRecord;
 use crate::train::{initial_model, toml_str, train_run};
 use slm_compress::Pattern;
@@ -94,6 +96,15 @@ pub fn check(r: &Recipe, root: &Path, i: usize) -> Result<()> {
                 )));
             }
         }
+        Kind::Structured(p) => {
+            r.resolve(root, i, &p.model, Want::Model)?;
+            let o = structured_options(r, root, i, p)?;
+            if o.shape.is_empty() {
+                return Err(stage_err(
+                    "say what to keep: `target_params`, or `layers`, `hidden`, `heads`, `kv_heads`, `mlp`".into(),
+                ));
+            }
+        }
         Kind::Quantize(q) => {
             r.resolve(root, i, &q.model, Want::Model)?;
             quantize_options(r, root, i, q)?;
@@ -128,6 +139,7 @@ pub fn run(r: &Recipe, root: &Path, i: usize, dir: &Path) -> Result<Option<Stage
         Kind::Prepare(p) => prepare(r, root, i, p, dir, seed)?,
         Kind::Train(t) | Kind::Distill(t) | Kind::Recover(t) => return train(r, root, i, t, dir),
         Kind::Prune(p) => prune(r, root, i, p, dir)?,
+        Kind::Structured(p) => structured(r, root, i, p, dir)?,
         Kind::Quantize(q) => quantize(r, root, i, q, dir)?,
         Kind::Export(e) => {
             let src = r.resolve(root, i, &e.model, Want::Model)?;
@@ -200,15 +212,10 @@ fn prepare(
     };
     let tok_path = match (&p.tokenizer, p.bpe_vocab) {
         (Some(t), _) => {
+            // tokenizer.json (+ config) copied, a GGUF model's vocabulary written as
+            // tokenizer.json, a llama2.c tokenizer.bin copied: as `slm data prepare` does.
             let src = r.resolve(root, i, t, Want::Text)?;
-            let json = src.extension().and_then(|e| e.to_str()) == Some("json");
-            let dest = dir.join(if json {
-                "tokenizer.json"
-            } else {
-                "tokenizer.bin"
-            });
-            std::fs::copy(&src, &dest).map_err(|e| Error::io(&src, e))?;
-            dest
+            slm_data::tokenizer::export::place_tokenizer_file(&src, dir)?
         }
         (None, vocab) => {
             let opts = slm_data::tokenizer::train::BpeTrainOptions {
@@ -462,6 +469,90 @@ fn prune_options(r: &Recipe, root: &Path, i: usize, p: &Prune) -> Result<(Patter
             measure_error: p.measure_error,
         },
     ))
+}
+
+fn structured_options(
+    r: &Recipe,
+    root: &Path,
+    i: usize,
+    p: &Structured,
+) -> Result<crate::structured::StructuredOptions> {
+    use crate::structured::{ImportanceSource, ShapeRequest, StructuredOptions};
+    let name = &r.stages[i].name;
+    let calib = calib_spec(r, root, i, Some(&p.calib), p.nsamples, p.seqlen, p.seed)?;
+    let importance = match &p.importance {
+        Some(s) => ImportanceSource::parse(s.get_ref(), calib.seed)
+            .map_err(|e| r.error_at(s.span().start, format!("stage `{name}`: {e}")))?,
+        None => ImportanceSource::Measured(slm_compress::structured::Aggregate::L2),
+    };
+    let layer_metric = match &p.layer_metric {
+        Some(s) => slm_compress::structured::LayerMetric::parse(s.get_ref())
+            .map_err(|e| r.error_at(s.span().start, format!("stage `{name}`: {e}")))?,
+        None => Default::default(),
+    };
+    let shape = ShapeRequest {
+        layers: p.layers,
+        hidden: p.hidden,
+        heads: p.heads,
+        kv_heads: p.kv_heads,
+        mlp: p.mlp,
+        target: p.target_params.clone(),
+    };
+    if shape.target.is_some() && shape != (ShapeRequest { target: shape.target.clone(), ..Default::default() }) {
+        return Err(Error::config(format!(
+            "{}, line {}: stage `{name}`: give either `target_params` or explicit sizes, not both",
+            r.origin, r.stages[i].line
+        )));
+    }
+    Ok(StructuredOptions {
+        calib,
+        importance,
+        layer_metric,
+        shape,
+        score_samples: p.score_samples.unwrap_or(16),
+        ..Default::default()
+    })
+}
+
+fn structured(r: &Recipe, root: &Path, i: usize, p: &Structured, dir: &Path) -> Result<StageRecord> {
+    use crate::structured as st;
+    let src = r.resolve(root, i, &p.model, Want::Model)?;
+    let o = structured_options(r, root, i, p)?;
+    let loaded = slm_model::load(&src.display().to_string(), None)?;
+    let tok = slm_data::tokenizer::load_tokenizer(&loaded.tokenizer)?;
+    let (pruned, report) = st::structured_prune(&loaded.model, tok.as_ref(), &o)?;
+    let meta = st::structured_meta(&src.display().to_string(), &report, &o.calib);
+    st::save_structured(&pruned, &loaded.tokenizer, &meta, &report.importance, dir)?;
+    let name = &r.stages[i].name;
+    let mut figures = vec![
+        fig("shape", format!("{} → {}", report.parent, report.shape)),
+        fig(
+            "parameters",
+            format!(
+                "{:.1}M → {:.1}M; non-embedding {:.1}M → {:.1}M ({:.1}%)",
+                report.parent_params as f64 / 1e6,
+                report.params as f64 / 1e6,
+                report.parent_non_embedding as f64 / 1e6,
+                report.non_embedding as f64 / 1e6,
+                100.0 * report.non_embedding as f64 / report.parent_non_embedding as f64
+            ),
+        ),
+        fig("importance", format!("{}, layers by {}", report.importance.source, report.layer_metric.name())),
+        fig("time", format!("{:.1} s", report.seconds)),
+    ];
+    if let Some(best) = report.chosen {
+        let c = &report.candidates[best];
+        figures.push(fig(
+            "chosen",
+            format!("`{}` (calibration loss {:.4}, lowest of {} candidates)", c.name, c.loss, report.candidates.len()),
+        ));
+    }
+    Ok(StageRecord {
+        figures,
+        files: vec![format!("{name}/importance/layers.png"), format!("{name}/importance/mlp.png")],
+        markdown: format!("```text\n{}```\n", st::summary(&report)),
+        ..Default::default()
+    })
 }
 
 /// How a method is written in figures.
