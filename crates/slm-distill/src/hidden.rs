@@ -13,8 +13,9 @@
 //! decay, not part of gradient clipping), saved in checkpoints beside the model
 //! (`hidden.bin`) and discarded at the end: the student is unchanged in shape.
 //!
-//! Default layer map: student block i ↔ teacher block ⌈(i+1)·L_t/L_s⌉ − 1, so the last
-//! blocks meet and the others spread evenly.
+//! Default layer map: for a student cut from the teacher by `slm prune --structured`, each
+//! block ↔ the parent block it was cut from ([`pruned_pairs`]); otherwise student block i ↔
+//! teacher block ⌈(i+1)·L_t/L_s⌉ − 1, so the last blocks meet and the others spread evenly.
 
 use crate::hidden_match::{hidden_match_fwd_bwd, HiddenMatch};
 use crate::teacher::Teacher;
@@ -54,6 +55,30 @@ pub struct HiddenDistill {
     /// Scratch: projected student states and their gradient, [rows, d_teacher].
     projected: Vec<f32>,
     d_projected: Vec<f32>,
+}
+
+/// The layer map of a structurally pruned student: student block i ↔ the parent block it was
+/// cut from (`kept.layers` in the `slm.json` that `slm prune --structured` writes), when the
+/// student directory `init` has one that fits `student_layers` and `teacher_layers`.
+pub fn pruned_pairs(
+    init: &Path,
+    student_layers: usize,
+    teacher_layers: usize,
+) -> Option<Vec<(usize, usize)>> {
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(init.join("slm.json")).ok()?).ok()?;
+    if meta.get("method")?.as_str()? != "structured" {
+        return None;
+    }
+    let kept: Vec<usize> = meta
+        .get("kept")?
+        .get("layers")?
+        .as_array()?
+        .iter()
+        .map(|v| v.as_u64().map(|x| x as usize))
+        .collect::<Option<_>>()?;
+    let fits = kept.len() == student_layers && kept.iter().all(|&t| t < teacher_layers);
+    fits.then(|| kept.into_iter().enumerate().collect())
 }
 
 /// Student block i ↔ teacher block ⌈(i+1)·L_t/L_s⌉ − 1 for every student block.
@@ -318,6 +343,25 @@ impl ResidualLoss for HiddenDistill {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_structurally_pruned_student_maps_to_the_blocks_it_was_cut_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = |m: &str| {
+            std::fs::write(
+                dir.path().join("slm.json"),
+                format!("{{\"method\": \"{m}\", \"kept\": {{\"layers\": [0, 2, 5]}}}}"),
+            )
+            .unwrap()
+        };
+        meta("structured");
+        assert_eq!(pruned_pairs(dir.path(), 3, 6), Some(vec![(0, 0), (1, 2), (2, 5)]));
+        assert_eq!(pruned_pairs(dir.path(), 4, 6), None); // another student
+        assert_eq!(pruned_pairs(dir.path(), 3, 5), None); // another teacher
+        meta("wanda");
+        assert_eq!(pruned_pairs(dir.path(), 3, 6), None);
+        assert_eq!(pruned_pairs(&dir.path().join("none"), 3, 6), None);
+    }
 
     #[test]
     fn default_map_spreads_and_ends_together() {

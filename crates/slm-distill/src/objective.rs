@@ -5,7 +5,7 @@
 //! the student's own samples ([`crate::on_policy`]).
 
 use crate::config::RunConfig;
-use crate::hidden::{default_pairs, parse_pairs, HiddenDistill, HIDDEN_PROJECTION};
+use crate::hidden::{default_pairs, parse_pairs, pruned_pairs, HiddenDistill, HIDDEN_PROJECTION};
 use crate::loss::DistillSpec;
 use crate::on_policy::OnPolicy;
 use crate::teacher::{LocalTeacher, Teacher};
@@ -71,7 +71,11 @@ impl Distillation {
                 let (sl, tl) = (student.num_hidden_layers, teacher.num_layers());
                 let pairs = match &d.hidden.layers {
                     Some(map) => parse_pairs(map)?,
-                    None => default_pairs(sl, tl),
+                    None => t
+                        .init
+                        .as_deref()
+                        .and_then(|init| pruned_pairs(Path::new(init), sl, tl))
+                        .unwrap_or_else(|| default_pairs(sl, tl)),
                 };
                 Some(HiddenDistill::new(
                     kind,
