@@ -43,7 +43,10 @@ const IDS: [u32; 11] = [1, 504, 3458, 282, 260, 1345, 30, 198, 2683, 314, 3458];
 
 fn logits(path: &Path) -> (Vec<f32>, usize) {
     let loaded = slm_model::load(path.to_str().unwrap(), None).unwrap();
-    let x = Tensor::new(&IDS[..], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let x = Tensor::new(&IDS[..], &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
     let v = loaded.model.config.vocab_size;
     let l = loaded.model.forward(&x, None).unwrap();
     (l.flatten_all().unwrap().to_vec1().unwrap(), v)
@@ -51,7 +54,10 @@ fn logits(path: &Path) -> (Vec<f32>, usize) {
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
@@ -66,9 +72,14 @@ fn structured_pruning_of_smollm2_through_the_binary() {
     let model = model.display().to_string();
     let tmp = tempfile::tempdir().unwrap();
     let calib_args = |c: &mut Command| {
-        c.arg("--calib")
-            .arg(&calib)
-            .args(["--nsamples", "4", "--seqlen", "128", "--score-samples", "2"]);
+        c.arg("--calib").arg(&calib).args([
+            "--nsamples",
+            "4",
+            "--seqlen",
+            "128",
+            "--score-samples",
+            "2",
+        ]);
     };
     // Refused with the reason, before any work.
     for (args, why) in [
@@ -85,17 +96,47 @@ fn structured_pruning_of_smollm2_through_the_binary() {
     }
     let e = run_err(slm().args(["prune", "-m", &model, "--layers", "3"]));
     assert!(e.contains("--structured"), "{e}");
-    let e = run_err(slm().args(["prune", "-m", &model, "--structured", "--layers", "3", "-o", "x"]));
+    let e = run_err(slm().args([
+        "prune",
+        "-m",
+        &model,
+        "--structured",
+        "--layers",
+        "3",
+        "-o",
+        "x",
+    ]));
     assert!(e.contains("--calib"), "{e}");
 
     // Every kind of unit at once: 8 layers, hidden 512, 6 of 9 heads in 2 of 3 groups, MLP 768.
     let out = tmp.path().join("small");
     let mut c = slm();
-    c.args(["prune", "-m", &model, "--structured", "--layers", "8", "--hidden", "512"])
-        .args(["--heads", "4", "--kv-heads", "2", "--mlp", "768", "--layer-metric", "loss"]);
+    c.args([
+        "prune",
+        "-m",
+        &model,
+        "--structured",
+        "--layers",
+        "8",
+        "--hidden",
+        "512",
+    ])
+    .args([
+        "--heads",
+        "4",
+        "--kv-heads",
+        "2",
+        "--mlp",
+        "768",
+        "--layer-metric",
+        "loss",
+    ]);
     calib_args(&mut c);
     let said = run_ok(c.arg("-o").arg(&out));
-    assert!(said.contains("8 layers, hidden 512, 4 heads / 2 KV, MLP 768"), "{said}");
+    assert!(
+        said.contains("8 layers, hidden 512, 4 heads / 2 KV, MLP 768"),
+        "{said}"
+    );
     let cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg["num_hidden_layers"], 8);
@@ -117,24 +158,59 @@ fn structured_pruning_of_smollm2_through_the_binary() {
 
     // Any command takes it.
     let text = tmp.path().join("t.txt");
-    std::fs::write(&text, std::fs::read_to_string(&calib).unwrap()[..6000].to_string()).unwrap();
+    std::fs::write(&text, &std::fs::read_to_string(&calib).unwrap()[..6000]).unwrap();
     let ppl: serde_json::Value = serde_json::from_str(&run_ok(
-        slm().args(["eval", "--json", "--ctx", "256", "-m"]).arg(&out).arg("--ppl").arg(&text),
+        slm()
+            .args(["eval", "--json", "--ctx", "256", "-m"])
+            .arg(&out)
+            .arg("--ppl")
+            .arg(&text),
     ))
     .unwrap();
     let p = ppl["ppl"].as_f64().unwrap();
     assert!(p.is_finite() && p > 1.0, "{ppl}");
-    let said = run_ok(slm().args(["generate", "--max-tokens", "8", "-t", "0", "--prompt", "Once upon a time", "-m"]).arg(&out));
+    let said = run_ok(
+        slm()
+            .args([
+                "generate",
+                "--max-tokens",
+                "8",
+                "-t",
+                "0",
+                "--prompt",
+                "Once upon a time",
+                "-m",
+            ])
+            .arg(&out),
+    );
     assert!(!said.trim().is_empty());
     let bench: serde_json::Value = serde_json::from_str(&run_ok(
         slm()
-            .args(["bench", "--json", "--prompt-tokens", "16", "--gen-tokens", "8", "--reps", "1", "--type", "q8_0", "-m"])
+            .args([
+                "bench",
+                "--json",
+                "--prompt-tokens",
+                "16",
+                "--gen-tokens",
+                "8",
+                "--reps",
+                "1",
+                "--type",
+                "q8_0",
+                "-m",
+            ])
             .arg(&out),
     ))
     .unwrap();
     assert!(bench.to_string().contains("decode"), "{bench}");
     let data = tmp.path().join("data");
-    run_ok(slm().args(["data", "prepare"]).arg(&text).args(["--tokenizer", &model, "--out"]).arg(&data));
+    run_ok(
+        slm()
+            .args(["data", "prepare"])
+            .arg(&text)
+            .args(["--tokenizer", &model, "--out"])
+            .arg(&data),
+    );
     let rec = tmp.path().join("rec");
     run_ok(
         slm()
@@ -142,7 +218,14 @@ fn structured_pruning_of_smollm2_through_the_binary() {
             .arg(&out)
             .arg("--data")
             .arg(&data)
-            .args(["--set", "steps=2", "--set", "batch_size=1", "--set", "seq_len=32"])
+            .args([
+                "--set",
+                "steps=2",
+                "--set",
+                "batch_size=1",
+                "--set",
+                "seq_len=32",
+            ])
             .args(["--set", "eval_every=0", "--set", "checkpoint_every=0", "-o"])
             .arg(&rec),
     );
@@ -153,17 +236,44 @@ fn structured_pruning_of_smollm2_through_the_binary() {
     // GGUF and HF round trips keep the logits.
     let (ours, vocab) = logits(&out);
     let gguf = tmp.path().join("small.gguf");
-    run_ok(slm().args(["export", "gguf", "--type", "f32", "-m"]).arg(&out).arg("--out").arg(&gguf));
+    run_ok(
+        slm()
+            .args(["export", "gguf", "--type", "f32", "-m"])
+            .arg(&out)
+            .arg("--out")
+            .arg(&gguf),
+    );
     let (back, _) = logits(&gguf);
-    assert!(max_diff(&ours, &back) < 1e-4, "gguf: {}", max_diff(&ours, &back));
+    assert!(
+        max_diff(&ours, &back) < 1e-4,
+        "gguf: {}",
+        max_diff(&ours, &back)
+    );
     let hf = tmp.path().join("small-hf");
-    run_ok(slm().args(["export", "hf", "-m"]).arg(&gguf).arg("--out").arg(&hf));
+    run_ok(
+        slm()
+            .args(["export", "hf", "-m"])
+            .arg(&gguf)
+            .arg("--out")
+            .arg(&hf),
+    );
     let (back, _) = logits(&hf);
-    assert!(max_diff(&ours, &back) < 1e-4, "hf: {}", max_diff(&ours, &back));
+    assert!(
+        max_diff(&ours, &back) < 1e-4,
+        "hf: {}",
+        max_diff(&ours, &back)
+    );
 
     // A parameter target: the candidates and the choice are said.
     let mut c = slm();
-    c.args(["prune", "-m", &model, "--structured", "--target-params", "0.3"]);
+    c.args([
+        "prune",
+        "-m",
+        &model,
+        "--structured",
+        "--target-params",
+        "0.3",
+    ]);
     calib_args(&mut c);
     let said = run_ok(c.arg("-o").arg(tmp.path().join("target")));
     assert!(said.contains("chose `") && said.contains("depth"), "{said}");
@@ -182,14 +292,21 @@ fn structured_pruning_of_smollm2_through_the_binary() {
             .args(["--tokens", &ids])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let theirs: Vec<f32> = std::fs::read(&raw)
             .unwrap()
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
         let d = max_diff(&ours, &theirs);
-        assert!(d < 1e-3, "llama.cpp vs slm on the pruned GGUF: max |Δ logit| {d}");
+        assert!(
+            d < 1e-3,
+            "llama.cpp vs slm on the pruned GGUF: max |Δ logit| {d}"
+        );
     }
     if let Some(python) = slm_core::testdata::reference_python(&["torch", "transformers"]) {
         let ids = tmp.path().join("ids.json");
@@ -203,16 +320,25 @@ fn structured_pruning_of_smollm2_through_the_binary() {
             .status()
             .unwrap();
         assert!(st.success());
-        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&got).unwrap()).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&got).unwrap()).unwrap();
         let theirs: Vec<f32> = v["logits"][0]
             .as_array()
             .unwrap()
             .iter()
-            .flat_map(|row| row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32))
+            .flat_map(|row| {
+                row.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_f64().unwrap() as f32)
+            })
             .collect();
         assert_eq!(theirs.len(), IDS.len() * vocab);
         let d = max_diff(&ours, &theirs);
-        assert!(d < 1e-3, "transformers vs slm on the pruned model: max |Δ logit| {d}");
+        assert!(
+            d < 1e-3,
+            "transformers vs slm on the pruned model: max |Δ logit| {d}"
+        );
     }
 }
 
@@ -223,9 +349,16 @@ fn the_minitron_recipe_runs_with_a_small_budget() {
     let Some(model) = slm_core::testdata::shared_data(SMOLLM2) else {
         return;
     };
-    let shared = model.parent().unwrap().parent().unwrap().display().to_string();
+    let shared = model
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
     let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
-    let mut src = std::fs::read_to_string(root.join("crates/slm-recipes/recipes/minitron.toml")).unwrap();
+    let mut src =
+        std::fs::read_to_string(root.join("crates/slm-recipes/recipes/minitron.toml")).unwrap();
     for (from, to) in [
         ("../shared/data", shared.as_str()),
         ("steps = 48", "steps = 2"),
@@ -247,11 +380,16 @@ fn the_minitron_recipe_runs_with_a_small_budget() {
     let out = tmp.path().join("run");
     run_ok(slm().arg("run").arg(&recipe).arg("--out").arg(&out));
     let cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("recovered/config.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(out.join("recovered/config.json")).unwrap())
+            .unwrap();
     let pruned: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("pruned/config.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(out.join("pruned/config.json")).unwrap())
+            .unwrap();
     assert_eq!(cfg["num_hidden_layers"], pruned["num_hidden_layers"]);
     assert_eq!(cfg["intermediate_size"], pruned["intermediate_size"]);
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(report.contains("chosen") && report.contains("non-embedding"), "{report}");
+    assert!(
+        report.contains("chosen") && report.contains("non-embedding"),
+        "{report}"
+    );
 }

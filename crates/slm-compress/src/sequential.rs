@@ -102,7 +102,11 @@ pub(crate) struct HiddenBatch {
 
 /// The calibration windows embedded in batches of up to `batch` consecutive windows of equal
 /// length.
-pub(crate) fn embed_batches(model: &Llama, calib: &[Vec<u32>], batch: usize) -> Result<Vec<HiddenBatch>> {
+pub(crate) fn embed_batches(
+    model: &Llama,
+    calib: &[Vec<u32>],
+    batch: usize,
+) -> Result<Vec<HiddenBatch>> {
     let d = model.config.hidden_size;
     let table = tensor_values(&model.embed_tokens)?; // [vocab, d]
     let mut out = Vec::new();

@@ -39,7 +39,9 @@ fn model(bias: bool, tied: bool, seed: u64) -> Llama {
     for (name, w) in t.iter_mut() {
         if name.ends_with("norm.weight") {
             let n = w.elem_count();
-            let v: Vec<f32> = (0..n).map(|i| 1.0 + 0.4 * ((i * 7 + seed as usize) as f32).sin()).collect();
+            let v: Vec<f32> = (0..n)
+                .map(|i| 1.0 + 0.4 * ((i * 7 + seed as usize) as f32).sin())
+                .collect();
             *w = Tensor::from_vec(v, n, &Device::Cpu).unwrap();
         }
     }
@@ -51,13 +53,24 @@ fn tensors(m: &Llama) -> HashMap<String, Tensor> {
 }
 
 fn logits(m: &Llama, ids: &[u32]) -> Vec<f32> {
-    let x = Tensor::new(ids, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-    m.forward(&x, None).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+    let x = Tensor::new(ids, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    m.forward(&x, None)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// `name`'s [rows, cols] weight with the given rows and columns set to zero.
@@ -72,7 +85,10 @@ fn zero(t: &mut HashMap<String, Tensor>, name: &str, rows: &[usize], cols: &[usi
             }
         }
     }
-    t.insert(name.into(), Tensor::from_vec(v, (r, c), &Device::Cpu).unwrap());
+    t.insert(
+        name.into(),
+        Tensor::from_vec(v, (r, c), &Device::Cpu).unwrap(),
+    );
 }
 
 fn rebuild(m: &Llama, t: HashMap<String, Tensor>) -> Llama {
@@ -99,7 +115,12 @@ fn keeping_every_unit_is_the_parent() {
 }
 
 /// Removes units by plan and by zeroing in the parent; the logits agree.
-fn check_removal(bias: bool, tied: bool, edit: impl Fn(&mut Plan), zero_in_parent: impl Fn(&mut HashMap<String, Tensor>)) {
+fn check_removal(
+    bias: bool,
+    tied: bool,
+    edit: impl Fn(&mut Plan),
+    zero_in_parent: impl Fn(&mut HashMap<String, Tensor>),
+) {
     let m = model(bias, tied, 11);
     let mut plan = Plan::keep_all(&m.config);
     edit(&mut plan);
@@ -123,14 +144,23 @@ fn removing_a_query_head_equals_zeroing_its_output_columns() {
             tied,
             |p| {
                 for l in 0..3 {
-                    p.heads[l] = if l == 1 { vec![0, 2, 3, 5] } else { vec![0, 1, 3, 4] };
+                    p.heads[l] = if l == 1 {
+                        vec![0, 2, 3, 5]
+                    } else {
+                        vec![0, 1, 3, 4]
+                    };
                 }
             },
             |t| {
                 for l in 0..3 {
                     let gone: Vec<usize> = if l == 1 { vec![1, 4] } else { vec![2, 5] };
                     let cols: Vec<usize> = gone.iter().flat_map(|h| h * 8..h * 8 + 8).collect();
-                    zero(t, &format!("model.layers.{l}.self_attn.o_proj.weight"), &[], &cols);
+                    zero(
+                        t,
+                        &format!("model.layers.{l}.self_attn.o_proj.weight"),
+                        &[],
+                        &cols,
+                    );
                 }
             },
         );
@@ -151,7 +181,12 @@ fn removing_a_kv_group_equals_zeroing_its_heads() {
         |t| {
             for l in 0..3 {
                 let cols: Vec<usize> = (0..24).collect();
-                zero(t, &format!("model.layers.{l}.self_attn.o_proj.weight"), &[], &cols);
+                zero(
+                    t,
+                    &format!("model.layers.{l}.self_attn.o_proj.weight"),
+                    &[],
+                    &cols,
+                );
             }
         },
     );
@@ -167,7 +202,12 @@ fn removing_mlp_channels_equals_zeroing_their_down_columns() {
         |p| p.mlp = vec![keep.clone(); 3],
         |t| {
             for l in 0..3 {
-                zero(t, &format!("model.layers.{l}.mlp.down_proj.weight"), &[], &gone);
+                zero(
+                    t,
+                    &format!("model.layers.{l}.mlp.down_proj.weight"),
+                    &[],
+                    &gone,
+                );
             }
         },
     );
@@ -185,8 +225,18 @@ fn removing_hidden_channels_equals_zeroing_them_in_the_residual_stream() {
             |t| {
                 zero(t, "model.embed_tokens.weight", &[], &gone);
                 for l in 0..3 {
-                    zero(t, &format!("model.layers.{l}.self_attn.o_proj.weight"), &gone, &[]);
-                    zero(t, &format!("model.layers.{l}.mlp.down_proj.weight"), &gone, &[]);
+                    zero(
+                        t,
+                        &format!("model.layers.{l}.self_attn.o_proj.weight"),
+                        &gone,
+                        &[],
+                    );
+                    zero(
+                        t,
+                        &format!("model.layers.{l}.mlp.down_proj.weight"),
+                        &gone,
+                        &[],
+                    );
                 }
             },
         );
@@ -205,8 +255,18 @@ fn removing_a_layer_equals_making_it_the_identity_and_keeps_the_others_bit_exact
             }
         },
         |t| {
-            zero(t, "model.layers.1.self_attn.o_proj.weight", &(0..32).collect::<Vec<_>>(), &[]);
-            zero(t, "model.layers.1.mlp.down_proj.weight", &(0..32).collect::<Vec<_>>(), &[]);
+            zero(
+                t,
+                "model.layers.1.self_attn.o_proj.weight",
+                &(0..32).collect::<Vec<_>>(),
+                &[],
+            );
+            zero(
+                t,
+                "model.layers.1.mlp.down_proj.weight",
+                &(0..32).collect::<Vec<_>>(),
+                &[],
+            );
         },
     );
     let m = model(true, false, 4);
@@ -249,8 +309,18 @@ fn everything_at_once_equals_zeroing_everything() {
             zero(t, "model.embed_tokens.weight", &[], &gone_h);
             for (l, gone) in [(0usize, [1usize, 3]), (1, [0, 4])] {
                 let cols: Vec<usize> = gone.iter().flat_map(|h| h * 8..h * 8 + 8).collect();
-                zero(t, &format!("model.layers.{l}.self_attn.o_proj.weight"), &gone_h, &cols);
-                zero(t, &format!("model.layers.{l}.mlp.down_proj.weight"), &gone_h, &gone_mlp);
+                zero(
+                    t,
+                    &format!("model.layers.{l}.self_attn.o_proj.weight"),
+                    &gone_h,
+                    &cols,
+                );
+                zero(
+                    t,
+                    &format!("model.layers.{l}.mlp.down_proj.weight"),
+                    &gone_h,
+                    &gone_mlp,
+                );
             }
         },
     );
@@ -283,36 +353,71 @@ fn importance_keeps_heads_in_their_groups_and_ranks_dead_units_last() {
     let mut t = tensors(&m);
     zero(&mut t, "model.layers.0.mlp.gate_proj.weight", &[7], &[]);
     zero(&mut t, "model.layers.0.mlp.up_proj.weight", &[7], &[]);
-    zero(&mut t, "model.layers.2.self_attn.v_proj.weight", &(8..16).collect::<Vec<_>>(), &[]);
+    zero(
+        &mut t,
+        "model.layers.2.self_attn.v_proj.weight",
+        &(8..16).collect::<Vec<_>>(),
+        &[],
+    );
     let m = rebuild(&m, t);
     let calib = windows(6, 16, 64, 2);
     let imp = structured::measure(&m, &calib, Aggregate::L2, 4, &mut |_, _| {}).unwrap();
     assert_eq!(imp.positions, 6 * 16);
     assert_eq!(imp.mlp[0][7], 0.0);
-    assert!(imp.mlp[0].iter().enumerate().all(|(c, &s)| c == 7 || s > 0.0));
+    assert!(imp.mlp[0]
+        .iter()
+        .enumerate()
+        .all(|(c, &s)| c == 7 || s > 0.0));
     let g = imp.group_scores(2);
     assert_eq!(g[1], 0.0);
     assert!(g[0] > 0.0);
-    let shape = Shape { layers: 3, hidden: 32, heads: 3, kv_heads: 1, mlp: 39 };
+    let shape = Shape {
+        layers: 3,
+        hidden: 32,
+        heads: 3,
+        kv_heads: 1,
+        mlp: 39,
+    };
     let plan = Plan::from_importance(&imp, &m.config, &shape, LayerMetric::BlockInfluence).unwrap();
     assert_eq!(plan.kv_heads[2], vec![0]);
     assert!(!plan.mlp[0].contains(&7));
     plan.check(&m.config).unwrap();
     // Block Influence: a layer made the identity scores 0.
     let mut t = tensors(&m);
-    zero(&mut t, "model.layers.1.self_attn.o_proj.weight", &(0..32).collect::<Vec<_>>(), &[]);
-    zero(&mut t, "model.layers.1.mlp.down_proj.weight", &(0..32).collect::<Vec<_>>(), &[]);
+    zero(
+        &mut t,
+        "model.layers.1.self_attn.o_proj.weight",
+        &(0..32).collect::<Vec<_>>(),
+        &[],
+    );
+    zero(
+        &mut t,
+        "model.layers.1.mlp.down_proj.weight",
+        &(0..32).collect::<Vec<_>>(),
+        &[],
+    );
     let m2 = rebuild(&m, t);
     let mut imp = structured::measure(&m2, &calib, Aggregate::Mean, 4, &mut |_, _| {}).unwrap();
-    assert!(imp.block_influence[1].abs() < 1e-6, "{:?}", imp.block_influence);
+    assert!(
+        imp.block_influence[1].abs() < 1e-6,
+        "{:?}",
+        imp.block_influence
+    );
     assert!(imp.block_influence[0] > 1e-3 && imp.block_influence[2] > 1e-3);
     importance::measure_layer_removal(&mut imp, &m2, &calib, 4, &mut |_, _| {}).unwrap();
     let inc = imp.loss_increase.clone().unwrap();
     assert!(inc[1].abs() < 1e-5, "{inc:?}");
     let base = calibration_loss(&m2, &calib, 4).unwrap();
     assert_eq!(imp.base_loss, Some(base));
-    let one_layer = Shape { layers: 2, hidden: 32, heads: 6, kv_heads: 2, mlp: 40 };
-    let p = Plan::from_importance(&imp, &m2.config, &one_layer, LayerMetric::BlockInfluence).unwrap();
+    let one_layer = Shape {
+        layers: 2,
+        hidden: 32,
+        heads: 6,
+        kv_heads: 2,
+        mlp: 40,
+    };
+    let p =
+        Plan::from_importance(&imp, &m2.config, &one_layer, LayerMetric::BlockInfluence).unwrap();
     assert_eq!(p.layers, vec![0, 2]);
     // (In a random model removing a working layer may even lower the loss, so the loss
     // metric keeps whichever two layers raise it most.)
@@ -326,11 +431,30 @@ fn random_importance_gives_valid_plans_of_any_allowed_shape() {
     for seed in 0..4 {
         let imp = Importance::random(&m.config, seed);
         for shape in [
-            Shape { layers: 2, hidden: 24, heads: 4, kv_heads: 2, mlp: 16 },
-            Shape { layers: 1, hidden: 8, heads: 1, kv_heads: 1, mlp: 1 },
-            Shape { layers: 3, hidden: 32, heads: 3, kv_heads: 1, mlp: 40 },
+            Shape {
+                layers: 2,
+                hidden: 24,
+                heads: 4,
+                kv_heads: 2,
+                mlp: 16,
+            },
+            Shape {
+                layers: 1,
+                hidden: 8,
+                heads: 1,
+                kv_heads: 1,
+                mlp: 1,
+            },
+            Shape {
+                layers: 3,
+                hidden: 32,
+                heads: 3,
+                kv_heads: 1,
+                mlp: 40,
+            },
         ] {
-            let plan = Plan::from_importance(&imp, &m.config, &shape, LayerMetric::LossIncrease).unwrap();
+            let plan =
+                Plan::from_importance(&imp, &m.config, &shape, LayerMetric::LossIncrease).unwrap();
             assert_eq!(plan.shape(), shape);
             let p = plan.apply(&m).unwrap();
             assert_eq!(p.num_parameters(), shape.total_params(&m.config));
@@ -349,8 +473,16 @@ fn the_search_tries_depth_and_width_and_keeps_the_lowest_loss() {
     let calib = windows(4, 16, 64, 3);
     let imp = structured::measure(&m, &calib, Aggregate::L2, 4, &mut |_, _| {}).unwrap();
     let target = structured::parse_target("0.5", &cfg).unwrap();
-    let (best, cands) =
-        structured::search(&m, &imp, LayerMetric::BlockInfluence, target, &calib, 4, &mut |_, _| {}).unwrap();
+    let (best, cands) = structured::search(
+        &m,
+        &imp,
+        LayerMetric::BlockInfluence,
+        target,
+        &calib,
+        4,
+        &mut |_, _| {},
+    )
+    .unwrap();
     assert!(cands.len() >= 2);
     assert!(cands.iter().any(|c| c.name == "depth"));
     for c in &cands {

@@ -355,7 +355,10 @@ mod tests {
             .unwrap()
         };
         meta("structured");
-        assert_eq!(pruned_pairs(dir.path(), 3, 6), Some(vec![(0, 0), (1, 2), (2, 5)]));
+        assert_eq!(
+            pruned_pairs(dir.path(), 3, 6),
+            Some(vec![(0, 0), (1, 2), (2, 5)])
+        );
         assert_eq!(pruned_pairs(dir.path(), 4, 6), None); // another student
         assert_eq!(pruned_pairs(dir.path(), 3, 5), None); // another teacher
         meta("wanda");

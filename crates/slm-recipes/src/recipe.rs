@@ -478,7 +478,11 @@ impl Recipe {
                     "train.bin"
                 })),
                 (
-                    Kind::Train(_) | Kind::Distill(_) | Kind::Recover(_) | Kind::Prune(_) | Kind::Structured(_),
+                    Kind::Train(_)
+                    | Kind::Distill(_)
+                    | Kind::Recover(_)
+                    | Kind::Prune(_)
+                    | Kind::Structured(_),
                     Want::Model,
                 ) => Some(dir),
                 (Kind::Export(e), Want::Model) if e.format == ExportFormat::Hf => Some(dir),

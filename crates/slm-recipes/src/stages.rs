@@ -498,7 +498,13 @@ fn structured_options(
         mlp: p.mlp,
         target: p.target_params.clone(),
     };
-    if shape.target.is_some() && shape != (ShapeRequest { target: shape.target.clone(), ..Default::default() }) {
+    if shape.target.is_some()
+        && shape
+            != (ShapeRequest {
+                target: shape.target.clone(),
+                ..Default::default()
+            })
+    {
         return Err(Error::config(format!(
             "{}, line {}: stage `{name}`: give either `target_params` or explicit sizes, not both",
             r.origin, r.stages[i].line
@@ -514,7 +520,13 @@ fn structured_options(
     })
 }
 
-fn structured(r: &Recipe, root: &Path, i: usize, p: &Structured, dir: &Path) -> Result<StageRecord> {
+fn structured(
+    r: &Recipe,
+    root: &Path,
+    i: usize,
+    p: &Structured,
+    dir: &Path,
+) -> Result<StageRecord> {
     use crate::structured as st;
     let src = r.resolve(root, i, &p.model, Want::Model)?;
     let o = structured_options(r, root, i, p)?;
@@ -537,19 +549,34 @@ fn structured(r: &Recipe, root: &Path, i: usize, p: &Structured, dir: &Path) -> 
                 100.0 * report.non_embedding as f64 / report.parent_non_embedding as f64
             ),
         ),
-        fig("importance", format!("{}, layers by {}", report.importance.source, report.layer_metric.name())),
+        fig(
+            "importance",
+            format!(
+                "{}, layers by {}",
+                report.importance.source,
+                report.layer_metric.name()
+            ),
+        ),
         fig("time", format!("{:.1} s", report.seconds)),
     ];
     if let Some(best) = report.chosen {
         let c = &report.candidates[best];
         figures.push(fig(
             "chosen",
-            format!("`{}` (calibration loss {:.4}, lowest of {} candidates)", c.name, c.loss, report.candidates.len()),
+            format!(
+                "`{}` (calibration loss {:.4}, lowest of {} candidates)",
+                c.name,
+                c.loss,
+                report.candidates.len()
+            ),
         ));
     }
     Ok(StageRecord {
         figures,
-        files: vec![format!("{name}/importance/layers.png"), format!("{name}/importance/mlp.png")],
+        files: vec![
+            format!("{name}/importance/layers.png"),
+            format!("{name}/importance/mlp.png"),
+        ],
         markdown: format!("```text\n{}```\n", st::summary(&report)),
         ..Default::default()
     })

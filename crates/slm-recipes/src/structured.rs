@@ -136,13 +136,16 @@ pub struct StructuredReport {
     pub seconds: f64,
 }
 
+/// Token windows, one `Vec` per window.
+type Windows = Vec<Vec<u32>>;
+
 /// The calibration windows for importance and the separate windows for scoring.
 fn windows(
     model: &Llama,
     tok: &dyn Tokenizer,
     o: &StructuredOptions,
     need_importance: bool,
-) -> Result<(Vec<Vec<u32>>, Vec<Vec<u32>>)> {
+) -> Result<(Windows, Windows)> {
     let Some(path) = &o.calib.file else {
         return Err(Error::invalid(
             "structured pruning needs calibration text to measure importance and score shapes: give --calib FILE",
@@ -169,7 +172,7 @@ pub fn measure_importance(
     model: &Llama,
     tok: &dyn Tokenizer,
     o: &StructuredOptions,
-) -> Result<(Importance, Vec<Vec<u32>>, usize)> {
+) -> Result<(Importance, Windows, usize)> {
     let measured = matches!(o.importance, ImportanceSource::Measured(_));
     let (calib, score) = windows(model, tok, o, measured)?;
     let calib_tokens = calib.iter().map(Vec::len).sum();
@@ -184,7 +187,13 @@ pub fn measure_importance(
     };
     if measured && (o.measure_layer_loss || o.layer_metric == LayerMetric::LossIncrease) {
         let bar = progress_bar("layer removal", "passes");
-        importance::measure_layer_removal(&mut imp, model, &score, o.batch, &mut bar_callback(&bar))?;
+        importance::measure_layer_removal(
+            &mut imp,
+            model,
+            &score,
+            o.batch,
+            &mut bar_callback(&bar),
+        )?;
         bar.finish_and_clear();
     }
     Ok((imp, score, calib_tokens))
@@ -213,6 +222,7 @@ pub fn structured_prune(
         Some(t) => Some(structured::parse_target(t, parent_cfg)?),
         None => None,
     };
+    // Explicit sizes are checked before any work.
     let explicit = match target {
         None => Some(o.shape.resolve(parent_cfg)?),
         Some(_) => None,
@@ -220,7 +230,8 @@ pub fn structured_prune(
     let (imp, score, calib_tokens) = measure_importance(model, tok, o)?;
     let (shape, candidates, chosen) = match (explicit, target) {
         (Some(s), _) => (s, Vec::new(), None),
-        (None, Some(t)) => {
+        (None, t) => {
+            let t = t.ok_or_else(|| Error::invalid("no shape was asked for"))?;
             let bar = progress_bar("candidate shapes", "");
             let (best, cands) = structured::search(
                 model,
@@ -234,7 +245,6 @@ pub fn structured_prune(
             bar.finish_and_clear();
             (cands[best].shape, cands, Some(best))
         }
-        (None, None) => unreachable_shape()?,
     };
     let plan = Plan::from_importance(&imp, parent_cfg, &shape, o.layer_metric)?;
     let pruned = plan.apply(model)?;
@@ -257,10 +267,6 @@ pub fn structured_prune(
     Ok((pruned, report))
 }
 
-fn unreachable_shape() -> Result<(Shape, Vec<Candidate>, Option<usize>)> {
-    Err(Error::invalid("no shape was asked for"))
-}
-
 /// Millions, one decimal.
 fn m(x: usize) -> String {
     format!("{:.1}M", x as f64 / 1e6)
@@ -275,7 +281,11 @@ pub fn summary(r: &StructuredReport) -> String {
             s,
             "candidate shapes for the target (calibration loss right after pruning, no retraining; lower is better):"
         );
-        let _ = writeln!(s, "  {:<10} {:<48} {:>10} {:>9}", "candidate", "shape", "non-emb", "loss");
+        let _ = writeln!(
+            s,
+            "  {:<10} {:<48} {:>10} {:>9}",
+            "candidate", "shape", "non-emb", "loss"
+        );
         for (i, c) in r.candidates.iter().enumerate() {
             let _ = writeln!(
                 s,
@@ -365,7 +375,11 @@ pub fn format_importance(imp: &Importance) -> String {
             .map(|b| format!("; full-model calibration loss {b:.4}"))
             .unwrap_or_default()
     );
-    let _ = writeln!(s, "  {:>5} {:>10} {:>7} {:>14} {:>7}", "layer", "BI", "rank", "loss if gone", "rank");
+    let _ = writeln!(
+        s,
+        "  {:>5} {:>10} {:>7} {:>14} {:>7}",
+        "layer", "BI", "rank", "loss if gone", "rank"
+    );
     for l in 0..nl {
         let (li, lr) = match (&imp.loss_increase, &loss_rank) {
             (Some(v), Some(r)) => (format!("{:+.4}", v[l]), r[l].to_string()),
@@ -377,7 +391,10 @@ pub fn format_importance(imp: &Importance) -> String {
             imp.block_influence[l], bi_rank[l]
         );
     }
-    let _ = writeln!(s, "\nattention heads (KV groups by summed score; heads within groups, best first):");
+    let _ = writeln!(
+        s,
+        "\nattention heads (KV groups by summed score; heads within groups, best first):"
+    );
     for l in 0..nl {
         let g = imp.group_scores(l);
         let order = order_desc(&g);
@@ -395,7 +412,11 @@ pub fn format_importance(imp: &Importance) -> String {
         let _ = writeln!(s, "  layer {l:>2}: {}", parts.join("  "));
     }
     let _ = writeln!(s, "\nMLP channels (score quantiles per layer):");
-    let _ = writeln!(s, "  {:>5} {:>9} {:>9} {:>9} {:>9} {:>9}", "layer", "min", "25%", "median", "75%", "max");
+    let _ = writeln!(
+        s,
+        "  {:>5} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "layer", "min", "25%", "median", "75%", "max"
+    );
     for (l, v) in imp.mlp.iter().enumerate() {
         let q = quantiles(v);
         let _ = writeln!(
@@ -413,7 +434,11 @@ pub fn format_importance(imp: &Importance) -> String {
     };
     let k = order.len().min(8);
     let _ = writeln!(s, "\nhidden channels: strongest {}", show(&order[..k]));
-    let _ = writeln!(s, "                 weakest   {}", show(&order[order.len() - k..]));
+    let _ = writeln!(
+        s,
+        "                 weakest   {}",
+        show(&order[order.len() - k..])
+    );
     s
 }
 
@@ -437,7 +462,11 @@ fn ranks(v: &[f32]) -> Vec<usize> {
 fn quantiles(v: &[f32]) -> [f32; 5] {
     let mut s = v.to_vec();
     s.sort_by(f32::total_cmp);
-    let at = |q: f64| s.get(((s.len().saturating_sub(1)) as f64 * q).round() as usize).copied().unwrap_or(0.0);
+    let at = |q: f64| {
+        s.get(((s.len().saturating_sub(1)) as f64 * q).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
     [at(0.0), at(0.25), at(0.5), at(0.75), at(1.0)]
 }
 
@@ -451,18 +480,34 @@ pub fn write_importance(imp: &Importance, dir: &Path) -> Result<Vec<PathBuf>> {
     std::fs::write(&json, serde_json::to_vec_pretty(imp)?).map_err(|e| Error::io(&json, e))?;
     files.push(json);
     let layer_pts = |v: &[f32]| -> Vec<(f64, f64)> {
-        v.iter().enumerate().map(|(l, &x)| (l as f64, x as f64)).collect()
+        v.iter()
+            .enumerate()
+            .map(|(l, &x)| (l as f64, x as f64))
+            .collect()
     };
     let mut c = slm_report::LineChart::new("Layer importance", "layer", "score");
-    c.add("Block Influence (1 − cos(in, out))", layer_pts(&imp.block_influence));
+    c.add(
+        "Block Influence (1 − cos(in, out))",
+        layer_pts(&imp.block_influence),
+    );
     if let Some(inc) = &imp.loss_increase {
-        c.add("calibration loss increase if removed (nats)", layer_pts(inc));
+        c.add(
+            "calibration loss increase if removed (nats)",
+            layer_pts(inc),
+        );
     }
     let p = dir.join("layers.png");
     c.render_png(&p)?;
     files.push(p);
-    let mut c = slm_report::LineChart::new("KV group importance (sum of its query heads)", "layer", "score");
-    let groups = imp.heads.first().map_or(0, |h| h.len() / imp.group_size.max(1));
+    let mut c = slm_report::LineChart::new(
+        "KV group importance (sum of its query heads)",
+        "layer",
+        "score",
+    );
+    let groups = imp
+        .heads
+        .first()
+        .map_or(0, |h| h.len() / imp.group_size.max(1));
     for g in 0..groups {
         let pts: Vec<(f64, f64)> = (0..imp.heads.len())
             .map(|l| (l as f64, imp.group_scores(l)[g] as f64))
@@ -475,9 +520,13 @@ pub fn write_importance(imp: &Importance, dir: &Path) -> Result<Vec<PathBuf>> {
     let sorted = |v: &[f32]| -> Vec<(f64, f64)> {
         let mut s = v.to_vec();
         s.sort_by(|a, b| b.total_cmp(a));
-        s.iter().enumerate().map(|(i, &x)| (i as f64, x as f64)).collect()
+        s.iter()
+            .enumerate()
+            .map(|(i, &x)| (i as f64, x as f64))
+            .collect()
     };
-    let mut c = slm_report::LineChart::new("MLP channel importance, sorted", "channel rank", "score");
+    let mut c =
+        slm_report::LineChart::new("MLP channel importance, sorted", "channel rank", "score");
     let nl = imp.mlp.len();
     for l in [0, nl / 2, nl.saturating_sub(1)] {
         if l < nl && !c.series.iter().any(|s| s.name == format!("layer {l}")) {
@@ -488,7 +537,8 @@ pub fn write_importance(imp: &Importance, dir: &Path) -> Result<Vec<PathBuf>> {
     let p = dir.join("mlp.png");
     c.render_png(&p)?;
     files.push(p);
-    let mut c = slm_report::LineChart::new("Hidden channel importance, sorted", "channel rank", "score");
+    let mut c =
+        slm_report::LineChart::new("Hidden channel importance, sorted", "channel rank", "score");
     c.add("all layers' normed inputs", sorted(&imp.hidden));
     c.markers = slm_report::Markers::Never;
     let p = dir.join("hidden.png");

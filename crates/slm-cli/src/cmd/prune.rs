@@ -5,9 +5,9 @@
 use crate::common::{choice, load_model_and_tokenizer, number, CalibText, ModelArgs};
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
+use slm_compress::structured::LayerMetric;
 use slm_compress::Pattern;
 use slm_core::LinearRole;
-use slm_compress::structured::LayerMetric;
 use slm_recipes::prune::{self as lib, MethodName, PruneOptions, SweepOptions};
 use slm_recipes::structured::{self as st, ImportanceSource, ShapeRequest, StructuredOptions};
 use std::path::PathBuf;

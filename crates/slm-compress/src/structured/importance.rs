@@ -222,9 +222,7 @@ impl Importance {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.gen::<f32>()).collect() };
         let layers = cfg.num_hidden_layers;
-        let heads = (0..layers)
-            .map(|_| draw(cfg.num_attention_heads))
-            .collect();
+        let heads = (0..layers).map(|_| draw(cfg.num_attention_heads)).collect();
         let mlp = (0..layers).map(|_| draw(cfg.intermediate_size)).collect();
         let hidden = draw(cfg.hidden_size);
         let block_influence = draw(layers);
@@ -310,7 +308,16 @@ pub fn measure(
                     }
                 }
             };
-            scratch.run(cfg, &w, &rope, &h.x, h.b, h.t, &mut out, Some(&mut on_input))?;
+            scratch.run(
+                cfg,
+                &w,
+                &rope,
+                &h.x,
+                h.b,
+                h.t,
+                &mut out,
+                Some(&mut on_input),
+            )?;
             for (xin, xout) in h.x.chunks_exact(d).zip(out.chunks_exact(d)) {
                 s.cos_sum += cosine(xin, xout);
                 s.positions += 1;
@@ -373,7 +380,7 @@ pub fn calibration_loss(model: &Llama, windows: &[Vec<u32>], batch: usize) -> Re
         }
         let ids: Vec<u32> = windows[i..j].iter().flatten().copied().collect();
         let logits = flat.logits(&ids, j - i, t)?; // [b·t, vocab]
-        // Position p predicts token p+1 of its window; the last position of each is ignored.
+                                                   // Position p predicts token p+1 of its window; the last position of each is ignored.
         let targets: Vec<u32> = windows[i..j]
             .iter()
             .flat_map(|w| {

@@ -133,7 +133,9 @@ impl Plan {
         shape.check(parent)?;
         let n = self.layers.len();
         if self.kv_heads.len() != n || self.heads.len() != n || self.mlp.len() != n {
-            return Err(Error::invalid("the plan lists heads and channels for another number of layers"));
+            return Err(Error::invalid(
+                "the plan lists heads and channels for another number of layers",
+            ));
         }
         let ascending_within = |v: &[usize], max: usize, what: &str| -> Result<()> {
             if v.windows(2).any(|p| p[0] >= p[1]) || v.last().is_some_and(|&x| x >= max) {
@@ -204,16 +206,23 @@ impl Plan {
                 .to_dtype(w.dtype())?)
         };
         let mut t: HashMap<String, Tensor> = HashMap::new();
-        t.insert("model.embed_tokens.weight".into(), cols(&model.embed_tokens, &hidden)?);
+        t.insert(
+            "model.embed_tokens.weight".into(),
+            cols(&model.embed_tokens, &hidden)?,
+        );
         for (i, &pl) in self.layers.iter().enumerate() {
-            let layer = model.layers.get(pl).ok_or_else(|| {
-                Error::invalid(format!("layer {pl} is not in the model"))
-            })?;
+            let layer = model
+                .layers
+                .get(pl)
+                .ok_or_else(|| Error::invalid(format!("layer {pl} is not in the model")))?;
             let q_rows = idx(&head_rows(&self.heads[i]))?;
             let kv_rows = idx(&head_rows(&self.kv_heads[i]))?;
             let mlp = idx(&self.mlp[i])?;
             let p = format!("model.layers.{i}");
-            t.insert(format!("{p}.input_layernorm.weight"), norm(&layer.input_layernorm.weight)?);
+            t.insert(
+                format!("{p}.input_layernorm.weight"),
+                norm(&layer.input_layernorm.weight)?,
+            );
             t.insert(
                 format!("{p}.post_attention_layernorm.weight"),
                 norm(&layer.post_attention_layernorm.weight)?,

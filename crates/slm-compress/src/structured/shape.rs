@@ -54,7 +54,9 @@ impl Shape {
             ("MLP channels", self.mlp, p.mlp),
         ] {
             if want == 0 {
-                return Err(Error::invalid(format!("a model needs at least one of its {what}")));
+                return Err(Error::invalid(format!(
+                    "a model needs at least one of its {what}"
+                )));
             }
             if want > have {
                 return Err(Error::invalid(format!(
@@ -147,7 +149,7 @@ pub fn parse_target(s: &str, parent: &LlamaConfig) -> Result<usize> {
     } else {
         (v * mult).round() as usize
     };
-    if !(v > 0.0) || target == 0 {
+    if v.is_nan() || v <= 0.0 || target == 0 {
         return Err(Error::invalid(format!("target `{s}` must be positive")));
     }
     if target >= full {
@@ -174,7 +176,11 @@ fn fill_mlp(shape: Shape, parent: &LlamaConfig, target: usize) -> Option<Shape> 
     if fixed >= target || per_channel == 0 {
         return None;
     }
-    let step = if parent.intermediate_size % 32 == 0 { 32 } else { 1 };
+    let step = if parent.intermediate_size % 32 == 0 {
+        32
+    } else {
+        1
+    };
     s.mlp = round_to(
         (target - fixed) as f64 / per_channel as f64,
         step,
@@ -224,11 +230,17 @@ pub fn candidates(parent: &LlamaConfig, target: usize) -> Vec<(String, Shape)> {
         }
         h += step;
     }
-    push("hidden", best.and_then(|s| fill_mlp(s, parent, target).or(Some(s))));
+    push(
+        "hidden",
+        best.and_then(|s| fill_mlp(s, parent, target).or(Some(s))),
+    );
     // Depth and width: 3/4 of the layers (Minitron found depth hurts more, so keep most), the
     // MLP fills the rest.
     let layers = ((full.layers as f64 * 0.75).round() as usize).max(1);
-    push("depth+mlp", fill_mlp(Shape { layers, ..full }, parent, target));
+    push(
+        "depth+mlp",
+        fill_mlp(Shape { layers, ..full }, parent, target),
+    );
     out
 }
 
@@ -263,30 +275,78 @@ mod tests {
     fn shapes_that_break_attention_are_refused_with_the_reason() {
         let c = smol();
         let full = Shape::of(&c);
-        let e = Shape { heads: 7, ..full }.check(&c).unwrap_err().to_string();
+        let e = Shape { heads: 7, ..full }
+            .check(&c)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("split evenly"), "{e}");
-        let e = Shape { heads: 5, kv_heads: 2, ..full }.check(&c).unwrap_err().to_string();
+        let e = Shape {
+            heads: 5,
+            kv_heads: 2,
+            ..full
+        }
+        .check(&c)
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("split evenly"), "{e}");
-        let e = Shape { heads: 8, kv_heads: 2, ..full }.check(&c).unwrap_err().to_string();
+        let e = Shape {
+            heads: 8,
+            kv_heads: 2,
+            ..full
+        }
+        .check(&c)
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("keep at most 6"), "{e}");
-        let e = Shape { heads: 8, kv_heads: 1, ..full }.check(&c).unwrap_err().to_string();
+        let e = Shape {
+            heads: 8,
+            kv_heads: 1,
+            ..full
+        }
+        .check(&c)
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("within their KV group"), "{e}");
-        let e = Shape { mlp: 2000, ..full }.check(&c).unwrap_err().to_string();
+        let e = Shape { mlp: 2000, ..full }
+            .check(&c)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("only removes"), "{e}");
-        let e = Shape { layers: 0, ..full }.check(&c).unwrap_err().to_string();
+        let e = Shape { layers: 0, ..full }
+            .check(&c)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("at least one"), "{e}");
-        Shape { heads: 6, kv_heads: 3, ..full }.check(&c).unwrap();
-        Shape { heads: 6, kv_heads: 2, ..full }.check(&c).unwrap();
+        Shape {
+            heads: 6,
+            kv_heads: 3,
+            ..full
+        }
+        .check(&c)
+        .unwrap();
+        Shape {
+            heads: 6,
+            kv_heads: 2,
+            ..full
+        }
+        .check(&c)
+        .unwrap();
     }
 
     #[test]
     fn targets_parse_as_counts_or_fractions() {
         let c = smol();
         let full = Shape::of(&c).non_embedding_params(&c);
-        assert_eq!(parse_target("0.5", &c).unwrap(), (full as f64 * 0.5).round() as usize);
+        assert_eq!(
+            parse_target("0.5", &c).unwrap(),
+            (full as f64 * 0.5).round() as usize
+        );
         assert_eq!(parse_target("53M", &c).unwrap(), 53_000_000);
         assert_eq!(parse_target("5.3e7", &c).unwrap(), 53_000_000);
-        assert!(parse_target("200M", &c).unwrap_err().to_string().contains("not smaller"));
+        assert!(parse_target("200M", &c)
+            .unwrap_err()
+            .to_string()
+            .contains("not smaller"));
         assert!(parse_target("-1", &c).is_err());
         assert!(parse_target("lots", &c).is_err());
     }
@@ -297,7 +357,10 @@ mod tests {
         let target = parse_target("0.5", &c).unwrap();
         let cands = candidates(&c, target);
         let names: Vec<&str> = cands.iter().map(|(n, _)| n.as_str()).collect();
-        assert!(names.contains(&"depth") && names.contains(&"mlp"), "{names:?}");
+        assert!(
+            names.contains(&"depth") && names.contains(&"mlp"),
+            "{names:?}"
+        );
         for (name, s) in &cands {
             s.check(&c).unwrap();
             let p = s.non_embedding_params(&c) as f64 / target as f64;
