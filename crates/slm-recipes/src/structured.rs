@@ -560,3 +560,58 @@ pub fn save_structured(
     write_importance(imp, &out.join("importance"))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parent() -> LlamaConfig {
+        let mut c = slm_model::preset("260k").unwrap_or_else(|e| panic!("{e}"));
+        c.hidden_size = 64;
+        c.intermediate_size = 128;
+        c.num_hidden_layers = 4;
+        c.num_attention_heads = 6;
+        c.num_key_value_heads = 2;
+        c.head_dim = 8;
+        c
+    }
+
+    #[test]
+    fn sizes_not_given_stay_the_parents_and_heads_follow_their_groups() {
+        let p = parent();
+        let r = ShapeRequest {
+            layers: Some(3),
+            ..Default::default()
+        };
+        assert_eq!(
+            r.resolve(&p).unwrap(),
+            Shape {
+                layers: 3,
+                hidden: 64,
+                heads: 6,
+                kv_heads: 2,
+                mlp: 128
+            }
+        );
+        // KV heads alone: whole groups go with their query heads.
+        let r = ShapeRequest {
+            kv_heads: Some(1),
+            ..Default::default()
+        };
+        let s = r.resolve(&p).unwrap();
+        assert_eq!((s.heads, s.kv_heads), (3, 1));
+        // Query heads alone: the parent's groups, fewer heads in each.
+        let r = ShapeRequest {
+            heads: Some(4),
+            ..Default::default()
+        };
+        let s = r.resolve(&p).unwrap();
+        assert_eq!((s.heads, s.kv_heads), (4, 2));
+        let r = ShapeRequest {
+            heads: Some(5),
+            ..Default::default()
+        };
+        assert!(r.resolve(&p).is_err());
+        assert!(ShapeRequest::default().is_empty());
+    }
+}
