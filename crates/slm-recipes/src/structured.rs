@@ -487,15 +487,17 @@ pub fn write_importance(imp: &Importance, dir: &Path) -> Result<Vec<PathBuf>> {
     };
     let mut c = slm_report::LineChart::new("Layer importance", "layer", "score");
     c.add(
-        "Block Influence (1 − cos(in, out))",
+        "Block Influence, 1 - cos(in, out)",
         layer_pts(&imp.block_influence),
     );
     if let Some(inc) = &imp.loss_increase {
-        c.add(
-            "calibration loss increase if removed (nats)",
-            layer_pts(inc),
-        );
+        c.add("loss increase if removed (nats)", layer_pts(inc));
     }
+    // The two metrics differ by orders of magnitude: a log axis when it can show them.
+    c.log_y = c
+        .series
+        .iter()
+        .all(|s| s.points.iter().all(|p| p.1 > 0.0));
     let p = dir.join("layers.png");
     c.render_png(&p)?;
     files.push(p);
