@@ -494,10 +494,7 @@ pub fn write_importance(imp: &Importance, dir: &Path) -> Result<Vec<PathBuf>> {
         c.add("loss increase if removed (nats)", layer_pts(inc));
     }
     // The two metrics differ by orders of magnitude: a log axis when it can show them.
-    c.log_y = c
-        .series
-        .iter()
-        .all(|s| s.points.iter().all(|p| p.1 > 0.0));
+    c.log_y = c.series.iter().all(|s| s.points.iter().all(|p| p.1 > 0.0));
     let p = dir.join("layers.png");
     c.render_png(&p)?;
     files.push(p);
