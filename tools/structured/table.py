@@ -46,10 +46,12 @@ def main():
     parent_cfg = {"hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30, "num_attention_heads": 9,
                   "num_key_value_heads": 3, "head_dim": 64, "vocab_size": 49152}
     print("| model | shape | non-emb params | WikiText-2 ppl | TinyStories ppl | "
-          + " | ".join(f"{t} {m}" for t, m, _ in TASKS) + " | mean task | margin over chance |")
-    print("|---" * (6 + len(TASKS) + 1) + "|")
+          + " | ".join(f"{t} {m}" for t, m, _ in TASKS) + " | mean task | margin over chance | margin without BoolQ |")
+    print("|---" * (6 + len(TASKS) + 2) + "|")
     chance = sum(c for _, _, c in TASKS) / len(TASKS)
     parent_margin = None
+    parent_margin4 = None
+    chance4 = sum(c for t, _, c in TASKS if t != "boolq") / (len(TASKS) - 1)
     for name, label, cfg_dir in ROWS:
         f = run / "eval" / f"{name}.json"
         if not f.exists() or f.stat().st_size == 0:
@@ -66,13 +68,17 @@ def main():
         vals = [scores.get((t, m)) for t, m, _ in TASKS]
         mean = sum(v for v in vals if v is not None) / max(1, sum(v is not None for v in vals))
         margin = mean - chance
+        v4 = [v for (t, _, _), v in zip(TASKS, vals) if t != "boolq" and v is not None]
+        margin4 = sum(v4) / max(1, len(v4)) - chance4
         if name == "parent":
             parent_margin = margin
+            parent_margin4 = margin4
+        keep4 = f" ({100 * margin4 / parent_margin4:.0f}%)" if parent_margin4 and name != "parent" else ""
         keep = f" ({100 * margin / parent_margin:.0f}% of the parent's)" if parent_margin and name != "parent" else ""
         cells = " | ".join("-" if v is None else f"{v:.3f}" for v in vals)
         wt = f"{ppl[0]:.1f}" if len(ppl) > 0 else "-"
         ts = f"{ppl[1]:.2f}" if len(ppl) > 1 else "-"
-        print(f"| {label} | {shape(cfg)} | {ne / 1e6:.1f}M | {wt} | {ts} | {cells} | {mean:.3f} | {margin:+.3f}{keep} |")
+        print(f"| {label} | {shape(cfg)} | {ne / 1e6:.1f}M | {wt} | {ts} | {cells} | {mean:.3f} | {margin:+.3f}{keep} | {margin4:+.3f}{keep4} |")
     print()
     print("Held-out loss (val split of the recovery text) by tokens spent:")
     print()
