@@ -498,13 +498,7 @@ fn structured_options(
         mlp: p.mlp,
         target: p.target_params.clone(),
     };
-    if shape.target.is_some()
-        && shape
-            != (ShapeRequest {
-                target: shape.target.clone(),
-                ..Default::default()
-            })
-    {
+    if shape.target.is_some() && shape.explicit() {
         return Err(Error::config(format!(
             "{}, line {}: stage `{name}`: give either `target_params` or explicit sizes, not both",
             r.origin, r.stages[i].line

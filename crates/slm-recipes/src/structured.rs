@@ -51,7 +51,8 @@ pub struct ShapeRequest {
 }
 
 impl ShapeRequest {
-    fn explicit(&self) -> bool {
+    /// Whether any size is given explicitly.
+    pub fn explicit(&self) -> bool {
         self.layers.is_some()
             || self.hidden.is_some()
             || self.heads.is_some()
