@@ -60,6 +60,9 @@ enum Command {
     /// Chat with an instruction-tuned model: streamed answers through its chat template,
     /// history kept within the context; piped input runs a scripted conversation.
     Chat(cmd::chat::Args),
+    /// Serve a model over the OpenAI API (chat and text completions, streaming, continuous
+    /// batching, metrics).
+    Serve(cmd::serve::Args),
     /// Measure a model: perplexity on a text file.
     Eval(cmd::eval::Args),
     /// Show a model's architecture, parameters by role, bytes and sparsity per tensor.
@@ -88,6 +91,7 @@ fn main() {
         Command::Bench(c) => cmd::bench::run(c),
         Command::Generate(a) => cmd::generate::run(a),
         Command::Chat(a) => cmd::chat::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
         Command::Eval(a) => cmd::eval::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Export(c) => cmd::export::run(c),

@@ -13,6 +13,7 @@ pub mod inspect;
 pub mod prune;
 pub mod quantize;
 pub mod run;
+pub mod serve;
 pub mod tokenize;
 pub mod tokenizer;
 pub mod train;
