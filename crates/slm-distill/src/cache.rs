@@ -134,3 +134,139 @@ mod tests {
         assert_eq!(tail_all, 0.0);
     }
 }
+
+/// Filler entries (ids not otherwise listed) get this log-probability: e^-60 ≈ 0.
+const ABSENT_LOGP: f32 = -60.0;
+
+/// A token stream and its cache windows made from a remote teacher's samples: each sample's
+/// tokens then `separator`, all concatenated. The distribution predicting a sample's token j
+/// is the teacher's top-k at j (in the student's ids, best first, at most `k`, the rest of
+/// the mass as the tail); the separator, which the teacher never scored, is a hard label
+/// (all mass on it). Window w covers tokens w·(seq+1) .. (w+1)·(seq+1), as `BatchStream`
+/// draws them, and position t of it holds the distribution predicting token t + 1.
+pub struct SampleCache {
+    pub tokens: Vec<u32>,
+    /// [windows · seq_len · k]
+    pub ids: Vec<u32>,
+    pub logp: Vec<f32>,
+    /// [windows · seq_len]
+    pub tail: Vec<f32>,
+    pub windows: usize,
+}
+
+/// Builds [`SampleCache`] from samples' top-k (`(sampled ids, alternatives per token,
+/// their log-probabilities)`).
+pub fn cache_from_samples(
+    samples: &[crate::generate::remote::TopK],
+    separator: u32,
+    vocab_size: usize,
+    seq_len: usize,
+    k: usize,
+) -> Result<SampleCache> {
+    if k == 0 || seq_len == 0 || k > vocab_size {
+        return Err(Error::invalid(format!(
+            "k {k} and seq_len {seq_len} must be ≥ 1 (and k ≤ the vocabulary {vocab_size})"
+        )));
+    }
+    // Per token: the distribution that predicts it (None: a hard label).
+    let mut tokens = Vec::new();
+    let mut dist: Vec<Option<(&[u32], &[f32])>> = Vec::new();
+    for s in samples {
+        if s.ids.len() != s.top_ids.len() || s.ids.len() != s.top_logprobs.len() {
+            return Err(Error::invalid(format!(
+                "a sample has {} tokens but {} / {} top-k rows",
+                s.ids.len(),
+                s.top_ids.len(),
+                s.top_logprobs.len()
+            )));
+        }
+        for j in 0..s.ids.len() {
+            tokens.push(s.ids[j]);
+            dist.push(Some((&s.top_ids[j], &s.top_logprobs[j])));
+        }
+        tokens.push(separator);
+        dist.push(None);
+    }
+    if let Some(bad) = tokens.iter().find(|&&t| t as usize >= vocab_size) {
+        return Err(Error::invalid(format!(
+            "token {bad} is outside the student's vocabulary of {vocab_size}"
+        )));
+    }
+    let windows = tokens.len() / (seq_len + 1);
+    let mut ids = vec![0u32; windows * seq_len * k];
+    let mut logp = vec![ABSENT_LOGP; windows * seq_len * k];
+    let mut tail = vec![0f32; windows * seq_len];
+    for w in 0..windows {
+        for t in 0..seq_len {
+            let target = w * (seq_len + 1) + t + 1;
+            let row = (w * seq_len + t) * k;
+            let (ri, rl) = (&mut ids[row..row + k], &mut logp[row..row + k]);
+            let listed = match dist[target] {
+                Some((top, lps)) => {
+                    let n = top.len().min(k);
+                    ri[..n].copy_from_slice(&top[..n]);
+                    rl[..n].copy_from_slice(&lps[..n]);
+                    let mass: f64 = lps[..n].iter().map(|&l| (l as f64).exp()).sum();
+                    tail[w * seq_len + t] = (1.0 - mass).max(0.0) as f32;
+                    n
+                }
+                None => {
+                    ri[0] = tokens[target];
+                    rl[0] = 0.0;
+                    1
+                }
+            };
+            // Fill the unused slots with ids not listed, at ~zero probability.
+            let mut next = 0u32;
+            for slot in listed..k {
+                while ri[..slot].contains(&next) {
+                    next += 1;
+                }
+                ri[slot] = next;
+                next += 1;
+            }
+        }
+    }
+    Ok(SampleCache {
+        tokens,
+        ids,
+        logp,
+        tail,
+        windows,
+    })
+}
+
+#[cfg(test)]
+mod sample_cache_tests {
+    use super::*;
+    use crate::generate::remote::TopK;
+
+    #[test]
+    fn windows_line_up_with_the_tokens_they_predict() {
+        let s = TopK {
+            ids: vec![5, 6, 7],
+            top_ids: vec![vec![5, 9], vec![8, 6], vec![7]],
+            top_logprobs: vec![vec![-0.1, -2.5], vec![-0.7, -0.9], vec![-0.05]],
+        };
+        // Stream: 5 6 7 |0 5 6 7 |0 → with seq 3: windows [5 6 7 0] [5 6 7 0].
+        let c = cache_from_samples(&[s.clone(), s], 0, 10, 3, 2).unwrap();
+        assert_eq!(c.windows, 2);
+        assert_eq!(c.tokens, vec![5, 6, 7, 0, 5, 6, 7, 0]);
+        // Position 0 predicts token 6: the teacher's row for it.
+        assert_eq!(
+            (&c.ids[0..2], &c.logp[0..2]),
+            (&[8, 6][..], &[-0.7, -0.9][..])
+        );
+        let mass = (-0.7f64).exp() + (-0.9f64).exp();
+        assert!((c.tail[0] as f64 - (1.0 - mass).max(0.0)).abs() < 1e-6);
+        // Position 1 predicts 7: one alternative listed, one filler at ~0 mass.
+        assert_eq!(c.ids[2], 7);
+        assert_eq!(c.logp[3], ABSENT_LOGP);
+        assert_ne!(c.ids[3], 7);
+        // Position 2 predicts the separator: a hard label.
+        assert_eq!((c.ids[4], c.logp[4], c.tail[2]), (0, 0.0, 0.0));
+        // The second window starts at the second sample's first token.
+        assert_eq!(&c.ids[6..8], &[8, 6]);
+        assert!(cache_from_samples(&[], 0, 10, 0, 2).is_err());
+    }
+}

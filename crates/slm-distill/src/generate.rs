@@ -22,6 +22,7 @@
 pub mod dedup;
 pub mod filters;
 pub mod output;
+pub mod remote;
 pub mod teacher;
 pub mod templates;
 
@@ -153,8 +154,13 @@ pub struct Sample {
     pub text: String,
     pub tokens: usize,
     pub stop: Stop,
-    /// The teacher's mean NLL of the generated tokens (`None`: none generated).
+    /// The teacher's mean NLL of the generated tokens (`None`: none generated, or a remote
+    /// teacher that returned no log-probabilities).
     pub nll: Option<f64>,
+    /// Where a remote teacher's sample came from (endpoint, model, settings, seed).
+    pub provenance: Option<serde_json::Value>,
+    /// A remote teacher's top-k distributions in the student's vocabulary.
+    pub topk: Option<remote::TopK>,
 }
 
 /// A per-sample seed from the base seed, the sample index and a stream (0: prompt, 1: sampler).
@@ -202,17 +208,7 @@ pub fn generate_sample(
         }),
     }
     .map_err(|e| Error::msg(format!("sample {index} (prompt {prompt:?}): {e}")))?;
-    let continuation = match gen.stop {
-        Stop::MaxTokens | Stop::ContextFull if cfg.trim_cut_sentence => {
-            to_last_sentence_end(&gen.text)
-        }
-        _ => &gen.text,
-    };
-    let text = if templates.file.include_prompt {
-        format!("{prompt}{continuation}").trim_end().to_string()
-    } else {
-        continuation.trim().to_string()
-    };
+    let text = training_text(templates, cfg, &prompt, &gen.text, gen.stop);
     Ok(Sample {
         index,
         prompt,
@@ -220,7 +216,30 @@ pub fn generate_sample(
         tokens: gen.tokens.len(),
         stop: gen.stop,
         nll: gen.nll,
+        provenance: None,
+        topk: None,
     })
+}
+
+/// The training text of a sample: the continuation cut back to its last sentence when it
+/// ran into a limit (unless `trim_cut_sentence` is off), after the prompt when the template
+/// set includes it.
+fn training_text(
+    templates: &TemplateSet,
+    cfg: &GenerateConfig,
+    prompt: &str,
+    text: &str,
+    stop: Stop,
+) -> String {
+    let continuation = match stop {
+        Stop::MaxTokens | Stop::ContextFull if cfg.trim_cut_sentence => to_last_sentence_end(text),
+        _ => text,
+    };
+    if templates.file.include_prompt {
+        format!("{prompt}{continuation}").trim_end().to_string()
+    } else {
+        continuation.trim().to_string()
+    }
 }
 
 /// `text` up to its last sentence end (`.`, `!` or `?`, with closing quotes or brackets
@@ -331,14 +350,14 @@ impl Summary {
 
 /// The settings that decide the samples, for `OUT.settings.json`.
 pub fn settings_json(
-    teacher: &Teacher,
+    teacher: &str,
     templates: &TemplateSet,
     cfg: &GenerateConfig,
 ) -> Result<serde_json::Value> {
     let tpl = serde_json::to_string(&templates.file)?;
     let mut settings = json!({
         "check": {
-            "teacher": teacher.name,
+            "teacher": teacher,
             "templates": format!("{:016x}", dedup::stable_hash(tpl.as_bytes())),
             "seed": cfg.sampler.seed,
             "temperature": cfg.sampler.temperature,
@@ -380,9 +399,109 @@ pub fn run(
     on_progress: &mut dyn FnMut(&Progress),
 ) -> Result<Summary> {
     cfg.validate()?;
-    let settings = settings_json(teacher, templates, cfg)?;
-    let (existing, mut writer) = output::open(out, &settings, cfg.overwrite)?;
+    let settings = settings_json(&teacher.name, templates, cfg)?;
     let engine = TeacherEngine::new(teacher.model)?;
+    let chunk = if cfg.chunk == 0 {
+        2 * rayon::current_num_threads()
+    } else {
+        cfg.chunk
+    };
+    let generate = |range: std::ops::Range<u64>| -> Vec<Result<Sample>> {
+        range
+            .into_par_iter()
+            .map(|i| generate_sample(teacher, &engine, templates, cfg, i))
+            .collect()
+    };
+    run_samples(&settings, cfg, chunk, out, &generate, on_progress)
+}
+
+/// As [`run`] with a remote teacher: `concurrency` requests in flight (steps of
+/// `cfg.chunk`, default 2 × concurrency, are judged in index order as locally).
+pub fn run_remote(
+    teacher: &remote::RemoteTeacher,
+    templates: &TemplateSet,
+    cfg: &GenerateConfig,
+    out: &Path,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<Summary> {
+    cfg.validate()?;
+    if teacher.concurrency == 0 {
+        return Err(Error::invalid("--concurrency must be at least 1"));
+    }
+    if teacher.top_logprobs > 20 {
+        return Err(Error::invalid(format!(
+            "--top-logprobs must be 0-20 (the OpenAI API's limit), got {}",
+            teacher.top_logprobs
+        )));
+    }
+    if teacher.top_logprobs > 0 && teacher.vocab.is_none() {
+        return Err(Error::invalid(
+            "--top-logprobs needs the student's tokenizer (--tokenizer) to map the teacher's tokens onto",
+        ));
+    }
+    let mut settings = settings_json(&teacher.identity(), templates, cfg)?;
+    settings["check"]["remote"] = json!({
+        "chat": teacher.chat,
+        "system": teacher.system,
+        "top_logprobs": teacher.top_logprobs,
+    });
+    let chunk = if cfg.chunk == 0 {
+        2 * teacher.concurrency
+    } else {
+        cfg.chunk
+    };
+    let settings_ref = remote::Settings {
+        max_tokens: cfg.max_tokens,
+        sampler: &cfg.sampler,
+        stop: &cfg.stop,
+    };
+    let generate = |range: std::ops::Range<u64>| -> Vec<Result<Sample>> {
+        let next = std::sync::atomic::AtomicU64::new(range.start);
+        let results = std::sync::Mutex::new(BTreeMap::new());
+        std::thread::scope(|scope| {
+            for _ in 0..teacher.concurrency.min((range.end - range.start) as usize) {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if i >= range.end {
+                        break;
+                    }
+                    let r = prompt_for(templates, cfg.sampler.seed, i).and_then(|prompt| {
+                        let mut s = teacher.sample(&prompt, &settings_ref, i)?;
+                        s.text = training_text(templates, cfg, &prompt, &s.text, s.stop);
+                        Ok(s)
+                    });
+                    let failed = r.is_err();
+                    results
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(i, r);
+                    if failed {
+                        break; // the step fails at its first error; stop asking
+                    }
+                });
+            }
+        });
+        let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+        // In index order, up to the first index that was never asked (after an error).
+        (range.start..range.end)
+            .map_while(|i| results.remove(&i))
+            .collect()
+    };
+    run_samples(&settings, cfg, chunk, out, &generate, on_progress)
+}
+
+/// The judging and writing loop shared by local and remote teachers: `generate` returns
+/// the samples of an index range in order (possibly fewer after an error, which ends the
+/// run once the samples before it are written).
+fn run_samples(
+    settings: &serde_json::Value,
+    cfg: &GenerateConfig,
+    chunk: usize,
+    out: &Path,
+    generate: &(dyn Fn(std::ops::Range<u64>) -> Vec<Result<Sample>> + Sync),
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<Summary> {
+    let (existing, mut writer) = output::open(out, settings, cfg.overwrite)?;
     let mut deduper = dedup::Deduper::new(cfg.dedup_threshold, cfg.ngram, cfg.num_perm)?;
     for r in &existing.kept {
         let keys = deduper.keys(&r.text);
@@ -395,23 +514,23 @@ pub fn run(
     let mut run_rejected = BTreeMap::new();
     let (mut run_generated, mut run_kept, mut run_tokens) = (0u64, 0usize, 0u64);
     let limit = cfg.attempt_limit();
-    let chunk = if cfg.chunk == 0 {
-        2 * rayon::current_num_threads()
-    } else {
-        cfg.chunk
-    } as u64;
+    let chunk = chunk.max(1) as u64;
     while kept < cfg.n && next < limit {
         let end = (next + chunk).min(limit);
-        let samples: Vec<Result<Sample>> = (next..end)
-            .into_par_iter()
-            .map(|i| generate_sample(teacher, &engine, templates, cfg, i))
-            .collect();
+        let samples = generate(next..end);
         let (mut kept_rs, mut rejected_rs) = (Vec::new(), Vec::new());
+        let mut failure = None;
         for s in samples {
             if kept >= cfg.n {
                 break; // the rest of the step lies past the n-th kept sample
             }
-            let s = s?;
+            let s = match s {
+                Ok(s) => s,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            };
             let mut scores = filters::score(&s.text, s.nll);
             let ended = s.stop.ended();
             let mut reject = filters::check(&cfg.filters, &scores, s.tokens, ended);
@@ -444,6 +563,8 @@ pub fn run(
                 kept: reject.is_none(),
                 reject,
                 duplicate_of,
+                teacher: s.provenance,
+                topk: s.topk,
             };
             run_generated += 1;
             run_tokens += s.tokens as u64;
@@ -462,6 +583,13 @@ pub fn run(
             }
         }
         writer.append(&kept_rs, &rejected_rs)?;
+        if let Some(e) = failure {
+            return Err(Error::msg(format!(
+                "{e} (the {kept} samples kept so far are in {}; run the same command again to \
+                 continue)",
+                out.display()
+            )));
+        }
         on_progress(&Progress {
             kept,
             n: cfg.n,

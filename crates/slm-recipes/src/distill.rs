@@ -117,3 +117,101 @@ pub fn start(
     );
     slm_distill::run::start(&cfg, model, out)
 }
+
+/// `slm distill cache --samples`: a data folder and its offline KD cache from the samples a
+/// remote teacher wrote with `--top-logprobs` (see `slm_distill::cache::cache_from_samples`).
+/// Every 10th sample goes to the validation shard (no cache needed there); samples written
+/// without top-k (a token the student's vocabulary lacks) are skipped and counted.
+pub fn cache_from_samples(
+    samples: &Path,
+    tokenizer: &Path,
+    vocab_size: Option<usize>,
+    k: usize,
+    seq_len: usize,
+    data_out: &Path,
+    cache_out: &Path,
+) -> Result<String> {
+    use slm_data::prepare::{DataSummary, SUMMARY, VAL_SHARD};
+    use slm_data::shards::{ShardWriter, TokenWidth};
+    let records = slm_distill::generate::output::read_kept(samples)?;
+    let tok = slm_data::tokenizer::load_tokenizer_file(tokenizer)?;
+    let vocab = vocab_size.unwrap_or(tok.vocab_size());
+    let separator = tok.eos_id().or(tok.bos_id()).ok_or_else(|| {
+        Error::invalid("the tokenizer has neither EOS nor BOS to separate samples with")
+    })?;
+    let with_topk: Vec<_> = records.iter().filter_map(|r| r.topk.clone()).collect();
+    let skipped = records.len() - with_topk.len();
+    if with_topk.is_empty() {
+        return Err(Error::invalid(format!(
+            "{}: none of its {} samples has top-k log-probabilities (generate with \
+             --teacher-url URL --top-logprobs K --tokenizer STUDENT_TOKENIZER)",
+            samples.display(),
+            records.len()
+        )));
+    }
+    let (val, train): (Vec<_>, Vec<_>) = with_topk
+        .into_iter()
+        .enumerate()
+        .partition(|(i, _)| i % 10 == 9);
+    let train: Vec<_> = train.into_iter().map(|(_, s)| s).collect();
+    let cache = slm_distill::cache::cache_from_samples(&train, separator, vocab, seq_len, k)?;
+    if cache.windows == 0 {
+        return Err(Error::invalid(format!(
+            "the samples hold {} tokens: not one window of {} (lower --seq-len or generate more)",
+            cache.tokens.len(),
+            seq_len + 1
+        )));
+    }
+    std::fs::create_dir_all(data_out).with_path(data_out)?;
+    let width = TokenWidth::for_vocab(vocab);
+    let mut w = ShardWriter::create(&data_out.join(TRAIN_SHARD), width)?;
+    w.write(&cache.tokens)?;
+    let train_tokens = w.finish()?;
+    let mut v = ShardWriter::create(&data_out.join(VAL_SHARD), width)?;
+    for (_, s) in &val {
+        v.write(&s.ids)?;
+        v.write(&[separator])?;
+    }
+    let val_tokens = v.finish()?;
+    slm_data::tokenizer::export::place_tokenizer_file(tokenizer, data_out)?;
+    let summary = DataSummary {
+        train_tokens,
+        val_tokens,
+        train_documents: train.len(),
+        val_documents: val.len(),
+        vocab_size: vocab,
+        token_bytes: if vocab <= u16::MAX as usize + 1 { 2 } else { 4 },
+        sources: vec![samples.display().to_string()],
+    };
+    let json = serde_json::to_vec_pretty(&summary)?;
+    std::fs::write(data_out.join(SUMMARY), json).with_path(data_out)?;
+    let header = slm_data::kd_cache::KdCacheHeader {
+        k,
+        vocab_size: vocab,
+        seq_len,
+        windows: cache.windows,
+        shard_tokens: cache.tokens.len(),
+        teacher: format!("remote samples {}", samples.display()),
+    };
+    let mut writer = slm_data::kd_cache::KdCacheWriter::create(cache_out, header)?;
+    let per = seq_len * k;
+    for w in 0..cache.windows {
+        writer.write_window(
+            &cache.ids[w * per..(w + 1) * per],
+            &cache.logp[w * per..(w + 1) * per],
+            &cache.tail[w * seq_len..(w + 1) * seq_len],
+        )?;
+    }
+    writer.finish()?;
+    Ok(format!(
+        "{} samples with top-k ({skipped} without, skipped): {} train / {} val; {} training \
+         tokens → {} windows of {seq_len} cached at k {k} → {} (data folder {})",
+        train.len() + val.len(),
+        train.len(),
+        val.len(),
+        cache.tokens.len(),
+        cache.windows,
+        cache_out.display(),
+        data_out.display()
+    ))
+}

@@ -34,9 +34,15 @@ pub fn template_source(templates: &str) -> Result<String> {
     }
 }
 
+/// Which teacher writes the samples.
+pub enum AnyTeacher<'a> {
+    Local(&'a Teacher<'a>),
+    Remote(&'a slm_distill::generate::remote::RemoteTeacher),
+}
+
 /// Generates into `out` with a progress bar of kept samples.
 pub fn generate_with_progress(
-    teacher: &Teacher,
+    teacher: AnyTeacher,
     templates: &TemplateSet,
     cfg: &GenerateConfig,
     out: &Path,
@@ -49,7 +55,7 @@ pub fn generate_with_progress(
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut started = false;
-    let summary = generate::run(teacher, templates, cfg, out, &mut |p| {
+    let mut on_progress = |p: &generate::Progress| {
         if !started {
             started = true;
             bar.reset_elapsed();
@@ -61,7 +67,11 @@ pub fn generate_with_progress(
             p.next_index,
             p.run_tokens as f64 / p.secs.max(1e-9)
         ));
-    })
+    };
+    let summary = match teacher {
+        AnyTeacher::Local(t) => generate::run(t, templates, cfg, out, &mut on_progress),
+        AnyTeacher::Remote(t) => generate::run_remote(t, templates, cfg, out, &mut on_progress),
+    }
     .map_err(|e| Error::msg(format!("generating into {}: {e}", out.display())))?;
     bar.finish_and_clear();
     Ok(summary)

@@ -41,6 +41,12 @@ pub struct Record {
     /// Index of the kept sample a rejected duplicate repeats.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duplicate_of: Option<u64>,
+    /// A remote teacher's provenance: endpoint, model, sampling settings, seed, response id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher: Option<serde_json::Value>,
+    /// A remote teacher's top-k log-probabilities in the student's vocabulary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topk: Option<super::remote::TopK>,
 }
 
 fn with_suffix(out: &Path, suffix: &str) -> PathBuf {
@@ -297,4 +303,20 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// The kept samples of a run's `OUT`, complete lines only (the file is not changed: a run
+/// may still be appending to it).
+pub fn read_kept(out: &Path) -> Result<Vec<Record>> {
+    let bytes = std::fs::read(out).with_path(out)?;
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+    bytes[..complete]
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_slice(l)
+                .map_err(|e| Error::format(out, format!("line {}: {e}", i + 1)))
+        })
+        .collect()
 }

@@ -50,9 +50,35 @@ const GUIDE: &str = "How it works:
 pub struct GenerateArgs {
     /// Teacher model: a Hugging Face directory, an HF cache id, a .gguf file or a llama2.c
     /// checkpoint.
-    #[arg(long, required_unless_present = "show_templates")]
+    #[arg(long, required_unless_present_any = ["show_templates", "teacher_url"], conflicts_with = "teacher_url")]
     pub teacher: Option<String>,
-    /// Tokenizer for teachers that carry none (llama2.c tokenizer.bin, or tokenizer.json).
+    /// A remote teacher: the URL of an OpenAI-compatible server (vLLM, SGLang, llama.cpp's
+    /// server, Ollama, `slm serve`), e.g. http://127.0.0.1:8000/v1. Each sample is one chat
+    /// completion (text completion with --raw).
+    #[arg(long, value_name = "URL")]
+    pub teacher_url: Option<String>,
+    /// The `model` name sent to the remote teacher (default: none, the server's own).
+    #[arg(long, requires = "teacher_url")]
+    pub teacher_model: Option<String>,
+    /// Environment variable holding the remote teacher's API key (sent as a bearer token).
+    #[arg(long, value_name = "VAR", requires = "teacher_url")]
+    pub api_key_env: Option<String>,
+    /// Requests to the remote teacher in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// At most this many requests per second to the remote teacher.
+    #[arg(long, value_name = "PER_SEC", requires = "teacher_url")]
+    pub rate_limit: Option<f64>,
+    /// Seconds to wait for one remote answer before it counts as failed (and is retried).
+    #[arg(long, default_value_t = 300, requires = "teacher_url")]
+    pub request_timeout: u64,
+    /// Ask the remote teacher for this many alternatives per generated token (1-20) and keep
+    /// them, mapped onto the student's vocabulary (--tokenizer), with each sample: `slm
+    /// distill cache --samples OUT` turns them into an offline KD cache.
+    #[arg(long, default_value_t = 0, requires = "teacher_url")]
+    pub top_logprobs: usize,
+    /// Tokenizer for teachers that carry none (llama2.c tokenizer.bin, or tokenizer.json); with
+    /// --teacher-url, the student's tokenizer that --top-logprobs maps onto.
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
     /// Prompt templates: a TOML file, or a built-in set (`stories`, `instruct`).
@@ -149,8 +175,8 @@ pub fn run(a: GenerateArgs) -> Result<()> {
         print!("{}", teacher_data::template_source(&a.templates)?);
         return Ok(());
     }
-    let (Some(teacher_spec), Some(n), Some(out)) = (a.teacher.clone(), a.n, a.out.clone()) else {
-        anyhow::bail!("--teacher, --n and --out are required");
+    let (Some(n), Some(out)) = (a.n, a.out.clone()) else {
+        anyhow::bail!("--n and --out are required");
     };
     let templates = TemplateSet::resolve(&a.templates)?;
     let d = &templates.file.sampling;
@@ -185,6 +211,12 @@ pub fn run(a: GenerateArgs) -> Result<()> {
         chat: None,
     };
     cfg.validate()?;
+    if let Some(url) = &a.teacher_url {
+        return run_remote(&a, url, &templates, cfg, &out);
+    }
+    let Some(teacher_spec) = a.teacher.clone() else {
+        anyhow::bail!("--teacher or --teacher-url is required");
+    };
     let (loaded, tokenizer) = load_model_and_tokenizer(&ModelArgs {
         adapter: None,
         model: teacher_spec.clone(),
@@ -233,8 +265,79 @@ pub fn run(a: GenerateArgs) -> Result<()> {
         out.display(),
         output::rejected_path(&out).display()
     );
-    let summary = teacher_data::generate_with_progress(&teacher, &templates, &cfg, &out)?;
+    let summary = teacher_data::generate_with_progress(
+        teacher_data::AnyTeacher::Local(&teacher),
+        &templates,
+        &cfg,
+        &out,
+    )?;
     for note in teacher_data::notes(&summary, &cfg, &out) {
+        eprintln!("{note}");
+    }
+    println!("{}", summary.line());
+    Ok(())
+}
+
+fn run_remote(
+    a: &GenerateArgs,
+    url: &str,
+    templates: &TemplateSet,
+    cfg: GenerateConfig,
+    out: &std::path::Path,
+) -> Result<()> {
+    if a.chat_template.is_some() {
+        anyhow::bail!("--chat-template applies to local teachers; a remote server uses its own");
+    }
+    let api_key = match &a.api_key_env {
+        Some(var) => Some(std::env::var(var).map_err(|_| {
+            anyhow::anyhow!("--api-key-env {var}: the environment variable is not set")
+        })?),
+        None => None,
+    };
+    let mut client = slm_openai::Client::new(
+        url,
+        api_key,
+        std::time::Duration::from_secs(a.request_timeout),
+    )?;
+    if let Some(r) = a.rate_limit {
+        client = client.with_rate_limit(r)?;
+    }
+    let vocab = match &a.tokenizer {
+        Some(path) => {
+            let tok = slm_data::tokenizer::load_tokenizer_file(path)?;
+            Some(slm_distill::generate::remote::VocabMap::new(tok.as_ref())?)
+        }
+        None => None,
+    };
+    let needs_lp = cfg.filters.min_teacher_ppl.is_some() || cfg.filters.max_teacher_ppl.is_some();
+    let teacher = slm_distill::generate::remote::RemoteTeacher {
+        client,
+        model: a.teacher_model.clone().unwrap_or_default(),
+        chat: !a.raw,
+        system: a.system.clone(),
+        concurrency: a.concurrency,
+        top_logprobs: a.top_logprobs,
+        logprobs: needs_lp,
+        vocab,
+    };
+    eprintln!(
+        "remote teacher {} ({}; {} requests at once); templates: {} ({} templates); kept samples → {}, \
+         rejected → {}",
+        teacher.identity(),
+        if teacher.chat { "chat completions" } else { "text completions (--raw)" },
+        teacher.concurrency,
+        templates.origin,
+        templates.len(),
+        out.display(),
+        output::rejected_path(out).display()
+    );
+    let summary = teacher_data::generate_with_progress(
+        teacher_data::AnyTeacher::Remote(&teacher),
+        templates,
+        &cfg,
+        out,
+    )?;
+    for note in teacher_data::notes(&summary, &cfg, out) {
         eprintln!("{note}");
     }
     println!("{}", summary.line());

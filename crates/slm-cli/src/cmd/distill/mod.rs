@@ -38,18 +38,32 @@ pub fn run(c: DistillCommand) -> Result<()> {
 windows `slm train` draws at this --seq-len), the teacher's k best token ids, their log-probs \
 (f16) and the mass of all other tokens (f32): k·(2 or 4)+2k+4 bytes per token. Train from it with \
 `slm distill train --cache FILE` (sparse forward KL at T = 1, the tail as one extra bucket).\n\n\
-Example:\n  slm distill cache --teacher runs/teacher --data data/ --k 8 --seq-len 256 --out data/teacher-k8.kdc"
+From a remote teacher: `slm distill generate --teacher-url URL --top-logprobs K --tokenizer STUDENT_TOKENIZER` keeps the teacher's top-k of every generated token with each sample; `--samples OUT.jsonl --data-out DIR` writes those samples as a data folder (train/val shards) and the cache of its training windows (positions whose token the teacher did not score, the separators, are hard labels).\n\n\
+Examples:\n  slm distill cache --teacher runs/teacher --data data/ --k 8 --seq-len 256 --out data/teacher-k8.kdc\n  \
+slm distill cache --samples remote.jsonl --tokenizer student/tokenizer.json --k 8 --seq-len 256 --data-out data/remote --out data/remote/teacher-k8.kdc"
 )]
 pub struct CacheArgs {
     /// Teacher model: HF directory, HF cache id, .gguf, or llama2.c .bin.
-    #[arg(long)]
-    pub teacher: String,
+    #[arg(long, required_unless_present = "samples", conflicts_with = "samples")]
+    pub teacher: Option<String>,
+    /// Samples a remote teacher wrote with --top-logprobs (instead of --teacher/--data).
+    #[arg(long, value_name = "JSONL", requires_all = ["tokenizer", "data_out"])]
+    pub samples: Option<PathBuf>,
+    /// With --samples: the student's tokenizer (the one generate mapped the top-k onto).
+    #[arg(long, requires = "samples")]
+    pub tokenizer: Option<PathBuf>,
+    /// With --samples: the data folder to write (train.bin, val.bin, data.json, tokenizer).
+    #[arg(long, value_name = "DIR", requires = "samples")]
+    pub data_out: Option<PathBuf>,
+    /// With --samples: the student's vocabulary size when it is larger than its tokenizer's.
+    #[arg(long, requires = "samples")]
+    pub vocab_size: Option<usize>,
     /// Tokenizer for a teacher that carries none (llama2.c tokenizer.bin).
     #[arg(long)]
     pub teacher_tokenizer: Option<PathBuf>,
     /// Folder made by `slm data prepare` with the teacher's tokenizer.
-    #[arg(long)]
-    pub data: PathBuf,
+    #[arg(long, required_unless_present = "samples", conflicts_with = "samples")]
+    pub data: Option<PathBuf>,
     /// Log-probs kept per position.
     #[arg(long, default_value_t = 8)]
     pub k: usize,
@@ -61,8 +75,27 @@ pub struct CacheArgs {
 }
 
 fn cache(a: CacheArgs) -> Result<()> {
-    let tok = a.teacher_tokenizer.as_deref();
-    let summary = slm_recipes::distill::cache(&a.teacher, tok, &a.data, a.k, a.seq_len, &a.out)?;
+    let summary = match (&a.samples, &a.teacher, &a.data) {
+        (Some(samples), _, _) => {
+            let (Some(tok), Some(dir)) = (&a.tokenizer, &a.data_out) else {
+                anyhow::bail!("--samples needs --tokenizer and --data-out");
+            };
+            slm_recipes::distill::cache_from_samples(
+                samples,
+                tok,
+                a.vocab_size,
+                a.k,
+                a.seq_len,
+                dir,
+                &a.out,
+            )?
+        }
+        (None, Some(teacher), Some(data)) => {
+            let tok = a.teacher_tokenizer.as_deref();
+            slm_recipes::distill::cache(teacher, tok, data, a.k, a.seq_len, &a.out)?
+        }
+        _ => anyhow::bail!("give --teacher and --data, or --samples"),
+    };
     println!("{summary}");
     Ok(())
 }
