@@ -3,8 +3,10 @@
 //! blocking client (`client`: retries, backoff, rate limit, server-sent events) that remote
 //! teachers and `slm chat --url` use.
 
+pub mod chat;
 pub mod client;
 pub mod types;
 
+pub use chat::{RemoteChat, RemoteReply};
 pub use client::{api_root, Client, RateLimiter, RetryPolicy};
 pub use types::*;

@@ -19,8 +19,26 @@ use std::sync::atomic::{AtomicBool, Ordering};
     after_help = "In the conversation:\n  /reset          forget the conversation (the system prompt stays)\n  /exit, /quit    leave (so does Ctrl-D)\n  line \\          a line ending in a backslash continues on the next line\n  \"\"\"             a line holding only \"\"\" starts a multi-line message; the next such line ends it\n  Ctrl-C          stops the answer being written (at the prompt: quits)\n\nWith piped input (not a terminal) each line (or continued / \"\"\" block) is one user turn, each\nanswer is printed on its own, and the program ends at the end of the input.\n\nThe model's chat template is found in chat_template.jinja, tokenizer_config.json or GGUF\nmetadata (tokenizer.chat_template); --chat-template FILE gives one. When the conversation no\nlonger fits in the context (with room for --max-tokens), the oldest turns are dropped and a\nnote says so.\n\nExamples:\n  slm chat -m SmolLM2-135M-Instruct.Q4_1.gguf\n  slm chat -m SmolLM2-135M-Instruct.Q4_1.gguf --system \"Answer in one sentence.\" -t 0\n  printf 'What is the capital of France?\\nAnd of Italy?\\n' | slm chat -m SmolLM2-135M-Instruct.Q4_1.gguf"
 )]
 pub struct Args {
-    #[command(flatten)]
-    pub model: ModelArgs,
+    /// Model: a Hugging Face directory, an HF cache id (org/name), a .gguf file or a llama2.c
+    /// checkpoint.
+    #[arg(long, short = 'm', required_unless_present = "url", conflicts_with = "url")]
+    pub model: Option<String>,
+    /// Tokenizer for models that carry none, or to replace theirs.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// A LoRA adapter directory in PEFT's format, merged into the model at load.
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
+    /// Talk to an OpenAI-compatible server instead of a local model (`slm serve`, llama.cpp's
+    /// server, vLLM, Ollama), e.g. http://127.0.0.1:8080; it applies its own chat template.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// With --url: the `model` name sent (default: none, the server's own).
+    #[arg(long, requires = "url")]
+    pub remote_model: Option<String>,
+    /// With --url: environment variable holding the server's API key.
+    #[arg(long, value_name = "VAR", requires = "url")]
+    pub api_key_env: Option<String>,
     /// System prompt: instructions the model sees before the conversation.
     #[arg(long)]
     pub system: Option<String>,
@@ -56,7 +74,15 @@ pub fn run(args: Args) -> Result<()> {
     args.sampling
         .config(&GenerationDefaults::default())
         .validate()?;
-    let (loaded, tokenizer) = load_model_and_tokenizer(&args.model)?;
+    if let Some(url) = &args.url {
+        return run_remote(&args, url);
+    }
+    let model_args = ModelArgs {
+        model: args.model.clone().unwrap_or_default(),
+        tokenizer: args.tokenizer.clone(),
+        adapter: args.adapter.clone(),
+    };
+    let (loaded, tokenizer) = load_model_and_tokenizer(&model_args)?;
     let template = chat_template(&loaded, tokenizer.as_ref(), args.chat_template.as_deref())?;
     let gen = generation_defaults(&loaded)?;
     let opts = ChatOptions {
@@ -86,7 +112,7 @@ pub fn run(args: Args) -> Result<()> {
             "chat with {} (template: {origin}; context {} tokens)\n\
              /reset forgets the conversation, /exit quits; end a line with \\ to continue it, \
              or write a message between two lines of \"\"\"; Ctrl-C stops an answer.",
-            args.model.model,
+            model_args.model,
             session.context()
         );
     }
@@ -164,6 +190,105 @@ pub fn run(args: Args) -> Result<()> {
                 reply.tokens.saturating_sub(1) as f64 / reply.decode_secs.max(1e-9),
                 reply.stop_reason
             );
+        }
+        if !interactive {
+            println!();
+        }
+    }
+    Ok(())
+}
+
+/// `slm chat --url`: the same conversation loop against a server (`slm_openai::RemoteChat`).
+fn run_remote(args: &Args, url: &str) -> Result<()> {
+    let api_key = match &args.api_key_env {
+        Some(var) => Some(std::env::var(var).map_err(|_| {
+            anyhow::anyhow!("--api-key-env {var}: the environment variable is not set")
+        })?),
+        None => None,
+    };
+    if args.chat_template.is_some() || args.adapter.is_some() || args.tokenizer.is_some() {
+        anyhow::bail!("--chat-template, --adapter and --tokenizer apply to local models, not --url");
+    }
+    let client = slm_openai::Client::new(url, api_key, std::time::Duration::from_secs(600))?;
+    let s = &args.sampling;
+    let sampling = slm_openai::Sampling {
+        max_tokens: args.max_tokens.map(|m| m as u64),
+        temperature: s.temperature,
+        top_p: s.top_p,
+        top_k: s.top_k.map(|k| k as i64),
+        repetition_penalty: s.repetition_penalty,
+        seed: Some(s.seed),
+        stop: (!args.stop.is_empty()).then(|| slm_openai::StopField::Many(args.stop.clone())),
+        ..Default::default()
+    };
+    let mut chat = slm_openai::RemoteChat::new(
+        client,
+        args.remote_model.clone().unwrap_or_default(),
+        sampling,
+        args.system.clone(),
+    );
+    let interactive = std::io::stdin().is_terminal();
+    ctrlc::set_handler(|| {
+        if ANSWERING.load(Ordering::SeqCst) {
+            STOP.store(true, Ordering::SeqCst);
+        } else {
+            eprintln!();
+            std::process::exit(130);
+        }
+    })?;
+    if interactive {
+        eprintln!(
+            "chat with {url} (its model's template and context)\n\
+             /reset forgets the conversation, /exit quits; end a line with \\ to continue it, \
+             or write a message between two lines of \"\"\"; Ctrl-C stops an answer."
+        );
+    }
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let stdout = std::io::stdout();
+    loop {
+        if interactive {
+            let mut out = stdout.lock();
+            write!(out, "\n> ")?;
+            out.flush()?;
+        }
+        let Some(message) = read_message(&mut input, interactive)? else {
+            break;
+        };
+        let trimmed = message.trim();
+        match trimmed {
+            "" => continue,
+            "/exit" | "/quit" => break,
+            "/reset" => {
+                chat.reset();
+                eprintln!("(conversation reset)");
+                continue;
+            }
+            _ => {}
+        }
+        STOP.store(false, Ordering::SeqCst);
+        ANSWERING.store(true, Ordering::SeqCst);
+        let mut out = stdout.lock();
+        let reply = chat.send(
+            trimmed,
+            &mut |t| {
+                write!(out, "{t}")
+                    .and_then(|_| out.flush())
+                    .map_err(|e| slm_core::Error::msg(e.to_string()))
+            },
+            &|| STOP.load(Ordering::SeqCst),
+        );
+        ANSWERING.store(false, Ordering::SeqCst);
+        writeln!(out)?;
+        drop(out);
+        match reply {
+            Ok(r) if r.interrupted => eprintln!("[answer stopped]"),
+            Ok(r) if r.finish_reason.as_deref() == Some("length") => {
+                eprintln!("[answer cut: --max-tokens or the server's context]")
+            }
+            Ok(_) => {}
+            Err(e) if interactive => eprintln!("error: {e}"),
+            Err(e) => return Err(e.into()),
         }
         if !interactive {
             println!();
