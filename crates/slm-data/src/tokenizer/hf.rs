@@ -95,9 +95,14 @@ impl HfTokenizer {
         let path = path.as_ref();
         // Read it ourselves so a missing file is an I/O error with its path.
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let inner = tokenizers::Tokenizer::from_bytes(&bytes)
-            .map_err(|e| Error::format(path, format!("not a tokenizer.json: {e}")))?;
+        let inner = parse_json(&bytes).map_err(|e| Error::format(path, e))?;
         Self::from_tokenizer(inner, specials).map_err(|e| Error::format(path, e.to_string()))
+    }
+
+    /// Loads a `tokenizer.json` from its bytes, with BOS/EOS chosen by `specials`.
+    pub fn from_bytes(bytes: &[u8], specials: &SpecialTokens) -> Result<Self> {
+        let inner = parse_json(bytes).map_err(Error::Tokenizer)?;
+        Self::from_tokenizer(inner, specials)
     }
 
     /// Loads a `tokenizer.json` with the settings of the `tokenizer_config.json` beside it, as
@@ -112,8 +117,7 @@ impl HfTokenizer {
         };
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let inner = tokenizers::Tokenizer::from_bytes(&bytes)
-            .map_err(|e| Error::format(path, format!("not a tokenizer.json: {e}")))?;
+        let inner = parse_json(&bytes).map_err(|e| Error::format(path, e))?;
         let named = |key: &str| {
             let v = &config[key];
             let name = v.as_str().or_else(|| v["content"].as_str())?;
@@ -164,6 +168,11 @@ impl HfTokenizer {
     pub fn inner(&self) -> &tokenizers::Tokenizer {
         &self.inner
     }
+}
+
+/// The `tokenizers` tokenizer of a `tokenizer.json`'s bytes; the error is the message.
+fn parse_json(bytes: &[u8]) -> std::result::Result<tokenizers::Tokenizer, String> {
+    tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| format!("not a tokenizer.json: {e}"))
 }
 
 /// The id chosen for one special token.
