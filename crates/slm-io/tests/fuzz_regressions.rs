@@ -88,3 +88,19 @@ fn gguf_head_dim_overflow_is_an_error() {
     let e = gguf::read_bytes(path, &bytes).unwrap_err().to_string();
     assert!(e.contains("implausible"), "{e}");
 }
+
+/// The committed seeds are valid files, so the fuzzers start past the headers.
+#[test]
+fn fuzz_seeds_load() {
+    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds");
+    for name in ["llama_f32.gguf", "qwen2_f16_gpt2.gguf"] {
+        let m = gguf::read(&seeds.join("gguf").join(name)).unwrap();
+        assert_eq!(m.tensors.len(), 11, "{name}");
+    }
+    for name in ["v0_shared.bin", "v1_unshared.bin"] {
+        let m = slm_io::llama2c::read(&seeds.join("llama2c").join(name)).unwrap();
+        assert!(m.tensors.len() >= 11, "{name}");
+    }
+    let t = slm_io::read_safetensors(&seeds.join("safetensors/tiny.safetensors")).unwrap();
+    assert_eq!(t.len(), 5);
+}
