@@ -6,6 +6,7 @@ use std::path::Path;
 use slm_data::chat::{ChatTemplate, Message};
 use slm_data::kd_cache::KdCache;
 use slm_data::shards::Shard;
+use slm_data::tokenizer::{HfTokenizer, SpecialTokens};
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
     let p = dir.join(name);
@@ -118,4 +119,27 @@ fn runaway_templates_stop_with_an_error() {
         assert!(t.render(&conversation(), false).is_err(), "{src}");
     }
     assert!(start.elapsed().as_secs() < 60, "{:?}", start.elapsed());
+}
+
+/// `tokenizers` 0.21 panicked (`expect("Helper")`) on a JSON syntax error inside the
+/// `"decoder"` object (found by the `tokenizer_json` target, 29 artifacts, all this one bug).
+#[test]
+fn tokenizer_json_with_a_syntax_error_in_the_decoder_is_an_error() {
+    let found = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fuzz_regressions/tokenizer_json_decoder_syntax_error.json"),
+    )
+    .unwrap();
+    let minimal: &[u8] = br#"{"decoder": {"type": "ByteLevel",}}"#;
+    for bytes in [&found[..], minimal] {
+        let e = HfTokenizer::from_bytes(bytes, &SpecialTokens::default()).unwrap_err();
+        assert!(e.to_string().contains("not a tokenizer.json"), "{e}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "tokenizer.json", minimal);
+    let e = HfTokenizer::from_file(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("tokenizer.json") && e.contains("not a tokenizer.json"),
+        "{e}"
+    );
 }
