@@ -172,11 +172,13 @@ impl HfTokenizer {
 
 /// The `tokenizers` tokenizer of a `tokenizer.json`'s bytes; the error is the message.
 ///
-/// The JSON syntax is checked first: `tokenizers` 0.21 panics (`expect("Helper")` in its
+/// The JSON is parsed fully first: `tokenizers` 0.21 panics (`expect("Helper")` in its
 /// decoder deserializer) on a syntax error inside the `"decoder"` object instead of returning
-/// an error (found fuzzing, docs/FUZZING.md). On valid JSON that path cannot fail.
+/// an error (found fuzzing, docs/FUZZING.md). On valid JSON that path cannot fail. A full
+/// `Value` (not `IgnoredAny`, which skips string escapes unchecked): a lone surrogate
+/// `"\ud800"` in the decoder panicked the same way.
 fn parse_json(bytes: &[u8]) -> std::result::Result<tokenizers::Tokenizer, String> {
-    serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+    serde_json::from_slice::<serde_json::Value>(bytes)
         .map_err(|e| format!("not a tokenizer.json: {e}"))?;
     tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| format!("not a tokenizer.json: {e}"))
 }
