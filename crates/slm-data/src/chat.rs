@@ -115,6 +115,14 @@ impl std::fmt::Debug for ChatTemplate {
 
 const NAME: &str = "chat_template";
 
+/// Instructions one render may run. Real templates take a few hundred per message, so this
+/// is far above any conversation; it stops a template that loops (nested `range`s, recursive
+/// macros) with an error instead of hanging.
+pub const RENDER_FUEL: u64 = 5_000_000;
+/// Nesting depth of template recursion (macros calling themselves, nested blocks); minijinja's
+/// own default, stated so it does not silently change.
+pub const RECURSION_LIMIT: usize = 500;
+
 impl ChatTemplate {
     /// Compiles `source`; `origin` names where it came from in every error (a path, "GGUF
     /// metadata of X"...). The special tokens start empty ([`Self::with_special_tokens`]).
@@ -124,6 +132,8 @@ impl ChatTemplate {
         let mut env = Environment::new();
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
+        env.set_fuel(Some(RENDER_FUEL));
+        env.set_recursion_limit(RECURSION_LIMIT);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
@@ -391,6 +401,12 @@ fn tojson(
         Some(v) => Some(usize::try_from(v)?),
         None => None,
     };
+    if indent.is_some_and(|n| n > MAX_JSON_INDENT) {
+        return Err(minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            format!("tojson: indent above {MAX_JSON_INDENT}"),
+        ));
+    }
     let sort_keys = kwargs.get::<Option<bool>>("sort_keys")?.unwrap_or(false);
     let _ = kwargs.get::<Option<Value>>("ensure_ascii")?;
     let _ = kwargs.get::<Option<Value>>("separators")?;
@@ -399,6 +415,10 @@ fn tojson(
     py_json(value, indent, sort_keys, 0, &mut out)?;
     Ok(Value::from(out))
 }
+
+/// Largest `tojson` indent accepted: a template may not make us allocate `indent × depth` spaces
+/// without bound.
+const MAX_JSON_INDENT: usize = 64;
 
 fn py_json(
     v: &Value,

@@ -65,7 +65,25 @@ impl KdCacheHeader {
         self.seq_len * self.bytes_per_token()
     }
 
+    /// Bytes of all records, or `None` when that overflows (a corrupt header).
+    fn data_bytes(&self) -> Option<usize> {
+        self.k
+            .checked_mul(self.id_bytes() + 2)?
+            .checked_add(4)?
+            .checked_mul(self.seq_len)?
+            .checked_mul(self.windows)
+    }
+
     fn validate(&self, path: &Path) -> Result<()> {
+        if self.data_bytes().is_none() {
+            return Err(Error::format(
+                path,
+                format!(
+                    "bad cache header: {} windows of {} positions × k {} overflow the address space",
+                    self.windows, self.seq_len, self.k
+                ),
+            ));
+        }
         if self.k == 0 || self.k > self.vocab_size || self.seq_len == 0 {
             return Err(Error::format(
                 path,
@@ -204,7 +222,11 @@ impl KdCache {
         let header: KdCacheHeader = serde_json::from_slice(&map[16..data])
             .map_err(|e| bad(format!("cache header: {e}")))?;
         header.validate(path)?;
-        let expected = data + header.windows * header.record_bytes();
+        // `validate` checked that the records' size does not overflow.
+        let expected = header
+            .data_bytes()
+            .and_then(|n| n.checked_add(data))
+            .unwrap_or(usize::MAX);
         if map.len() != expected {
             return Err(bad(format!(
                 "{} bytes, the header implies {expected} (truncated or corrupt)",

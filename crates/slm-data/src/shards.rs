@@ -158,14 +158,20 @@ impl Shard {
         };
         let mut c = [0u8; 8];
         c.copy_from_slice(&map[16..24]);
-        let count = u64::from_le_bytes(c) as usize;
-        let expected = HEADER + count * width.bytes();
-        if map.len() != expected {
+        let count = u64::from_le_bytes(c);
+        // Checked: a corrupt count must not wrap around to the file's length.
+        let expected = usize::try_from(count)
+            .ok()
+            .and_then(|n| n.checked_mul(width.bytes()))
+            .and_then(|n| n.checked_add(HEADER));
+        if expected != Some(map.len()) {
+            let expected = expected.map_or("more than addressable".to_string(), |e| e.to_string());
             return Err(Error::format(
                 path,
                 format!("truncated or corrupt: header says {count} tokens ({expected} bytes), file has {} bytes", map.len()),
             ));
         }
+        let count = count as usize;
         Ok(Self {
             path: path.to_path_buf(),
             map,
@@ -200,12 +206,15 @@ impl Shard {
 
     /// Copies tokens `start..start+out.len()` into `out`.
     pub fn read_into(&self, start: usize, out: &mut [u32]) -> Result<()> {
-        if start + out.len() > self.count {
+        if start
+            .checked_add(out.len())
+            .is_none_or(|end| end > self.count)
+        {
             return Err(Error::invalid(format!(
-                "{}: read of {}..{} beyond {} tokens",
+                "{}: read of {} tokens from {} beyond {} tokens",
                 self.path.display(),
+                out.len(),
                 start,
-                start + out.len(),
                 self.count
             )));
         }

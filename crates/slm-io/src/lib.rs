@@ -31,7 +31,7 @@ use slm_core::error::IoContext;
 use slm_core::{Error, Result};
 
 pub use hf_dir::save_hf_dir;
-pub use safetensors_io::{read_safetensors, write_safetensors};
+pub use safetensors_io::{parse_safetensors, read_safetensors, write_safetensors};
 
 /// A model read from disk, in Hugging Face Llama naming, f32 on CPU.
 #[derive(Debug, Clone)]

@@ -204,7 +204,18 @@ pub fn read(path: &Path) -> Result<LoadedModel> {
     let file = std::fs::File::open(path).with_path(path)?;
     // SAFETY: read-only map dropped before returning; the file must not shrink meanwhile.
     let mmap = unsafe { memmap2::Mmap::map(&file) }.with_path(path)?;
-    let bytes: &[u8] = &mmap;
+    let mut model = read_bytes(path, &mmap)?;
+    let vocab_size = model.config["vocab_size"].as_u64().unwrap_or(0) as usize;
+    if let Some(p) = find_tokenizer(path, vocab_size) {
+        model.tokenizer = TokenizerSource::Llama2c(p);
+    }
+    Ok(model)
+}
+
+/// [`read`] of a whole checkpoint's bytes already in memory, without looking for a tokenizer
+/// (`tokenizer` is [`TokenizerSource::None`]); `path` only names the file in errors and in the
+/// result's `source`.
+pub fn read_bytes(path: &Path, bytes: &[u8]) -> Result<LoadedModel> {
     let h = parse_header(path, bytes)?;
     let expected = h.file_bytes().ok_or_else(|| {
         Error::format(
@@ -235,14 +246,10 @@ pub fn read(path: &Path) -> Result<LoadedModel> {
     } else {
         read_v1(&mut r, &h)?
     };
-    let tokenizer = match find_tokenizer(path, h.vocab_size) {
-        Some(p) => TokenizerSource::Llama2c(p),
-        None => TokenizerSource::None,
-    };
     Ok(LoadedModel {
         config: config_json(&h),
         tensors: tensors.into_iter().collect(),
-        tokenizer,
+        tokenizer: TokenizerSource::None,
         generation_config: None,
         tokenizer_config: None,
         slm_meta: None,

@@ -30,15 +30,31 @@ pub fn read_safetensors(path: &Path) -> Result<HashMap<String, Tensor>> {
     let file = File::open(path).with_path(path)?;
     let len = file.metadata().with_path(path)?.len();
     if len < 8 {
-        return Err(Error::format(
-            path,
-            format!("truncated: {len} bytes, but a safetensors file starts with an 8-byte header length"),
-        ));
+        return Err(too_short(path, len));
     }
     // SAFETY: the map is read-only and dropped before we return; like every mmap-based model
     // loader we assume nobody truncates the file while we read it.
     let mmap = unsafe { memmap2::Mmap::map(&file) }.with_path(path)?;
-    let st = SafeTensors::deserialize(&mmap).map_err(|e| describe(path, len, e))?;
+    parse_safetensors(path, &mmap)
+}
+
+fn too_short(path: &Path, len: u64) -> Error {
+    Error::format(
+        path,
+        format!(
+            "truncated: {len} bytes, but a safetensors file starts with an 8-byte header length"
+        ),
+    )
+}
+
+/// [`read_safetensors`] of a whole file's bytes already in memory; `path` only names the file
+/// in errors.
+pub fn parse_safetensors(path: &Path, bytes: &[u8]) -> Result<HashMap<String, Tensor>> {
+    let len = bytes.len() as u64;
+    if len < 8 {
+        return Err(too_short(path, len));
+    }
+    let st = SafeTensors::deserialize(bytes).map_err(|e| describe(path, len, e))?;
     let mut out = HashMap::with_capacity(st.len());
     for (name, view) in st.iter() {
         out.insert(name.to_string(), view_to_tensor(path, name, &view)?);

@@ -95,9 +95,14 @@ impl HfTokenizer {
         let path = path.as_ref();
         // Read it ourselves so a missing file is an I/O error with its path.
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let inner = tokenizers::Tokenizer::from_bytes(&bytes)
-            .map_err(|e| Error::format(path, format!("not a tokenizer.json: {e}")))?;
+        let inner = parse_json(&bytes).map_err(|e| Error::format(path, e))?;
         Self::from_tokenizer(inner, specials).map_err(|e| Error::format(path, e.to_string()))
+    }
+
+    /// Loads a `tokenizer.json` from its bytes, with BOS/EOS chosen by `specials`.
+    pub fn from_bytes(bytes: &[u8], specials: &SpecialTokens) -> Result<Self> {
+        let inner = parse_json(bytes).map_err(Error::Tokenizer)?;
+        Self::from_tokenizer(inner, specials)
     }
 
     /// Loads a `tokenizer.json` with the settings of the `tokenizer_config.json` beside it, as
@@ -112,8 +117,7 @@ impl HfTokenizer {
         };
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let inner = tokenizers::Tokenizer::from_bytes(&bytes)
-            .map_err(|e| Error::format(path, format!("not a tokenizer.json: {e}")))?;
+        let inner = parse_json(&bytes).map_err(|e| Error::format(path, e))?;
         let named = |key: &str| {
             let v = &config[key];
             let name = v.as_str().or_else(|| v["content"].as_str())?;
@@ -164,6 +168,19 @@ impl HfTokenizer {
     pub fn inner(&self) -> &tokenizers::Tokenizer {
         &self.inner
     }
+}
+
+/// The `tokenizers` tokenizer of a `tokenizer.json`'s bytes; the error is the message.
+///
+/// The JSON is parsed fully first: `tokenizers` 0.21 panics (`expect("Helper")` in its
+/// decoder deserializer) on a syntax error inside the `"decoder"` object instead of returning
+/// an error (found fuzzing, docs/FUZZING.md). On valid JSON that path cannot fail. A full
+/// `Value` (not `IgnoredAny`, which skips string escapes unchecked): a lone surrogate
+/// `"\ud800"` in the decoder panicked the same way.
+fn parse_json(bytes: &[u8]) -> std::result::Result<tokenizers::Tokenizer, String> {
+    serde_json::from_slice::<serde_json::Value>(bytes)
+        .map_err(|e| format!("not a tokenizer.json: {e}"))?;
+    tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| format!("not a tokenizer.json: {e}"))
 }
 
 /// The id chosen for one special token.

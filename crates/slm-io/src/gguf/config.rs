@@ -104,6 +104,24 @@ pub(super) fn config(
     let head_dim = m
         .usize_opt("attention.key_length")?
         .unwrap_or(hidden / heads);
+    // Every layer has nine tensors: a count beyond the table is corrupt (and must not make us
+    // list billions of required names). Widths must not overflow when multiplied out.
+    if layers > h.tensors.len() / 9 {
+        return Err(Error::format(
+            path,
+            format!(
+                "block_count {layers} needs {} tensors, but the file has {}",
+                layers.saturating_mul(9).saturating_add(2),
+                h.tensors.len()
+            ),
+        ));
+    }
+    if heads.checked_mul(head_dim).is_none() {
+        return Err(Error::format(
+            path,
+            format!("implausible sizes: {heads} heads of {head_dim}"),
+        ));
+    }
     if let Some(rot) = m.usize_opt("rope.dimension_count")? {
         if rot != head_dim {
             return Err(Error::Unsupported(format!(

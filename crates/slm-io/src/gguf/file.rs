@@ -444,7 +444,7 @@ fn r_err(r: &ByteReader<'_>, msg: String) -> Error {
 }
 
 /// Decodes one tensor to f32, shape outermost first.
-pub(super) fn read_tensor(
+pub fn read_tensor(
     path: &Path,
     bytes: &[u8],
     h: &GgufHeader,

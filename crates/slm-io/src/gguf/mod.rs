@@ -35,7 +35,7 @@ pub use vocab::vocab;
 use crate::permute::meta_to_hf;
 use crate::{LoadedModel, ModelFormat, TokenizerSource};
 use config::{config, Arch, Dims};
-use file::read_tensor;
+pub use file::read_tensor;
 
 /// HF name and expected shape (outermost first) of a GGUF tensor name, or `None` if unknown.
 fn hf_name(d: &Dims, gguf: &str) -> Option<(String, Vec<usize>)> {
@@ -100,7 +100,12 @@ pub fn read(path: &Path) -> Result<LoadedModel> {
     let file = std::fs::File::open(path).with_path(path)?;
     // SAFETY: read-only map dropped before returning; the file must not shrink meanwhile.
     let mmap = unsafe { memmap2::Mmap::map(&file) }.with_path(path)?;
-    let bytes: &[u8] = &mmap;
+    read_bytes(path, &mmap)
+}
+
+/// [`read`] of a whole file's bytes already in memory; `path` only names the file in errors
+/// and in the result's `source`.
+pub fn read_bytes(path: &Path, bytes: &[u8]) -> Result<LoadedModel> {
     let h = parse_header(path, bytes)?;
     let vocab = vocab(path, &h)?;
     let (config, d) = config(path, &h, vocab.as_ref())?;
