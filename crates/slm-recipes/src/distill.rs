@@ -149,11 +149,26 @@ pub fn cache_from_samples(
             records.len()
         )));
     }
-    let (val, train): (Vec<_>, Vec<_>) = with_topk
-        .into_iter()
-        .enumerate()
-        .partition(|(i, _)| i % 10 == 9);
-    let train: Vec<_> = train.into_iter().map(|(_, s)| s).collect();
+    // Validation: the last samples, about a tenth of the tokens and at least one window of
+    // `seq_len + 1` (the trainer's evaluation reads whole windows).
+    let total: usize = with_topk.iter().map(|s| s.ids.len() + 1).sum();
+    let val_target = (total / 10).max(seq_len + 1);
+    let mut train = with_topk;
+    let mut val = Vec::new();
+    let mut val_tokens_taken = 0;
+    while val_tokens_taken < val_target && train.len() > 1 {
+        let Some(s) = train.pop() else { break };
+        val_tokens_taken += s.ids.len() + 1;
+        val.push(s);
+    }
+    val.reverse();
+    if val_tokens_taken < seq_len + 1 {
+        return Err(Error::invalid(format!(
+            "the samples hold {total} tokens: too few for a training window and a validation \
+             window of {} each (lower --seq-len or generate more)",
+            seq_len + 1
+        )));
+    }
     let cache = slm_distill::cache::cache_from_samples(&train, separator, vocab, seq_len, k)?;
     if cache.windows == 0 {
         return Err(Error::invalid(format!(
@@ -168,7 +183,7 @@ pub fn cache_from_samples(
     w.write(&cache.tokens)?;
     let train_tokens = w.finish()?;
     let mut v = ShardWriter::create(&data_out.join(VAL_SHARD), width)?;
-    for (_, s) in &val {
+    for s in &val {
         v.write(&s.ids)?;
         v.write(&[separator])?;
     }

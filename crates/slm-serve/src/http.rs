@@ -45,6 +45,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub api_key: Option<String>,
     pub timeout: Duration,
+    /// Requests that may wait for a slot while every slot is busy (`--queue`); with free slots
+    /// as many more are taken, since the engine admits them at its next step.
+    pub queue: usize,
     /// Set once shutdown began: new generation requests get 503.
     pub draining: Arc<AtomicBool>,
     pub created: u64,
@@ -62,6 +65,7 @@ impl AppState {
         metrics: Arc<Metrics>,
         api_key: Option<String>,
         timeout: Duration,
+        queue: usize,
         draining: Arc<AtomicBool>,
     ) -> Self {
         Self {
@@ -73,6 +77,7 @@ impl AppState {
             metrics,
             api_key,
             timeout,
+            queue,
             draining,
             created: unix_now(),
             next_id: AtomicU64::new(1),
@@ -286,15 +291,23 @@ async fn respond(
         events: tx,
         deadline: arrived + s.timeout,
     };
-    // Counted before the send: the engine may admit (and count down) at once.
-    s.metrics.queue_depth.fetch_add(1, Ordering::Relaxed);
+    // Counted before the send: the engine may admit (and count down) at once. The engine takes
+    // jobs only between steps, so requests arriving together while slots are free all wait in
+    // the channel for a moment: they count against the free slots first, then the queue.
+    let waiting = s.metrics.queue_depth.fetch_add(1, Ordering::Relaxed).max(0) as usize;
+    let active = s.metrics.active.load(Ordering::Relaxed).max(0) as usize;
+    let free_slots = s.limits.max_n.saturating_sub(active);
+    let full = |s: &AppState| {
+        s.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
+        s.metrics.rejected_full.fetch_add(1, Ordering::Relaxed);
+        ApiError::new(429, "the server's queue is full: retry shortly").into_response()
+    };
+    if waiting >= s.queue + free_slots {
+        return full(&s);
+    }
     match s.jobs.try_send(job) {
         Ok(()) => {}
-        Err(TrySendError::Full(_)) => {
-            s.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
-            s.metrics.rejected_full.fetch_add(1, Ordering::Relaxed);
-            return ApiError::new(429, "the server's queue is full: retry shortly").into_response();
-        }
+        Err(TrySendError::Full(_)) => return full(&s),
         Err(TrySendError::Disconnected(_)) => {
             s.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
             return ApiError::new(503, "the server is shutting down").into_response();

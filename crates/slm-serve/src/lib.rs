@@ -73,7 +73,8 @@ pub fn serve(
     let metrics = Arc::new(Metrics::default());
     let abort = Arc::new(AtomicBool::new(false));
     let draining = Arc::new(AtomicBool::new(false));
-    let (jobs, rx) = std::sync::mpsc::sync_channel::<Job>(opts.queue);
+    // Room for a full queue plus a burst as large as the free slots (see `http::generate`).
+    let (jobs, rx) = std::sync::mpsc::sync_channel::<Job>(opts.queue + opts.max_batch);
     let limits = Limits {
         context: decoder.config().max_position_embeddings,
         max_n: opts.max_batch,
@@ -102,6 +103,7 @@ pub fn serve(
         metrics,
         opts.api_key.clone(),
         opts.timeout,
+        opts.queue,
         draining.clone(),
     ));
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -21,7 +21,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub struct Args {
     /// Model: a Hugging Face directory, an HF cache id (org/name), a .gguf file or a llama2.c
     /// checkpoint.
-    #[arg(long, short = 'm', required_unless_present = "url", conflicts_with = "url")]
+    #[arg(
+        long,
+        short = 'm',
+        required_unless_present = "url",
+        conflicts_with = "url"
+    )]
     pub model: Option<String>,
     /// Tokenizer for models that carry none, or to replace theirs.
     #[arg(long)]
@@ -207,7 +212,9 @@ fn run_remote(args: &Args, url: &str) -> Result<()> {
         None => None,
     };
     if args.chat_template.is_some() || args.adapter.is_some() || args.tokenizer.is_some() {
-        anyhow::bail!("--chat-template, --adapter and --tokenizer apply to local models, not --url");
+        anyhow::bail!(
+            "--chat-template, --adapter and --tokenizer apply to local models, not --url"
+        );
     }
     let client = slm_openai::Client::new(url, api_key, std::time::Duration::from_secs(600))?;
     let s = &args.sampling;

@@ -133,6 +133,8 @@ pub fn run(args: Args) -> Result<()> {
         },
     );
     let decoder = Decoder::new(&loaded.model, args.weight_type)?;
+    // The decoder holds its own copy of the weights: the loaded f32 model is no longer needed.
+    drop(loaded);
     let model_name = args.model_name.clone().unwrap_or_else(|| {
         let p = std::path::Path::new(&args.model.model);
         p.file_name()
