@@ -17,6 +17,10 @@ import sys
 
 from llama_cpp import Llama
 
+import llamacpp_compat
+
+llamacpp_compat.apply()  # llama.cpp crashes on AMX CPUs with repacked weights
+
 
 def main() -> int:
     ap = argparse.ArgumentParser()

@@ -14,6 +14,10 @@ import time
 import numpy as np
 from llama_cpp import Llama
 
+import llamacpp_compat
+
+llamacpp_compat.apply()  # llama.cpp crashes on AMX CPUs with repacked weights
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()

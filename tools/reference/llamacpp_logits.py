@@ -13,6 +13,10 @@ import argparse
 import numpy as np
 from llama_cpp import Llama
 
+import llamacpp_compat
+
+llamacpp_compat.apply()  # llama.cpp crashes on AMX CPUs with repacked weights
+
 GGML_TYPE_F32 = 0
 
 
