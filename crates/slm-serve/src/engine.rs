@@ -342,7 +342,13 @@ impl<'a> Engine<'a> {
     /// Prefills up to `prefill_chunk` prompt tokens, oldest prompt first; a finished prompt
     /// becomes its request's decoding sequences.
     fn prefill_step(&mut self) {
-        let mut budget = self.cfg.prefill_chunk.max(1);
+        // The chunk bounds how long decoding sequences wait for a step; with none decoding,
+        // nobody waits, so a prompt is prefilled whole.
+        let mut budget = if self.seqs.is_empty() {
+            usize::MAX
+        } else {
+            self.cfg.prefill_chunk.max(1)
+        };
         while budget > 0 {
             let Some(p) = self.prefilling.front_mut() else {
                 break;
