@@ -5,8 +5,9 @@
 //!    `n` choices needs `n` slots),
 //! 2. drops sequences whose client went away (their event channel is closed) or whose
 //!    deadline passed,
-//! 3. prefills waiting prompts up to `prefill_chunk` tokens in all (a long prompt takes
-//!    several steps, so it never stalls the sequences already decoding for long),
+//! 3. prefills waiting prompts up to `prefill_chunk` tokens in all while sequences decode (a
+//!    long prompt takes several steps, so it never stalls them for long; with none decoding
+//!    it is prefilled whole),
 //! 4. runs **one** batched decoding step for every decoding sequence
 //!    (`Decoder::forward_batch`: each weight matrix read once for the whole batch), samples
 //!    each sequence's next token, and sends it to its client; finished sequences leave and
