@@ -101,7 +101,7 @@ impl OnPolicy {
                 tokens.push(*t);
             }
             let len = seqs[0].len(); // all rows advance together
-            if len >= seq + 1 {
+            if len > seq {
                 break;
             }
             positions.fill(len - 1);

@@ -456,7 +456,7 @@ async fn whole_response(reply: Reply, mut rx: UnboundedReceiver<Event>) -> Respo
                         role: "assistant".into(),
                         content: Some(c.text),
                     },
-                    logprobs: reply.logprobs.then(|| ChoiceLogprobs {
+                    logprobs: reply.logprobs.then_some(ChoiceLogprobs {
                         content: Some(c.logprobs),
                     }),
                     finish_reason: c.finish.map(|f| f.name().to_string()),

@@ -103,104 +103,18 @@ pub fn run(args: Args) -> Result<()> {
     let mut session = ChatSession::new(&loaded.model, tokenizer.as_ref(), template, opts)?;
     session.set_system(args.system.clone());
 
-    let interactive = std::io::stdin().is_terminal();
-    ctrlc::set_handler(|| {
-        if ANSWERING.load(Ordering::SeqCst) {
-            STOP.store(true, Ordering::SeqCst);
-        } else {
-            eprintln!();
-            std::process::exit(130);
-        }
-    })?;
-    if interactive {
-        eprintln!(
-            "chat with {} (template: {origin}; context {} tokens)\n\
-             /reset forgets the conversation, /exit quits; end a line with \\ to continue it, \
-             or write a message between two lines of \"\"\"; Ctrl-C stops an answer.",
-            model_args.model,
-            session.context()
-        );
-    }
-    let stdin = std::io::stdin();
-    let mut input = stdin.lock();
-    let stdout = std::io::stdout();
-    loop {
-        if interactive {
-            let mut out = stdout.lock();
-            write!(out, "\n> ")?;
-            out.flush()?;
-        }
-        let Some(message) = read_message(&mut input, interactive)? else {
-            break;
-        };
-        let trimmed = message.trim();
-        match trimmed {
-            "" => continue,
-            "/exit" | "/quit" => break,
-            "/reset" => {
-                session.reset();
-                eprintln!("(conversation reset)");
-                continue;
-            }
-            _ if trimmed.starts_with('/') && !trimmed.contains(char::is_whitespace) => {
-                eprintln!("unknown command {trimmed}: /reset, /exit (a message starting with / needs a space in it)");
-                continue;
-            }
-            _ => {}
-        }
-        STOP.store(false, Ordering::SeqCst);
-        ANSWERING.store(true, Ordering::SeqCst);
-        let mut out = stdout.lock();
-        let reply = session.send(
-            trimmed,
-            &mut |s| {
-                write!(out, "{s}")
-                    .and_then(|_| out.flush())
-                    .map_err(|e| slm_core::Error::msg(e.to_string()))
-            },
-            &|| STOP.load(Ordering::SeqCst),
-        );
-        ANSWERING.store(false, Ordering::SeqCst);
-        writeln!(out)?;
-        drop(out);
-        let reply = match reply {
-            Ok(r) => r,
-            Err(e) if interactive => {
-                eprintln!("error: {e}");
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if reply.interrupted {
-            eprintln!("[answer stopped]");
-        } else if reply.stop_reason == StopReason::MaxTokens {
-            eprintln!("[answer cut at {} tokens: --max-tokens]", reply.tokens);
-        } else if reply.stop_reason == StopReason::ContextFull {
-            eprintln!("[answer cut: the context is full]");
-        }
-        if reply.dropped_messages > 0 {
-            eprintln!(
-                "[dropped the {} oldest messages to fit the context of {} tokens]",
-                reply.dropped_messages,
-                session.context()
-            );
-        }
-        if args.stats {
-            eprintln!(
-                "[prompt {} tokens ({} reused from the cache), prefill {:.2}s; {} tokens, {:.1} tok/s; stop: {:?}]",
-                reply.prompt_tokens,
-                reply.reused_tokens,
-                reply.prefill_secs,
-                reply.tokens,
-                reply.tokens.saturating_sub(1) as f64 / reply.decode_secs.max(1e-9),
-                reply.stop_reason
-            );
-        }
-        if !interactive {
-            println!();
-        }
-    }
-    Ok(())
+    let banner = format!(
+        "chat with {} (template: {origin}; context {} tokens)",
+        model_args.model,
+        session.context()
+    );
+    converse(
+        &mut Local {
+            session,
+            stats: args.stats,
+        },
+        &banner,
+    )
 }
 
 /// `slm chat --url`: the same conversation loop against a server (`slm_openai::RemoteChat`).
@@ -228,12 +142,108 @@ fn run_remote(args: &Args, url: &str) -> Result<()> {
         stop: (!args.stop.is_empty()).then(|| slm_openai::StopField::Many(args.stop.clone())),
         ..Default::default()
     };
-    let mut chat = slm_openai::RemoteChat::new(
+    let chat = slm_openai::RemoteChat::new(
         client,
         args.remote_model.clone().unwrap_or_default(),
         sampling,
         args.system.clone(),
     );
+    converse(
+        &mut Remote(chat),
+        &format!("chat with {url} (its model's template and context)"),
+    )
+}
+
+/// What the conversation loop talks to: a model held here or a server.
+trait Conversation {
+    fn reset(&mut self);
+    /// Answers `message`, streaming its text to `on_text` and stopping when `stop` says so;
+    /// returns the notes to print after the answer.
+    fn answer(
+        &mut self,
+        message: &str,
+        on_text: &mut dyn FnMut(&str) -> slm_core::Result<()>,
+        stop: &dyn Fn() -> bool,
+    ) -> slm_core::Result<Vec<String>>;
+}
+
+struct Local<'t> {
+    session: ChatSession<'t>,
+    stats: bool,
+}
+
+impl Conversation for Local<'_> {
+    fn reset(&mut self) {
+        self.session.reset();
+    }
+
+    fn answer(
+        &mut self,
+        message: &str,
+        on_text: &mut dyn FnMut(&str) -> slm_core::Result<()>,
+        stop: &dyn Fn() -> bool,
+    ) -> slm_core::Result<Vec<String>> {
+        let reply = self.session.send(message, on_text, stop)?;
+        let mut notes = Vec::new();
+        if reply.interrupted {
+            notes.push("[answer stopped]".to_string());
+        } else if reply.stop_reason == StopReason::MaxTokens {
+            notes.push(format!(
+                "[answer cut at {} tokens: --max-tokens]",
+                reply.tokens
+            ));
+        } else if reply.stop_reason == StopReason::ContextFull {
+            notes.push("[answer cut: the context is full]".to_string());
+        }
+        if reply.dropped_messages > 0 {
+            notes.push(format!(
+                "[dropped the {} oldest messages to fit the context of {} tokens]",
+                reply.dropped_messages,
+                self.session.context()
+            ));
+        }
+        if self.stats {
+            notes.push(format!(
+                "[prompt {} tokens ({} reused from the cache), prefill {:.2}s; {} tokens, {:.1} tok/s; stop: {:?}]",
+                reply.prompt_tokens,
+                reply.reused_tokens,
+                reply.prefill_secs,
+                reply.tokens,
+                reply.tokens.saturating_sub(1) as f64 / reply.decode_secs.max(1e-9),
+                reply.stop_reason
+            ));
+        }
+        Ok(notes)
+    }
+}
+
+struct Remote(slm_openai::RemoteChat);
+
+impl Conversation for Remote {
+    fn reset(&mut self) {
+        self.0.reset();
+    }
+
+    fn answer(
+        &mut self,
+        message: &str,
+        on_text: &mut dyn FnMut(&str) -> slm_core::Result<()>,
+        stop: &dyn Fn() -> bool,
+    ) -> slm_core::Result<Vec<String>> {
+        let reply = self.0.send(message, on_text, stop)?;
+        Ok(if reply.interrupted {
+            vec!["[answer stopped]".to_string()]
+        } else if reply.finish_reason.as_deref() == Some("length") {
+            vec!["[answer cut: --max-tokens or the server's context]".to_string()]
+        } else {
+            vec![]
+        })
+    }
+}
+
+/// The conversation loop: reads messages (and the commands), streams each answer to stdout,
+/// and lets Ctrl-C stop an answer (at the prompt it quits).
+fn converse(conversation: &mut dyn Conversation, banner: &str) -> Result<()> {
     let interactive = std::io::stdin().is_terminal();
     ctrlc::set_handler(|| {
         if ANSWERING.load(Ordering::SeqCst) {
@@ -245,7 +255,7 @@ fn run_remote(args: &Args, url: &str) -> Result<()> {
     })?;
     if interactive {
         eprintln!(
-            "chat with {url} (its model's template and context)\n\
+            "{banner}\n\
              /reset forgets the conversation, /exit quits; end a line with \\ to continue it, \
              or write a message between two lines of \"\"\"; Ctrl-C stops an answer."
         );
@@ -267,8 +277,12 @@ fn run_remote(args: &Args, url: &str) -> Result<()> {
             "" => continue,
             "/exit" | "/quit" => break,
             "/reset" => {
-                chat.reset();
+                conversation.reset();
                 eprintln!("(conversation reset)");
+                continue;
+            }
+            _ if trimmed.starts_with('/') && !trimmed.contains(char::is_whitespace) => {
+                eprintln!("unknown command {trimmed}: /reset, /exit (a message starting with / needs a space in it)");
                 continue;
             }
             _ => {}
@@ -276,7 +290,7 @@ fn run_remote(args: &Args, url: &str) -> Result<()> {
         STOP.store(false, Ordering::SeqCst);
         ANSWERING.store(true, Ordering::SeqCst);
         let mut out = stdout.lock();
-        let reply = chat.send(
+        let notes = conversation.answer(
             trimmed,
             &mut |t| {
                 write!(out, "{t}")
@@ -288,12 +302,8 @@ fn run_remote(args: &Args, url: &str) -> Result<()> {
         ANSWERING.store(false, Ordering::SeqCst);
         writeln!(out)?;
         drop(out);
-        match reply {
-            Ok(r) if r.interrupted => eprintln!("[answer stopped]"),
-            Ok(r) if r.finish_reason.as_deref() == Some("length") => {
-                eprintln!("[answer cut: --max-tokens or the server's context]")
-            }
-            Ok(_) => {}
+        match notes {
+            Ok(notes) => notes.iter().for_each(|n| eprintln!("{n}")),
             Err(e) if interactive => eprintln!("error: {e}"),
             Err(e) => return Err(e.into()),
         }
