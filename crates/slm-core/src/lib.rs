@@ -10,5 +10,5 @@ pub mod roles;
 pub mod select;
 pub mod testdata;
 
-pub use error::{Error, Result};
+pub use error::{json_kind, Error, Result};
 pub use roles::{LinearRole, ParamRole};

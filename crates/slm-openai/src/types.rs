@@ -83,17 +83,7 @@ impl ChatMessage {
     }
 }
 
-/// The JSON type name of `v`, for error messages.
-pub fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
+pub use slm_core::json_kind;
 
 /// Fields of the request that `slm` reads but that are the same for chat and completions.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -224,16 +224,7 @@ fn key_list(row: &Map<String, Value>) -> String {
     format!("[{}]", keys.join(", "))
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
+use slm_core::json_kind as kind;
 
 type RowResult<T> = std::result::Result<T, String>;
 
