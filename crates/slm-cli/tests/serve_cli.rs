@@ -120,7 +120,9 @@ fn student_tokenizer(model: &Path, dir: &Path) -> std::path::PathBuf {
 
 /// Generates with a remote teacher (kill-free resume: a second call with a larger --n
 /// continues), builds the KD cache from the top-k and trains two steps on it.
-fn remote_teacher_round_trip(url: &str, model: &Path, dir: &Path) {
+/// `min_mapped`: how many of the 8 samples must keep their top-k in the student's ids (every
+/// generated token must map by its bytes; alternatives that do not are left out).
+fn remote_teacher_round_trip(url: &str, model: &Path, dir: &Path, min_mapped: usize) {
     let tok = student_tokenizer(model, dir);
     let out = dir.join("remote.jsonl");
     let generate = |n: &str| {
@@ -173,7 +175,7 @@ fn remote_teacher_round_trip(url: &str, model: &Path, dir: &Path) {
     }
     let with_topk = records.iter().filter(|r| r["topk"].is_object()).count();
     assert!(
-        with_topk >= 4,
+        with_topk >= min_mapped,
         "only {with_topk} of 8 samples mapped onto the student's vocabulary"
     );
     let data = dir.join("data");
@@ -286,7 +288,8 @@ fn slm_serve_answers_the_openai_client_a_remote_teacher_and_chat_url() {
     }
 
     let dir = tempfile::tempdir().unwrap();
-    remote_teacher_round_trip(&server.url, &model, dir.path());
+    // The same vocabulary and raw token bytes: every sample maps.
+    remote_teacher_round_trip(&server.url, &model, dir.path(), 8);
 
     // SIGTERM: the server drains and exits cleanly.
     let mut server = server;
@@ -331,5 +334,5 @@ fn llama_cpp_server_is_a_remote_teacher_and_a_chat_url() {
         "llama.cpp's server gave an empty answer"
     );
     let dir = tempfile::tempdir().unwrap();
-    remote_teacher_round_trip(&server.url, &model, dir.path());
+    remote_teacher_round_trip(&server.url, &model, dir.path(), 6);
 }

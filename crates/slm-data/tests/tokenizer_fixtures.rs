@@ -193,3 +193,64 @@ fn llama2_tokenizer_json_equals_llama_cpp() {
     let bad = mismatches(&hf, &fx, &|_| "llama_cpp", &|_| "llama_cpp_bos");
     assert!(bad.is_empty(), "differs from llama.cpp: {bad:#?}");
 }
+
+/// Every token's bytes, concatenated, spell the text, also where a token holds only part of a
+/// character (`decode` of such a token alone is U+FFFD): what `slm serve` reports as logprobs
+/// `bytes` and what remote-teacher top-k is matched by. SmolLM2 (byte-level BPE) and its
+/// tokenizer exported as tokenizer.json, and stories260K's SentencePiece vocabulary with byte
+/// fallback.
+#[test]
+fn token_bytes_spell_the_text_even_inside_a_character() {
+    let text = "Naïve café — “quoted” 🙂 日本語 ∑x² ok";
+    let mut checked = 0;
+    let mut split = 0;
+    let mut check = |name: &str, t: &dyn Tokenizer| {
+        let ids = t.encode(text, false).unwrap();
+        let mut bytes = Vec::new();
+        for &id in &ids {
+            let b = t
+                .token_bytes(id)
+                .unwrap_or_else(|| panic!("{name}: no bytes for token {id}"));
+            split += t.decode(&[id]).unwrap().contains('\u{FFFD}') as usize;
+            bytes.extend(b);
+        }
+        // SentencePiece encodes with a dummy-prefix space, which the first token carries.
+        let spelled = String::from_utf8(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            spelled == text || spelled == format!(" {text}"),
+            "{name}: {spelled:?}"
+        );
+        checked += 1;
+    };
+    if let Some(t) = smollm() {
+        check("SmolLM2 GGUF", t.as_ref());
+        // The same vocabulary as `slm export hf` writes it (tokenizers' ByteLevel pieces).
+        let path = common::data_file("models/SmolLM2-135M-Instruct.Q4_1.gguf").unwrap();
+        let header = slm_io::gguf::read_header(&path).unwrap();
+        let vocab = slm_io::gguf::vocab(&path, &header).unwrap().unwrap();
+        let source = slm_io::TokenizerSource::Gguf(vocab);
+        let dir = tempfile::tempdir().unwrap();
+        for (name, bytes) in slm_data::tokenizer::export::hf_tokenizer_files(&source, None).unwrap()
+        {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
+        let json = dir.path().join("tokenizer.json");
+        check(
+            "SmolLM2 tokenizer.json",
+            load_tokenizer_file(&json).unwrap().as_ref(),
+        );
+    }
+    if let Some(path) = common::data_file("llama2c/tok512.bin") {
+        // SentencePiece with byte fallback: `<0xE6>` pieces.
+        check(
+            "llama2.c tok512",
+            load_tokenizer_file(&path).unwrap().as_ref(),
+        );
+    }
+    if checked > 0 {
+        assert!(
+            split > 0,
+            "the text split no character across tokens: it tests nothing"
+        );
+    }
+}

@@ -599,10 +599,17 @@ pub fn token_logprob(
             .map(|&v| (v as f64 - lse) as f32)
             .ok_or_else(|| Error::msg(format!("token {id} outside the logits")))
     };
+    // The token's raw bytes, which put a character split across tokens back together as
+    // OpenAI's `bytes` do, and its text (U+FFFD for such a part). BOS/EOS and control tokens,
+    // which stand for no text, are reported by their piece (`<|im_end|>`), as vLLM and
+    // llama.cpp's server do.
     let piece = |id: u32| -> Result<(String, Vec<u8>)> {
-        let s = tokenizer.decode(&[id])?;
-        let b = s.as_bytes().to_vec();
-        Ok((s, b))
+        let bytes = match tokenizer.token_bytes(id) {
+            Some(b) if b.is_empty() => tokenizer.id_to_piece(id).unwrap_or_default().into_bytes(),
+            Some(b) => b,
+            None => tokenizer.decode(&[id])?.into_bytes(),
+        };
+        Ok((String::from_utf8_lossy(&bytes).into_owned(), bytes))
     };
     // The `top` largest logits, best first (a small sorted list: top ≤ 20).
     let mut best: Vec<(f32, u32)> = Vec::with_capacity(top + 1);

@@ -159,6 +159,22 @@ fn check_len(key: &str, len: usize, n: usize) -> Result<()> {
 }
 
 impl SpmVocab {
+    /// Token `id`'s bytes in a text: a byte token's byte, a piece with `▁` as spaces (with its
+    /// leading space, which `decode` drops at the start of a text), nothing for control tokens.
+    fn token_bytes(&self, id: u32) -> Option<Vec<u8>> {
+        let piece = self.pieces.get(id as usize)?;
+        let ty = self.types[id as usize];
+        if Some(id) == self.bos || Some(id) == self.eos || ty == TYPE_CONTROL {
+            return Some(Vec::new());
+        }
+        if ty == TYPE_BYTE {
+            if let Some(b) = parse_byte_piece(piece.as_bytes()) {
+                return Some(vec![b]);
+            }
+        }
+        Some(piece.replace(SPACE_MARK, " ").into_bytes())
+    }
+
     fn new(
         pieces: Vec<String>,
         scores: Vec<f32>,
@@ -363,6 +379,13 @@ impl Tokenizer for GgufTokenizer {
         match &self.inner {
             Inner::Spm(v) => v.pieces.get(id as usize).cloned(),
             Inner::Gpt2(t) => t.id_to_piece(id),
+        }
+    }
+
+    fn token_bytes(&self, id: u32) -> Option<Vec<u8>> {
+        match &self.inner {
+            Inner::Spm(v) => v.token_bytes(id),
+            Inner::Gpt2(t) => t.token_bytes(id),
         }
     }
 

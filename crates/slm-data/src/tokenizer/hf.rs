@@ -275,6 +275,19 @@ impl Tokenizer for HfTokenizer {
         self.inner.id_to_token(id)
     }
 
+    /// A whole-character token's decoded text; a partial one's raw bytes from its piece
+    /// (`<0xHH>` byte fallback, or GPT-2's byte-level alphabet).
+    fn token_bytes(&self, id: u32) -> Option<Vec<u8>> {
+        let text = self.decode(&[id]).ok()?;
+        if !text.contains('\u{FFFD}') {
+            return Some(text.into_bytes());
+        }
+        let piece = self.id_to_piece(id)?;
+        super::spm::parse_byte_piece(piece.as_bytes())
+            .map(|b| vec![b])
+            .or_else(|| byte_level_bytes(&piece))
+    }
+
     fn adds_bos(&self) -> bool {
         self.adds_bos && self.bos.is_some()
     }
@@ -348,5 +361,64 @@ mod tests {
         };
         let inner = tokenizers::Tokenizer::from_bytes(tiny_json().as_bytes()).unwrap();
         assert!(HfTokenizer::from_tokenizer(inner, &bad).is_err());
+    }
+}
+
+/// The bytes a piece of GPT-2's byte-level alphabet stands for (`Ġ` is a space, `âĢ` the first
+/// two bytes of `’`); `None` if a character is outside the alphabet.
+pub(crate) fn byte_level_bytes(piece: &str) -> Option<Vec<u8>> {
+    piece.chars().map(byte_level_byte).collect()
+}
+
+/// GPT-2's `bytes_to_unicode` backwards: printable bytes stand for themselves; the other 68
+/// (controls, space, DEL, …) were given the characters U+0100, U+0101, … in byte order.
+fn byte_level_byte(c: char) -> Option<u8> {
+    let printable =
+        |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+    let u = c as u32;
+    if u < 256 {
+        return printable(u).then_some(u as u8);
+    }
+    (0u32..256)
+        .filter(|&b| !printable(b))
+        .nth((u - 256) as usize)
+        .map(|b| b as u8)
+}
+
+#[cfg(test)]
+mod byte_level_tests {
+    use super::byte_level_bytes;
+
+    /// GPT-2's table forwards, as its encoder.py builds it.
+    fn bytes_to_unicode() -> Vec<char> {
+        let mut printable: Vec<u32> = (33..=126).chain(161..=172).chain(174..=255).collect();
+        let mut chars = printable.clone();
+        let mut n = 0;
+        for b in 0..256u32 {
+            if !printable.contains(&b) {
+                printable.push(b);
+                chars.push(256 + n);
+                n += 1;
+            }
+        }
+        let mut table = vec![' '; 256];
+        for (b, c) in printable.iter().zip(chars) {
+            table[*b as usize] = char::from_u32(c).unwrap();
+        }
+        table
+    }
+
+    #[test]
+    fn every_byte_round_trips_through_the_byte_level_alphabet() {
+        let table = bytes_to_unicode();
+        for b in 0..=255u8 {
+            assert_eq!(
+                byte_level_bytes(&table[b as usize].to_string()),
+                Some(vec![b])
+            );
+        }
+        assert_eq!(byte_level_bytes("Ġthe"), Some(b" the".to_vec()));
+        assert_eq!(byte_level_bytes("âĢ"), Some(vec![0xE2, 0x80]));
+        assert_eq!(byte_level_bytes("▁the"), None);
     }
 }

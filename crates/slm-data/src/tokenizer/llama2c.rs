@@ -232,6 +232,17 @@ impl Tokenizer for Llama2cTokenizer {
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
+    fn token_bytes(&self, id: u32) -> Option<Vec<u8>> {
+        let piece = self.pieces.get(id as usize)?;
+        if id == LLAMA2C_BOS || id == LLAMA2C_EOS {
+            return Some(Vec::new());
+        }
+        Some(match parse_byte_piece(piece) {
+            Some(b) => vec![b],
+            None => piece.clone(),
+        })
+    }
+
     fn vocab_size(&self) -> usize {
         self.pieces.len()
     }

@@ -76,6 +76,15 @@ pub trait Tokenizer: Send + Sync {
 
     /// A short name of the implementation: `"hf"`, `"llama2c"`, `"gguf-llama"`, `"gguf-gpt2"`.
     fn kind(&self) -> &'static str;
+
+    /// The bytes token `id` stands for in a text, as OpenAI's logprobs `bytes` give them: a
+    /// token may hold part of a UTF-8 character, which `decode` turns into U+FFFD. Empty for
+    /// BOS/EOS and control tokens; `None` where the vocabulary does not say (an id outside it,
+    /// or a partial character this tokenizer cannot spell as bytes).
+    fn token_bytes(&self, id: u32) -> Option<Vec<u8>> {
+        let text = self.decode(&[id]).ok()?;
+        (!text.contains('\u{FFFD}')).then(|| text.into_bytes())
+    }
 }
 
 /// Error for an id outside a vocabulary of `vocab_size` ids.

@@ -44,14 +44,16 @@ impl VocabMap {
         let mut ids: HashMap<Vec<u8>, u32> = HashMap::new();
         let mut twice = std::collections::HashSet::new();
         for id in 0..tokenizer.vocab_size() as u32 {
-            let Ok(text) = tokenizer.decode(&[id]) else {
-                continue;
+            // Raw bytes, so tokens holding part of a character match a server's `bytes`;
+            // tokens that stand for no text (`<|im_end|>`) by their piece, as servers name them.
+            let key = match tokenizer.token_bytes(id) {
+                Some(b) if b.is_empty() => match tokenizer.id_to_piece(id) {
+                    Some(p) if !p.is_empty() => p.into_bytes(),
+                    _ => continue,
+                },
+                Some(b) => b,
+                None => continue,
             };
-            // A lone byte of a multi-byte character decodes to U+FFFD: not matchable.
-            if text.is_empty() || text.contains('\u{FFFD}') {
-                continue;
-            }
-            let key = text.into_bytes();
             if ids.insert(key.clone(), id).is_some() {
                 twice.insert(key);
             }
@@ -78,7 +80,8 @@ impl VocabMap {
         self.ids.get(key).copied()
     }
 
-    /// The sample's top-k in student ids; `None` when any token does not map.
+    /// The sample's top-k in student ids; `None` when a generated token does not map. An
+    /// alternative that does not map is left out (its probability goes to the tail).
     pub fn map(&self, content: &[TokenLogprob]) -> Option<TopK> {
         let mut top = TopK {
             ids: Vec::with_capacity(content.len()),
@@ -90,7 +93,9 @@ impl VocabMap {
             let mut ids = Vec::with_capacity(t.top_logprobs.len());
             let mut lps = Vec::with_capacity(t.top_logprobs.len());
             for a in &t.top_logprobs {
-                let id = self.id(&a.token, a.bytes.as_deref())?;
+                let Some(id) = self.id(&a.token, a.bytes.as_deref()) else {
+                    continue;
+                };
                 if !ids.contains(&id) && a.logprob.is_finite() {
                     ids.push(id);
                     lps.push(a.logprob);
