@@ -32,11 +32,16 @@ where
         _ => std::path::PathBuf::from("."),
     };
     let prefix = format!(".{}.", file_name.to_string_lossy());
-    let tmp = tempfile::Builder::new()
-        .prefix(&prefix)
-        .suffix(".tmp")
-        .tempfile_in(&dir)
-        .with_path(&dir)?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp");
+    // A temporary file is private (0600) by default; the file it becomes gets what
+    // `File::create` gives (0666 less the umask), as any other program's output does.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let tmp = builder.tempfile_in(&dir).with_path(&dir)?;
     {
         let mut w = BufWriter::new(tmp.as_file());
         fill(&mut w)?;
@@ -73,6 +78,20 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
         // Only the target remains: no temporary files left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    /// The written file has the permissions `File::create` gives, not a temporary file's 0600.
+    #[cfg(unix)]
+    #[test]
+    fn written_files_get_normal_permissions() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let ours = dir.path().join("a.gguf");
+        write_atomic(&ours, b"x").unwrap();
+        let plain = dir.path().join("b.txt");
+        File::create(&plain).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&ours), mode(&plain));
     }
 
     #[test]
