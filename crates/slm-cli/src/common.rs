@@ -7,6 +7,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::Args;
 use slm_data::chat::ChatTemplate;
 use slm_data::tokenizer::Tokenizer;
+use slm_infer::decode::{TypeChoice, TypePlan};
 use slm_infer::{GenerationDefaults, SamplerConfig, SamplerFlags};
 use slm_model::LoadedLlama;
 use slm_recipes::calib::CalibSpec;
@@ -27,6 +28,27 @@ pub struct ModelArgs {
     /// adapter_model.safetensors, from `slm finetune` or PEFT), merged into the model at load.
     #[arg(long)]
     pub adapter: Option<PathBuf>,
+}
+
+/// `--type`: how the decode engine stores the weights, flattened into every command that
+/// decodes (generate, chat, serve, eval, bench).
+#[derive(Args, Debug, Clone)]
+pub struct TypeArgs {
+    /// Weight storage while decoding. `auto`: a quantised GGUF runs at its own types, tensor by
+    /// tensor (Q8_0, Q4_0, Q4_1 as stored; Q4_K/Q3_K/Q2_K as Q4_1, Q5_0/Q5_1/Q5_K/Q6_K as
+    /// Q8_0, the nearest block types the engine runs), float files at f32. f32, q8_0, q4_1,
+    /// q4_0: every matrix so, quantised at load (round-to-nearest; a file's own type gives
+    /// back its blocks).
+    #[arg(long = "type", default_value = "auto",
+          value_parser = choice(&["auto", "f32", "q8_0", "q4_1", "q4_0"], TypeChoice::parse))]
+    pub weight_type: TypeChoice,
+}
+
+impl TypeArgs {
+    /// The storage of every matrix of `loaded`.
+    pub fn plan(&self, loaded: &LoadedLlama) -> Result<TypePlan> {
+        Ok(self.weight_type.plan(&loaded.stored_types)?)
+    }
 }
 
 /// `--bos` / `--no-bos`: whether BOS goes first; by default as the model's tokenizer does

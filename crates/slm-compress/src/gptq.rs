@@ -183,7 +183,7 @@ pub fn gptq_quantize(
         block_size,
         damp,
     } = *opts;
-    if cols % QK != 0 {
+    if !cols.is_multiple_of(QK) {
         return Err(Error::invalid(format!(
             "gptq: rows of {cols} values do not fill {QK}-value blocks"
         )));

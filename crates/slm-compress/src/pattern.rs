@@ -60,7 +60,7 @@ impl Pattern {
     /// tensor named in the error.
     pub fn check_width(&self, cols: usize, name: &str) -> Result<()> {
         match *self {
-            Pattern::NM { n, m } if m == 0 || cols % m != 0 => Err(Error::invalid(format!(
+            Pattern::NM { n, m } if m == 0 || !cols.is_multiple_of(m) => Err(Error::invalid(format!(
                 "pattern {n}:{m} needs the input width to be a multiple of {m}, but `{name}` has {cols} inputs"
             ))),
             _ => Ok(()),
@@ -88,7 +88,7 @@ impl fmt::Display for Pattern {
 /// True when `mask` (`[rows, cols]` row-major, `true` = pruned) prunes exactly `m − n` of
 /// every group of `m` consecutive inputs of every row.
 pub fn check_nm(mask: &[bool], rows: usize, cols: usize, n: usize, m: usize) -> bool {
-    if m == 0 || n >= m || cols % m != 0 || mask.len() != rows * cols {
+    if m == 0 || n >= m || !cols.is_multiple_of(m) || mask.len() != rows * cols {
         return false;
     }
     mask.chunks_exact(m)

@@ -121,6 +121,20 @@ impl<T> IoContext<T> for std::io::Result<T> {
     }
 }
 
+/// The JSON type name of `v` ("a string", "an array", …), for error messages about input
+/// that has the wrong shape.
+pub fn json_kind(v: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,19 +159,5 @@ mod tests {
         let json = serde_json::from_str::<u32>("x").unwrap_err();
         let text = chain(&Error::from(json));
         assert_eq!(text.matches("expected").count(), 1, "{text}");
-    }
-}
-
-/// The JSON type name of `v` ("a string", "an array", …), for error messages about input
-/// that has the wrong shape.
-pub fn json_kind(v: &serde_json::Value) -> &'static str {
-    use serde_json::Value;
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }

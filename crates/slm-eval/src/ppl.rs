@@ -234,7 +234,7 @@ mod tests {
         let toks: Vec<u32> = (0..10).collect();
         let w = plan_stream(&toks, 4, Some(2)).unwrap();
         // Every token except the first is scored exactly once.
-        let mut scored = vec![0; 10];
+        let mut scored = [0; 10];
         let mut begin = 0;
         for win in &w {
             for i in win.score_from.max(1)..win.tokens.len() {

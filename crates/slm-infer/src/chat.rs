@@ -7,7 +7,7 @@
 //! its new tokens), and streaming the answer until an end-of-turn token, a stop string, the
 //! token limit, a full context or the caller's interrupt.
 
-use crate::decode::{Decoder, KvType, RunState, WeightType};
+use crate::decode::{Decoder, KvType, RunState, SparseUse, TypePlan, WeightType};
 use crate::generate::StopReason;
 use crate::sampler::{Sampler, SamplerConfig};
 use crate::stop::{StopCheck, StopMatcher};
@@ -29,7 +29,7 @@ pub struct ChatOptions {
     /// `eos_token_id` of generation_config.json).
     pub stop_tokens: Vec<u32>,
     pub kv: KvType,
-    pub weights: WeightType,
+    pub weights: TypePlan,
 }
 
 impl Default for ChatOptions {
@@ -40,7 +40,7 @@ impl Default for ChatOptions {
             stop: Vec::new(),
             stop_tokens: Vec::new(),
             kv: KvType::F32,
-            weights: WeightType::F32,
+            weights: TypePlan::uniform(WeightType::F32),
         }
     }
 }
@@ -91,7 +91,7 @@ impl<'t> ChatSession<'t> {
         opts: ChatOptions,
     ) -> Result<Self> {
         let sampler = Sampler::new(opts.sampler.clone())?;
-        let engine = Decoder::new(model, opts.weights)?;
+        let engine = Decoder::with_plan(model, &opts.weights, SparseUse::Auto)?;
         let state = engine.new_state_with(opts.kv);
         let mut stop_ids = template.stop_token_ids(tokenizer);
         stop_ids.extend(&opts.stop_tokens);

@@ -6,7 +6,7 @@
 //! decode. [`generate_with`] runs on a decode engine and state the caller keeps, so a caller
 //! generating many texts (data distillation) packs the weights once.
 
-use crate::decode::{Decoder, KvType, RunState, WeightType};
+use crate::decode::{Decoder, KvType, RunState, SparseUse, TypePlan, WeightType};
 use crate::sampler::{Sampler, SamplerConfig};
 use crate::stop::{StopCheck, StopMatcher};
 use slm_core::{Error, Result};
@@ -31,8 +31,9 @@ pub struct GenerateOptions {
     pub logprobs: bool,
     /// Storage of the decode engine's KV cache.
     pub kv: KvType,
-    /// Storage of the decode engine's linear weights (quantised at load).
-    pub weights: WeightType,
+    /// Storage of the decode engine's linear weights (quantised at load, or the file's own
+    /// types: [`TypeChoice::plan`](crate::decode::TypeChoice::plan)).
+    pub weights: TypePlan,
 }
 
 impl Default for GenerateOptions {
@@ -46,7 +47,7 @@ impl Default for GenerateOptions {
             stop_tokens: Vec::new(),
             logprobs: false,
             kv: KvType::F32,
-            weights: WeightType::F32,
+            weights: TypePlan::uniform(WeightType::F32),
         }
     }
 }
@@ -111,7 +112,7 @@ pub fn generate_from_tokens(
 ) -> Result<Generation> {
     // The decode engine (preallocated KV cache, streaming matrix-vector products); the
     // candle model stays the reference its tests compare with.
-    let engine = Decoder::new(model, opts.weights)?;
+    let engine = Decoder::with_plan(model, &opts.weights, SparseUse::Auto)?;
     let mut state = engine.new_state_with(opts.kv);
     generate_with(&engine, &mut state, tokenizer, prompt_tokens, opts, on_text)
 }

@@ -69,6 +69,7 @@ pub fn read(dir: &Path) -> Result<LoadedModel> {
         slm_meta: read_optional_json(&dir.join(SLM_META))?,
         source: dir.to_path_buf(),
         format: ModelFormat::HfDir,
+        stored_types: Default::default(),
     })
 }
 

@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use candle_core::Tensor;
 use slm_core::error::IoContext;
 use slm_core::{Error, Result};
+use std::collections::BTreeMap;
 
 pub use hf_dir::save_hf_dir;
 pub use safetensors_io::{parse_safetensors, read_safetensors, write_safetensors};
@@ -51,6 +52,10 @@ pub struct LoadedModel {
     /// The file or directory read.
     pub source: PathBuf,
     pub format: ModelFormat,
+    /// How each tensor was stored in the file (GGML type names such as `Q4_1`, `Q6_K`, `F32`,
+    /// by HF name), for running a quantised file at its own types; empty for formats that
+    /// hold only float tensors.
+    pub stored_types: BTreeMap<String, String>,
 }
 
 /// Where the model's tokenizer comes from.

@@ -255,6 +255,7 @@ pub fn read_bytes(path: &Path, bytes: &[u8]) -> Result<LoadedModel> {
         slm_meta: None,
         source: path.to_path_buf(),
         format: ModelFormat::Llama2c,
+        stored_types: Default::default(),
     })
 }
 

@@ -60,7 +60,7 @@ impl AttnShape {
     }
 
     fn check(&self, qkv: usize, y: usize) -> Result<()> {
-        if self.kv_heads == 0 || self.heads % self.kv_heads != 0 {
+        if self.kv_heads == 0 || !self.heads.is_multiple_of(self.kv_heads) {
             return Err(Error::invalid(format!(
                 "attention: {} query heads are not a multiple of {} kv heads",
                 self.heads, self.kv_heads

@@ -206,7 +206,7 @@ mod avx2 {
 /// Whether the AVX2 head kernels run here for heads of width `e`.
 #[cfg(target_arch = "x86_64")]
 fn avx2_heads(e: usize) -> bool {
-    e % 8 == 0
+    e.is_multiple_of(8)
         && std::arch::is_x86_feature_detected!("avx2")
         && std::arch::is_x86_feature_detected!("fma")
         && std::arch::is_x86_feature_detected!("f16c")

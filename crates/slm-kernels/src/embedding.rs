@@ -22,7 +22,7 @@ pub fn embedding_fwd(out: &mut [f32], table: &[f32], ids: &[u32], d: usize) -> R
     if d == 0 {
         return Ok(());
     }
-    if table.len() % d != 0 {
+    if !table.len().is_multiple_of(d) {
         return Err(Error::invalid(format!(
             "embedding: table of {} is not [vocab, {d}]",
             table.len()
@@ -41,7 +41,7 @@ pub fn embedding_bwd(dtable: &mut [f32], dout: &[f32], ids: &[u32], d: usize) ->
     if d == 0 {
         return Ok(());
     }
-    if dtable.len() % d != 0 {
+    if !dtable.len().is_multiple_of(d) {
         return Err(Error::invalid(format!(
             "embedding: table of {} is not [vocab, {d}]",
             dtable.len()

@@ -13,6 +13,23 @@ pub fn num_threads() -> usize {
     rayon::current_num_threads().max(1)
 }
 
+/// Runs `f` on a worker thread of the current rayon pool (directly when already on one).
+///
+/// A parallel loop started from a thread outside the pool is injected into the pool, and the
+/// caller sleeps on a lock until it is done: a decode step of a 30-layer model starts ~120
+/// such loops, and the sleeps and wake-ups cost a quarter of a token's time on small models
+/// (even with one thread). Started from a worker, the same loops split by work stealing, and
+/// the idle workers, still spinning between loops, take their share without a wake-up —
+/// what llama.cpp's persistent threadpool does for its graph. The caller sleeps once per
+/// call instead of once per loop.
+pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        f()
+    } else {
+        rayon::scope(|_| f())
+    }
+}
+
 /// `gemm` parallelism using the current rayon pool's threads.
 pub fn gemm_parallelism() -> Parallelism {
     match num_threads() {

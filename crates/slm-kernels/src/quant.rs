@@ -78,7 +78,7 @@ impl Default for BlockQ4_0 {
 }
 
 fn blocks_for(n: usize, what: &str) -> Result<usize> {
-    if n % QK != 0 {
+    if !n.is_multiple_of(QK) {
         return Err(Error::invalid(format!(
             "{what}: {n} values is not a multiple of the {QK}-value block"
         )));

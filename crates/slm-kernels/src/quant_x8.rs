@@ -75,7 +75,7 @@ impl QuantActs {
 
     /// Quantises `x` (rows of a length divisible by 32, back to back) and summarises its blocks.
     pub fn quantize(&mut self, x: &[f32]) -> Result<()> {
-        if x.len() % QK != 0 {
+        if !x.len().is_multiple_of(QK) {
             return Err(Error::invalid(format!(
                 "activations: {} values is not a multiple of the {QK}-value block",
                 x.len()
@@ -142,7 +142,7 @@ pub struct InterleavedMatrix {
 impl InterleavedMatrix {
     /// Repacks `w` [rows, cols] (ggml layout, `cols` a multiple of 32).
     pub fn new(w: &QuantMatrix, rows: usize, cols: usize) -> Result<Self> {
-        if cols % QK != 0 || rows == 0 {
+        if !cols.is_multiple_of(QK) || rows == 0 {
             return Err(Error::invalid(format!(
                 "interleaved matrix: {rows} × {cols} (columns must be a multiple of {QK})"
             )));
@@ -235,8 +235,8 @@ impl InterleavedMatrix {
     }
 
     /// Rows `8g..8g + 8` dotted with `R` quantised activation rows at once (each weight chunk
-    /// loaded once for all of them) by the SIMD kernel this CPU has — AVX2 or NEON — or None.
-    /// Every row of `xs` must have nb blocks.
+    /// loaded once for all of them) by the SIMD kernel [`group_path`] chose — AVX-512 VNNI,
+    /// AVX2 or NEON — or None for the scalar twin. Every row of `xs` must have nb blocks.
     #[inline]
     fn group_simd<const R: usize>(
         &self,
@@ -244,10 +244,22 @@ impl InterleavedMatrix {
         xs: [ActRow<'_>; R],
     ) -> Option<[[f32; ROWS]; R]> {
         let (scales, mins, quants) = self.group_slices(g);
+        let path = group_path();
         #[cfg(target_arch = "x86_64")]
-        if has_avx2() {
-            // SAFETY: features detected; the slices hold nb block columns of this group and
-            // every activation row has nb blocks.
+        if path == GroupPath::Avx512Vnni {
+            // SAFETY: features detected by `group_path`; the slices hold nb block columns of
+            // this group and every activation row has nb blocks.
+            return Some(unsafe {
+                match self.kind {
+                    Kind::Q8_0 => avx512::group_q8_0(scales, quants, xs),
+                    Kind::Q4_0 => avx512::group_q4(scales, None, quants, xs),
+                    Kind::Q4_1 => avx512::group_q4(scales, Some(mins), quants, xs),
+                }
+            });
+        }
+        #[cfg(target_arch = "x86_64")]
+        if path == GroupPath::Avx2 {
+            // SAFETY: as above.
             return Some(unsafe {
                 match self.kind {
                     Kind::Q8_0 => avx2::group_q8_0(scales, quants, xs),
@@ -257,19 +269,18 @@ impl InterleavedMatrix {
             });
         }
         #[cfg(target_arch = "aarch64")]
-        // SAFETY: as above (NEON is baseline on aarch64).
-        return Some(unsafe {
-            match self.kind {
-                Kind::Q8_0 => neon::group_q8_0(scales, quants, xs),
-                Kind::Q4_0 => neon::group_q4_0(scales, quants, xs),
-                Kind::Q4_1 => neon::group_q4_1(scales, mins, quants, xs),
-            }
-        });
-        #[allow(unreachable_code)]
-        {
-            let _ = (scales, mins, quants, xs);
-            None
+        if path == GroupPath::Neon {
+            // SAFETY: as above (NEON is baseline on aarch64).
+            return Some(unsafe {
+                match self.kind {
+                    Kind::Q8_0 => neon::group_q8_0(scales, quants, xs),
+                    Kind::Q4_0 => neon::group_q4_0(scales, quants, xs),
+                    Kind::Q4_1 => neon::group_q4_1(scales, mins, quants, xs),
+                }
+            });
         }
+        let _ = (scales, mins, quants, xs, path);
+        None
     }
 
     /// Rows `8g..8g + 8` dotted with the quantised activation `xq` [nb blocks].
@@ -310,6 +321,77 @@ fn interleave(j: usize, byte: impl Fn(usize, usize) -> u8) -> Chunk {
         }
     }
     c
+}
+
+/// Which kernel runs the interleaved group products (decode and prefill of quantised
+/// weights).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupPath {
+    /// AVX-512 F/BW/VL with VNNI (`vpdpbusd`): two chunks per 512-bit register.
+    Avx512Vnni,
+    /// AVX2 + FMA + F16C (`vpmaddubsw` + `vpmaddwd`).
+    Avx2,
+    /// aarch64 NEON (`sdot` where the CPU has it).
+    Neon,
+    /// The scalar twin.
+    Scalar,
+}
+
+impl GroupPath {
+    /// The name `slm bench --json` reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Avx512Vnni => "avx512-vnni",
+            Self::Avx2 => "avx2",
+            Self::Neon => "neon",
+            Self::Scalar => "scalar",
+        }
+    }
+
+    /// The best path this CPU offers, at most `cap` when given (`avx512-vnni`, `avx2`,
+    /// `neon`, `scalar`; an unknown name caps nothing).
+    fn detect(cap: Option<&str>) -> Self {
+        let allowed = |p: Self| match cap {
+            Some("scalar") => p == Self::Scalar,
+            Some("avx2") => p != Self::Avx512Vnni,
+            _ => true,
+        };
+        #[cfg(target_arch = "x86_64")]
+        {
+            if allowed(Self::Avx512Vnni) && has_avx512_vnni() {
+                return Self::Avx512Vnni;
+            }
+            if allowed(Self::Avx2) && has_avx2() {
+                return Self::Avx2;
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        if allowed(Self::Neon) {
+            return Self::Neon;
+        }
+        Self::Scalar
+    }
+}
+
+/// The group kernel in use: the best this CPU has, unless the environment variable
+/// `SLM_QUANT_KERNEL` (`avx2` or `scalar`) caps it — for timing one path against another
+/// on the same machine. Chosen once per process.
+pub fn group_path() -> GroupPath {
+    static PATH: std::sync::OnceLock<GroupPath> = std::sync::OnceLock::new();
+    *PATH.get_or_init(|| {
+        let cap = std::env::var("SLM_QUANT_KERNEL").ok();
+        GroupPath::detect(cap.as_deref())
+    })
+}
+
+/// AVX-512 F, BW, VL and VNNI, with FMA and F16C: what [`avx512`]'s kernels need.
+#[cfg(target_arch = "x86_64")]
+fn has_avx512_vnni() -> bool {
+    has_avx2()
+        && std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+        && std::arch::is_x86_feature_detected!("avx512vnni")
 }
 
 fn scale(d: u16) -> f32 {
@@ -471,6 +553,157 @@ mod avx2 {
                     }
                     Some(mw) => {
                         acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum[r]), acc[r]);
+                        let msx = _mm256_mul_ps(dx, _mm256_cvtepi32_ps(sx));
+                        acc[r] = _mm256_fmadd_ps(mw, msx, acc[r]);
+                    }
+                }
+            }
+        }
+        let mut out = [[0f32; ROWS]; R];
+        for r in 0..R {
+            _mm256_storeu_ps(out[r].as_mut_ptr(), acc[r]);
+        }
+        out
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    //! The group kernels with `vpdpbusd` (u8 × i8 products summed four at a time into i32
+    //! lanes, one instruction for AVX2's `maddubs` + `madd`) on 512-bit registers: one
+    //! register holds two chunks of the group (lanes 0–7 = rows 0–7 of chunk j, lanes 8–15 =
+    //! rows 0–7 of chunk j + 1), and the activation's matching 4-byte groups are placed by a
+    //! single `vpermd` per chunk pair. The two halves are added once per block.
+    //!
+    //! Q8_0 weights are signed; `vpdpbusd` wants the first operand unsigned, so the kernel
+    //! flips their sign bit (w + 128, exact in u8) and subtracts 128·Σx, which the
+    //! activation summary already holds. Q4 nibbles are unsigned as they are.
+    use super::{ActRow, Chunk, ROWS};
+    use std::arch::x86_64::*;
+
+    /// Permutation indices putting activation dword `a` in lanes 0–7 and `b` in lanes 8–15.
+    #[inline(always)]
+    unsafe fn pair_index(a: i32, b: i32) -> __m512i {
+        _mm512_set_epi32(b, b, b, b, b, b, b, b, a, a, a, a, a, a, a, a)
+    }
+
+    /// Lanes 0–7 plus lanes 8–15 of `v`.
+    #[inline(always)]
+    unsafe fn fold(v: __m512i) -> __m256i {
+        _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64::<1>(v))
+    }
+
+    /// As `avx2::group_q8_0`.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL/VNNI, FMA and F16C present; `scales` holds 8·nb values and `quants`
+    /// 8·nb chunks, with nb the block count of every `xs[r]`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub unsafe fn group_q8_0<const R: usize>(
+        scales: &[u16],
+        quants: &[Chunk],
+        xs: [ActRow<'_>; R],
+    ) -> [[f32; ROWS]; R] {
+        let flip = _mm512_set1_epi8(-128);
+        let idx = [
+            pair_index(0, 1),
+            pair_index(2, 3),
+            pair_index(4, 5),
+            pair_index(6, 7),
+        ];
+        let mut acc = [_mm256_setzero_ps(); R];
+        let (sp, qp) = (scales.as_ptr(), quants.as_ptr());
+        let nb = xs[0].q.len();
+        for i in 0..nb {
+            let mut isum = [_mm512_setzero_si512(); R];
+            let mut xb = [_mm512_setzero_si512(); R];
+            for r in 0..R {
+                let q = xs[r].q.get_unchecked(i).qs.as_ptr();
+                xb[r] = _mm512_castsi256_si512(_mm256_loadu_si256(q as *const __m256i));
+            }
+            for (p, ix) in idx.iter().enumerate() {
+                let w = _mm512_loadu_si512(qp.add(8 * i + 2 * p) as *const __m512i);
+                let wu = _mm512_xor_si512(w, flip);
+                for r in 0..R {
+                    let x = _mm512_permutexvar_epi32(*ix, xb[r]);
+                    isum[r] = _mm512_dpbusd_epi32(isum[r], wu, x);
+                }
+            }
+            let dw = _mm256_cvtph_ps(_mm_loadu_si128(sp.add(ROWS * i) as *const __m128i));
+            for r in 0..R {
+                let sx = _mm256_set1_epi32(*xs[r].sum.get_unchecked(i));
+                let s = _mm256_sub_epi32(fold(isum[r]), _mm256_slli_epi32(sx, 7));
+                let dx = _mm256_set1_ps(*xs[r].d.get_unchecked(i));
+                acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(s), acc[r]);
+            }
+        }
+        let mut out = [[0f32; ROWS]; R];
+        for r in 0..R {
+            _mm256_storeu_ps(out[r].as_mut_ptr(), acc[r]);
+        }
+        out
+    }
+
+    /// As `avx2::group_q4`: Q4_0 (`mins` None) or Q4_1.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL/VNNI, FMA and F16C present; `scales` (and `mins`) hold 8·nb values,
+    /// `quants` 4·nb chunks, with nb the block count of every `xs[r]`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub unsafe fn group_q4<const R: usize>(
+        scales: &[u16],
+        mins: Option<&[u16]>,
+        quants: &[Chunk],
+        xs: [ActRow<'_>; R],
+    ) -> [[f32; ROWS]; R] {
+        let low = _mm512_set1_epi8(0x0F);
+        // Chunk pair p's low nibbles are weights 4j..4j+4 (activation dwords 2p, 2p + 1), its
+        // high nibbles weights 16 + 4j.. (dwords 4 + 2p, 5 + 2p).
+        let (lo_idx, hi_idx) = (
+            [pair_index(0, 1), pair_index(2, 3)],
+            [pair_index(4, 5), pair_index(6, 7)],
+        );
+        let mut acc = [_mm256_setzero_ps(); R];
+        let (sp, qp) = (scales.as_ptr(), quants.as_ptr());
+        let nb = xs[0].q.len();
+        for i in 0..nb {
+            let mut isum = [_mm512_setzero_si512(); R];
+            let mut xb = [_mm512_setzero_si512(); R];
+            for r in 0..R {
+                let q = xs[r].q.get_unchecked(i).qs.as_ptr();
+                xb[r] = _mm512_castsi256_si512(_mm256_loadu_si256(q as *const __m256i));
+            }
+            for p in 0..2 {
+                let raw = _mm512_loadu_si512(qp.add(4 * i + 2 * p) as *const __m512i);
+                let lo = _mm512_and_si512(raw, low);
+                let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), low);
+                for r in 0..R {
+                    let xl = _mm512_permutexvar_epi32(lo_idx[p], xb[r]);
+                    let xh = _mm512_permutexvar_epi32(hi_idx[p], xb[r]);
+                    isum[r] = _mm512_dpbusd_epi32(isum[r], lo, xl);
+                    isum[r] = _mm512_dpbusd_epi32(isum[r], hi, xh);
+                }
+            }
+            let dw = _mm256_cvtph_ps(_mm_loadu_si128(sp.add(ROWS * i) as *const __m128i));
+            #[allow(clippy::manual_map)]
+            let mw = match mins {
+                Some(m) => Some(_mm256_cvtph_ps(_mm_loadu_si128(
+                    m.as_ptr().add(ROWS * i) as *const __m128i
+                ))),
+                None => None,
+            };
+            for r in 0..R {
+                let sx = _mm256_set1_epi32(*xs[r].sum.get_unchecked(i));
+                let dx = _mm256_set1_ps(*xs[r].d.get_unchecked(i));
+                let d = _mm256_mul_ps(dw, dx);
+                let s = fold(isum[r]);
+                match mw {
+                    None => {
+                        let centred = _mm256_sub_epi32(s, _mm256_slli_epi32(sx, 3));
+                        acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(centred), acc[r]);
+                    }
+                    Some(mw) => {
+                        acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc[r]);
                         let msx = _mm256_mul_ps(dx, _mm256_cvtepi32_ps(sx));
                         acc[r] = _mm256_fmadd_ps(mw, msx, acc[r]);
                     }
@@ -662,6 +895,101 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// On x86-64: every group kernel this CPU can run (AVX-512 VNNI, AVX2), for one and four
+    /// activation rows, gives the scalar twin's sums, on weights whose Q8_0 values reach ±127
+    /// and Q4 nibbles 0 and 15 (the ends of the unsigned and sign-flipped ranges).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn x86_group_kernels_equal_the_scalar_twin() {
+        let (rows, blocks, n) = (27, 7, 4);
+        let cols = blocks * QK;
+        let wf: Vec<f32> = rand_vec(rows * cols, 41)
+            .iter()
+            .map(|v| v * 3.0 - 0.7)
+            .collect();
+        let x: Vec<f32> = rand_vec(n * cols, 42).iter().map(|v| v * 5.0).collect();
+        let mut xq = QuantActs::default();
+        xq.quantize(&x).unwrap();
+        let mut ran = Vec::new();
+        for kind in 0..3 {
+            let w = InterleavedMatrix::new(&quantized(&wf, kind), rows, cols).unwrap();
+            for g in 0..w.groups() {
+                let (sc, mins, qs) = w.group_slices(g);
+                let xs: [ActRow<'_>; 4] = std::array::from_fn(|r| xq.row(r, blocks));
+                let mut got: Vec<(&str, [[f32; ROWS]; 4], [f32; ROWS])> = Vec::new();
+                if has_avx512_vnni() {
+                    // SAFETY: features detected; the slices hold `blocks` block columns.
+                    let (four, one) = unsafe {
+                        match w.kind {
+                            Kind::Q8_0 => (
+                                avx512::group_q8_0(sc, qs, xs),
+                                avx512::group_q8_0(sc, qs, [xs[2]])[0],
+                            ),
+                            Kind::Q4_0 => (
+                                avx512::group_q4(sc, None, qs, xs),
+                                avx512::group_q4(sc, None, qs, [xs[2]])[0],
+                            ),
+                            Kind::Q4_1 => (
+                                avx512::group_q4(sc, Some(mins), qs, xs),
+                                avx512::group_q4(sc, Some(mins), qs, [xs[2]])[0],
+                            ),
+                        }
+                    };
+                    got.push(("avx512-vnni", four, one));
+                }
+                if has_avx2() {
+                    // SAFETY: as above.
+                    let (four, one) = unsafe {
+                        match w.kind {
+                            Kind::Q8_0 => (
+                                avx2::group_q8_0(sc, qs, xs),
+                                avx2::group_q8_0(sc, qs, [xs[2]])[0],
+                            ),
+                            Kind::Q4_0 => (
+                                avx2::group_q4(sc, None, qs, xs),
+                                avx2::group_q4(sc, None, qs, [xs[2]])[0],
+                            ),
+                            Kind::Q4_1 => (
+                                avx2::group_q4(sc, Some(mins), qs, xs),
+                                avx2::group_q4(sc, Some(mins), qs, [xs[2]])[0],
+                            ),
+                        }
+                    };
+                    got.push(("avx2", four, one));
+                }
+                for (path, four, one) in &got {
+                    ran.push(*path);
+                    assert_eq!(*one, four[2], "{path} kind {kind}: one row vs four");
+                    for (r, sums) in four.iter().enumerate() {
+                        let mut want = [0f32; ROWS];
+                        group_dot_scalar(w.kind, sc, mins, qs, xs[r], &mut want);
+                        for (a, b) in sums.iter().zip(&want) {
+                            assert!(
+                                (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                                "{path} kind {kind} group {g} row {r}: {a} vs {b}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        eprintln!("group kernels checked: {:?}", {
+            ran.sort();
+            ran.dedup();
+            ran
+        });
+    }
+
+    #[test]
+    fn a_capped_path_is_never_better_than_the_cap() {
+        assert_eq!(GroupPath::detect(Some("scalar")), GroupPath::Scalar);
+        assert_ne!(GroupPath::detect(Some("avx2")), GroupPath::Avx512Vnni);
+        #[cfg(target_arch = "x86_64")]
+        if has_avx512_vnni() {
+            assert_eq!(GroupPath::detect(None), GroupPath::Avx512Vnni);
         }
     }
 

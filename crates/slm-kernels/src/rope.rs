@@ -34,14 +34,14 @@ pub struct RopeLayout {
 impl RopeLayout {
     fn check(&self, len: usize, cos: &[f32], sin: &[f32], starts: Option<&[u32]>) -> Result<()> {
         check_len("rope input", len, self.rows * self.row_stride)?;
-        if self.head_dim % 2 != 0 || self.seq == 0 {
+        if !self.head_dim.is_multiple_of(2) || self.seq == 0 {
             return Err(Error::invalid(format!(
                 "rope: head_dim {} must be even and seq {} positive",
                 self.head_dim, self.seq
             )));
         }
         if let Some(st) = starts {
-            if self.rows % self.seq != 0 {
+            if !self.rows.is_multiple_of(self.seq) {
                 return Err(Error::invalid(format!(
                     "rope: {} rows are not whole sequences of {} for segment starts",
                     self.rows, self.seq

@@ -36,6 +36,16 @@ macro_rules! dispatch {
     };
 }
 
+/// The build [`dispatch!`](crate::dispatch) picks for the f32 kernels on this CPU:
+/// `avx2+fma`, or `baseline` (SSE2 on x86-64, NEON on aarch64).
+pub fn f32_path() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        return "avx2+fma";
+    }
+    "baseline"
+}
+
 /// `e^x` to about 2 ulp for x in [-87, 88] (inputs outside are clamped; e^-87 ≈ 1.6e-38
 /// stands for 0), branch-free so loops over it vectorise. Cephes' `expf`: x = n·ln2 + r with
 /// |r| ≤ ln2/2, e^r by a degree-7 polynomial, 2^n written into the exponent bits.

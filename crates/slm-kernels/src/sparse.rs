@@ -58,7 +58,7 @@ pub struct Sparse24Matrix {
 
 fn check_shape(w: &[f32], rows: usize, cols: usize, multiple: usize, what: &str) -> Result<()> {
     check_len(what, w.len(), rows * cols)?;
-    if cols % multiple != 0 {
+    if !cols.is_multiple_of(multiple) {
         return Err(Error::invalid(format!(
             "{what}: {cols} columns is not a multiple of {multiple}"
         )));
@@ -177,7 +177,7 @@ fn bitmask_dot_scalar(masks: &[u8], values: &[f32], x: &[f32]) -> f32 {
 /// Whether every group of 4 consecutive weights in each row of `w` [.., cols] has at most
 /// 2 non-zeros (false when `cols` is not a multiple of 4).
 pub fn is_2_4(w: &[f32], cols: usize) -> bool {
-    cols % 4 == 0
+    cols.is_multiple_of(4)
         && w.chunks_exact(4)
             .all(|g| g.iter().filter(|v| **v != 0.0).count() <= 2)
 }

@@ -10,7 +10,7 @@ use candle_core::Tensor;
 use slm_core::Result;
 use slm_io::gguf::export::{write_model, ExportReport, GgufType};
 use slm_io::{GgufVocab, LoadedModel, ModelFormat, TokenizerSource};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// A model together with what came with it on disk.
@@ -23,6 +23,8 @@ pub struct LoadedLlama {
     pub slm_meta: Option<serde_json::Value>,
     pub source: PathBuf,
     pub format: ModelFormat,
+    /// How each tensor was stored in the file (see [`LoadedModel::stored_types`]).
+    pub stored_types: BTreeMap<String, String>,
 }
 
 /// Loads `spec` (HF directory, HF cache id, GGUF file or llama2.c checkpoint).
@@ -43,6 +45,7 @@ pub fn from_loaded(loaded: LoadedModel) -> Result<LoadedLlama> {
         slm_meta: loaded.slm_meta,
         source: loaded.source,
         format: loaded.format,
+        stored_types: loaded.stored_types,
     })
 }
 

@@ -8,7 +8,7 @@ use slm_data::tokenizer::Tokenizer;
 use slm_infer::bench::{
     median, peak_memory_bytes, stream_triad, time_greedy, time_greedy_batch, weight_bytes_per_token,
 };
-use slm_infer::decode::{Decoder, KvType, SparseUse, WeightType};
+use slm_infer::decode::{Decoder, KvType, SparseUse, TypePlan, WeightType};
 use slm_infer::{generate_from_tokens, GenerateOptions, SamplerConfig};
 use slm_model::Llama;
 use slm_train::engine::FastModel;
@@ -26,7 +26,7 @@ pub struct ModelBench {
     pub prompt_tokens: usize,
     pub gen_tokens: usize,
     pub reps: usize,
-    pub weights: WeightType,
+    pub weights: TypePlan,
     pub batch: usize,
     pub sparse: SparseUse,
     pub kv: KvType,
@@ -43,7 +43,9 @@ impl ModelBench {
             ));
         }
         if !self.fast
-            && (self.batch > 1 || self.kv != KvType::F32 || self.weights != WeightType::F32)
+            && (self.batch > 1
+                || self.kv != KvType::F32
+                || !self.weights.is_uniform(WeightType::F32))
         {
             return Err(Error::invalid(
                 "--batch, --kv and --type need --engine fast",
@@ -79,7 +81,7 @@ pub fn bench_model(
         ..Default::default()
     };
     let fast = if o.fast {
-        Some(Decoder::with_sparse(model, o.weights, o.sparse)?)
+        Some(Decoder::with_plan(model, &o.weights, o.sparse)?)
     } else {
         None
     };
@@ -119,13 +121,14 @@ pub fn bench_model(
     let lower = |x: &dyn std::fmt::Debug| format!("{x:?}").to_lowercase();
     Ok(
         json!({"model": spec, "parameters": model.num_parameters(), "threads": rayon_threads(),
-        "engine": if o.fast { "fast" } else { "candle" }, "type": lower(&o.weights), "sparse": lower(&o.sparse),
+        "engine": if o.fast { "fast" } else { "candle" }, "type": o.weights.describe(), "sparse": lower(&o.sparse),
         "storage": storage, "kv": lower(&o.kv),
         "batch": o.batch, "prompt_tokens": o.prompt_tokens, "gen_tokens": o.gen_tokens, "reps": o.reps,
         "prefill_tok_s": prefill_tok_s, "decode_tok_s": decode_tok_s,
         "weight_bytes_per_token": bytes, "achieved_gb_s": achieved, "bandwidth_gb_s": bw,
         "bandwidth_share": achieved / bw, "ceiling_tok_s": o.batch as f64 * bw * 1e9 / bytes as f64,
-        "peak_memory_bytes": peak}),
+        "peak_memory_bytes": peak,
+        "kernels": {"quantised": slm_kernels::quant_x8::group_path().name(), "f32": slm_kernels::simd::f32_path()}}),
     )
 }
 
@@ -148,6 +151,12 @@ pub fn model_text(v: &Value) -> String {
     );
     if let Some(st) = v["storage"].as_str() {
         s += &format!("storage   {st}\n");
+    }
+    if let (Some(q), Some(f)) = (
+        v["kernels"]["quantised"].as_str(),
+        v["kernels"]["f32"].as_str(),
+    ) {
+        s += &format!("kernels   quantised {q}, f32 {f}\n");
     }
     s += &format!(
         "prefill   {:>9.0} tok/s ({}-token prompt)\n",

@@ -76,7 +76,7 @@ impl GradualPruning {
     pub fn updates_at(&self, step: u64) -> bool {
         step >= self.start
             && step <= self.end
-            && ((step - self.start) % self.every == 0 || step == self.end)
+            && ((step - self.start).is_multiple_of(self.every) || step == self.end)
     }
 }
 

@@ -95,7 +95,7 @@ pub fn read_summary(data_dir: &Path) -> Result<DataSummary> {
             ),
         )
     })?;
-    Ok(serde_json::from_slice(&bytes).map_err(|e| Error::format(&p, e.to_string()))?)
+    serde_json::from_slice(&bytes).map_err(|e| Error::format(&p, e.to_string()))
 }
 
 /// What a run trains with: the loop's settings, the objective, and the whole settings file.
@@ -476,14 +476,15 @@ impl Trainer {
             self.log(line)?;
             obs.on_step(&m);
             let last = self.step == cfg.steps;
-            if (cfg.eval_every > 0 && self.step % cfg.eval_every == 0) || last {
+            if (cfg.eval_every > 0 && self.step.is_multiple_of(cfg.eval_every)) || last {
                 if let Some(v) = self.evaluate_if_any()? {
                     val_loss = Some(v);
                     self.log(serde_json::json!({"step": self.step, "val_loss": v, "tokens": self.tokens_seen}))?;
                     obs.on_eval(self.step, v);
                 }
             }
-            if (cfg.checkpoint_every > 0 && self.step % cfg.checkpoint_every == 0) || last {
+            if (cfg.checkpoint_every > 0 && self.step.is_multiple_of(cfg.checkpoint_every)) || last
+            {
                 self.save_checkpoint()?;
             }
             if stop.load(Ordering::SeqCst) && !last {

@@ -3,7 +3,7 @@
 use crate::common::{choice, load_model, load_model_and_tokenizer, ModelArgs};
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use slm_infer::decode::{KvType, SparseUse, WeightType};
+use slm_infer::decode::{KvType, SparseUse, TypeChoice, TypePlan, WeightType};
 use slm_recipes::bench::{self as lib, ModelBench, TrainBench};
 use slm_train::finetune::BaseType;
 use std::path::PathBuf;
@@ -41,11 +41,8 @@ pub struct BenchArgs {
     /// Timed repetitions (medians are reported).
     #[arg(long, default_value_t = 3)]
     pub reps: usize,
-    /// Weight storage for the decode engine: f32, q8_0, q4_0 or q4_1 (quantised at load,
-    /// round-to-nearest).
-    #[arg(long = "type", default_value = "f32",
-          value_parser = choice(&["f32", "q8_0", "q4_0", "q4_1"], WeightType::parse))]
-    pub weight_type: WeightType,
+    #[command(flatten)]
+    pub types: crate::common::TypeArgs,
     /// Sequences decoded together (each matrix read once per step for all of them); decode
     /// tok/s is then summed over the batch. Prefill is always one sequence.
     #[arg(long, default_value_t = 1)]
@@ -149,7 +146,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 prompt_tokens: a.prompt_tokens,
                 gen_tokens: a.gen_tokens,
                 reps: a.reps,
-                weights: a.weight_type,
+                weights: match a.types.weight_type {
+                    TypeChoice::Fixed(ty) => TypePlan::uniform(ty),
+                    // Resolved from the file once it is loaded.
+                    TypeChoice::Auto => TypePlan::uniform(WeightType::F32),
+                },
                 batch: a.batch,
                 sparse: a.sparse,
                 kv: a.kv,
@@ -168,6 +169,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 let (l, t) = load_model_and_tokenizer(&args)?;
                 (l, Some(t))
             };
+            // The candle loop runs f32 only; the decode engine takes the file's own types.
+            let mut o = o;
+            if o.fast {
+                o.weights = a.types.plan(&loaded)?;
+            }
             print(
                 lib::bench_model(&loaded.model, tok.as_deref(), spec, &o)?,
                 a.json,

@@ -8,7 +8,7 @@ use crate::common::{
 };
 use anyhow::Result;
 use clap::Args as ClapArgs;
-use slm_infer::decode::{KvType, WeightType};
+use slm_infer::decode::KvType;
 use slm_infer::{ChatOptions, ChatSession, GenerationDefaults, StopReason};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -64,10 +64,8 @@ pub struct Args {
     /// KV cache storage: f32 (exact) or f16 (half the memory).
     #[arg(long, default_value = "f32", value_parser = choice(&["f32", "f16"], KvType::parse))]
     pub kv: KvType,
-    /// Weight storage while decoding: f32, or q8_0 / q4_1 / q4_0 blocks quantised at load.
-    #[arg(long = "type", default_value = "f32",
-          value_parser = choice(&["f32", "q8_0", "q4_1", "q4_0"], WeightType::parse))]
-    pub weight_type: WeightType,
+    #[command(flatten)]
+    pub types: crate::common::TypeArgs,
 }
 
 /// Set while an answer is being written: Ctrl-C then stops the answer, not the program.
@@ -96,7 +94,7 @@ pub fn run(args: Args) -> Result<()> {
         stop: args.stop.clone(),
         stop_tokens: gen.eos_token_ids.clone(),
         kv: args.kv,
-        weights: args.weight_type,
+        weights: args.types.plan(&loaded)?,
     };
     opts.sampler.validate()?;
     let origin = template.origin().to_string();

@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 use clap::Args as ClapArgs;
 use slm_eval::tasks::{self, TaskOptions};
 use slm_eval::{read_eval_text, PplOptions, TextFormat};
-use slm_infer::decode::{Decoder, WeightType};
+use slm_infer::decode::{Decoder, SparseUse};
 use slm_recipes::evaluate::evaluate;
 use slm_recipes::progress::{bar_callback, progress_bar};
 use std::path::PathBuf;
@@ -85,10 +85,8 @@ pub struct Args {
     /// Documents scored at once, each on its own KV cache.
     #[arg(long, default_value_t = 1, value_parser = crate::common::number::<usize>(|b| b >= 1, "of at least 1"))]
     pub batch: usize,
-    /// Weights while scoring: f32, or q8_0 / q4_1 / q4_0 blocks quantised at load.
-    #[arg(long = "type", default_value = "f32",
-          value_parser = choice(&["f32", "q8_0", "q4_1", "q4_0"], WeightType::parse))]
-    pub weight_type: WeightType,
+    #[command(flatten)]
+    pub types: crate::common::TypeArgs,
     /// Few-shot seed (the harness's default 1234).
     #[arg(long, default_value_t = tasks::FEWSHOT_SEED)]
     pub seed: u64,
@@ -144,7 +142,8 @@ fn run_tasks(args: &Args) -> Result<()> {
         list.push(tasks::load_task_file(f)?);
     }
     let (loaded, tokenizer) = load_model_and_tokenizer(&args.model)?;
-    let dec = Decoder::new(&loaded.model, args.weight_type)?;
+    let plan = args.types.plan(&loaded)?;
+    let dec = Decoder::with_plan(&loaded.model, &plan, SparseUse::Auto)?;
     let opts = TaskOptions {
         num_fewshot: args.num_fewshot,
         limit: args.limit,
@@ -175,7 +174,7 @@ fn run_tasks(args: &Args) -> Result<()> {
     if args.json {
         let v = serde_json::json!({
             "model": args.model.model,
-            "type": format!("{:?}", args.weight_type).to_lowercase(),
+            "type": plan.describe(),
             "limit": args.limit,
             "rows": args.rows.as_ref().map(|r| [r.start, r.end.min(u32::MAX as usize)]),
             "tasks": reports.iter().map(|r| r.to_json()).collect::<Vec<_>>(),

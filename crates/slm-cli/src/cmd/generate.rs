@@ -7,7 +7,7 @@ use crate::common::{
 use anyhow::{bail, Result};
 use clap::Args as ClapArgs;
 use slm_data::chat::{load_messages, Message};
-use slm_infer::decode::{KvType, WeightType};
+use slm_infer::decode::KvType;
 use slm_infer::{generate_from_tokens, GenerateOptions, GenerationDefaults};
 use std::io::Write;
 use std::path::PathBuf;
@@ -61,12 +61,8 @@ pub struct Args {
     /// position, as llama.cpp's default; logits change slightly).
     #[arg(long, default_value = "f32", value_parser = choice(&["f32", "f16"], KvType::parse))]
     pub kv: KvType,
-    /// Weight storage while decoding: f32, or q8_0 / q4_1 / q4_0 blocks quantised at load
-    /// (a file from `slm quantize` loads as its dequantised values; the same type gives back
-    /// the same blocks).
-    #[arg(long = "type", default_value = "f32",
-          value_parser = choice(&["f32", "q8_0", "q4_1", "q4_0"], WeightType::parse))]
-    pub weight_type: WeightType,
+    #[command(flatten)]
+    pub types: crate::common::TypeArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -116,7 +112,7 @@ pub fn run(args: Args) -> Result<()> {
         stop_at_eos: !args.ignore_eos,
         stop_tokens,
         kv: args.kv,
-        weights: args.weight_type,
+        weights: args.types.plan(&loaded)?,
         ..Default::default()
     };
     let stdout = std::io::stdout();

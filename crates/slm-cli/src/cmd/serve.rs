@@ -6,7 +6,7 @@ use crate::common::{
 };
 use anyhow::{Context, Result};
 use clap::Args as ClapArgs;
-use slm_infer::decode::{Decoder, KvType, WeightType};
+use slm_infer::decode::{Decoder, KvType, SparseUse};
 use slm_infer::SamplerFlags;
 use std::io::Write;
 use std::path::PathBuf;
@@ -40,10 +40,8 @@ pub struct Args {
     /// Port (0: any free port; the address is printed).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
-    /// Weight storage while decoding: f32, or q8_0 / q4_1 / q4_0 blocks quantised at load.
-    #[arg(long = "type", default_value = "f32",
-          value_parser = choice(&["f32", "q8_0", "q4_1", "q4_0"], WeightType::parse))]
-    pub weight_type: WeightType,
+    #[command(flatten)]
+    pub types: crate::common::TypeArgs,
     /// KV cache storage: f32 (exact) or f16 (half the memory).
     #[arg(long, default_value = "f32", value_parser = choice(&["f32", "f16"], KvType::parse))]
     pub kv: KvType,
@@ -133,7 +131,8 @@ pub fn run(args: Args) -> Result<()> {
             seed: 0,
         },
     );
-    let decoder = Decoder::new(&loaded.model, args.weight_type)?;
+    let plan = args.types.plan(&loaded)?;
+    let decoder = Decoder::with_plan(&loaded.model, &plan, SparseUse::Auto)?;
     // The decoder holds its own copy of the weights: the loaded f32 model is no longer needed.
     drop(loaded);
     release_freed_memory();

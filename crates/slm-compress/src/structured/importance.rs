@@ -89,7 +89,7 @@ impl ColumnStats {
     /// Adds `x` [rows, cols] (row-major).
     pub fn add(&mut self, x: &[f32]) -> Result<()> {
         let cols = self.cols();
-        if cols == 0 || x.len() % cols != 0 {
+        if cols == 0 || !x.len().is_multiple_of(cols) {
             return Err(Error::invalid(format!(
                 "{} values are not whole rows of {cols}",
                 x.len()

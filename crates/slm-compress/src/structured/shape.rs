@@ -64,7 +64,7 @@ impl Shape {
                 )));
             }
         }
-        if self.heads % self.kv_heads != 0 {
+        if !self.heads.is_multiple_of(self.kv_heads) {
             return Err(Error::invalid(format!(
                 "{} query heads do not split evenly over {} KV heads (grouped-query attention needs the same number of query heads per KV head)",
                 self.heads, self.kv_heads
@@ -176,7 +176,7 @@ fn fill_mlp(shape: Shape, parent: &LlamaConfig, target: usize) -> Option<Shape> 
     if fixed >= target || per_channel == 0 {
         return None;
     }
-    let step = if parent.intermediate_size % 32 == 0 {
+    let step = if parent.intermediate_size.is_multiple_of(32) {
         32
     } else {
         1
@@ -220,7 +220,11 @@ pub fn candidates(parent: &LlamaConfig, target: usize) -> Vec<(String, Shape)> {
     push("heads+mlp", fill_mlp(heads_shape, parent, target));
     // Hidden width (the embedding shrinks too): d' such that the count matches, MLP kept in
     // proportion to the parent's ratio.
-    let step = if parent.hidden_size % 32 == 0 { 32 } else { 1 };
+    let step = if parent.hidden_size.is_multiple_of(32) {
+        32
+    } else {
+        1
+    };
     let mut best: Option<Shape> = None;
     let mut h = step;
     while h <= full.hidden {

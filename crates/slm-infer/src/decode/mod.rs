@@ -20,12 +20,16 @@
 
 mod weights;
 
-pub use weights::{LayerWeights, Matrix, SparseUse, WeightType, Weights, OFFSETS_MIN_SPARSITY};
+pub use weights::{
+    LayerWeights, Matrix, SparseUse, TypeChoice, TypePlan, WeightType, Weights,
+    OFFSETS_MIN_SPARSITY,
+};
 
 use rayon::prelude::*;
 use slm_core::{Error, Result};
 use slm_kernels::attention::{attention_fwd_lse, AttnShape};
 use slm_kernels::attention_decode::{self, Cache, DecodeAttn};
+use slm_kernels::par::on_pool;
 use slm_kernels::quant::QK;
 use slm_kernels::quant_x8::QuantActs;
 use slm_kernels::rmsnorm::rmsnorm_fwd;
@@ -234,8 +238,14 @@ impl Decoder {
 
     /// As [`Decoder::new`] with the sparse storage chosen by `sparse`.
     pub fn with_sparse(model: &Llama, ty: WeightType, sparse: SparseUse) -> Result<Self> {
+        Self::with_plan(model, &TypePlan::uniform(ty), sparse)
+    }
+
+    /// Packs `model` with each matrix stored as `plan` says (`--type auto`: a quantised
+    /// file at its own types) and the sparse storage chosen by `sparse`.
+    pub fn with_plan(model: &Llama, plan: &TypePlan, sparse: SparseUse) -> Result<Self> {
         Ok(Self {
-            weights: Weights::from_llama(model, ty, sparse)?,
+            weights: Weights::from_llama(model, plan, sparse)?,
             config: model.config.clone(),
             rope: RopeTables::new(&model.config),
         })
@@ -341,6 +351,16 @@ impl Decoder {
         s: &mut RunState,
         tokens: &[u32],
         start: usize,
+        all: Option<&mut Vec<f32>>,
+    ) -> Result<()> {
+        on_pool(|| self.prefill_rows_on_pool(s, tokens, start, all))
+    }
+
+    fn prefill_rows_on_pool(
+        &self,
+        s: &mut RunState,
+        tokens: &[u32],
+        start: usize,
         mut all: Option<&mut Vec<f32>>,
     ) -> Result<()> {
         let c = &self.config;
@@ -423,6 +443,15 @@ impl Decoder {
         parts: &[(usize, &[u32], usize)],
         out: &mut Vec<f32>,
     ) -> Result<()> {
+        on_pool(|| self.prefill_scores_multi_on_pool(states, parts, out))
+    }
+
+    fn prefill_scores_multi_on_pool(
+        &self,
+        states: &mut [RunState],
+        parts: &[(usize, &[u32], usize)],
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
         let c = &self.config;
         let v = c.vocab_size;
         let ctx = c.max_position_embeddings;
@@ -498,6 +527,16 @@ impl Decoder {
     /// matrix is read once for the whole batch; each state's logits are left in it
     /// ([`RunState::logits`]). `scratch` holds the batch's activations between calls.
     pub fn forward_batch(
+        &self,
+        scratch: &mut BatchScratch,
+        states: &mut [RunState],
+        tokens: &[u32],
+        positions: &[usize],
+    ) -> Result<()> {
+        on_pool(|| self.forward_batch_on_pool(scratch, states, tokens, positions))
+    }
+
+    fn forward_batch_on_pool(
         &self,
         scratch: &mut BatchScratch,
         states: &mut [RunState],
@@ -712,6 +751,11 @@ impl Decoder {
     /// Runs `token` at position `pos` (the cache must hold positions 0..pos of this
     /// sequence) and returns the next-token logits [vocab].
     pub fn forward<'s>(&self, s: &'s mut RunState, token: u32, pos: usize) -> Result<&'s [f32]> {
+        on_pool(|| self.forward_on_pool(&mut *s, token, pos))?;
+        Ok(&s.logits)
+    }
+
+    fn forward_on_pool(&self, s: &mut RunState, token: u32, pos: usize) -> Result<()> {
         let c = &self.config;
         let d = c.hidden_size;
         let (h, g) = (c.num_attention_heads, c.num_key_value_heads);
@@ -769,7 +813,7 @@ impl Decoder {
             lw.wdown.matvec(&s.act, None, &mut s.xq, &mut s.delta)?;
             s.x.iter_mut().zip(&s.delta).for_each(|(x, d)| *x += d);
         }
-        self.logits(s)
+        self.logits(s).map(|_| ())
     }
 }
 

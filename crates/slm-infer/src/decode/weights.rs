@@ -14,7 +14,7 @@ use slm_kernels::quant_x8::{matmul_x8, matvec_x8, InterleavedMatrix, Kind, Quant
 use slm_kernels::sparse::{is_2_4, OffsetMatrix, Sparse24Matrix, SparseMatrix};
 use slm_model::flat::BlockParams;
 use slm_model::Llama;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
 /// How the linear weights are stored.
@@ -38,6 +38,141 @@ impl WeightType {
                 "unknown weight type `{other}`: use f32, q8_0, q4_0 or q4_1"
             ))),
         }
+    }
+}
+
+impl WeightType {
+    /// Rank by precision: f32 > q8_0 > q4_1 > q4_0.
+    fn precision(self) -> u8 {
+        match self {
+            Self::F32 => 3,
+            Self::Q8_0 => 2,
+            Self::Q4_1 => 1,
+            Self::Q4_0 => 0,
+        }
+    }
+
+    /// The name users write (`q4_1`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::Q8_0 => "q8_0",
+            Self::Q4_1 => "q4_1",
+            Self::Q4_0 => "q4_0",
+        }
+    }
+
+    /// The engine type that runs a tensor stored in the file as GGML type `ggml` (`Q4_K`,
+    /// `F16`, …): its own where the engine has it; a k-quant as the block type that holds
+    /// its values at no less precision — Q4_K's 32-value sub-blocks (a scale and a minimum
+    /// each, 16 levels) are Q4_1 blocks up to the f16 rounding of their scale and minimum;
+    /// Q2_K and Q3_K also as Q4_1; Q5_0, Q5_1, Q5_K, Q6_K and Q8_K as Q8_0; floats as f32.
+    /// None for a type the reader does not decode either.
+    pub fn for_stored(ggml: &str) -> Option<Self> {
+        Some(match ggml {
+            "F32" | "F16" | "BF16" | "F64" => Self::F32,
+            "Q8_0" | "Q8_1" | "Q8_K" | "Q5_0" | "Q5_1" | "Q5_K" | "Q6_K" => Self::Q8_0,
+            "Q4_1" | "Q4_K" | "Q3_K" | "Q2_K" => Self::Q4_1,
+            "Q4_0" => Self::Q4_0,
+            _ => return None,
+        })
+    }
+}
+
+/// `--type`: a fixed weight type for every matrix, or `auto` — a quantised file runs at its
+/// own types (per tensor, [`TypePlan::from_stored`]), float files at f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TypeChoice {
+    #[default]
+    Auto,
+    Fixed(WeightType),
+}
+
+impl TypeChoice {
+    pub fn parse(s: &str) -> Result<Self> {
+        if s.eq_ignore_ascii_case("auto") {
+            return Ok(Self::Auto);
+        }
+        WeightType::parse(s).map(Self::Fixed).map_err(|_| {
+            Error::invalid(format!(
+                "unknown weight type `{s}`: use auto, f32, q8_0, q4_0 or q4_1"
+            ))
+        })
+    }
+
+    /// The plan for a model whose tensors were stored as `stored` (HF name → GGML type name;
+    /// empty for float formats).
+    pub fn plan(self, stored: &BTreeMap<String, String>) -> Result<TypePlan> {
+        match self {
+            Self::Fixed(ty) => Ok(TypePlan::uniform(ty)),
+            Self::Auto => TypePlan::from_stored(stored),
+        }
+    }
+}
+
+/// The weight type of every matrix the engine packs: a default and per-tensor choices (by HF
+/// name). A packed matrix (q|k|v, gate|up) takes the most precise type of its members.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TypePlan {
+    pub default: WeightType,
+    pub by_tensor: BTreeMap<String, WeightType>,
+}
+
+impl From<WeightType> for TypePlan {
+    fn from(ty: WeightType) -> Self {
+        Self::uniform(ty)
+    }
+}
+
+impl TypePlan {
+    /// Every matrix as `ty`.
+    pub fn uniform(ty: WeightType) -> Self {
+        Self {
+            default: ty,
+            by_tensor: BTreeMap::new(),
+        }
+    }
+
+    /// Each tensor at the engine type of its stored type ([`WeightType::for_stored`]);
+    /// tensors not listed (and models whose file held only floats) as f32.
+    pub fn from_stored(stored: &BTreeMap<String, String>) -> Result<Self> {
+        let mut by_tensor = BTreeMap::new();
+        for (name, ggml) in stored {
+            let ty = WeightType::for_stored(ggml).ok_or_else(|| {
+                Error::Unsupported(format!(
+                    "tensor `{name}` is stored as {ggml}, which slm cannot run"
+                ))
+            })?;
+            by_tensor.insert(name.clone(), ty);
+        }
+        Ok(Self {
+            default: WeightType::F32,
+            by_tensor,
+        })
+    }
+
+    /// The type of a matrix made of the tensors `names` (the most precise of theirs).
+    pub fn for_tensors(&self, names: &[String]) -> WeightType {
+        names
+            .iter()
+            .map(|n| *self.by_tensor.get(n).unwrap_or(&self.default))
+            .max_by_key(|t| t.precision())
+            .unwrap_or(self.default)
+    }
+
+    /// What `slm bench --json` reports as the type: the type's name when every matrix gets
+    /// it, `auto` for a plan read from a file.
+    pub fn describe(&self) -> &'static str {
+        if self.by_tensor.is_empty() {
+            self.default.name()
+        } else {
+            "auto"
+        }
+    }
+
+    /// Whether every matrix gets the same type `ty`.
+    pub fn is_uniform(&self, ty: WeightType) -> bool {
+        self.default == ty && self.by_tensor.values().all(|t| *t == ty)
     }
 }
 
@@ -290,9 +425,9 @@ fn values(tensors: &HashMap<String, candle_core::Tensor>, name: &str) -> Result<
 }
 
 impl Weights {
-    /// Packs `model`'s weights, storing the linear layers (and the output head) as `ty`;
-    /// pruned f32 block matrices go sparse as `sparse` allows (the head stays dense).
-    pub fn from_llama(model: &Llama, ty: WeightType, sparse: SparseUse) -> Result<Self> {
+    /// Packs `model`'s weights, storing the linear layers (and the output head) as `plan`
+    /// says; pruned f32 block matrices go sparse as `sparse` allows (the head stays dense).
+    pub fn from_llama(model: &Llama, plan: &TypePlan, sparse: SparseUse) -> Result<Self> {
         let cfg = &model.config;
         let t: HashMap<String, candle_core::Tensor> = model.tensors().into_iter().collect();
         let (d, inter, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
@@ -303,26 +438,42 @@ impl Weights {
             // q|k|v and gate|up packed as the flat forward packs them.
             let BlockParams { ranges: r, values } = BlockParams::from_tensors(cfg, &t, l)?;
             let part = |range: &Range<usize>| values[range.clone()].to_vec();
+            let ty = |parts: &[&str]| {
+                let names: Vec<String> = parts
+                    .iter()
+                    .map(|p| format!("model.layers.{l}.{p}.weight"))
+                    .collect();
+                plan.for_tensors(&names)
+            };
+            let qkv_ty = ty(&["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"]);
+            let gu_ty = ty(&["mlp.gate_proj", "mlp.up_proj"]);
             layers.push(LayerWeights {
                 attn_norm: part(&r.norm1),
-                wqkv: Matrix::with_sparse(part(&r.wqkv), q + 2 * kv, d, ty, sparse)?,
+                wqkv: Matrix::with_sparse(part(&r.wqkv), q + 2 * kv, d, qkv_ty, sparse)?,
                 bqkv: r.bqkv.as_ref().map(part),
-                wo: Matrix::with_sparse(part(&r.wo), d, q, ty, sparse)?,
+                wo: Matrix::with_sparse(part(&r.wo), d, q, ty(&["self_attn.o_proj"]), sparse)?,
                 ffn_norm: part(&r.norm2),
-                wgu: Matrix::with_sparse(part(&r.wgu), 2 * inter, d, ty, sparse)?,
-                wdown: Matrix::with_sparse(part(&r.wdown), d, inter, ty, sparse)?,
+                wgu: Matrix::with_sparse(part(&r.wgu), 2 * inter, d, gu_ty, sparse)?,
+                wdown: Matrix::with_sparse(
+                    part(&r.wdown),
+                    d,
+                    inter,
+                    ty(&["mlp.down_proj"]),
+                    sparse,
+                )?,
             });
         }
-        let head = if cfg.tie_word_embeddings {
-            embed.clone()
+        let (head, head_name) = if cfg.tie_word_embeddings {
+            (embed.clone(), "model.embed_tokens.weight")
         } else {
-            values(&t, "lm_head.weight")?
+            (values(&t, "lm_head.weight")?, "lm_head.weight")
         };
+        let head_ty = plan.for_tensors(&[head_name.to_string()]);
         Ok(Self {
             embed,
             layers,
             final_norm: values(&t, "model.norm.weight")?,
-            lm_head: Matrix::new(head, v, d, ty)?,
+            lm_head: Matrix::new(head, v, d, head_ty)?,
         })
     }
 
@@ -358,5 +509,104 @@ impl Weights {
         let d = self.final_norm.len();
         // + the final norm, the head, and one embedding row
         norms + 4 * d + self.lm_head.bytes() + 4 * d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn auto_runs_each_tensor_at_its_stored_type() {
+        let l0 = |p: &str| format!("model.layers.0.{p}.weight");
+        // A Q4_K_M-like mix: q/k Q4_K, v Q6_K, gate/up Q4_K, down Q6_K, o Q4_0, embeddings Q8_0.
+        let s = stored(&[
+            (&l0("self_attn.q_proj"), "Q4_K"),
+            (&l0("self_attn.k_proj"), "Q4_K"),
+            (&l0("self_attn.v_proj"), "Q6_K"),
+            (&l0("self_attn.o_proj"), "Q4_0"),
+            (&l0("mlp.gate_proj"), "Q4_K"),
+            (&l0("mlp.up_proj"), "Q4_K"),
+            (&l0("mlp.down_proj"), "Q6_K"),
+            (&l0("input_layernorm"), "F32"),
+            ("model.embed_tokens.weight", "Q8_0"),
+        ]);
+        let plan = TypeChoice::Auto.plan(&s).unwrap();
+        let qkv: Vec<String> = ["q_proj", "k_proj", "v_proj"]
+            .iter()
+            .map(|p| l0(&format!("self_attn.{p}")))
+            .collect();
+        // The packed q|k|v takes the most precise member (v's Q6_K → Q8_0).
+        assert_eq!(plan.for_tensors(&qkv), WeightType::Q8_0);
+        assert_eq!(plan.for_tensors(&qkv[..2]), WeightType::Q4_1);
+        assert_eq!(
+            plan.for_tensors(&[l0("self_attn.o_proj")]),
+            WeightType::Q4_0
+        );
+        assert_eq!(plan.for_tensors(&[l0("mlp.down_proj")]), WeightType::Q8_0);
+        assert_eq!(plan.for_tensors(&[l0("input_layernorm")]), WeightType::F32);
+        // Not in the file's table: f32.
+        assert_eq!(
+            plan.for_tensors(&["lm_head.weight".into()]),
+            WeightType::F32
+        );
+        assert_eq!(plan.describe(), "auto");
+        // A float file, or a fixed type, is uniform.
+        let float = TypeChoice::Auto.plan(&BTreeMap::new()).unwrap();
+        assert!(float.is_uniform(WeightType::F32));
+        let fixed = TypeChoice::Fixed(WeightType::Q4_0).plan(&s).unwrap();
+        assert!(fixed.is_uniform(WeightType::Q4_0));
+        assert_eq!(fixed.describe(), "q4_0");
+        // A type the engine cannot run is refused by name.
+        let err = TypeChoice::Auto
+            .plan(&stored(&[("model.norm.weight", "IQ2_XS")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("IQ2_XS") && err.contains("model.norm.weight"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn type_choice_parses_auto_and_the_fixed_types() {
+        assert_eq!(TypeChoice::parse("auto").unwrap(), TypeChoice::Auto);
+        assert_eq!(
+            TypeChoice::parse("Q4_1").unwrap(),
+            TypeChoice::Fixed(WeightType::Q4_1)
+        );
+        let err = TypeChoice::parse("q5_k").unwrap_err().to_string();
+        assert!(err.contains("auto, f32"), "{err}");
+    }
+
+    #[test]
+    fn a_plan_stores_each_packed_matrix_at_its_type() {
+        let model = crate::testutil::tiny_llama(96, true, false, 32, 9);
+        let s = stored(&[
+            ("model.layers.0.self_attn.q_proj.weight", "Q4_0"),
+            ("model.layers.0.self_attn.k_proj.weight", "Q4_0"),
+            ("model.layers.0.self_attn.v_proj.weight", "Q4_0"),
+            ("model.layers.1.mlp.down_proj.weight", "Q8_0"),
+            ("model.embed_tokens.weight", "Q4_1"),
+        ]);
+        let plan = TypeChoice::Auto.plan(&s).unwrap();
+        let w = Weights::from_llama(&model, &plan, SparseUse::Off).unwrap();
+        assert_eq!(w.layers[0].wqkv.kind(), "q4_0");
+        assert_eq!(w.layers[1].wqkv.kind(), "f32");
+        assert_eq!(w.layers[1].wdown.kind(), "q8_0");
+        assert_eq!(w.layers[0].wdown.kind(), "f32");
+        // The tied head is stored as the embeddings were.
+        assert_eq!(w.lm_head.kind(), "q4_1");
+        // A uniform plan equals the old single-type packing.
+        let uniform =
+            Weights::from_llama(&model, &WeightType::Q8_0.into(), SparseUse::Off).unwrap();
+        assert_eq!(uniform.storage(), "q8_0 ×9");
     }
 }

@@ -104,7 +104,7 @@ fn encode_matrix(
     ty: GgufType,
     kept_f16: &mut Vec<String>,
 ) -> Result<(u32, Vec<u8>)> {
-    if ty.is_quantised() && cols % QK != 0 {
+    if ty.is_quantised() && !cols.is_multiple_of(QK) {
         kept_f16.push(name.to_string());
         return Ok((GGML_F16, f16_bytes(v)));
     }

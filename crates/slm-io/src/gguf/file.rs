@@ -347,7 +347,7 @@ fn byte_range(path: &Path, h: &GgufHeader, t: &GgufTensorInfo) -> Result<Option<
         return Ok(None);
     };
     let bad = |msg: String| Error::format(path, format!("tensor `{}`: {msg}", t.name));
-    if t.dims[0] % block != 0 {
+    if !t.dims[0].is_multiple_of(block) {
         return Err(bad(format!(
             "innermost dimension {} is not a multiple of the {} block size {block}",
             t.dims[0],

@@ -121,6 +121,7 @@ pub fn read_bytes(path: &Path, bytes: &[u8]) -> Result<LoadedModel> {
         }
     }
     let mut tensors = HashMap::with_capacity(h.tensors.len());
+    let mut stored_types = std::collections::BTreeMap::new();
     for t in &h.tensors {
         let Some((hf, expected)) = hf_name(&d, &t.name) else {
             let why = if t.name == "rope_freqs.weight" {
@@ -151,6 +152,7 @@ pub fn read_bytes(path: &Path, bytes: &[u8]) -> Result<LoadedModel> {
                 w = meta_to_hf(&w, d.kv_heads)?;
             }
         }
+        stored_types.insert(hf.clone(), t.type_name().to_string());
         tensors.insert(hf, w);
     }
     Ok(LoadedModel {
@@ -162,5 +164,6 @@ pub fn read_bytes(path: &Path, bytes: &[u8]) -> Result<LoadedModel> {
         slm_meta: None,
         source: path.to_path_buf(),
         format: ModelFormat::Gguf,
+        stored_types,
     })
 }

@@ -97,9 +97,9 @@ pub fn tensor_bytes(ggml_type: u32, elements: u64) -> Result<u64> {
     match ggml_type {
         GGML_F32 => Ok(4 * elements),
         GGML_F16 => Ok(2 * elements),
-        GGML_Q8_0 if elements % 32 == 0 => Ok(elements / 32 * 34),
-        GGML_Q4_0 if elements % 32 == 0 => Ok(elements / 32 * 18),
-        GGML_Q4_1 if elements % 32 == 0 => Ok(elements / 32 * 20),
+        GGML_Q8_0 if elements.is_multiple_of(32) => Ok(elements / 32 * 34),
+        GGML_Q4_0 if elements.is_multiple_of(32) => Ok(elements / 32 * 18),
+        GGML_Q4_1 if elements.is_multiple_of(32) => Ok(elements / 32 * 20),
         GGML_Q8_0 | GGML_Q4_0 | GGML_Q4_1 => Err(Error::invalid(format!(
             "{elements} values do not fill 32-value blocks"
         ))),

@@ -510,7 +510,7 @@ impl FastModel {
         targets: &[u32],
         starts: Option<&[u32]>,
         soft: Option<&passes::Soft>,
-        mut hidden: Option<&mut dyn ResidualLoss>,
+        hidden: Option<&mut dyn ResidualLoss>,
         backward: bool,
         batch: usize,
         seq: usize,
@@ -560,7 +560,7 @@ impl FastModel {
             // The hidden-state loss reads the block outputs saved in `resid`.
             let mut d_hidden = std::mem::take(&mut bufs.d_hidden);
             let mut hidden_loss = 0.0;
-            if let Some(h) = hidden.as_deref_mut() {
+            if let Some(h) = hidden {
                 for (j, &l) in hidden_layers.iter().enumerate() {
                     let out = slot(&acts.resid, 2 * l + 2, nd);
                     let g = backward.then(|| slot_mut(&mut d_hidden, j, nd));
