@@ -53,7 +53,28 @@ pub struct QuantActs {
     q: Vec<BlockQ8_0>,
     d: Vec<f32>,
     sum: Vec<i32>,
+    /// For the AVX-512 kernels only: each block's quants as the four registers those
+    /// kernels multiply with (`Pair` p: dword 2p of the block in lanes 0–7, dword 2p + 1 in
+    /// lanes 8–15), laid out once per product instead of once per 8 output rows.
+    pairs: Vec<Pair>,
 }
+
+/// 64 bytes, aligned for AVX-512 loads: one activation register of the AVX-512 kernels.
+#[repr(C, align(64))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pair(pub [u8; 64]);
+
+impl Default for Pair {
+    fn default() -> Self {
+        Self([0; 64])
+    }
+}
+
+/// Registers per activation block in [`QuantActs::pairs`].
+const PAIRS: usize = 4;
+
+/// Most activation blocks (all rows) whose registers are laid out ([`QuantActs::spread`]).
+const SPREAD_MAX_BLOCKS: usize = 128;
 
 /// One activation row's blocks as the kernels read them.
 #[derive(Clone, Copy)]
@@ -61,6 +82,8 @@ pub(crate) struct ActRow<'a> {
     pub(crate) q: &'a [BlockQ8_0],
     pub(crate) d: &'a [f32],
     pub(crate) sum: &'a [i32],
+    /// [nb·4] when the AVX-512 path is in use, else empty.
+    pub(crate) pairs: &'a [Pair],
 }
 
 impl QuantActs {
@@ -70,6 +93,7 @@ impl QuantActs {
             q: Vec::with_capacity(blocks),
             d: Vec::with_capacity(blocks),
             sum: Vec::with_capacity(blocks),
+            pairs: Vec::new(),
         }
     }
 
@@ -93,7 +117,23 @@ impl QuantActs {
                 .iter()
                 .map(|b| b.qs.iter().map(|&v| v as i32).sum::<i32>()),
         );
+        self.pairs.clear();
         Ok(())
+    }
+
+    /// Lays out the AVX-512 kernels' activation registers (4 × 64 bytes per block) when the
+    /// AVX-512 path is in use and they stay small (≤ [`SPREAD_MAX_BLOCKS`] blocks, 32 KiB:
+    /// within L1 for the kernels' repeated reads). Larger products (prefill) permute each
+    /// block's quants in registers instead, which reads 8× fewer bytes per weight group.
+    fn spread(&mut self) {
+        self.pairs.clear();
+        #[cfg(target_arch = "x86_64")]
+        if group_path() == GroupPath::Avx512Vnni && self.q.len() <= SPREAD_MAX_BLOCKS {
+            self.pairs.resize(self.q.len() * PAIRS, Pair::default());
+            // SAFETY: the AVX-512 path is only chosen when the CPU has its features; `pairs`
+            // holds 4 registers per block of `q`.
+            unsafe { avx512::spread_pairs(&self.q, &mut self.pairs) };
+        }
     }
 
     /// The quantised blocks.
@@ -104,10 +144,16 @@ impl QuantActs {
     /// Row `r` of rows of `nb` blocks.
     fn row(&self, r: usize, nb: usize) -> ActRow<'_> {
         let at = r * nb..(r + 1) * nb;
+        let pairs = if self.pairs.is_empty() {
+            &[][..]
+        } else {
+            &self.pairs[at.start * PAIRS..at.end * PAIRS]
+        };
         ActRow {
             q: &self.q[at.clone()],
             d: &self.d[at.clone()],
             sum: &self.sum[at],
+            pairs,
         }
     }
 }
@@ -578,8 +624,59 @@ mod avx512 {
     //! Q8_0 weights are signed; `vpdpbusd` wants the first operand unsigned, so the kernel
     //! flips their sign bit (w + 128, exact in u8) and subtracts 128·Σx, which the
     //! activation summary already holds. Q4 nibbles are unsigned as they are.
-    use super::{ActRow, Chunk, ROWS};
+    use super::{ActRow, Chunk, Pair, PAIRS, ROWS};
+    use crate::quant::BlockQ8_0;
     use std::arch::x86_64::*;
+
+    /// Writes each block's four activation registers (see [`super::QuantActs`]): register p
+    /// holds dword 2p of the block's quants in lanes 0–7 and dword 2p + 1 in lanes 8–15 —
+    /// for Q8_0 chunk pair p, for Q4 the low nibbles of chunk pair p (p < 2) or the high
+    /// nibbles of pair p − 2.
+    ///
+    /// # Safety
+    /// AVX-512 F present; `pairs` holds 4 registers per block of `q`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2")]
+    pub unsafe fn spread_pairs(q: &[BlockQ8_0], pairs: &mut [Pair]) {
+        let idx = pair_indices();
+        for (b, out) in q.iter().zip(pairs.chunks_exact_mut(PAIRS)) {
+            let x = _mm512_castsi256_si512(_mm256_loadu_si256(b.qs.as_ptr() as *const __m256i));
+            for (p, ix) in idx.iter().enumerate() {
+                _mm512_store_si512(
+                    out[p].0.as_mut_ptr() as *mut __m512i,
+                    _mm512_permutexvar_epi32(*ix, x),
+                );
+            }
+        }
+    }
+
+    /// The permutations that make activation register p from a block's 8 dwords.
+    #[inline(always)]
+    unsafe fn pair_indices() -> [__m512i; PAIRS] {
+        [
+            pair_index(0, 1),
+            pair_index(2, 3),
+            pair_index(4, 5),
+            pair_index(6, 7),
+        ]
+    }
+
+    /// Block `i` of every row of `xs`, in the low half of a register (to be permuted).
+    #[inline(always)]
+    unsafe fn blocks<const R: usize>(xs: &[ActRow<'_>; R], i: usize) -> [__m512i; R] {
+        // (A loop, not `array::from_fn`: a closure would not get the target features.)
+        let mut out = [_mm512_setzero_si512(); R];
+        for r in 0..R {
+            let q = xs[r].q.get_unchecked(i).qs.as_ptr();
+            out[r] = _mm512_castsi256_si512(_mm256_loadu_si256(q as *const __m256i));
+        }
+        out
+    }
+
+    /// Activation register `p` of block `i` of `x` (laid out by [`spread_pairs`]).
+    #[inline(always)]
+    unsafe fn pair(x: &ActRow<'_>, i: usize, p: usize) -> __m512i {
+        _mm512_load_si512(x.pairs.as_ptr().add(PAIRS * i + p) as *const __m512i)
+    }
 
     /// Permutation indices putting activation dword `a` in lanes 0–7 and `b` in lanes 8–15.
     #[inline(always)]
@@ -597,7 +694,7 @@ mod avx512 {
     ///
     /// # Safety
     /// AVX-512 F/BW/VL/VNNI, FMA and F16C present; `scales` holds 8·nb values and `quants`
-    /// 8·nb chunks, with nb the block count of every `xs[r]`.
+    /// 8·nb chunks, with nb the block count of every `xs[r]`, whose `pairs` are filled.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     pub unsafe fn group_q8_0<const R: usize>(
         scales: &[u16],
@@ -605,27 +702,27 @@ mod avx512 {
         xs: [ActRow<'_>; R],
     ) -> [[f32; ROWS]; R] {
         let flip = _mm512_set1_epi8(-128);
-        let idx = [
-            pair_index(0, 1),
-            pair_index(2, 3),
-            pair_index(4, 5),
-            pair_index(6, 7),
-        ];
+        let idx = pair_indices();
+        let spread = !xs[0].pairs.is_empty();
         let mut acc = [_mm256_setzero_ps(); R];
         let (sp, qp) = (scales.as_ptr(), quants.as_ptr());
         let nb = xs[0].q.len();
         for i in 0..nb {
             let mut isum = [_mm512_setzero_si512(); R];
-            let mut xb = [_mm512_setzero_si512(); R];
-            for r in 0..R {
-                let q = xs[r].q.get_unchecked(i).qs.as_ptr();
-                xb[r] = _mm512_castsi256_si512(_mm256_loadu_si256(q as *const __m256i));
-            }
-            for (p, ix) in idx.iter().enumerate() {
+            let xb = if spread {
+                [_mm512_setzero_si512(); R]
+            } else {
+                blocks(&xs, i)
+            };
+            for p in 0..PAIRS {
                 let w = _mm512_loadu_si512(qp.add(8 * i + 2 * p) as *const __m512i);
                 let wu = _mm512_xor_si512(w, flip);
                 for r in 0..R {
-                    let x = _mm512_permutexvar_epi32(*ix, xb[r]);
+                    let x = if spread {
+                        pair(&xs[r], i, p)
+                    } else {
+                        _mm512_permutexvar_epi32(idx[p], xb[r])
+                    };
                     isum[r] = _mm512_dpbusd_epi32(isum[r], wu, x);
                 }
             }
@@ -648,7 +745,8 @@ mod avx512 {
     ///
     /// # Safety
     /// AVX-512 F/BW/VL/VNNI, FMA and F16C present; `scales` (and `mins`) hold 8·nb values,
-    /// `quants` 4·nb chunks, with nb the block count of every `xs[r]`.
+    /// `quants` 4·nb chunks, with nb the block count of every `xs[r]`, whose `pairs` are
+    /// filled.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     pub unsafe fn group_q4<const R: usize>(
         scales: &[u16],
@@ -657,29 +755,33 @@ mod avx512 {
         xs: [ActRow<'_>; R],
     ) -> [[f32; ROWS]; R] {
         let low = _mm512_set1_epi8(0x0F);
-        // Chunk pair p's low nibbles are weights 4j..4j+4 (activation dwords 2p, 2p + 1), its
-        // high nibbles weights 16 + 4j.. (dwords 4 + 2p, 5 + 2p).
-        let (lo_idx, hi_idx) = (
-            [pair_index(0, 1), pair_index(2, 3)],
-            [pair_index(4, 5), pair_index(6, 7)],
-        );
+        let idx = pair_indices();
+        let spread = !xs[0].pairs.is_empty();
         let mut acc = [_mm256_setzero_ps(); R];
         let (sp, qp) = (scales.as_ptr(), quants.as_ptr());
         let nb = xs[0].q.len();
         for i in 0..nb {
             let mut isum = [_mm512_setzero_si512(); R];
-            let mut xb = [_mm512_setzero_si512(); R];
-            for r in 0..R {
-                let q = xs[r].q.get_unchecked(i).qs.as_ptr();
-                xb[r] = _mm512_castsi256_si512(_mm256_loadu_si256(q as *const __m256i));
-            }
+            let xb = if spread {
+                [_mm512_setzero_si512(); R]
+            } else {
+                blocks(&xs, i)
+            };
+            // Chunk pair p's low nibbles are weights 4j..4j+4 (activation register p), its
+            // high nibbles weights 16 + 4j.. (register 2 + p).
             for p in 0..2 {
                 let raw = _mm512_loadu_si512(qp.add(4 * i + 2 * p) as *const __m512i);
                 let lo = _mm512_and_si512(raw, low);
                 let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), low);
                 for r in 0..R {
-                    let xl = _mm512_permutexvar_epi32(lo_idx[p], xb[r]);
-                    let xh = _mm512_permutexvar_epi32(hi_idx[p], xb[r]);
+                    let (xl, xh) = if spread {
+                        (pair(&xs[r], i, p), pair(&xs[r], i, 2 + p))
+                    } else {
+                        (
+                            _mm512_permutexvar_epi32(idx[p], xb[r]),
+                            _mm512_permutexvar_epi32(idx[2 + p], xb[r]),
+                        )
+                    };
                     isum[r] = _mm512_dpbusd_epi32(isum[r], lo, xl);
                     isum[r] = _mm512_dpbusd_epi32(isum[r], hi, xh);
                 }
@@ -729,6 +831,7 @@ pub fn matvec_x8(
     check_len("matvec_x8 x", x.len(), w.cols())?;
     check_len("matvec_x8 y", y.len(), w.rows)?;
     xq.quantize(x)?;
+    xq.spread();
     let xq = xq.row(0, w.nb);
     if w.bytes() < 64 * 1024 {
         w.rows_into(xq, 0, y);
@@ -762,6 +865,7 @@ pub fn matmul_x8(
     check_len("matmul_x8 y_t", y_t.len(), n * rows)?;
     check_len("matmul_x8 y", y.len(), n * rows)?;
     xq.quantize(x)?;
+    xq.spread();
     let xq: &QuantActs = xq;
     let groups = rows.div_ceil(ROWS);
     let groups_per_task = groups.div_ceil(4 * crate::par::num_threads()).max(1);
@@ -911,10 +1015,17 @@ mod tests {
             .map(|v| v * 3.0 - 0.7)
             .collect();
         let x: Vec<f32> = rand_vec(n * cols, 42).iter().map(|v| v * 5.0).collect();
-        let mut xq = QuantActs::default();
-        xq.quantize(&x).unwrap();
+        let mut plain = QuantActs::default();
+        plain.quantize(&x).unwrap();
+        // The AVX-512 kernels read laid-out registers (decode) or permute the blocks
+        // themselves (prefill): both are checked.
+        let mut spread = plain.clone();
+        spread.spread();
         let mut ran = Vec::new();
-        for kind in 0..3 {
+        for (xq, kind) in [&plain, &spread]
+            .into_iter()
+            .flat_map(|q| (0..3).map(move |k| (q, k)))
+        {
             let w = InterleavedMatrix::new(&quantized(&wf, kind), rows, cols).unwrap();
             for g in 0..w.groups() {
                 let (sc, mins, qs) = w.group_slices(g);
@@ -938,7 +1049,12 @@ mod tests {
                             ),
                         }
                     };
-                    got.push(("avx512-vnni", four, one));
+                    let name = if xq.pairs.is_empty() {
+                        "avx512-vnni"
+                    } else {
+                        "avx512-vnni laid out"
+                    };
+                    got.push((name, four, one));
                 }
                 if has_avx2() {
                     // SAFETY: as above.
@@ -1000,12 +1116,25 @@ mod tests {
         for (blocks, seed) in [(6usize, 1u64), (2, 2), (5, 3)] {
             let x = rand_vec(blocks * QK, seed);
             shared.quantize(&x).unwrap();
+            shared.spread();
             let mut fresh = QuantActs::default();
             fresh.quantize(&x).unwrap();
+            fresh.spread();
             assert_eq!(shared.blocks(), fresh.blocks());
             assert_eq!(shared.d, fresh.d);
             assert_eq!(shared.sum, fresh.sum);
             assert_eq!(shared.sum.len(), blocks);
+            assert_eq!(shared.pairs, fresh.pairs);
+            // Register p of a block: dword 2p in lanes 0–7, dword 2p + 1 in lanes 8–15.
+            for (b, regs) in fresh.q.iter().zip(fresh.pairs.chunks_exact(PAIRS)) {
+                for (p, reg) in regs.iter().enumerate() {
+                    for (at, &byte) in reg.0.iter().enumerate() {
+                        let (lane, k) = (at / 4, at % 4);
+                        let dword = 2 * p + lane / ROWS;
+                        assert_eq!(byte, b.qs[4 * dword + k] as u8);
+                    }
+                }
+            }
             for (b, (&d, &s)) in fresh.q.iter().zip(fresh.d.iter().zip(&fresh.sum)) {
                 assert_eq!(d, half::f16::from_bits(b.d).to_f32());
                 assert_eq!(s, b.qs.iter().map(|&q| q as i32).sum::<i32>());
