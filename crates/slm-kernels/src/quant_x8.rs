@@ -27,6 +27,7 @@
 //! matching 4 activation bytes, the by-element form standing in for the broadcast.
 
 use crate::check_len;
+use crate::par::SendPtr;
 use crate::quant::{quantize_q8_0, BlockQ8_0, QuantMatrix, QK};
 use half::f16;
 use rayon::prelude::*;
@@ -846,15 +847,15 @@ pub fn matvec_x8(
     Ok(())
 }
 
-/// Y [n, rows] = X [n, cols]·Wᵀ for an interleaved `w` (prefill): the n rows of `x` are
-/// quantised into `xq` (reused storage); each task streams its groups' weights once for all
-/// n inputs (they stay in cache), writing `y_t` [rows, n]; `y` gets it in row-major order.
+/// Y [n, rows] = X [n, cols]·Wᵀ for an interleaved `w` (prefill, batched decoding): the n
+/// rows of `x` are quantised into `xq` (reused storage); each task streams its groups'
+/// weights once for all n inputs (they stay in cache), four activation rows per pass, and
+/// writes the group's 8 outputs of each row straight into `y`.
 pub fn matmul_x8(
     w: &InterleavedMatrix,
     x: &[f32],
     n: usize,
     xq: &mut QuantActs,
-    y_t: &mut [f32],
     y: &mut [f32],
 ) -> Result<()> {
     if n == 0 {
@@ -862,50 +863,48 @@ pub fn matmul_x8(
     }
     let (rows, nb) = (w.rows, w.nb);
     check_len("matmul_x8 x", x.len(), n * w.cols())?;
-    check_len("matmul_x8 y_t", y_t.len(), n * rows)?;
     check_len("matmul_x8 y", y.len(), n * rows)?;
     xq.quantize(x)?;
     xq.spread();
     let xq: &QuantActs = xq;
     let groups = rows.div_ceil(ROWS);
     let groups_per_task = groups.div_ceil(4 * crate::par::num_threads()).max(1);
-    // y_t as [rows, n]: a task owns whole groups, i.e. 8·n consecutive values per group.
-    y_t.par_chunks_mut(groups_per_task * ROWS * n)
-        .enumerate()
-        .for_each(|(t, yc)| {
-            let mut col = [0f32; ROWS];
-            for (k, yg) in yc.chunks_mut(ROWS * n).enumerate() {
-                let g = t * groups_per_task + k;
-                let in_group = yg.len() / n;
-                let mut r0 = 0;
-                if in_group == ROWS {
-                    // Four activation rows per pass over the group's weights.
-                    while r0 + 4 <= n {
-                        let xs: [ActRow<'_>; 4] = std::array::from_fn(|q| xq.row(r0 + q, nb));
-                        let Some(four) = w.group_simd(g, xs) else {
-                            break;
-                        };
-                        for (q, ys) in four.iter().enumerate() {
-                            for (j, &v) in ys.iter().enumerate() {
-                                yg[j * n + r0 + q] = v;
-                            }
-                        }
-                        r0 += 4;
+    let tasks = groups.div_ceil(groups_per_task);
+    let yp = SendPtr(y.as_mut_ptr());
+    (0..tasks).into_par_iter().for_each(|t| {
+        // Row r's outputs of group g: y[r·rows + 8g ..][..in_group].
+        let put = |r: usize, g: usize, vals: &[f32]| {
+            // SAFETY: y holds n·rows values; a task writes only the columns of its own
+            // groups (8g..8g + in_group ≤ rows), so no two tasks write the same element, and
+            // `y` stays mutably borrowed until every task is done.
+            unsafe {
+                let at = yp.get().add(r * rows + g * ROWS);
+                std::ptr::copy_nonoverlapping(vals.as_ptr(), at, vals.len());
+            }
+        };
+        let mut col = [0f32; ROWS];
+        for g in t * groups_per_task..((t + 1) * groups_per_task).min(groups) {
+            let in_group = (rows - g * ROWS).min(ROWS);
+            let mut r0 = 0;
+            if in_group == ROWS {
+                // Four activation rows per pass over the group's weights.
+                while r0 + 4 <= n {
+                    let xs: [ActRow<'_>; 4] = std::array::from_fn(|q| xq.row(r0 + q, nb));
+                    let Some(four) = w.group_simd(g, xs) else {
+                        break;
+                    };
+                    for (q, vals) in four.iter().enumerate() {
+                        put(r0 + q, g, vals);
                     }
-                }
-                for r in r0..n {
-                    w.rows_into(xq.row(r, nb), g, &mut col[..in_group]);
-                    for (j, &v) in col[..in_group].iter().enumerate() {
-                        yg[j * n + r] = v;
-                    }
+                    r0 += 4;
                 }
             }
-        });
-    for r in 0..n {
-        for o in 0..rows {
-            y[r * rows + o] = y_t[o * n + r];
+            for r in r0..n {
+                w.rows_into(xq.row(r, nb), g, &mut col[..in_group]);
+                put(r, g, &col[..in_group]);
+            }
         }
-    }
+    });
     Ok(())
 }
 
@@ -1152,12 +1151,8 @@ mod tests {
         for kind in 0..3 {
             let q = quantized(&wf, kind);
             let w = InterleavedMatrix::new(&q, rows, cols).unwrap();
-            let (mut xq, mut y_t, mut y) = (
-                QuantActs::with_capacity(n * blocks),
-                vec![0f32; n * rows],
-                vec![0f32; n * rows],
-            );
-            matmul_x8(&w, &x, n, &mut xq, &mut y_t, &mut y).unwrap();
+            let (mut xq, mut y) = (QuantActs::with_capacity(n * blocks), vec![0f32; n * rows]);
+            matmul_x8(&w, &x, n, &mut xq, &mut y).unwrap();
             for r in 0..n {
                 let mut one = vec![0f32; rows];
                 let mut xq1 = QuantActs::default();

@@ -340,7 +340,7 @@ impl Matrix {
             }
             Self::Quant(m) => {
                 let rows = m.rows();
-                matmul_x8(m, x, n, xq, &mut y_t[..n * rows], y)?;
+                matmul_x8(m, x, n, xq, y)?;
                 for row in y.chunks_exact_mut(rows) {
                     add_bias(row, bias);
                 }
