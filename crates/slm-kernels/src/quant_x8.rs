@@ -1108,6 +1108,32 @@ mod tests {
         }
     }
 
+    /// Activations as a real model's: mostly small, a few channels hundreds of times larger;
+    /// weights of every magnitude; as many blocks as a 1,536-wide input.
+    #[test]
+    fn products_with_outlier_activations_equal_the_reference() {
+        let (rows, blocks) = (64, 48);
+        let cols = blocks * QK;
+        let wf: Vec<f32> = rand_vec(rows * cols, 51).iter().map(|v| v * 0.05).collect();
+        let mut x: Vec<f32> = rand_vec(cols, 52).iter().map(|v| v * 0.3).collect();
+        for c in [5, 77, 300, 301, 1000, 1500] {
+            x[c] = if c % 2 == 0 { 60.0 } else { -45.0 };
+        }
+        for kind in 0..3 {
+            let q = quantized(&wf, kind);
+            let w = InterleavedMatrix::new(&q, rows, cols).unwrap();
+            let (mut y, mut xq) = (vec![0f32; rows], QuantActs::default());
+            matvec_x8(&w, &x, &mut xq, &mut y).unwrap();
+            let want = matvec_quant_naive(&q, &x, rows).unwrap();
+            let worst = y
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs() / (1e-3 + b.abs()))
+                .fold(0f32, f32::max);
+            assert!(worst < 1e-4, "kind {kind}: relative error {worst}");
+        }
+    }
+
     #[test]
     fn reused_activations_equal_fresh_ones() {
         // One QuantActs across products of different widths, as the decode engine uses it.
