@@ -4,9 +4,11 @@
 #
 #   tools/reference/side_by_side.sh SLM_BIN LLAMA_BENCH ROUNDS MODEL.gguf:TYPE [MODEL.gguf:TYPE ...]
 #
-# TYPE is what `slm bench --type` uses for that file (f32, q8_0, q4_0, q4_1): slm loads the
-# GGUF, dequantises it and requantises with the same round-to-nearest blocks, so both tools
-# read the same bytes per token. Environment: THREADS (2), PROMPT (256), GEN (128), REPS (3).
+# TYPE is what `slm bench --type` uses for that file: `auto` runs the file at its own types
+# tensor by tensor, as llama.cpp does (k-quants and Q5 at the nearest type slm runs: see
+# docs/INFERENCE.md § 2); f32, q8_0, q4_0, q4_1 requantise every matrix to that type.
+# Environment: THREADS (2), PROMPT (256), GEN (128), REPS (3); SLM_QUANT_KERNEL=avx2 caps
+# slm's quantised kernels (to time AVX-512 against AVX2 on one machine).
 # llama-bench comes from the llama.cpp sources that llama-cpp-python vendors (see README.md
 # in this folder: cmake -DGGML_NATIVE=ON, target llama-bench).
 set -euo pipefail
