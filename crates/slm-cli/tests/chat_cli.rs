@@ -61,7 +61,12 @@ fn piped_chat_answers_each_line_and_resets() {
     let Some(m) = shared(SMOLLM2) else { return };
     let (ok, out, err) = run_with_input(
         slm()
-            .args(["chat", "-t", "0", "-n", "48", "--stats", "-m"])
+            // The dequantised weights: run as Q4_1 with Q8_0 activations (the default, as
+            // llama.cpp runs the file), SmolLM2-135M answers "L'Étoile, la Cité, …" — so
+            // does llama.cpp on the same file.
+            .args([
+                "chat", "-t", "0", "-n", "48", "--stats", "--type", "f32", "-m",
+            ])
             .arg(&m),
         "What is the capital of France?\nAnd what about Italy?\n/reset\n",
     );
@@ -83,7 +88,10 @@ fn generate_chat_answers_the_prompt() {
     let Some(m) = shared(SMOLLM2) else { return };
     let (ok, out, err) = run_with_input(
         slm()
-            .args(["generate", "--chat", "-t", "0", "-n", "32", "--stats", "-m"])
+            // f32: see `piped_chat_answers_each_line_and_resets`.
+            .args([
+                "generate", "--chat", "-t", "0", "-n", "32", "--stats", "--type", "f32", "-m",
+            ])
             .arg(&m)
             .args(["--prompt", "What is the capital of France?"]),
         "",

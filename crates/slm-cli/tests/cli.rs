@@ -920,7 +920,7 @@ fn choice_options_are_checked_while_parsing() {
         (
             vec!["generate", "-m", "x", "--type", "q5_k"],
             "'q5_k'",
-            "[possible values: f32, q8_0, q4_1, q4_0]",
+            "[possible values: auto, f32, q8_0, q4_1, q4_0]",
         ),
         (
             vec!["bench", "-m", "x", "--sparse", "on"],
