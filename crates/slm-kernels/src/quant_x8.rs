@@ -887,7 +887,18 @@ pub fn matmul_x8(
             let in_group = (rows - g * ROWS).min(ROWS);
             let mut r0 = 0;
             if in_group == ROWS {
-                // Four activation rows per pass over the group's weights.
+                // Eight activation rows per pass over the group's weights where the 32
+                // AVX-512 registers hold their sums, then four.
+                while group_path() == GroupPath::Avx512Vnni && r0 + 8 <= n {
+                    let xs: [ActRow<'_>; 8] = std::array::from_fn(|q| xq.row(r0 + q, nb));
+                    let Some(eight) = w.group_simd(g, xs) else {
+                        break;
+                    };
+                    for (q, vals) in eight.iter().enumerate() {
+                        put(r0 + q, g, vals);
+                    }
+                    r0 += 8;
+                }
                 while r0 + 4 <= n {
                     let xs: [ActRow<'_>; 4] = std::array::from_fn(|q| xq.row(r0 + q, nb));
                     let Some(four) = w.group_simd(g, xs) else {
@@ -1170,7 +1181,7 @@ mod tests {
 
     #[test]
     fn large_matvec_and_matmul_agree() {
-        let (rows, blocks, n) = (1003, 24, 5);
+        let (rows, blocks, n) = (1003, 24, 13); // 8 + 4 + 1 rows per pass
         let cols = blocks * QK;
         let wf = rand_vec(rows * cols, 11);
         let x = rand_vec(n * cols, 12);
