@@ -488,8 +488,74 @@ use crate::neon;
 #[cfg(target_arch = "x86_64")]
 use crate::quant::has_avx2;
 
+/// What the AVX2 and AVX-512 group kernels share once a block's integer sums are in: the
+/// 8 rows' f16 scales (or minima), the block's scaled contribution, the final store.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{ActRow, ROWS};
+    use std::arch::x86_64::*;
+
+    /// Block column `i`'s 8 f16 values (one per row) of `p` [nb, 8], as f32.
+    #[inline(always)]
+    pub(super) unsafe fn row_halves(p: &[u16], i: usize) -> __m256 {
+        _mm256_cvtph_ps(_mm_loadu_si128(p.as_ptr().add(ROWS * i) as *const __m128i))
+    }
+
+    /// Q4 minima of block column `i` when the matrix has them (Q4_1).
+    #[inline(always)]
+    pub(super) unsafe fn minima(mins: Option<&[u16]>, i: usize) -> Option<__m256> {
+        // (`match`, not `Option::map`: a closure would not get the caller's target features.)
+        #[allow(clippy::manual_map)]
+        match mins {
+            Some(m) => Some(row_halves(m, i)),
+            None => None,
+        }
+    }
+
+    /// `acc` + block `i`'s contribution for 8 rows from their integer sums `s`: with minima
+    /// `mw` (Q4_1) d_w·d_x·s + m·d_x·Σq_x, else d_w·d_x·(s − 2^ZERO·Σq_x) — ZERO 0 for
+    /// Q8_0 under AVX2 (nothing subtracted), 3 for Q4_0 (the −8 offset), 7 for Q8_0 under
+    /// AVX-512 (its weights were shifted by +128).
+    #[inline(always)]
+    pub(super) unsafe fn add_block<const ZERO: i32>(
+        acc: __m256,
+        dw: __m256,
+        mw: Option<__m256>,
+        s: __m256i,
+        x: &ActRow<'_>,
+        i: usize,
+    ) -> __m256 {
+        let sx = _mm256_set1_epi32(*x.sum.get_unchecked(i));
+        let dx = _mm256_set1_ps(*x.d.get_unchecked(i));
+        let d = _mm256_mul_ps(dw, dx);
+        match mw {
+            None if ZERO == 0 => _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc),
+            None => {
+                let centred = _mm256_sub_epi32(s, _mm256_slli_epi32::<ZERO>(sx));
+                _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(centred), acc)
+            }
+            Some(mw) => {
+                let acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc);
+                let msx = _mm256_mul_ps(dx, _mm256_cvtepi32_ps(sx));
+                _mm256_fmadd_ps(mw, msx, acc)
+            }
+        }
+    }
+
+    /// The R accumulators as arrays.
+    #[inline(always)]
+    pub(super) unsafe fn store<const R: usize>(acc: [__m256; R]) -> [[f32; ROWS]; R] {
+        let mut rows: [[f32; ROWS]; R] = [[0.0; ROWS]; R];
+        for (row, a) in rows.iter_mut().zip(acc) {
+            _mm256_storeu_ps(row.as_mut_ptr(), a);
+        }
+        rows
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
+    use super::x86::{add_block, minima, row_halves, store};
     use super::{ActRow, Chunk, ROWS};
     use std::arch::x86_64::*;
 
@@ -513,7 +579,7 @@ mod avx2 {
     ) -> [[f32; ROWS]; R] {
         let ones = _mm256_set1_epi16(1);
         let mut acc = [_mm256_setzero_ps(); R];
-        let (sp, qp) = (scales.as_ptr(), quants.as_ptr());
+        let qp = quants.as_ptr();
         let nb = xs[0].q.len();
         for i in 0..nb {
             let mut isum = [_mm256_setzero_si256(); R];
@@ -527,18 +593,12 @@ mod avx2 {
                     isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(p, ones));
                 }
             }
-            let dw = _mm256_cvtph_ps(_mm_loadu_si128(sp.add(ROWS * i) as *const __m128i));
+            let dw = row_halves(scales, i);
             for r in 0..R {
-                let dx = _mm256_set1_ps(*xs[r].d.get_unchecked(i));
-                acc[r] =
-                    _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(isum[r]), acc[r]);
+                acc[r] = add_block::<0>(acc[r], dw, None, isum[r], &xs[r], i);
             }
         }
-        let mut out = [[0f32; ROWS]; R];
-        for r in 0..R {
-            _mm256_storeu_ps(out[r].as_mut_ptr(), acc[r]);
-        }
-        out
+        store(acc)
     }
 
     /// Q4_0 (`mins` None: Σ (q − 8)·x) or Q4_1 (Σ q·x·d + m·d_x·Σ x) for 8 interleaved rows
@@ -557,7 +617,7 @@ mod avx2 {
         let ones16 = _mm256_set1_epi16(1);
         let low = _mm256_set1_epi8(0x0F);
         let mut acc = [_mm256_setzero_ps(); R];
-        let (sp, qp) = (scales.as_ptr(), quants.as_ptr());
+        let qp = quants.as_ptr();
         let nb = xs[0].q.len();
         for i in 0..nb {
             // 16-bit partial sums: each maddubs lane is at most 2·15·127, so the 8 of a block
@@ -578,39 +638,13 @@ mod avx2 {
             for r in 0..R {
                 isum[r] = _mm256_madd_epi16(s16[r], ones16);
             }
-            let dw = _mm256_cvtph_ps(_mm_loadu_si128(sp.add(ROWS * i) as *const __m128i));
-            // (`match`, not `Option::map`: a closure would not get this function's target
-            // features.)
-            #[allow(clippy::manual_map)]
-            let mw = match mins {
-                Some(m) => Some(_mm256_cvtph_ps(_mm_loadu_si128(
-                    m.as_ptr().add(ROWS * i) as *const __m128i
-                ))),
-                None => None,
-            };
+            let (dw, mw) = (row_halves(scales, i), minima(mins, i));
             for r in 0..R {
-                // The activation block's Σq and scale, computed once per product.
-                let sx = _mm256_set1_epi32(*xs[r].sum.get_unchecked(i));
-                let dx = _mm256_set1_ps(*xs[r].d.get_unchecked(i));
-                let d = _mm256_mul_ps(dw, dx);
-                match mw {
-                    None => {
-                        let centred = _mm256_sub_epi32(isum[r], _mm256_slli_epi32(sx, 3));
-                        acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(centred), acc[r]);
-                    }
-                    Some(mw) => {
-                        acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum[r]), acc[r]);
-                        let msx = _mm256_mul_ps(dx, _mm256_cvtepi32_ps(sx));
-                        acc[r] = _mm256_fmadd_ps(mw, msx, acc[r]);
-                    }
-                }
+                // The activation block's Σq and scale were computed once per product.
+                acc[r] = add_block::<3>(acc[r], dw, mw, isum[r], &xs[r], i);
             }
         }
-        let mut out = [[0f32; ROWS]; R];
-        for r in 0..R {
-            _mm256_storeu_ps(out[r].as_mut_ptr(), acc[r]);
-        }
-        out
+        store(acc)
     }
 }
 
@@ -625,6 +659,7 @@ mod avx512 {
     //! Q8_0 weights are signed; `vpdpbusd` wants the first operand unsigned, so the kernel
     //! flips their sign bit (w + 128, exact in u8) and subtracts 128·Σx, which the
     //! activation summary already holds. Q4 nibbles are unsigned as they are.
+    use super::x86::{add_block, minima, row_halves, store};
     use super::{ActRow, Chunk, Pair, PAIRS, ROWS};
     use crate::quant::BlockQ8_0;
     use std::arch::x86_64::*;
@@ -706,7 +741,7 @@ mod avx512 {
         let idx = pair_indices();
         let spread = !xs[0].pairs.is_empty();
         let mut acc = [_mm256_setzero_ps(); R];
-        let (sp, qp) = (scales.as_ptr(), quants.as_ptr());
+        let qp = quants.as_ptr();
         let nb = xs[0].q.len();
         for i in 0..nb {
             let mut isum = [_mm512_setzero_si512(); R];
@@ -727,19 +762,13 @@ mod avx512 {
                     isum[r] = _mm512_dpbusd_epi32(isum[r], wu, x);
                 }
             }
-            let dw = _mm256_cvtph_ps(_mm_loadu_si128(sp.add(ROWS * i) as *const __m128i));
+            let dw = row_halves(scales, i);
             for r in 0..R {
-                let sx = _mm256_set1_epi32(*xs[r].sum.get_unchecked(i));
-                let s = _mm256_sub_epi32(fold(isum[r]), _mm256_slli_epi32(sx, 7));
-                let dx = _mm256_set1_ps(*xs[r].d.get_unchecked(i));
-                acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(s), acc[r]);
+                // Σ (w + 128)·x − 128·Σx.
+                acc[r] = add_block::<7>(acc[r], dw, None, fold(isum[r]), &xs[r], i);
             }
         }
-        let mut out = [[0f32; ROWS]; R];
-        for r in 0..R {
-            _mm256_storeu_ps(out[r].as_mut_ptr(), acc[r]);
-        }
-        out
+        store(acc)
     }
 
     /// As `avx2::group_q4`: Q4_0 (`mins` None) or Q4_1.
@@ -759,7 +788,7 @@ mod avx512 {
         let idx = pair_indices();
         let spread = !xs[0].pairs.is_empty();
         let mut acc = [_mm256_setzero_ps(); R];
-        let (sp, qp) = (scales.as_ptr(), quants.as_ptr());
+        let qp = quants.as_ptr();
         let nb = xs[0].q.len();
         for i in 0..nb {
             let mut isum = [_mm512_setzero_si512(); R];
@@ -787,37 +816,12 @@ mod avx512 {
                     isum[r] = _mm512_dpbusd_epi32(isum[r], hi, xh);
                 }
             }
-            let dw = _mm256_cvtph_ps(_mm_loadu_si128(sp.add(ROWS * i) as *const __m128i));
-            #[allow(clippy::manual_map)]
-            let mw = match mins {
-                Some(m) => Some(_mm256_cvtph_ps(_mm_loadu_si128(
-                    m.as_ptr().add(ROWS * i) as *const __m128i
-                ))),
-                None => None,
-            };
+            let (dw, mw) = (row_halves(scales, i), minima(mins, i));
             for r in 0..R {
-                let sx = _mm256_set1_epi32(*xs[r].sum.get_unchecked(i));
-                let dx = _mm256_set1_ps(*xs[r].d.get_unchecked(i));
-                let d = _mm256_mul_ps(dw, dx);
-                let s = fold(isum[r]);
-                match mw {
-                    None => {
-                        let centred = _mm256_sub_epi32(s, _mm256_slli_epi32(sx, 3));
-                        acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(centred), acc[r]);
-                    }
-                    Some(mw) => {
-                        acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc[r]);
-                        let msx = _mm256_mul_ps(dx, _mm256_cvtepi32_ps(sx));
-                        acc[r] = _mm256_fmadd_ps(mw, msx, acc[r]);
-                    }
-                }
+                acc[r] = add_block::<3>(acc[r], dw, mw, fold(isum[r]), &xs[r], i);
             }
         }
-        let mut out = [[0f32; ROWS]; R];
-        for r in 0..R {
-            _mm256_storeu_ps(out[r].as_mut_ptr(), acc[r]);
-        }
-        out
+        store(acc)
     }
 }
 

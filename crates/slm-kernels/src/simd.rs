@@ -30,15 +30,12 @@ macro_rules! dispatch {
                 unsafe fn with_avx2($($arg: $ty),*) $(-> $ret)? {
                     $imp($($arg),*)
                 }
-                if $crate::simd::f32_path() == "avx512f" {
+                match $crate::simd::f32_path() {
                     // SAFETY: the CPU supports the features `with_avx512` was compiled for.
-                    return unsafe { with_avx512($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
+                    $crate::simd::F32Path::Avx512 => return unsafe { with_avx512($($arg),*) },
                     // SAFETY: the CPU supports the features `with_avx2` was compiled for.
-                    return unsafe { with_avx2($($arg),*) };
+                    $crate::simd::F32Path::Avx2 => return unsafe { with_avx2($($arg),*) },
+                    $crate::simd::F32Path::Baseline => {}
                 }
             }
             $imp($($arg),*)
@@ -46,33 +43,49 @@ macro_rules! dispatch {
     };
 }
 
-/// The build [`dispatch!`](crate::dispatch) picks for the f32 kernels on this CPU:
-/// `avx512f` (AVX-512 F + VL, with AVX2 and FMA), `avx2+fma`, or `baseline` (SSE2 on x86-64,
-/// NEON on aarch64). The environment variable `SLM_F32_KERNEL=avx2` caps it at AVX2 (to
-/// time one against the other). Chosen once per process.
-pub fn f32_path() -> &'static str {
+/// The build [`dispatch!`](crate::dispatch) picks for the f32 kernels on this CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum F32Path {
+    /// AVX-512 F + VL, with AVX2 and FMA.
+    Avx512,
+    /// AVX2 + FMA.
+    Avx2,
+    /// SSE2 on x86-64, NEON on aarch64.
+    Baseline,
+}
+
+impl F32Path {
+    /// The name `slm bench --json` reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Avx512 => "avx512f",
+            Self::Avx2 => "avx2+fma",
+            Self::Baseline => "baseline",
+        }
+    }
+}
+
+/// The f32 kernels' build for this CPU; the environment variable `SLM_F32_KERNEL=avx2` caps
+/// it at AVX2 (to time one against the other). Chosen once per process.
+pub fn f32_path() -> F32Path {
     #[cfg(target_arch = "x86_64")]
     {
-        static PATH: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
-        return PATH.get_or_init(|| {
-            let has = |f: &str| match f {
-                "avx512f" => std::arch::is_x86_feature_detected!("avx512f"),
-                "avx512vl" => std::arch::is_x86_feature_detected!("avx512vl"),
-                "avx2" => std::arch::is_x86_feature_detected!("avx2"),
-                _ => std::arch::is_x86_feature_detected!("fma"),
-            };
+        use std::arch::is_x86_feature_detected as has;
+        static PATH: std::sync::OnceLock<F32Path> = std::sync::OnceLock::new();
+        *PATH.get_or_init(|| {
             let capped = std::env::var("SLM_F32_KERNEL").is_ok_and(|v| v == "avx2");
-            if !capped && has("avx512f") && has("avx512vl") && has("avx2") && has("fma") {
-                "avx512f"
-            } else if has("avx2") && has("fma") {
-                "avx2+fma"
+            let avx2 = has!("avx2") && has!("fma");
+            if !capped && avx2 && has!("avx512f") && has!("avx512vl") {
+                F32Path::Avx512
+            } else if avx2 {
+                F32Path::Avx2
             } else {
-                "baseline"
+                F32Path::Baseline
             }
-        });
+        })
     }
-    #[allow(unreachable_code)]
-    "baseline"
+    #[cfg(not(target_arch = "x86_64"))]
+    F32Path::Baseline
 }
 
 /// `e^x` to about 2 ulp for x in [-87, 88] (inputs outside are clamped; e^-87 ≈ 1.6e-38

@@ -490,7 +490,7 @@ impl OffsetMatrix {
         let counts = &self.counts[r * bpr..(r + 1) * bpr];
         let p = self.starts[r] as usize;
         #[cfg(target_arch = "x86_64")]
-        if crate::simd::f32_path() == "avx512f" {
+        if crate::simd::f32_path() == crate::simd::F32Path::Avx512 {
             // SAFETY: AVX-512 F present (`f32_path`); offsets and values hold this row's
             // non-zeros (+ 8 padding entries), each offset inside its block of x.
             return unsafe { avx512::offset_dot(counts, &self.offsets[p..], &self.values[p..], x) };

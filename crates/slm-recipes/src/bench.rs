@@ -128,7 +128,7 @@ pub fn bench_model(
         "weight_bytes_per_token": bytes, "achieved_gb_s": achieved, "bandwidth_gb_s": bw,
         "bandwidth_share": achieved / bw, "ceiling_tok_s": o.batch as f64 * bw * 1e9 / bytes as f64,
         "peak_memory_bytes": peak,
-        "kernels": {"quantised": slm_kernels::quant_x8::group_path().name(), "f32": slm_kernels::simd::f32_path()}}),
+        "kernels": {"quantised": slm_kernels::quant_x8::group_path().name(), "f32": slm_kernels::simd::f32_path().name()}}),
     )
 }
 
