@@ -27,6 +27,7 @@ pub mod attention_decode;
 pub mod cross_entropy;
 pub mod distill;
 pub mod embedding;
+pub mod kquant;
 pub mod matmul;
 pub mod matvec;
 #[cfg(target_arch = "aarch64")]

@@ -27,6 +27,7 @@
 //! matching 4 activation bytes, the by-element form standing in for the broadcast.
 
 use crate::check_len;
+use crate::kquant::{quantize_q8_k, BlockQ8K, QK_K};
 use crate::par::SendPtr;
 use crate::quant::{quantize_q8_0, BlockQ8_0, QuantMatrix, QK};
 use half::f16;
@@ -51,9 +52,11 @@ pub use crate::quant::BlockKind as Kind;
 /// blocks than any before it.
 #[derive(Debug, Clone, Default)]
 pub struct QuantActs {
-    q: Vec<BlockQ8_0>,
+    pub(crate) q: Vec<BlockQ8_0>,
     d: Vec<f32>,
-    sum: Vec<i32>,
+    pub(crate) sum: Vec<i32>,
+    /// For the k-quant products ([`crate::kquant`]): the rows as Q8_K super-blocks.
+    pub(crate) k: Vec<BlockQ8K>,
     /// For the AVX-512 kernels only: each block's quants as the four registers those
     /// kernels multiply with (`Pair` p: dword 2p of the block in lanes 0–7, dword 2p + 1 in
     /// lanes 8–15), laid out once per product instead of once per 8 output rows.
@@ -94,8 +97,22 @@ impl QuantActs {
             q: Vec::with_capacity(blocks),
             d: Vec::with_capacity(blocks),
             sum: Vec::with_capacity(blocks),
+            k: Vec::new(),
             pairs: Vec::new(),
         }
+    }
+
+    /// Quantises `x` (rows of a length divisible by 256, back to back) to Q8_K super-blocks,
+    /// as llama.cpp quantises activations for its k-quant products.
+    pub fn quantize_k(&mut self, x: &[f32]) -> Result<()> {
+        if !x.len().is_multiple_of(QK_K) {
+            return Err(Error::invalid(format!(
+                "activations: {} values is not a multiple of the {QK_K}-value super-block",
+                x.len()
+            )));
+        }
+        self.k.resize(x.len() / QK_K, BlockQ8K::default());
+        quantize_q8_k(x, &mut self.k)
     }
 
     /// Quantises `x` (rows of a length divisible by 32, back to back) and summarises its blocks.

@@ -1,0 +1,1279 @@
+//! The k-quant blocks (Q4_K, Q5_K, Q6_K) and the 5-bit blocks (Q5_0, Q5_1) of ggml/GGUF, byte
+//! for byte, run as stored: the rows of blocks back to back, each row's dot product taken
+//! with the activation quantised as llama.cpp quantises it for that type — Q8_K super-blocks
+//! for the k-quants, Q8_0 for Q5_0/Q5_1 — integer sums inside a (sub-)block and one float
+//! multiply-add per block. ([`quantize`] writes these blocks as llama.cpp's quantiser does.)
+//!
+//! Layouts (ggml's `block_*`; multi-byte fields little-endian):
+//!
+//! | type | bytes | values | layout | value |
+//! |---|---|---|---|---|
+//! | Q4_K | 144 | 256 | f16 d, f16 dmin, 12 B of eight 6-bit scales + eight 6-bit mins, 128 B nibbles | d·sc·q − dmin·m |
+//! | Q5_K | 176 | 256 | as Q4_K + 32 B fifth bits before the nibbles | d·sc·q − dmin·m |
+//! | Q6_K | 210 | 256 | 128 B low nibbles, 64 B high bit pairs, 16 i8 scales, f16 d | d·sc·(q − 32) |
+//! | Q5_0 | 22 | 32 | f16 d, 4 B fifth bits, 16 B nibbles | d·(q − 16) |
+//! | Q5_1 | 24 | 32 | f16 d, f16 m, 4 B fifth bits, 16 B nibbles | d·q + m |
+//! | Q8_K | 292 | 256 | f32 d, 256 i8, 16 i16 sums of 16 (activations only) | d·q |
+//!
+//! Q4_K/Q5_K split 256 values into 8 sub-blocks of 32 (a 6-bit scale and minimum each); the
+//! nibbles of 64-value chunk c hold value 64c + l in the low nibble of byte 32c + l and value
+//! 64c + 32 + l in its high nibble; Q5_K's fifth bit of those values is bit 2c / 2c + 1 of
+//! `qh[l]`. Q6_K splits 256 values into two halves of 128 and 16 sub-blocks of 16 (an i8
+//! scale each): in half h, value l (< 32) takes the low nibble of `ql[64h + l]` and bits 0–1
+//! of `qh[32h + l]`, value 32 + l the low nibble of `ql[64h + 32 + l]` and bits 2–3, value
+//! 64 + l the high nibble of `ql[64h + l]` and bits 4–5, value 96 + l the high nibble of
+//! `ql[64h + 32 + l]` and bits 6–7. Q5_0/Q5_1 hold value j (< 16) in the low nibble of byte j
+//! and value 16 + j in its high nibble, the fifth bit of value i being bit i of `qh`.
+
+use crate::check_len;
+use crate::par::SendPtr;
+use crate::quant::{BlockQ8_0, QK};
+use crate::quant_x8::QuantActs;
+use half::f16;
+use rayon::prelude::*;
+use slm_core::{Error, Result};
+
+pub mod quantize;
+
+/// Values per k-quant super-block.
+pub const QK_K: usize = 256;
+
+/// A block format read and written as ggml's bytes.
+pub trait GgmlBlock: Copy + Default + Send + Sync + std::fmt::Debug + PartialEq {
+    /// GGML's name of the type (`Q4_K`).
+    const NAME: &'static str;
+    /// Values per block.
+    const VALUES: usize;
+    /// Bytes per block in a GGUF file.
+    const BYTES: usize;
+    /// The block from its `BYTES` bytes.
+    fn read(b: &[u8]) -> Self;
+    /// Appends the block's `BYTES` bytes.
+    fn write(&self, out: &mut Vec<u8>);
+    /// The `VALUES` values the block stands for, as ggml's `dequantize_row_*` computes them.
+    fn dequantize(&self, out: &mut [f32]);
+}
+
+#[inline(always)]
+fn f16_to_f32(bits: u16) -> f32 {
+    f16::from_bits(bits).to_f32()
+}
+
+#[inline(always)]
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+fn array<const N: usize>(b: &[u8]) -> [u8; N] {
+    let mut a = [0u8; N];
+    a.copy_from_slice(&b[..N]);
+    a
+}
+
+/// Q4_K: 256 values (ggml `block_q4_K`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockQ4K {
+    pub d: u16,
+    pub dmin: u16,
+    pub scales: [u8; 12],
+    pub qs: [u8; 128],
+}
+
+/// Q5_K: 256 values (ggml `block_q5_K`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockQ5K {
+    pub d: u16,
+    pub dmin: u16,
+    pub scales: [u8; 12],
+    pub qh: [u8; 32],
+    pub qs: [u8; 128],
+}
+
+/// Q6_K: 256 values (ggml `block_q6_K`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockQ6K {
+    pub ql: [u8; 128],
+    pub qh: [u8; 64],
+    pub scales: [i8; 16],
+    pub d: u16,
+}
+
+/// Q5_0: 32 values (ggml `block_q5_0`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BlockQ5_0 {
+    pub d: u16,
+    pub qh: [u8; 4],
+    pub qs: [u8; 16],
+}
+
+/// Q5_1: 32 values (ggml `block_q5_1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BlockQ5_1 {
+    pub d: u16,
+    pub m: u16,
+    pub qh: [u8; 4],
+    pub qs: [u8; 16],
+}
+
+/// Q8_K: 256 activation values (ggml `block_q8_K`), with the sums of each 16 quants.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BlockQ8K {
+    pub d: f32,
+    pub qs: [i8; QK_K],
+    pub bsums: [i16; QK_K / 16],
+}
+
+impl Default for BlockQ4K {
+    fn default() -> Self {
+        Self {
+            d: 0,
+            dmin: 0,
+            scales: [0; 12],
+            qs: [0; 128],
+        }
+    }
+}
+
+impl Default for BlockQ5K {
+    fn default() -> Self {
+        Self {
+            d: 0,
+            dmin: 0,
+            scales: [0; 12],
+            qh: [0; 32],
+            qs: [0; 128],
+        }
+    }
+}
+
+impl Default for BlockQ6K {
+    fn default() -> Self {
+        Self {
+            ql: [0; 128],
+            qh: [0; 64],
+            scales: [0; 16],
+            d: 0,
+        }
+    }
+}
+
+impl Default for BlockQ8K {
+    fn default() -> Self {
+        Self {
+            d: 0.0,
+            qs: [0; QK_K],
+            bsums: [0; QK_K / 16],
+        }
+    }
+}
+
+/// The eight 6-bit scales and eight 6-bit minimums packed in a Q4_K/Q5_K block's 12 bytes
+/// (ggml `get_scale_min_k4`).
+#[inline]
+pub fn scales_mins(s: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
+    let (mut sc, mut m) = ([0u8; 8], [0u8; 8]);
+    for j in 0..4 {
+        sc[j] = s[j] & 63;
+        m[j] = s[j + 4] & 63;
+    }
+    for j in 4..8 {
+        sc[j] = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+        m[j] = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+    (sc, m)
+}
+
+impl GgmlBlock for BlockQ4K {
+    const NAME: &'static str = "Q4_K";
+    const VALUES: usize = QK_K;
+    const BYTES: usize = 144;
+    fn read(b: &[u8]) -> Self {
+        Self {
+            d: u16_at(b, 0),
+            dmin: u16_at(b, 2),
+            scales: array(&b[4..]),
+            qs: array(&b[16..]),
+        }
+    }
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.d.to_le_bytes());
+        out.extend_from_slice(&self.dmin.to_le_bytes());
+        out.extend_from_slice(&self.scales);
+        out.extend_from_slice(&self.qs);
+    }
+    fn dequantize(&self, out: &mut [f32]) {
+        let (d, min) = (f16_to_f32(self.d), f16_to_f32(self.dmin));
+        let (sc, m) = scales_mins(&self.scales);
+        for c in 0..4 {
+            let q = &self.qs[32 * c..32 * c + 32];
+            let (d1, m1) = (d * sc[2 * c] as f32, min * m[2 * c] as f32);
+            let (d2, m2) = (d * sc[2 * c + 1] as f32, min * m[2 * c + 1] as f32);
+            for l in 0..32 {
+                out[64 * c + l] = d1 * (q[l] & 0xF) as f32 - m1;
+                out[64 * c + 32 + l] = d2 * (q[l] >> 4) as f32 - m2;
+            }
+        }
+    }
+}
+
+impl GgmlBlock for BlockQ5K {
+    const NAME: &'static str = "Q5_K";
+    const VALUES: usize = QK_K;
+    const BYTES: usize = 176;
+    fn read(b: &[u8]) -> Self {
+        Self {
+            d: u16_at(b, 0),
+            dmin: u16_at(b, 2),
+            scales: array(&b[4..]),
+            qh: array(&b[16..]),
+            qs: array(&b[48..]),
+        }
+    }
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.d.to_le_bytes());
+        out.extend_from_slice(&self.dmin.to_le_bytes());
+        out.extend_from_slice(&self.scales);
+        out.extend_from_slice(&self.qh);
+        out.extend_from_slice(&self.qs);
+    }
+    fn dequantize(&self, out: &mut [f32]) {
+        let (d, min) = (f16_to_f32(self.d), f16_to_f32(self.dmin));
+        let (sc, m) = scales_mins(&self.scales);
+        for c in 0..4 {
+            let q = &self.qs[32 * c..32 * c + 32];
+            let (d1, m1) = (d * sc[2 * c] as f32, min * m[2 * c] as f32);
+            let (d2, m2) = (d * sc[2 * c + 1] as f32, min * m[2 * c + 1] as f32);
+            for l in 0..32 {
+                let h1 = ((self.qh[l] >> (2 * c)) & 1) << 4;
+                let h2 = ((self.qh[l] >> (2 * c + 1)) & 1) << 4;
+                out[64 * c + l] = d1 * ((q[l] & 0xF) | h1) as f32 - m1;
+                out[64 * c + 32 + l] = d2 * ((q[l] >> 4) | h2) as f32 - m2;
+            }
+        }
+    }
+}
+
+impl GgmlBlock for BlockQ6K {
+    const NAME: &'static str = "Q6_K";
+    const VALUES: usize = QK_K;
+    const BYTES: usize = 210;
+    fn read(b: &[u8]) -> Self {
+        let mut scales = [0i8; 16];
+        for (s, &v) in scales.iter_mut().zip(&b[192..208]) {
+            *s = v as i8;
+        }
+        Self {
+            ql: array(b),
+            qh: array(&b[128..]),
+            scales,
+            d: u16_at(b, 208),
+        }
+    }
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.ql);
+        out.extend_from_slice(&self.qh);
+        out.extend(self.scales.iter().map(|&s| s as u8));
+        out.extend_from_slice(&self.d.to_le_bytes());
+    }
+    fn dequantize(&self, out: &mut [f32]) {
+        let d = f16_to_f32(self.d);
+        for h in 0..2 {
+            let (ql, qh) = (&self.ql[64 * h..], &self.qh[32 * h..]);
+            let sc = &self.scales[8 * h..];
+            let y = &mut out[128 * h..];
+            for l in 0..32 {
+                let is = l / 16;
+                let q = q6_values(ql, qh, l);
+                y[l] = d * sc[is] as f32 * q[0] as f32;
+                y[l + 32] = d * sc[is + 2] as f32 * q[1] as f32;
+                y[l + 64] = d * sc[is + 4] as f32 * q[2] as f32;
+                y[l + 96] = d * sc[is + 6] as f32 * q[3] as f32;
+            }
+        }
+    }
+}
+
+/// The signed 6-bit values l, 32 + l, 64 + l, 96 + l of a Q6_K half (`ql`, `qh` start at
+/// the half).
+#[inline(always)]
+fn q6_values(ql: &[u8], qh: &[u8], l: usize) -> [i32; 4] {
+    let h = qh[l];
+    [
+        ((ql[l] & 0xF) | ((h & 3) << 4)) as i32 - 32,
+        ((ql[l + 32] & 0xF) | (((h >> 2) & 3) << 4)) as i32 - 32,
+        ((ql[l] >> 4) | (((h >> 4) & 3) << 4)) as i32 - 32,
+        ((ql[l + 32] >> 4) | (((h >> 6) & 3) << 4)) as i32 - 32,
+    ]
+}
+
+/// The unsigned 5-bit values j and 16 + j of a Q5_0/Q5_1 block.
+#[inline(always)]
+fn q5_values(qs: &[u8; 16], qh: u32, j: usize) -> (i32, i32) {
+    let h0 = ((qh >> j) << 4) & 0x10;
+    let h1 = (qh >> (j + 12)) & 0x10;
+    (
+        ((qs[j] & 0xF) as u32 | h0) as i32,
+        ((qs[j] >> 4) as u32 | h1) as i32,
+    )
+}
+
+impl GgmlBlock for BlockQ5_0 {
+    const NAME: &'static str = "Q5_0";
+    const VALUES: usize = QK;
+    const BYTES: usize = 22;
+    fn read(b: &[u8]) -> Self {
+        Self {
+            d: u16_at(b, 0),
+            qh: array(&b[2..]),
+            qs: array(&b[6..]),
+        }
+    }
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.d.to_le_bytes());
+        out.extend_from_slice(&self.qh);
+        out.extend_from_slice(&self.qs);
+    }
+    fn dequantize(&self, out: &mut [f32]) {
+        let d = f16_to_f32(self.d);
+        let qh = u32::from_le_bytes(self.qh);
+        for j in 0..16 {
+            let (a, b) = q5_values(&self.qs, qh, j);
+            out[j] = (a - 16) as f32 * d;
+            out[j + 16] = (b - 16) as f32 * d;
+        }
+    }
+}
+
+impl GgmlBlock for BlockQ5_1 {
+    const NAME: &'static str = "Q5_1";
+    const VALUES: usize = QK;
+    const BYTES: usize = 24;
+    fn read(b: &[u8]) -> Self {
+        Self {
+            d: u16_at(b, 0),
+            m: u16_at(b, 2),
+            qh: array(&b[4..]),
+            qs: array(&b[8..]),
+        }
+    }
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.d.to_le_bytes());
+        out.extend_from_slice(&self.m.to_le_bytes());
+        out.extend_from_slice(&self.qh);
+        out.extend_from_slice(&self.qs);
+    }
+    fn dequantize(&self, out: &mut [f32]) {
+        let (d, m) = (f16_to_f32(self.d), f16_to_f32(self.m));
+        let qh = u32::from_le_bytes(self.qh);
+        for j in 0..16 {
+            let (a, b) = q5_values(&self.qs, qh, j);
+            out[j] = a as f32 * d + m;
+            out[j + 16] = b as f32 * d + m;
+        }
+    }
+}
+
+/// Blocks of type `B` from GGUF tensor bytes (a whole number of blocks).
+pub fn blocks_from_bytes<B: GgmlBlock>(bytes: &[u8]) -> Result<Vec<B>> {
+    if !bytes.len().is_multiple_of(B::BYTES) {
+        return Err(Error::invalid(format!(
+            "{}: {} bytes is not a whole number of {}-byte blocks",
+            B::NAME,
+            bytes.len(),
+            B::BYTES
+        )));
+    }
+    Ok(bytes.chunks_exact(B::BYTES).map(B::read).collect())
+}
+
+/// The GGUF bytes of `blocks`.
+pub fn blocks_to_bytes<B: GgmlBlock>(blocks: &[B]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(blocks.len() * B::BYTES);
+    for b in blocks {
+        b.write(&mut out);
+    }
+    out
+}
+
+/// The values `blocks` stand for, into `out` (exactly as many values as the blocks hold).
+pub fn dequantize_blocks<B: GgmlBlock>(blocks: &[B], out: &mut [f32]) -> Result<()> {
+    check_len("dequantize out", out.len(), blocks.len() * B::VALUES)?;
+    for (b, y) in blocks.iter().zip(out.chunks_exact_mut(B::VALUES)) {
+        b.dequantize(y);
+    }
+    Ok(())
+}
+
+/// ggml's `nearest_int`: round half to even through the float's mantissa (|f| < 2²²).
+#[inline(always)]
+pub(crate) fn nearest_int(f: f32) -> i32 {
+    let v = f + 12_582_912.0;
+    (v.to_bits() & 0x007f_ffff) as i32 - 0x0040_0000
+}
+
+/// ggml's `quantize_row_q8_K_ref`: each 256 values with d = max/−127 (the signed value of
+/// largest magnitude maps to −127), and the sums of each 16 quants.
+pub fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8K]) -> Result<()> {
+    if !x.len().is_multiple_of(QK_K) {
+        return Err(Error::invalid(format!(
+            "quantize_q8_k: {} values is not a multiple of the {QK_K}-value block",
+            x.len()
+        )));
+    }
+    check_len("quantize_q8_k out", out.len(), x.len() / QK_K)?;
+    for (xs, y) in x.chunks_exact(QK_K).zip(out.iter_mut()) {
+        let (mut max, mut amax) = (0f32, 0f32);
+        for &v in xs {
+            if v.abs() > amax {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        if amax == 0.0 {
+            *y = BlockQ8K::default();
+            continue;
+        }
+        let iscale = -127.0 / max;
+        for (q, &v) in y.qs.iter_mut().zip(xs) {
+            *q = nearest_int(iscale * v).min(127) as i8;
+        }
+        for (s, q) in y.bsums.iter_mut().zip(y.qs.chunks_exact(16)) {
+            *s = q.iter().map(|&v| v as i16).sum();
+        }
+        y.d = 1.0 / iscale;
+    }
+    Ok(())
+}
+
+/// Σ w·x over a Q4_K row and a Q8_K activation row (same block count).
+pub fn dot_q4_k(w: &[BlockQ4K], x: &[BlockQ8K]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if crate::quant::has_avx2() {
+        // SAFETY: features detected; the kernel zips the two rows.
+        return unsafe { avx2::dot_q4_k(w, x) };
+    }
+    scalar::dot_q4_k(w, x)
+}
+
+/// Σ w·x over a Q5_K row and a Q8_K activation row.
+pub fn dot_q5_k(w: &[BlockQ5K], x: &[BlockQ8K]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if crate::quant::has_avx2() {
+        // SAFETY: as above.
+        return unsafe { avx2::dot_q5_k(w, x) };
+    }
+    scalar::dot_q5_k(w, x)
+}
+
+/// Σ w·x over a Q6_K row and a Q8_K activation row.
+pub fn dot_q6_k(w: &[BlockQ6K], x: &[BlockQ8K]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if crate::quant::has_avx2() {
+        // SAFETY: as above.
+        return unsafe { avx2::dot_q6_k(w, x) };
+    }
+    scalar::dot_q6_k(w, x)
+}
+
+/// Σ w·x over a Q5_0 row and a Q8_0 activation row.
+pub fn dot_q5_0(w: &[BlockQ5_0], x: &[BlockQ8_0]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if crate::quant::has_avx2() {
+        // SAFETY: as above.
+        return unsafe { avx2::dot_q5_0(w, x) };
+    }
+    scalar::dot_q5_0(w, x)
+}
+
+/// Σ w·x over a Q5_1 row and a Q8_0 activation row whose blocks' quants sum to `xsum`.
+pub fn dot_q5_1(w: &[BlockQ5_1], x: &[BlockQ8_0], xsum: &[i32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if crate::quant::has_avx2() {
+        // SAFETY: as above.
+        return unsafe { avx2::dot_q5_1(w, x, xsum) };
+    }
+    scalar::dot_q5_1(w, x, xsum)
+}
+
+/// The portable dot products: ggml's generic kernels' integer sums, one float step per block.
+pub(crate) mod scalar {
+    use super::*;
+
+    /// Σ_sub sc·Σ q·x and Σ_sub m·Σ x of a Q4_K/Q5_K block whose values are `q`.
+    fn k4_sums(q: &[u8; QK_K], scales: &[u8; 12], x: &BlockQ8K) -> (i32, i32) {
+        let (sc, m) = scales_mins(scales);
+        let mut isum = 0i32;
+        for (j, (qs, xs)) in q.chunks_exact(32).zip(x.qs.chunks_exact(32)).enumerate() {
+            let s: i32 = qs.iter().zip(xs).map(|(&a, &b)| a as i32 * b as i32).sum();
+            isum += sc[j] as i32 * s;
+        }
+        let msum: i32 = (0..8)
+            .map(|j| m[j] as i32 * (x.bsums[2 * j] as i32 + x.bsums[2 * j + 1] as i32))
+            .sum();
+        (isum, msum)
+    }
+
+    pub fn dot_q4_k(w: &[BlockQ4K], x: &[BlockQ8K]) -> f32 {
+        let mut sum = 0f32;
+        for (b, a) in w.iter().zip(x) {
+            let mut q = [0u8; QK_K];
+            for c in 0..4 {
+                for l in 0..32 {
+                    q[64 * c + l] = b.qs[32 * c + l] & 0xF;
+                    q[64 * c + 32 + l] = b.qs[32 * c + l] >> 4;
+                }
+            }
+            let (isum, msum) = k4_sums(&q, &b.scales, a);
+            sum += f16_to_f32(b.d) * a.d * isum as f32 - f16_to_f32(b.dmin) * a.d * msum as f32;
+        }
+        sum
+    }
+
+    pub fn dot_q5_k(w: &[BlockQ5K], x: &[BlockQ8K]) -> f32 {
+        let mut sum = 0f32;
+        for (b, a) in w.iter().zip(x) {
+            let mut q = [0u8; QK_K];
+            for c in 0..4 {
+                for l in 0..32 {
+                    let h = b.qh[l] >> (2 * c);
+                    q[64 * c + l] = (b.qs[32 * c + l] & 0xF) | ((h & 1) << 4);
+                    q[64 * c + 32 + l] = (b.qs[32 * c + l] >> 4) | (((h >> 1) & 1) << 4);
+                }
+            }
+            let (isum, msum) = k4_sums(&q, &b.scales, a);
+            sum += f16_to_f32(b.d) * a.d * isum as f32 - f16_to_f32(b.dmin) * a.d * msum as f32;
+        }
+        sum
+    }
+
+    pub fn dot_q6_k(w: &[BlockQ6K], x: &[BlockQ8K]) -> f32 {
+        let mut sum = 0f32;
+        for (b, a) in w.iter().zip(x) {
+            let mut isum = 0i32;
+            for h in 0..2 {
+                let (ql, qh) = (&b.ql[64 * h..], &b.qh[32 * h..]);
+                let xs = &a.qs[128 * h..];
+                let mut sub = [0i32; 8];
+                for l in 0..32 {
+                    let q = q6_values(ql, qh, l);
+                    for (k, &v) in q.iter().enumerate() {
+                        sub[2 * k + l / 16] += v * xs[32 * k + l] as i32;
+                    }
+                }
+                for (j, s) in sub.iter().enumerate() {
+                    isum += b.scales[8 * h + j] as i32 * s;
+                }
+            }
+            sum += f16_to_f32(b.d) * a.d * isum as f32;
+        }
+        sum
+    }
+
+    pub fn dot_q5_0(w: &[BlockQ5_0], x: &[BlockQ8_0]) -> f32 {
+        let mut sum = 0f32;
+        for (b, a) in w.iter().zip(x) {
+            let qh = u32::from_le_bytes(b.qh);
+            let mut isum = 0i32;
+            for j in 0..16 {
+                let (v0, v1) = q5_values(&b.qs, qh, j);
+                isum += (v0 - 16) * a.qs[j] as i32 + (v1 - 16) * a.qs[j + 16] as i32;
+            }
+            sum += f16_to_f32(b.d) * f16_to_f32(a.d) * isum as f32;
+        }
+        sum
+    }
+
+    pub fn dot_q5_1(w: &[BlockQ5_1], x: &[BlockQ8_0], xsum: &[i32]) -> f32 {
+        let mut sum = 0f32;
+        for ((b, a), &s) in w.iter().zip(x).zip(xsum) {
+            let qh = u32::from_le_bytes(b.qh);
+            let mut isum = 0i32;
+            for j in 0..16 {
+                let (v0, v1) = q5_values(&b.qs, qh, j);
+                isum += v0 * a.qs[j] as i32 + v1 * a.qs[j + 16] as i32;
+            }
+            let dx = f16_to_f32(a.d);
+            sum += f16_to_f32(b.d) * dx * isum as f32 + f16_to_f32(b.m) * dx * s as f32;
+        }
+        sum
+    }
+}
+
+/// AVX2 twins of [`scalar`]: unsigned weight quants times signed activation bytes through
+/// `maddubs` (no sign fix-ups: every weight value here is < 64), 32-bit sums scaled per
+/// (sub-)block with `madd`, one FMA per block; Q6_K's −32 and Q4_K/Q5_K's minimums come
+/// from the activation's sums of 16 (Q8_K `bsums`).
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::*;
+    use std::arch::x86_64::*;
+
+    #[inline(always)]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+
+    #[inline(always)]
+    unsafe fn load(p: &[u8]) -> __m256i {
+        debug_assert!(p.len() >= 32);
+        _mm256_loadu_si256(p.as_ptr() as *const __m256i)
+    }
+
+    #[inline(always)]
+    unsafe fn load_i8(p: &[i8]) -> __m256i {
+        debug_assert!(p.len() >= 32);
+        _mm256_loadu_si256(p.as_ptr() as *const __m256i)
+    }
+
+    /// Σ m_j·(bsum_2j + bsum_2j+1): the minimums' term of a Q4_K/Q5_K block.
+    #[inline(always)]
+    fn min_sum(m: &[u8; 8], x: &BlockQ8K) -> i32 {
+        (0..8)
+            .map(|j| m[j] as i32 * (x.bsums[2 * j] as i32 + x.bsums[2 * j + 1] as i32))
+            .sum()
+    }
+
+    /// The Q4_K/Q5_K block sum Σ_c sc·(lo·x) + sc'·(hi·x) with `fifth(c)` the fifth bits to
+    /// OR into chunk c's low and high values (zero for Q4_K).
+    #[inline(always)]
+    unsafe fn k4_block(
+        qs: &[u8; 128],
+        sc: &[u8; 8],
+        x: &BlockQ8K,
+        mut fifth: impl FnMut(usize) -> (__m256i, __m256i),
+    ) -> __m256i {
+        let m4 = _mm256_set1_epi8(0x0F);
+        let mut sumi = _mm256_setzero_si256();
+        for c in 0..4 {
+            let q = load(&qs[32 * c..]);
+            let (h_lo, h_hi) = fifth(c);
+            let lo = _mm256_or_si256(_mm256_and_si256(q, m4), h_lo);
+            let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(q), m4), h_hi);
+            let xl = load_i8(&x.qs[64 * c..]);
+            let xh = load_i8(&x.qs[64 * c + 32..]);
+            let pl = _mm256_madd_epi16(
+                _mm256_maddubs_epi16(lo, xl),
+                _mm256_set1_epi16(sc[2 * c] as i16),
+            );
+            let ph = _mm256_madd_epi16(
+                _mm256_maddubs_epi16(hi, xh),
+                _mm256_set1_epi16(sc[2 * c + 1] as i16),
+            );
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+        }
+        sumi
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot_q4_k(w: &[BlockQ4K], x: &[BlockQ8K]) -> f32 {
+        let zero = _mm256_setzero_si256();
+        let (mut acc, mut mins) = (_mm256_setzero_ps(), 0f32);
+        for (b, a) in w.iter().zip(x) {
+            let (sc, m) = scales_mins(&b.scales);
+            mins += f16_to_f32(b.dmin) * a.d * min_sum(&m, a) as f32;
+            let sumi = k4_block(&b.qs, &sc, a, |_| (zero, zero));
+            let d = _mm256_set1_ps(f16_to_f32(b.d) * a.d);
+            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
+        }
+        hsum(acc) - mins
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot_q5_k(w: &[BlockQ5K], x: &[BlockQ8K]) -> f32 {
+        let (one, two) = (_mm256_set1_epi8(1), _mm256_set1_epi8(2));
+        let (mut acc, mut mins) = (_mm256_setzero_ps(), 0f32);
+        for (b, a) in w.iter().zip(x) {
+            let (sc, m) = scales_mins(&b.scales);
+            mins += f16_to_f32(b.dmin) * a.d * min_sum(&m, a) as f32;
+            let mut hb = load(&b.qh);
+            let sumi = k4_block(&b.qs, &sc, a, |_| {
+                // Bits 2c and 2c + 1 of each byte, moved to bit 4 (16).
+                let lo = _mm256_slli_epi16::<4>(_mm256_and_si256(hb, one));
+                let hi = _mm256_slli_epi16::<3>(_mm256_and_si256(hb, two));
+                hb = _mm256_srli_epi16::<2>(hb);
+                (lo, hi)
+            });
+            let d = _mm256_set1_ps(f16_to_f32(b.d) * a.d);
+            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
+        }
+        hsum(acc) - mins
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot_q6_k(w: &[BlockQ6K], x: &[BlockQ8K]) -> f32 {
+        let m4 = _mm256_set1_epi8(0x0F);
+        let mut acc = _mm256_setzero_ps();
+        for (b, a) in w.iter().zip(x) {
+            let mut sumi = _mm256_setzero_si256();
+            for h in 0..2 {
+                let qa = load(&b.ql[64 * h..]);
+                let qb = load(&b.ql[64 * h + 32..]);
+                let hh = load(&b.qh[32 * h..]);
+                // Values 32k..32k + 32 of the half, unsigned 0..63.
+                let v = [
+                    _mm256_or_si256(
+                        _mm256_and_si256(qa, m4),
+                        _mm256_slli_epi16::<4>(_mm256_and_si256(hh, _mm256_set1_epi8(0x03))),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(qb, m4),
+                        _mm256_slli_epi16::<2>(_mm256_and_si256(hh, _mm256_set1_epi8(0x0C))),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16::<4>(qa), m4),
+                        _mm256_and_si256(hh, _mm256_set1_epi8(0x30)),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16::<4>(qb), m4),
+                        _mm256_srli_epi16::<2>(_mm256_and_si256(
+                            hh,
+                            _mm256_set1_epi8(0xC0u8 as i8),
+                        )),
+                    ),
+                ];
+                let sc = &b.scales[8 * h..];
+                for (k, vk) in v.iter().enumerate() {
+                    let xs = load_i8(&a.qs[128 * h + 32 * k..]);
+                    let p = _mm256_maddubs_epi16(*vk, xs);
+                    // Values 0..16 take scale 2k, values 16..32 scale 2k + 1.
+                    let s = _mm256_set_m128i(
+                        _mm_set1_epi16(sc[2 * k + 1] as i16),
+                        _mm_set1_epi16(sc[2 * k] as i16),
+                    );
+                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
+                }
+            }
+            // Σ sc·(q − 32)·x = Σ sc·q·x − 32·Σ_j sc_j·bsum_j.
+            let off: i32 = (0..16)
+                .map(|j| b.scales[j] as i32 * a.bsums[j] as i32)
+                .sum();
+            let d = f16_to_f32(b.d) * a.d;
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+            acc = _mm256_add_ps(
+                acc,
+                _mm256_castps128_ps256(_mm_set_ss(-32.0 * d * off as f32)),
+            );
+        }
+        hsum(acc)
+    }
+
+    /// A Q5_0/Q5_1 block's 32 unsigned values (0..31), value i in byte i.
+    #[inline(always)]
+    unsafe fn q5_bytes(qs: &[u8; 16], qh: [u8; 4]) -> __m256i {
+        let m4 = _mm_set1_epi8(0x0F);
+        let q = _mm_loadu_si128(qs.as_ptr() as *const __m128i);
+        let lo = _mm_and_si128(q, m4);
+        let hi = _mm_and_si128(_mm_srli_epi16::<4>(q), m4);
+        let nib = _mm256_set_m128i(hi, lo);
+        // Byte i takes bit i of qh: bytes 0..8 from qh[0], 8..16 from qh[1], ….
+        let bits = _mm256_set1_epi32(i32::from_le_bytes(qh));
+        let spread = _mm256_shuffle_epi8(
+            bits,
+            _mm256_set_epi64x(
+                0x0303_0303_0303_0303,
+                0x0202_0202_0202_0202,
+                0x0101_0101_0101_0101,
+                0,
+            ),
+        );
+        let mask = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+        let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, mask), mask);
+        _mm256_or_si256(nib, _mm256_and_si256(set, _mm256_set1_epi8(0x10)))
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot_q5_0(w: &[BlockQ5_0], x: &[BlockQ8_0]) -> f32 {
+        let ones = _mm256_set1_epi16(1);
+        let sixteen = _mm256_set1_epi8(16);
+        let mut acc = _mm256_setzero_ps();
+        for (b, a) in w.iter().zip(x) {
+            let q = q5_bytes(&b.qs, b.qh);
+            let xs = load_i8(&a.qs);
+            // Σ (q − 16)·x in 16-bit pairs, then 32-bit.
+            let p = _mm256_sub_epi16(
+                _mm256_maddubs_epi16(q, xs),
+                _mm256_maddubs_epi16(sixteen, xs),
+            );
+            let d = _mm256_set1_ps(f16_to_f32(b.d) * f16_to_f32(a.d));
+            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones)), acc);
+        }
+        hsum(acc)
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot_q5_1(w: &[BlockQ5_1], x: &[BlockQ8_0], xsum: &[i32]) -> f32 {
+        let ones = _mm256_set1_epi16(1);
+        let (mut acc, mut mins) = (_mm256_setzero_ps(), 0f32);
+        for ((b, a), &s) in w.iter().zip(x).zip(xsum) {
+            let q = q5_bytes(&b.qs, b.qh);
+            let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, load_i8(&a.qs)), ones);
+            let dx = f16_to_f32(a.d);
+            let d = _mm256_set1_ps(f16_to_f32(b.d) * dx);
+            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
+            mins += f16_to_f32(b.m) * dx * s as f32;
+        }
+        hsum(acc) + mins
+    }
+}
+
+/// The blocks of a [`RowMatrix`], row after row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RowBlocks {
+    Q4K(Vec<BlockQ4K>),
+    Q5K(Vec<BlockQ5K>),
+    Q6K(Vec<BlockQ6K>),
+    Q5_0(Vec<BlockQ5_0>),
+    Q5_1(Vec<BlockQ5_1>),
+}
+
+/// A weight matrix [rows = out, cols = in] in one of this module's block types, as stored
+/// in a GGUF file (each row's blocks back to back).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowMatrix {
+    blocks: RowBlocks,
+    rows: usize,
+    cols: usize,
+}
+
+impl RowMatrix {
+    /// The GGML types this module runs.
+    pub const TYPES: [&'static str; 5] = ["Q4_K", "Q5_K", "Q6_K", "Q5_0", "Q5_1"];
+
+    /// Values per block of GGML type `ggml_type`, if this module runs it.
+    pub fn block_values(ggml_type: &str) -> Option<usize> {
+        match ggml_type {
+            "Q4_K" | "Q5_K" | "Q6_K" => Some(QK_K),
+            "Q5_0" | "Q5_1" => Some(QK),
+            _ => None,
+        }
+    }
+
+    /// The matrix [rows, cols] stored as GGUF tensor bytes of type `ggml_type`.
+    pub fn from_ggml(ggml_type: &str, bytes: &[u8], rows: usize, cols: usize) -> Result<Self> {
+        let per = Self::block_values(ggml_type).ok_or_else(|| {
+            Error::Unsupported(format!(
+                "{ggml_type} blocks: the row kernels run {}",
+                Self::TYPES.join(", ")
+            ))
+        })?;
+        if !cols.is_multiple_of(per) {
+            return Err(Error::invalid(format!(
+                "{ggml_type}: rows of {cols} values do not fill {per}-value blocks"
+            )));
+        }
+        let blocks = match ggml_type {
+            "Q4_K" => RowBlocks::Q4K(blocks_from_bytes(bytes)?),
+            "Q5_K" => RowBlocks::Q5K(blocks_from_bytes(bytes)?),
+            "Q6_K" => RowBlocks::Q6K(blocks_from_bytes(bytes)?),
+            "Q5_0" => RowBlocks::Q5_0(blocks_from_bytes(bytes)?),
+            _ => RowBlocks::Q5_1(blocks_from_bytes(bytes)?),
+        };
+        let m = Self { blocks, rows, cols };
+        check_len(
+            &format!("{ggml_type} matrix {rows} × {cols} (blocks)"),
+            m.block_count(),
+            rows * cols / per,
+        )?;
+        Ok(m)
+    }
+
+    /// `parts` (the same type and width) stacked: their rows one after another.
+    pub fn stack(parts: &[&RowMatrix]) -> Result<Self> {
+        let first = parts
+            .first()
+            .ok_or_else(|| Error::invalid("stacking no matrices"))?;
+        let mut out = (*first).clone();
+        for p in &parts[1..] {
+            if p.cols != out.cols {
+                return Err(Error::invalid(format!(
+                    "stacking rows of {} values onto rows of {}",
+                    p.cols, out.cols
+                )));
+            }
+            match (&mut out.blocks, &p.blocks) {
+                (RowBlocks::Q4K(a), RowBlocks::Q4K(b)) => a.extend_from_slice(b),
+                (RowBlocks::Q5K(a), RowBlocks::Q5K(b)) => a.extend_from_slice(b),
+                (RowBlocks::Q6K(a), RowBlocks::Q6K(b)) => a.extend_from_slice(b),
+                (RowBlocks::Q5_0(a), RowBlocks::Q5_0(b)) => a.extend_from_slice(b),
+                (RowBlocks::Q5_1(a), RowBlocks::Q5_1(b)) => a.extend_from_slice(b),
+                _ => {
+                    return Err(Error::invalid(format!(
+                        "stacking {} rows onto {} rows",
+                        p.type_name(),
+                        out.type_name()
+                    )))
+                }
+            }
+            out.rows += p.rows;
+        }
+        Ok(out)
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// GGML's name of the block type (`Q4_K`).
+    pub fn type_name(&self) -> &'static str {
+        match &self.blocks {
+            RowBlocks::Q4K(_) => BlockQ4K::NAME,
+            RowBlocks::Q5K(_) => BlockQ5K::NAME,
+            RowBlocks::Q6K(_) => BlockQ6K::NAME,
+            RowBlocks::Q5_0(_) => BlockQ5_0::NAME,
+            RowBlocks::Q5_1(_) => BlockQ5_1::NAME,
+        }
+    }
+
+    fn block_count(&self) -> usize {
+        match &self.blocks {
+            RowBlocks::Q4K(b) => b.len(),
+            RowBlocks::Q5K(b) => b.len(),
+            RowBlocks::Q6K(b) => b.len(),
+            RowBlocks::Q5_0(b) => b.len(),
+            RowBlocks::Q5_1(b) => b.len(),
+        }
+    }
+
+    /// Bytes of weight data (what a matrix-vector product streams).
+    pub fn bytes(&self) -> usize {
+        let per = match &self.blocks {
+            RowBlocks::Q4K(_) => BlockQ4K::BYTES,
+            RowBlocks::Q5K(_) => BlockQ5K::BYTES,
+            RowBlocks::Q6K(_) => BlockQ6K::BYTES,
+            RowBlocks::Q5_0(_) => BlockQ5_0::BYTES,
+            RowBlocks::Q5_1(_) => BlockQ5_1::BYTES,
+        };
+        self.block_count() * per
+    }
+
+    /// The values the blocks stand for, [rows, cols].
+    pub fn dequantize(&self) -> Vec<f32> {
+        let mut out = vec![0f32; self.rows * self.cols];
+        // The lengths agree by construction.
+        let _ = match &self.blocks {
+            RowBlocks::Q4K(b) => dequantize_blocks(b, &mut out),
+            RowBlocks::Q5K(b) => dequantize_blocks(b, &mut out),
+            RowBlocks::Q6K(b) => dequantize_blocks(b, &mut out),
+            RowBlocks::Q5_0(b) => dequantize_blocks(b, &mut out),
+            RowBlocks::Q5_1(b) => dequantize_blocks(b, &mut out),
+        };
+        out
+    }
+
+    /// Whether the activation is quantised to Q8_K (the k-quants) rather than Q8_0.
+    fn takes_q8_k(&self) -> bool {
+        matches!(
+            self.blocks,
+            RowBlocks::Q4K(_) | RowBlocks::Q5K(_) | RowBlocks::Q6K(_)
+        )
+    }
+
+    /// Quantises the activation rows `x` as this type's products need.
+    fn quantize_acts(&self, x: &[f32], acts: &mut QuantActs) -> Result<()> {
+        if self.takes_q8_k() {
+            acts.quantize_k(x)
+        } else {
+            acts.quantize(x)
+        }
+    }
+
+    /// Row `o`'s dot product with activation row `r` of `acts`.
+    #[inline]
+    fn row_dot(&self, o: usize, r: usize, acts: &QuantActs) -> f32 {
+        match &self.blocks {
+            RowBlocks::Q4K(b) => {
+                let nb = self.cols / QK_K;
+                dot_q4_k(&b[o * nb..][..nb], &acts.k[r * nb..][..nb])
+            }
+            RowBlocks::Q5K(b) => {
+                let nb = self.cols / QK_K;
+                dot_q5_k(&b[o * nb..][..nb], &acts.k[r * nb..][..nb])
+            }
+            RowBlocks::Q6K(b) => {
+                let nb = self.cols / QK_K;
+                dot_q6_k(&b[o * nb..][..nb], &acts.k[r * nb..][..nb])
+            }
+            RowBlocks::Q5_0(b) => {
+                let nb = self.cols / QK;
+                dot_q5_0(&b[o * nb..][..nb], &acts.q[r * nb..][..nb])
+            }
+            RowBlocks::Q5_1(b) => {
+                let nb = self.cols / QK;
+                dot_q5_1(
+                    &b[o * nb..][..nb],
+                    &acts.q[r * nb..][..nb],
+                    &acts.sum[r * nb..][..nb],
+                )
+            }
+        }
+    }
+}
+
+/// Rows per parallel task: ~32 KiB of weights each.
+fn rows_per_task(w: &RowMatrix) -> usize {
+    (32 * 1024 / (w.bytes() / w.rows.max(1)).max(1)).max(1)
+}
+
+/// y [rows] = W·x [cols]: `x` is quantised into `acts` (reused storage) as llama.cpp
+/// quantises it for `w`'s type, then rows are split across the current rayon pool.
+pub fn matvec_rows(w: &RowMatrix, x: &[f32], acts: &mut QuantActs, y: &mut [f32]) -> Result<()> {
+    check_len("matvec_rows x", x.len(), w.cols)?;
+    check_len("matvec_rows y", y.len(), w.rows)?;
+    w.quantize_acts(x, acts)?;
+    let acts: &QuantActs = acts;
+    if w.bytes() < 64 * 1024 {
+        y.iter_mut()
+            .enumerate()
+            .for_each(|(o, v)| *v = w.row_dot(o, 0, acts));
+        return Ok(());
+    }
+    let per = rows_per_task(w);
+    y.par_chunks_mut(per).enumerate().for_each(|(t, ys)| {
+        for (j, v) in ys.iter_mut().enumerate() {
+            *v = w.row_dot(t * per + j, 0, acts);
+        }
+    });
+    Ok(())
+}
+
+/// Y [n, rows] = X [n, cols]·Wᵀ (prefill, batched decoding): each task takes a band of
+/// output rows and, while those weights stay in cache, every activation row.
+pub fn matmul_rows(
+    w: &RowMatrix,
+    x: &[f32],
+    n: usize,
+    acts: &mut QuantActs,
+    y: &mut [f32],
+) -> Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let rows = w.rows;
+    check_len("matmul_rows x", x.len(), n * w.cols)?;
+    check_len("matmul_rows y", y.len(), n * rows)?;
+    w.quantize_acts(x, acts)?;
+    let acts: &QuantActs = acts;
+    let per = rows_per_task(w).min(rows.div_ceil(4 * crate::par::num_threads()).max(1));
+    let tasks = rows.div_ceil(per);
+    let yp = SendPtr(y.as_mut_ptr());
+    (0..tasks).into_par_iter().for_each(|t| {
+        for r in 0..n {
+            for o in t * per..((t + 1) * per).min(rows) {
+                let v = w.row_dot(o, r, acts);
+                // SAFETY: y holds n·rows values and r·rows + o < n·rows; a task writes only
+                // its own band of columns o, so no two tasks write the same element, and `y`
+                // stays mutably borrowed until every task is done.
+                unsafe { *yp.get().add(r * rows + o) = v };
+            }
+        }
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::{dequantize_q8_0, quantize_q8_0};
+    use crate::testutil::rand_vec;
+
+    /// Pseudo-random bytes (xorshift).
+    fn rand_bytes(n: usize, seed: u64) -> Vec<u8> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 24) as u8
+            })
+            .collect()
+    }
+
+    /// A random matrix of `ggml_type` [rows, cols] with sane f16 scales (0.001–0.03).
+    fn rand_matrix(ggml_type: &str, rows: usize, cols: usize, seed: u64) -> RowMatrix {
+        let per = RowMatrix::block_values(ggml_type).unwrap();
+        let (bytes_per, scale_at): (usize, &[usize]) = match ggml_type {
+            "Q4_K" => (144, &[0, 2]),
+            "Q5_K" => (176, &[0, 2]),
+            "Q6_K" => (210, &[208]),
+            "Q5_0" => (22, &[0]),
+            _ => (24, &[0, 2]),
+        };
+        let n = rows * cols / per;
+        let mut b = rand_bytes(n * bytes_per, seed);
+        let r = rand_bytes(n * 2, seed + 1);
+        for i in 0..n {
+            for (k, &at) in scale_at.iter().enumerate() {
+                let v = 0.001 + 0.03 * (r[2 * i + k % 2] as f32 / 255.0);
+                let v = if ggml_type == "Q5_1" && at == 2 {
+                    -v * 8.0
+                } else {
+                    v
+                };
+                b[i * bytes_per + at..][..2]
+                    .copy_from_slice(&f16::from_f32(v).to_bits().to_le_bytes());
+            }
+        }
+        RowMatrix::from_ggml(ggml_type, &b, rows, cols).unwrap()
+    }
+
+    /// y = W·x in f64 from the dequantised weights and the activation as the kernels see it.
+    fn reference(w: &RowMatrix, x: &[f32]) -> Vec<f64> {
+        let wf = w.dequantize();
+        let xd: Vec<f32> = if w.takes_q8_k() {
+            let mut q = vec![BlockQ8K::default(); x.len() / QK_K];
+            quantize_q8_k(x, &mut q).unwrap();
+            q.iter()
+                .flat_map(|b| b.qs.iter().map(move |&v| b.d * v as f32))
+                .collect()
+        } else {
+            let mut q = vec![BlockQ8_0::default(); x.len() / QK];
+            quantize_q8_0(x, &mut q).unwrap();
+            let mut d = vec![0f32; x.len()];
+            dequantize_q8_0(&q, &mut d).unwrap();
+            d
+        };
+        wf.chunks_exact(w.cols)
+            .map(|row| {
+                row.iter()
+                    .zip(&xd)
+                    .map(|(&a, &b)| a as f64 * b as f64)
+                    .sum()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn blocks_round_trip_through_bytes() {
+        for ty in RowMatrix::TYPES {
+            let w = rand_matrix(ty, 3, 512, 7);
+            let bytes = match &w.blocks {
+                RowBlocks::Q4K(b) => blocks_to_bytes(b),
+                RowBlocks::Q5K(b) => blocks_to_bytes(b),
+                RowBlocks::Q6K(b) => blocks_to_bytes(b),
+                RowBlocks::Q5_0(b) => blocks_to_bytes(b),
+                RowBlocks::Q5_1(b) => blocks_to_bytes(b),
+            };
+            assert_eq!(bytes.len(), w.bytes(), "{ty}");
+            assert_eq!(RowMatrix::from_ggml(ty, &bytes, 3, 512).unwrap(), w, "{ty}");
+            assert!(RowMatrix::from_ggml(ty, &bytes[1..], 3, 512).is_err());
+        }
+        assert!(RowMatrix::from_ggml("Q4_K", &[0; 144], 1, 32).is_err());
+        assert!(RowMatrix::from_ggml("Q8_0", &[0; 34], 1, 32).is_err());
+    }
+
+    #[test]
+    fn q8_k_is_ggml_s() {
+        let x = rand_vec(2 * QK_K, 5);
+        let mut q = vec![BlockQ8K::default(); 2];
+        quantize_q8_k(&x, &mut q).unwrap();
+        for (b, xs) in q.iter().zip(x.chunks(QK_K)) {
+            // The value of largest magnitude maps to −127 (d carries its sign).
+            let i = (0..QK_K)
+                .max_by(|&a, &c| xs[a].abs().total_cmp(&xs[c].abs()))
+                .unwrap();
+            assert_eq!(b.qs[i], -127);
+            for (j, s) in b.bsums.iter().enumerate() {
+                assert_eq!(
+                    *s,
+                    b.qs[16 * j..16 * j + 16]
+                        .iter()
+                        .map(|&v| v as i16)
+                        .sum::<i16>()
+                );
+            }
+            for (&v, &qv) in xs.iter().zip(&b.qs) {
+                assert!((v - b.d * qv as f32).abs() <= 0.5 * b.d.abs() * 1.001);
+            }
+        }
+        quantize_q8_k(&[0.0; QK_K], &mut q[..1]).unwrap();
+        assert_eq!(q[0], BlockQ8K::default());
+        assert!(quantize_q8_k(&x[..100], &mut q[..1]).is_err());
+    }
+
+    #[test]
+    fn dots_equal_the_dequantised_reference_on_every_path() {
+        for ty in RowMatrix::TYPES {
+            for (rows, cols, seed) in [(5, 256, 1u64), (3, 768, 2), (9, 1536, 3)] {
+                let w = rand_matrix(ty, rows, cols, seed);
+                let x: Vec<f32> = rand_vec(cols, seed + 10).iter().map(|v| v + 0.2).collect();
+                let want = reference(&w, &x);
+                let mut acts = QuantActs::default();
+                w.quantize_acts(&x, &mut acts).unwrap();
+                for (o, &r) in want.iter().enumerate() {
+                    let fast = w.row_dot(o, 0, &acts);
+                    let nb = |per| cols / per;
+                    let slow = match &w.blocks {
+                        RowBlocks::Q4K(b) => {
+                            scalar::dot_q4_k(&b[o * nb(QK_K)..][..nb(QK_K)], &acts.k)
+                        }
+                        RowBlocks::Q5K(b) => {
+                            scalar::dot_q5_k(&b[o * nb(QK_K)..][..nb(QK_K)], &acts.k)
+                        }
+                        RowBlocks::Q6K(b) => {
+                            scalar::dot_q6_k(&b[o * nb(QK_K)..][..nb(QK_K)], &acts.k)
+                        }
+                        RowBlocks::Q5_0(b) => scalar::dot_q5_0(&b[o * nb(QK)..][..nb(QK)], &acts.q),
+                        RowBlocks::Q5_1(b) => {
+                            scalar::dot_q5_1(&b[o * nb(QK)..][..nb(QK)], &acts.q, &acts.sum)
+                        }
+                    };
+                    let tol = 1e-4 * (1.0 + r.abs());
+                    assert!(
+                        (fast as f64 - r).abs() <= tol,
+                        "{ty} row {o}: {fast} vs {r}"
+                    );
+                    assert!(
+                        (slow as f64 - r).abs() <= tol,
+                        "{ty} row {o}: {slow} vs {r}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn products_equal_row_dots_and_split_across_threads() {
+        for ty in RowMatrix::TYPES {
+            // 300 rows × 1024: above the threading threshold.
+            let (rows, cols, n) = (300, 1024, 5);
+            let w = rand_matrix(ty, rows, cols, 40);
+            let x = rand_vec(n * cols, 41);
+            let mut acts = QuantActs::default();
+            let mut y = vec![0f32; n * rows];
+            matmul_rows(&w, &x, n, &mut acts, &mut y).unwrap();
+            let mut one = vec![0f32; rows];
+            for r in 0..n {
+                matvec_rows(&w, &x[r * cols..][..cols], &mut acts, &mut one).unwrap();
+                assert_eq!(&y[r * rows..][..rows], &one[..], "{ty} row {r}");
+                let want = reference(&w, &x[r * cols..][..cols]);
+                for (a, b) in one.iter().zip(&want) {
+                    assert!((*a as f64 - b).abs() <= 1e-4 * (1.0 + b.abs()), "{ty}");
+                }
+            }
+            assert!(matvec_rows(&w, &x[..cols - 1], &mut acts, &mut one).is_err());
+        }
+    }
+
+    #[test]
+    fn stacking_appends_rows() {
+        let (a, b) = (
+            rand_matrix("Q6_K", 2, 256, 1),
+            rand_matrix("Q6_K", 3, 256, 2),
+        );
+        let s = RowMatrix::stack(&[&a, &b]).unwrap();
+        assert_eq!(s.rows(), 5);
+        let (da, db, ds) = (a.dequantize(), b.dequantize(), s.dequantize());
+        assert_eq!(&ds[..512], &da[..]);
+        assert_eq!(&ds[512..], &db[..]);
+        assert!(RowMatrix::stack(&[&a, &rand_matrix("Q4_K", 1, 256, 3)]).is_err());
+        assert!(RowMatrix::stack(&[&a, &rand_matrix("Q6_K", 1, 512, 3)]).is_err());
+    }
+}
