@@ -35,8 +35,8 @@ pub struct ModelArgs {
 #[derive(Args, Debug, Clone)]
 pub struct TypeArgs {
     /// Weight storage while decoding. `auto`: a quantised GGUF runs at its own types, tensor by
-    /// tensor (Q8_0, Q4_0, Q4_1 as stored; Q4_K/Q3_K/Q2_K as Q4_1, Q5_0/Q5_1/Q5_K/Q6_K as
-    /// Q8_0, the nearest block types the engine runs), float files at f32. f32, q8_0, q4_1,
+    /// tensor, as llama.cpp runs it (Q8_0, Q4_0, Q4_1 repacked; Q4_K, Q5_K, Q6_K, Q5_0, Q5_1
+    /// block for block as stored; Q2_K/Q3_K as Q4_1), float files at f32. f32, q8_0, q4_1,
     /// q4_0: every matrix so, quantised at load (round-to-nearest; a file's own type gives
     /// back its blocks).
     #[arg(long = "type", default_value = "auto",
@@ -47,7 +47,9 @@ pub struct TypeArgs {
 impl TypeArgs {
     /// The storage of every matrix of `loaded`.
     pub fn plan(&self, loaded: &LoadedLlama) -> Result<TypePlan> {
-        Ok(self.weight_type.plan(&loaded.stored_types)?)
+        Ok(self
+            .weight_type
+            .plan(&loaded.stored_types, &loaded.stored_blocks)?)
     }
 }
 

@@ -70,6 +70,7 @@ pub fn read(dir: &Path) -> Result<LoadedModel> {
         source: dir.to_path_buf(),
         format: ModelFormat::HfDir,
         stored_types: Default::default(),
+        stored_blocks: Default::default(),
     })
 }
 

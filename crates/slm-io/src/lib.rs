@@ -56,6 +56,10 @@ pub struct LoadedModel {
     /// by HF name), for running a quantised file at its own types; empty for formats that
     /// hold only float tensors.
     pub stored_types: BTreeMap<String, String>,
+    /// The stored bytes of the tensors whose blocks the decode engine runs as they are
+    /// (Q4_K, Q5_K, Q6_K, Q5_0, Q5_1: `slm_kernels::kquant`), by HF name, rows in HF order;
+    /// empty for other formats.
+    pub stored_blocks: BTreeMap<String, std::sync::Arc<[u8]>>,
 }
 
 /// Where the model's tokenizer comes from.

@@ -256,6 +256,7 @@ pub fn read_bytes(path: &Path, bytes: &[u8]) -> Result<LoadedModel> {
         source: path.to_path_buf(),
         format: ModelFormat::Llama2c,
         stored_types: Default::default(),
+        stored_blocks: Default::default(),
     })
 }
 

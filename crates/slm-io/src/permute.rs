@@ -28,6 +28,30 @@ pub fn meta_to_hf(w: &Tensor, n_heads: usize) -> Result<Tensor> {
     Ok(t.reshape(restore(w, rows, cols))?)
 }
 
+/// [`meta_to_hf`] on a matrix of `rows` rows stored as bytes (quantised blocks: each row's
+/// blocks move as a whole).
+pub fn meta_to_hf_rows(raw: &[u8], rows: usize, n_heads: usize) -> Result<Vec<u8>> {
+    if rows == 0 || n_heads == 0 || rows % (2 * n_heads) != 0 || raw.len() % rows != 0 {
+        return Err(Error::invalid(format!(
+            "RoPE permutation of {} bytes as {rows} rows for {n_heads} heads",
+            raw.len()
+        )));
+    }
+    let (row_bytes, hd) = (raw.len() / rows, rows / n_heads);
+    let half = hd / 2;
+    let mut out = Vec::with_capacity(raw.len());
+    for h in 0..n_heads {
+        for j in 0..2 {
+            for i in 0..half {
+                // HF row h·hd + j·hd/2 + i is Meta row h·hd + 2i + j.
+                let meta = h * hd + 2 * i + j;
+                out.extend_from_slice(&raw[meta * row_bytes..][..row_bytes]);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Hugging Face rotate_half layout -> Meta/llama2.c/GGUF interleaved layout.
 pub fn hf_to_meta(w: &Tensor, n_heads: usize) -> Result<Tensor> {
     let (rows, cols, half) = split(w, n_heads)?;
@@ -76,6 +100,34 @@ mod tests {
             .map(|k| ((k / cols) * 100 + k % cols) as f32)
             .collect();
         Tensor::from_vec(v, (rows, cols), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn byte_rows_move_as_the_matrix_rows_do() {
+        let (rows, cols, heads) = (24, 3, 3);
+        let w = indexed(rows, cols);
+        let bytes: Vec<u8> = w
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let moved: Vec<f32> = meta_to_hf_rows(&bytes, rows, heads)
+            .unwrap()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let want = meta_to_hf(&w, heads)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(moved, want);
+        assert!(meta_to_hf_rows(&bytes, 25, heads).is_err());
+        assert!(meta_to_hf_rows(&bytes[1..], rows, heads).is_err());
     }
 
     #[test]

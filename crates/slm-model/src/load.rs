@@ -25,6 +25,9 @@ pub struct LoadedLlama {
     pub format: ModelFormat,
     /// How each tensor was stored in the file (see [`LoadedModel::stored_types`]).
     pub stored_types: BTreeMap<String, String>,
+    /// The stored bytes of block tensors the engine runs as stored (see
+    /// [`LoadedModel::stored_blocks`]).
+    pub stored_blocks: BTreeMap<String, std::sync::Arc<[u8]>>,
 }
 
 /// Loads `spec` (HF directory, HF cache id, GGUF file or llama2.c checkpoint).
@@ -46,6 +49,7 @@ pub fn from_loaded(loaded: LoadedModel) -> Result<LoadedLlama> {
         source: loaded.source,
         format: loaded.format,
         stored_types: loaded.stored_types,
+        stored_blocks: loaded.stored_blocks,
     })
 }
 

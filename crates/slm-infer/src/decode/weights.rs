@@ -7,6 +7,7 @@
 //! is zero.
 
 use slm_core::{Error, Result};
+use slm_kernels::kquant::{matmul_rows, matvec_rows, RowMatrix};
 use slm_kernels::matmul::{linear_fwd, LinearDims};
 use slm_kernels::matvec::{matvec, matvec_with, MAX_ROWS};
 use slm_kernels::quant::{BlockKind, QuantMatrix, QK};
@@ -16,6 +17,7 @@ use slm_model::flat::BlockParams;
 use slm_model::Llama;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
+use std::sync::Arc;
 
 /// How the linear weights are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -25,6 +27,13 @@ pub enum WeightType {
     Q8_0,
     Q4_0,
     Q4_1,
+    /// Blocks run as a GGUF file stored them (`slm_kernels::kquant`): Q4_K, Q5_K, Q6_K,
+    /// Q5_0, Q5_1. Only from a file's own blocks (`--type auto`).
+    Q4K,
+    Q5K,
+    Q6K,
+    Q5_0,
+    Q5_1,
 }
 
 impl WeightType {
@@ -45,10 +54,39 @@ impl WeightType {
     /// Rank by precision: f32 > q8_0 > q4_1 > q4_0.
     fn precision(self) -> u8 {
         match self {
-            Self::F32 => 3,
-            Self::Q8_0 => 2,
-            Self::Q4_1 => 1,
-            Self::Q4_0 => 0,
+            Self::F32 => 9,
+            Self::Q8_0 => 8,
+            Self::Q6K => 7,
+            Self::Q5K => 6,
+            Self::Q5_1 => 5,
+            Self::Q5_0 => 4,
+            Self::Q4K => 3,
+            Self::Q4_1 => 2,
+            Self::Q4_0 => 1,
+        }
+    }
+
+    /// GGML's name of a stored block type the engine runs as stored (`Q4_K`); None for the
+    /// types it quantises itself.
+    pub fn stored_name(self) -> Option<&'static str> {
+        Some(match self {
+            Self::Q4K => "Q4_K",
+            Self::Q5K => "Q5_K",
+            Self::Q6K => "Q6_K",
+            Self::Q5_0 => "Q5_0",
+            Self::Q5_1 => "Q5_1",
+            _ => return None,
+        })
+    }
+
+    /// The type the engine quantises to when a stored type's blocks are not at hand (the
+    /// model changed after loading, e.g. an adapter was merged): the block type that holds
+    /// its values at no less precision.
+    pub fn widened(self) -> Self {
+        match self {
+            Self::Q4K => Self::Q4_1,
+            Self::Q5K | Self::Q6K | Self::Q5_0 | Self::Q5_1 => Self::Q8_0,
+            t => t,
         }
     }
 
@@ -59,20 +97,29 @@ impl WeightType {
             Self::Q8_0 => "q8_0",
             Self::Q4_1 => "q4_1",
             Self::Q4_0 => "q4_0",
+            Self::Q4K => "q4_k",
+            Self::Q5K => "q5_k",
+            Self::Q6K => "q6_k",
+            Self::Q5_0 => "q5_0",
+            Self::Q5_1 => "q5_1",
         }
     }
 
     /// The engine type that runs a tensor stored in the file as GGML type `ggml` (`Q4_K`,
-    /// `F16`, …): its own where the engine has it; a k-quant as the block type that holds
-    /// its values at no less precision — Q4_K's 32-value sub-blocks (a scale and a minimum
-    /// each, 16 levels) are Q4_1 blocks up to the f16 rounding of their scale and minimum;
-    /// Q2_K and Q3_K also as Q4_1; Q5_0, Q5_1, Q5_K, Q6_K and Q8_K as Q8_0; floats as f32.
+    /// `F16`, …): its own where the engine has it (Q8_0, Q4_0, Q4_1 repacked; Q4_K, Q5_K,
+    /// Q6_K, Q5_0, Q5_1 as stored); Q2_K and Q3_K as Q4_1, which holds their values at no
+    /// less precision (16 levels per 32 values with a scale and a minimum); floats as f32.
     /// None for a type the reader does not decode either.
     pub fn for_stored(ggml: &str) -> Option<Self> {
         Some(match ggml {
             "F32" | "F16" | "BF16" | "F64" => Self::F32,
-            "Q8_0" | "Q8_1" | "Q8_K" | "Q5_0" | "Q5_1" | "Q5_K" | "Q6_K" => Self::Q8_0,
-            "Q4_1" | "Q4_K" | "Q3_K" | "Q2_K" => Self::Q4_1,
+            "Q8_0" | "Q8_1" | "Q8_K" => Self::Q8_0,
+            "Q4_K" => Self::Q4K,
+            "Q5_K" => Self::Q5K,
+            "Q6_K" => Self::Q6K,
+            "Q5_0" => Self::Q5_0,
+            "Q5_1" => Self::Q5_1,
+            "Q4_1" | "Q3_K" | "Q2_K" => Self::Q4_1,
             "Q4_0" => Self::Q4_0,
             _ => return None,
         })
@@ -101,11 +148,16 @@ impl TypeChoice {
     }
 
     /// The plan for a model whose tensors were stored as `stored` (HF name → GGML type name;
-    /// empty for float formats).
-    pub fn plan(self, stored: &BTreeMap<String, String>) -> Result<TypePlan> {
+    /// empty for float formats), with `blocks` the stored bytes of those the engine runs as
+    /// stored (`LoadedModel::stored_blocks`).
+    pub fn plan(
+        self,
+        stored: &BTreeMap<String, String>,
+        blocks: &BTreeMap<String, Arc<[u8]>>,
+    ) -> Result<TypePlan> {
         match self {
             Self::Fixed(ty) => Ok(TypePlan::uniform(ty)),
-            Self::Auto => TypePlan::from_stored(stored),
+            Self::Auto => TypePlan::from_stored(stored, blocks),
         }
     }
 }
@@ -116,6 +168,9 @@ impl TypeChoice {
 pub struct TypePlan {
     pub default: WeightType,
     pub by_tensor: BTreeMap<String, WeightType>,
+    /// The stored bytes (GGUF blocks, rows in HF order) of the tensors planned at a type
+    /// the engine runs as stored ([`WeightType::stored_name`]).
+    pub blocks: BTreeMap<String, Arc<[u8]>>,
 }
 
 impl From<WeightType> for TypePlan {
@@ -130,34 +185,105 @@ impl TypePlan {
         Self {
             default: ty,
             by_tensor: BTreeMap::new(),
+            blocks: BTreeMap::new(),
         }
     }
 
     /// Each tensor at the engine type of its stored type ([`WeightType::for_stored`]);
     /// tensors not listed (and models whose file held only floats) as f32.
-    pub fn from_stored(stored: &BTreeMap<String, String>) -> Result<Self> {
-        let mut by_tensor = BTreeMap::new();
+    pub fn from_stored(
+        stored: &BTreeMap<String, String>,
+        blocks: &BTreeMap<String, Arc<[u8]>>,
+    ) -> Result<Self> {
+        let mut plan = Self::uniform(WeightType::F32);
         for (name, ggml) in stored {
             let ty = WeightType::for_stored(ggml).ok_or_else(|| {
                 Error::Unsupported(format!(
                     "tensor `{name}` is stored as {ggml}, which slm cannot run"
                 ))
             })?;
-            by_tensor.insert(name.clone(), ty);
+            if ty.stored_name().is_some() {
+                if let Some(b) = blocks.get(name) {
+                    plan.blocks.insert(name.clone(), b.clone());
+                }
+            }
+            plan.by_tensor.insert(name.clone(), ty);
         }
-        Ok(Self {
-            default: WeightType::F32,
-            by_tensor,
-        })
+        Ok(plan)
+    }
+
+    /// The type of tensor `name`.
+    pub fn for_tensor(&self, name: &str) -> WeightType {
+        *self.by_tensor.get(name).unwrap_or(&self.default)
     }
 
     /// The type of a matrix made of the tensors `names` (the most precise of theirs).
     pub fn for_tensors(&self, names: &[String]) -> WeightType {
         names
             .iter()
-            .map(|n| *self.by_tensor.get(n).unwrap_or(&self.default))
+            .map(|n| self.for_tensor(n))
             .max_by_key(|t| t.precision())
             .unwrap_or(self.default)
+    }
+
+    /// The matrix [Σ rows, cols] of the tensors `members` (name, rows) stacked, whose values
+    /// are `w`: one matrix at the members' type when they share it, else a
+    /// [`Matrix::Stack`] of each at its own. A type run as stored takes the file's blocks
+    /// when they still hold exactly `w` (a model changed after loading, e.g. by a merged
+    /// adapter, is quantised at the [`WeightType::widened`] type instead).
+    pub fn matrix(
+        &self,
+        members: &[(String, usize)],
+        w: Vec<f32>,
+        cols: usize,
+        sparse: SparseUse,
+    ) -> Result<Matrix> {
+        let rows: usize = members.iter().map(|m| m.1).sum();
+        let types: Vec<WeightType> = members.iter().map(|m| self.for_tensor(&m.0)).collect();
+        if members.len() > 1 && types.iter().any(|t| *t != types[0]) {
+            // Runs of consecutive members of one type make one part each.
+            let mut parts = Vec::new();
+            let (mut first, mut at) = (0, 0);
+            while first < members.len() {
+                let end = (first..members.len())
+                    .find(|&i| types[i] != types[first])
+                    .unwrap_or(members.len());
+                let run = &members[first..end];
+                let run_rows: usize = run.iter().map(|m| m.1).sum();
+                let part = w[at * cols..(at + run_rows) * cols].to_vec();
+                parts.push(self.matrix(run, part, cols, sparse)?);
+                (first, at) = (end, at + run_rows);
+            }
+            return Ok(Matrix::Stack(parts));
+        }
+        let ty = types.first().copied().unwrap_or(self.default);
+        if let Some(m) = self.stored_rows(members, ty, &w, cols) {
+            return Ok(Matrix::Rows(m));
+        }
+        Matrix::with_sparse(w, rows, cols, ty.widened(), sparse)
+    }
+
+    /// The file's own blocks of `members` stacked, when `ty` runs as stored, every member's
+    /// blocks are at hand, and they stand for exactly `w`.
+    fn stored_rows(
+        &self,
+        members: &[(String, usize)],
+        ty: WeightType,
+        w: &[f32],
+        cols: usize,
+    ) -> Option<RowMatrix> {
+        let name = ty.stored_name()?;
+        let parts: Vec<RowMatrix> = members
+            .iter()
+            .map(|(n, rows)| RowMatrix::from_ggml(name, self.blocks.get(n)?, *rows, cols).ok())
+            .collect::<Option<_>>()?;
+        let m = RowMatrix::stack(&parts.iter().collect::<Vec<_>>()).ok()?;
+        let same = m
+            .dequantize()
+            .iter()
+            .zip(w)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        same.then_some(m)
     }
 
     /// What `slm bench --json` reports as the type: the type's name when every matrix gets
@@ -219,7 +345,12 @@ pub enum Matrix {
     },
     /// Block-quantised, repacked 8 rows at a time (`slm_kernels::quant_x8`).
     Quant(InterleavedMatrix),
+    /// Blocks as a GGUF file stored them (`slm_kernels::kquant`).
+    Rows(RowMatrix),
     Sparse(SparseMatrix),
+    /// Matrices stacked row-wise, each stored its own way (a q|k|v or gate|up pack whose
+    /// tensors a file stored at different types).
+    Stack(Vec<Matrix>),
 }
 
 impl Matrix {
@@ -260,7 +391,7 @@ impl Matrix {
         if ty == WeightType::F32 || !cols.is_multiple_of(QK) {
             return Ok(Self::F32 { w, rows, cols });
         }
-        let kind = match ty {
+        let kind = match ty.widened() {
             WeightType::Q8_0 => BlockKind::Q8_0,
             WeightType::Q4_1 => BlockKind::Q4_1,
             _ => BlockKind::Q4_0,
@@ -273,7 +404,9 @@ impl Matrix {
         match self {
             Self::F32 { rows, .. } => *rows,
             Self::Quant(m) => m.rows(),
+            Self::Rows(m) => m.rows(),
             Self::Sparse(m) => m.rows(),
+            Self::Stack(parts) => parts.iter().map(Matrix::rows).sum(),
         }
     }
 
@@ -281,7 +414,9 @@ impl Matrix {
         match self {
             Self::F32 { cols, .. } => *cols,
             Self::Quant(m) => m.cols(),
+            Self::Rows(m) => m.cols(),
             Self::Sparse(m) => m.cols(),
+            Self::Stack(parts) => parts.first().map_or(0, Matrix::cols),
         }
     }
 
@@ -290,7 +425,9 @@ impl Matrix {
         match self {
             Self::F32 { w, .. } => 4 * w.len(),
             Self::Quant(m) => m.bytes(),
+            Self::Rows(m) => m.bytes(),
             Self::Sparse(m) => m.bytes(),
+            Self::Stack(parts) => parts.iter().map(Matrix::bytes).sum(),
         }
     }
 
@@ -309,9 +446,23 @@ impl Matrix {
                 add_bias(y, bias);
                 Ok(())
             }
+            Self::Rows(m) => {
+                matvec_rows(m, x, xq, y)?;
+                add_bias(y, bias);
+                Ok(())
+            }
             Self::Sparse(m) => {
                 m.matvec(x, y)?;
                 add_bias(y, bias);
+                Ok(())
+            }
+            Self::Stack(parts) => {
+                let (mut at, mut y) = (0, y);
+                for p in parts {
+                    let (head, rest) = y.split_at_mut(p.rows());
+                    p.matvec(x, bias.map(|b| &b[at..at + p.rows()]), xq, head)?;
+                    (at, y) = (at + p.rows(), rest);
+                }
                 Ok(())
             }
         }
@@ -346,6 +497,36 @@ impl Matrix {
                 }
                 Ok(())
             }
+            Self::Rows(m) => {
+                let rows = m.rows();
+                matmul_rows(m, x, n, xq, y)?;
+                for row in y.chunks_exact_mut(rows) {
+                    add_bias(row, bias);
+                }
+                Ok(())
+            }
+            // Each part into a scratch [n, part rows], then into its columns of y.
+            Self::Stack(parts) => {
+                let rows = self.rows();
+                let mut at = 0;
+                for p in parts {
+                    let pr = p.rows();
+                    let mut part = vec![0f32; n * pr];
+                    p.matmul(
+                        x,
+                        n,
+                        bias.map(|b| &b[at..at + pr]),
+                        xq,
+                        &mut y_t[..n * pr],
+                        &mut part,
+                    )?;
+                    for (dst, src) in y.chunks_exact_mut(rows).zip(part.chunks_exact(pr)) {
+                        dst[at..at + pr].copy_from_slice(src);
+                    }
+                    at += pr;
+                }
+                Ok(())
+            }
             // Many rows (prefill): expanding the matrix once and running the blocked matmul
             // beats walking the non-zeros once per row.
             Self::Sparse(sm) if n >= DENSIFY_ROWS => linear_fwd(
@@ -366,8 +547,16 @@ impl Matrix {
         }
     }
 
-    /// The storage, for reports: `f32`, `q8_0`, `q4_0`, `q4_1`, `bitmask`, `offsets` or `2:4`.
-    pub fn kind(&self) -> &'static str {
+    /// The storage, for reports: `f32`, `q8_0`, `q4_0`, `q4_1`, `q4_k`, `q5_k`, `q6_k`,
+    /// `q5_0`, `q5_1`, `bitmask`, `offsets`, `2:4`, or the parts' joined by `|` (`q5_0|q8_0`).
+    pub fn kind(&self) -> String {
+        match self {
+            Self::Stack(parts) => parts.iter().map(Matrix::kind).collect::<Vec<_>>().join("|"),
+            m => m.leaf_kind().to_string(),
+        }
+    }
+
+    fn leaf_kind(&self) -> &'static str {
         match self {
             Self::F32 { .. } => "f32",
             Self::Quant(m) => match m.kind() {
@@ -375,6 +564,14 @@ impl Matrix {
                 Kind::Q4_0 => "q4_0",
                 Kind::Q4_1 => "q4_1",
             },
+            Self::Rows(m) => match m.type_name() {
+                "Q4_K" => "q4_k",
+                "Q5_K" => "q5_k",
+                "Q6_K" => "q6_k",
+                "Q5_0" => "q5_0",
+                _ => "q5_1",
+            },
+            Self::Stack(_) => "stack",
             Self::Sparse(SparseMatrix::Bitmask(_)) => "bitmask",
             Self::Sparse(SparseMatrix::Offsets(_)) => "offsets",
             Self::Sparse(SparseMatrix::TwoFour(_)) => "2:4",
@@ -438,29 +635,32 @@ impl Weights {
             // q|k|v and gate|up packed as the flat forward packs them.
             let BlockParams { ranges: r, values } = BlockParams::from_tensors(cfg, &t, l)?;
             let part = |range: &Range<usize>| values[range.clone()].to_vec();
-            let ty = |parts: &[&str]| {
-                let names: Vec<String> = parts
-                    .iter()
-                    .map(|p| format!("model.layers.{l}.{p}.weight"))
-                    .collect();
-                plan.for_tensors(&names)
+            let name = |p: &str| format!("model.layers.{l}.{p}.weight");
+            let matrix = |range: &Range<usize>, members: &[(&str, usize)], cols: usize| {
+                let members: Vec<(String, usize)> =
+                    members.iter().map(|&(p, rows)| (name(p), rows)).collect();
+                plan.matrix(&members, part(range), cols, sparse)
             };
-            let qkv_ty = ty(&["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"]);
-            let gu_ty = ty(&["mlp.gate_proj", "mlp.up_proj"]);
             layers.push(LayerWeights {
                 attn_norm: part(&r.norm1),
-                wqkv: Matrix::with_sparse(part(&r.wqkv), q + 2 * kv, d, qkv_ty, sparse)?,
-                bqkv: r.bqkv.as_ref().map(part),
-                wo: Matrix::with_sparse(part(&r.wo), d, q, ty(&["self_attn.o_proj"]), sparse)?,
-                ffn_norm: part(&r.norm2),
-                wgu: Matrix::with_sparse(part(&r.wgu), 2 * inter, d, gu_ty, sparse)?,
-                wdown: Matrix::with_sparse(
-                    part(&r.wdown),
+                wqkv: matrix(
+                    &r.wqkv,
+                    &[
+                        ("self_attn.q_proj", q),
+                        ("self_attn.k_proj", kv),
+                        ("self_attn.v_proj", kv),
+                    ],
                     d,
-                    inter,
-                    ty(&["mlp.down_proj"]),
-                    sparse,
                 )?,
+                bqkv: r.bqkv.as_ref().map(part),
+                wo: matrix(&r.wo, &[("self_attn.o_proj", d)], q)?,
+                ffn_norm: part(&r.norm2),
+                wgu: matrix(
+                    &r.wgu,
+                    &[("mlp.gate_proj", inter), ("mlp.up_proj", inter)],
+                    d,
+                )?,
+                wdown: matrix(&r.wdown, &[("mlp.down_proj", d)], inter)?,
             });
         }
         let (head, head_name) = if cfg.tie_word_embeddings {
@@ -468,18 +668,19 @@ impl Weights {
         } else {
             (values(&t, "lm_head.weight")?, "lm_head.weight")
         };
-        let head_ty = plan.for_tensors(&[head_name.to_string()]);
+        // The head stays dense (pruning leaves it whole).
+        let head = plan.matrix(&[(head_name.to_string(), v)], head, d, SparseUse::Off)?;
         Ok(Self {
             embed,
             layers,
             final_norm: values(&t, "model.norm.weight")?,
-            lm_head: Matrix::new(head, v, d, head_ty)?,
+            lm_head: head,
         })
     }
 
     /// How the matrices are stored, e.g. `bitmask ×24, f32 ×1` (the head included).
     pub fn storage(&self) -> String {
-        let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+        let mut counts: BTreeMap<String, usize> = Default::default();
         for l in &self.layers {
             for m in [&l.wqkv, &l.wo, &l.wgu, &l.wdown] {
                 *counts.entry(m.kind()).or_default() += 1;
@@ -538,19 +739,21 @@ mod tests {
             (&l0("input_layernorm"), "F32"),
             ("model.embed_tokens.weight", "Q8_0"),
         ]);
-        let plan = TypeChoice::Auto.plan(&s).unwrap();
+        let plan = TypeChoice::Auto.plan(&s, &BTreeMap::new()).unwrap();
         let qkv: Vec<String> = ["q_proj", "k_proj", "v_proj"]
             .iter()
             .map(|p| l0(&format!("self_attn.{p}")))
             .collect();
-        // The packed q|k|v takes the most precise member (v's Q6_K → Q8_0).
-        assert_eq!(plan.for_tensors(&qkv), WeightType::Q8_0);
-        assert_eq!(plan.for_tensors(&qkv[..2]), WeightType::Q4_1);
+        // k-quants run as stored; the most precise member of q|k|v is v's Q6_K.
+        assert_eq!(plan.for_tensors(&qkv), WeightType::Q6K);
+        assert_eq!(plan.for_tensors(&qkv[..2]), WeightType::Q4K);
+        assert_eq!(plan.for_tensor(&qkv[0]).widened(), WeightType::Q4_1);
+        assert_eq!(plan.for_tensor(&qkv[2]).widened(), WeightType::Q8_0);
         assert_eq!(
             plan.for_tensors(&[l0("self_attn.o_proj")]),
             WeightType::Q4_0
         );
-        assert_eq!(plan.for_tensors(&[l0("mlp.down_proj")]), WeightType::Q8_0);
+        assert_eq!(plan.for_tensors(&[l0("mlp.down_proj")]), WeightType::Q6K);
         assert_eq!(plan.for_tensors(&[l0("input_layernorm")]), WeightType::F32);
         // Not in the file's table: f32.
         assert_eq!(
@@ -559,14 +762,21 @@ mod tests {
         );
         assert_eq!(plan.describe(), "auto");
         // A float file, or a fixed type, is uniform.
-        let float = TypeChoice::Auto.plan(&BTreeMap::new()).unwrap();
+        let float = TypeChoice::Auto
+            .plan(&BTreeMap::new(), &BTreeMap::new())
+            .unwrap();
         assert!(float.is_uniform(WeightType::F32));
-        let fixed = TypeChoice::Fixed(WeightType::Q4_0).plan(&s).unwrap();
+        let fixed = TypeChoice::Fixed(WeightType::Q4_0)
+            .plan(&s, &BTreeMap::new())
+            .unwrap();
         assert!(fixed.is_uniform(WeightType::Q4_0));
         assert_eq!(fixed.describe(), "q4_0");
         // A type the engine cannot run is refused by name.
         let err = TypeChoice::Auto
-            .plan(&stored(&[("model.norm.weight", "IQ2_XS")]))
+            .plan(
+                &stored(&[("model.norm.weight", "IQ2_XS")]),
+                &BTreeMap::new(),
+            )
             .unwrap_err()
             .to_string();
         assert!(
@@ -596,7 +806,7 @@ mod tests {
             ("model.layers.1.mlp.down_proj.weight", "Q8_0"),
             ("model.embed_tokens.weight", "Q4_1"),
         ]);
-        let plan = TypeChoice::Auto.plan(&s).unwrap();
+        let plan = TypeChoice::Auto.plan(&s, &BTreeMap::new()).unwrap();
         let w = Weights::from_llama(&model, &plan, SparseUse::Off).unwrap();
         assert_eq!(w.layers[0].wqkv.kind(), "q4_0");
         assert_eq!(w.layers[1].wqkv.kind(), "f32");
@@ -608,5 +818,49 @@ mod tests {
         let uniform =
             Weights::from_llama(&model, &WeightType::Q8_0.into(), SparseUse::Off).unwrap();
         assert_eq!(uniform.storage(), "q8_0 ×9");
+        // A pack whose tensors were stored at different types: each run of one type its own
+        // part; a type run as stored without its blocks at hand: the widened type.
+        let mixed = stored(&[
+            ("model.layers.0.self_attn.q_proj.weight", "Q4_0"),
+            ("model.layers.0.self_attn.k_proj.weight", "Q4_0"),
+            ("model.layers.0.self_attn.v_proj.weight", "Q8_0"),
+            ("model.layers.0.mlp.gate_proj.weight", "Q4_K"),
+            ("model.layers.0.mlp.up_proj.weight", "Q4_K"),
+        ]);
+        let mixed = TypeChoice::Auto.plan(&mixed, &BTreeMap::new()).unwrap();
+        let wm = Weights::from_llama(&model, &mixed, SparseUse::Off).unwrap();
+        assert_eq!(wm.layers[0].wqkv.kind(), "q4_0|q8_0");
+        assert_eq!(wm.layers[0].wgu.kind(), "q4_1");
+        // The stack computes what its parts do, for one row and for several.
+        let m = &wm.layers[0].wqkv;
+        let Matrix::Stack(parts) = m else {
+            panic!("not a stack: {}", m.kind())
+        };
+        let (cols, rows) = (m.cols(), m.rows());
+        let x: Vec<f32> = (0..3 * cols)
+            .map(|i| ((i * 7919) % 97) as f32 / 97.0 - 0.5)
+            .collect();
+        let mut xq = QuantActs::default();
+        let mut y = vec![0f32; rows];
+        m.matvec(&x[..cols], None, &mut xq, &mut y).unwrap();
+        let mut at = 0;
+        for p in parts {
+            let mut yp = vec![0f32; p.rows()];
+            p.matvec(&x[..cols], None, &mut xq, &mut yp).unwrap();
+            assert_eq!(&y[at..at + p.rows()], &yp[..]);
+            at += p.rows();
+        }
+        let (mut y3, mut y_t) = (vec![0f32; 3 * rows], vec![0f32; 3 * rows]);
+        m.matmul(&x, 3, None, &mut xq, &mut y_t, &mut y3).unwrap();
+        for r in 0..3 {
+            m.matvec(&x[r * cols..][..cols], None, &mut xq, &mut y)
+                .unwrap();
+            for (a, b) in y3[r * rows..][..rows].iter().zip(&y) {
+                assert!(
+                    (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                    "row {r}: {a} vs {b}"
+                );
+            }
+        }
     }
 }

@@ -19,6 +19,7 @@ use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType};
 use candle_core::{Device, Tensor};
 use slm_core::error::IoContext;
 use slm_core::{Error, Result};
+use slm_kernels::kquant::RowMatrix;
 
 use crate::bytes::{bf16_from_le, f16_from_le, f32_from_le, f64_from_le, ByteReader};
 
@@ -444,6 +445,32 @@ fn r_err(r: &ByteReader<'_>, msg: String) -> Error {
 }
 
 /// Decodes one tensor to f32, shape outermost first.
+/// The stored bytes of tensor `t` (a type of known size) in the file's `bytes`.
+pub fn tensor_bytes<'a>(
+    path: &Path,
+    bytes: &'a [u8],
+    h: &GgufHeader,
+    t: &GgufTensorInfo,
+) -> Result<&'a [u8]> {
+    let Some((start, end)) = byte_range(path, h, t)? else {
+        return Err(Error::Unsupported(format!(
+            "{}: tensor `{}` has GGML type {}, whose size slm does not know",
+            path.display(),
+            t.name,
+            t.type_name()
+        )));
+    };
+    bytes.get(start as usize..end as usize).ok_or_else(|| {
+        Error::format(
+            path,
+            format!(
+                "truncated: tensor `{}` runs past the end of the file",
+                t.name
+            ),
+        )
+    })
+}
+
 pub fn read_tensor(
     path: &Path,
     bytes: &[u8],
@@ -460,18 +487,10 @@ pub fn read_tensor(
             t.type_id
         ))
     };
-    let Some((start, end)) = byte_range(path, h, t)? else {
+    if byte_range(path, h, t)?.is_none() {
         return Err(unsupported());
-    };
-    let data = bytes.get(start as usize..end as usize).ok_or_else(|| {
-        Error::format(
-            path,
-            format!(
-                "truncated: tensor `{}` runs past the end of the file",
-                t.name
-            ),
-        )
-    })?;
+    }
+    let data = tensor_bytes(path, bytes, h, t)?;
     let shape = t.shape();
     let dev = &Device::Cpu;
     let wrap = |e: candle_core::Error| Error::format(path, format!("tensor `{}`: {e}", t.name));
@@ -480,6 +499,18 @@ pub fn read_tensor(
         Kind::F16 => Tensor::from_vec(f16_from_le(data), shape, dev)?,
         Kind::BF16 => Tensor::from_vec(bf16_from_le(data), shape, dev)?,
         Kind::F64 => Tensor::from_vec(f64_from_le(data), shape, dev)?,
+        // The block types the decode engine also runs as stored: the same dequantiser, so
+        // the values match the engine's blocks bit for bit.
+        Kind::Block(_) if RowMatrix::block_values(t.type_name()).is_some() => {
+            let (rows, cols) = match shape.as_slice() {
+                [] => (1, 1),
+                [c] => (1, *c),
+                [r @ .., c] => (r.iter().product(), *c),
+            };
+            let m = RowMatrix::from_ggml(t.type_name(), data, rows, cols)
+                .map_err(|e| Error::format(path, format!("tensor `{}`: {e}", t.name)))?;
+            Tensor::from_vec(m.dequantize(), shape, dev)?
+        }
         Kind::Block(dt) => {
             // candle reads the blocks through a typed pointer: hand it an 8-byte-aligned copy.
             let mut buf = vec![0u8; data.len() + 8];

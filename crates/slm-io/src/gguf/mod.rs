@@ -33,9 +33,11 @@ pub use file::{parse_header, read_header, GgufHeader, GgufTensorInfo, GgufValue,
 pub use vocab::vocab;
 
 use crate::permute::meta_to_hf;
+use crate::permute::meta_to_hf_rows;
 use crate::{LoadedModel, ModelFormat, TokenizerSource};
 use config::{config, Arch, Dims};
-pub use file::read_tensor;
+pub use file::{read_tensor, tensor_bytes};
+use slm_kernels::kquant::RowMatrix;
 
 /// HF name and expected shape (outermost first) of a GGUF tensor name, or `None` if unknown.
 fn hf_name(d: &Dims, gguf: &str) -> Option<(String, Vec<usize>)> {
@@ -122,6 +124,7 @@ pub fn read_bytes(path: &Path, bytes: &[u8]) -> Result<LoadedModel> {
     }
     let mut tensors = HashMap::with_capacity(h.tensors.len());
     let mut stored_types = std::collections::BTreeMap::new();
+    let mut stored_blocks = std::collections::BTreeMap::new();
     for t in &h.tensors {
         let Some((hf, expected)) = hf_name(&d, &t.name) else {
             let why = if t.name == "rope_freqs.weight" {
@@ -144,13 +147,22 @@ pub fn read_bytes(path: &Path, bytes: &[u8]) -> Result<LoadedModel> {
             });
         }
         let mut w = read_tensor(path, bytes, &h, t)?;
-        if d.arch == Arch::Llama {
-            // llama.cpp stores llama q/k rows interleaved; back to HF rotate_half order.
-            if t.name.contains(".attn_q.") {
-                w = meta_to_hf(&w, d.heads)?;
-            } else if t.name.contains(".attn_k.") {
-                w = meta_to_hf(&w, d.kv_heads)?;
-            }
+        // llama.cpp stores llama q/k rows interleaved; back to HF rotate_half order.
+        let permuted_heads = match d.arch {
+            Arch::Llama if t.name.contains(".attn_q.") => Some(d.heads),
+            Arch::Llama if t.name.contains(".attn_k.") => Some(d.kv_heads),
+            _ => None,
+        };
+        if let Some(heads) = permuted_heads {
+            w = meta_to_hf(&w, heads)?;
+        }
+        if RowMatrix::block_values(t.type_name()).is_some() {
+            let raw = tensor_bytes(path, bytes, &h, t)?;
+            let raw = match permuted_heads {
+                Some(heads) => meta_to_hf_rows(raw, w.dims()[0], heads)?,
+                None => raw.to_vec(),
+            };
+            stored_blocks.insert(hf.clone(), std::sync::Arc::from(raw));
         }
         stored_types.insert(hf.clone(), t.type_name().to_string());
         tensors.insert(hf, w);
@@ -165,5 +177,6 @@ pub fn read_bytes(path: &Path, bytes: &[u8]) -> Result<LoadedModel> {
         source: path.to_path_buf(),
         format: ModelFormat::Gguf,
         stored_types,
+        stored_blocks,
     })
 }
