@@ -16,7 +16,12 @@ pub const GGML_F32: u32 = 0;
 pub const GGML_F16: u32 = 1;
 pub const GGML_Q4_0: u32 = 2;
 pub const GGML_Q4_1: u32 = 3;
+pub const GGML_Q5_0: u32 = 6;
+pub const GGML_Q5_1: u32 = 7;
 pub const GGML_Q8_0: u32 = 8;
+pub const GGML_Q4_K: u32 = 12;
+pub const GGML_Q5_K: u32 = 13;
+pub const GGML_Q6_K: u32 = 14;
 
 const ALIGNMENT: usize = 32;
 
@@ -100,8 +105,16 @@ pub fn tensor_bytes(ggml_type: u32, elements: u64) -> Result<u64> {
         GGML_Q8_0 if elements.is_multiple_of(32) => Ok(elements / 32 * 34),
         GGML_Q4_0 if elements.is_multiple_of(32) => Ok(elements / 32 * 18),
         GGML_Q4_1 if elements.is_multiple_of(32) => Ok(elements / 32 * 20),
-        GGML_Q8_0 | GGML_Q4_0 | GGML_Q4_1 => Err(Error::invalid(format!(
+        GGML_Q5_0 if elements.is_multiple_of(32) => Ok(elements / 32 * 22),
+        GGML_Q5_1 if elements.is_multiple_of(32) => Ok(elements / 32 * 24),
+        GGML_Q4_K if elements.is_multiple_of(256) => Ok(elements / 256 * 144),
+        GGML_Q5_K if elements.is_multiple_of(256) => Ok(elements / 256 * 176),
+        GGML_Q6_K if elements.is_multiple_of(256) => Ok(elements / 256 * 210),
+        GGML_Q8_0 | GGML_Q4_0 | GGML_Q4_1 | GGML_Q5_0 | GGML_Q5_1 => Err(Error::invalid(format!(
             "{elements} values do not fill 32-value blocks"
+        ))),
+        GGML_Q4_K | GGML_Q5_K | GGML_Q6_K => Err(Error::invalid(format!(
+            "{elements} values do not fill 256-value blocks"
         ))),
         other => Err(Error::Unsupported(format!("writing ggml type {other}"))),
     }
