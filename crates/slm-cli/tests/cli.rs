@@ -623,7 +623,8 @@ fn quantize_writes_a_gguf_and_reports_the_error() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("'f16'") && err.contains("[possible values: q8_0, q4_1, q4_0]"),
+        err.contains("'f16'")
+            && err.contains("[possible values: q8_0, q4_1, q4_0, q4_k_m, q5_k_m, q6_k]"),
         "{err}"
     );
 }

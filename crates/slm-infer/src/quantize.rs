@@ -1,10 +1,12 @@
-//! What `slm quantize` reports: the round-to-nearest error of each block matrix and the
-//! bytes per token before and after, for a weight type (the file itself is written by
-//! `slm_io::gguf::export`).
+//! What `slm quantize` reports: the quantisation error of each matrix at the type the file
+//! stores it in (one type for all, or the per-tensor types of a k-quant mix), and the bytes
+//! before and after (the file itself is written by `slm_io::gguf::export`).
 
 use slm_core::{Error, Result};
-use slm_io::gguf::export::GgufType;
-use slm_kernels::quant::{QuantMatrix, QK};
+use slm_io::gguf::export::{gguf_name, matrix_type, GgufType, MixShape, TensorType};
+use slm_kernels::kquant::quantize::{quantize_to_blocks, GgmlQuantize};
+use slm_kernels::kquant::{dequantize_blocks, BlockQ4K, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K};
+use slm_kernels::quant::{BlockKind, QuantMatrix};
 use slm_model::Llama;
 
 /// One matrix's quantisation error.
@@ -12,6 +14,8 @@ use slm_model::Llama;
 pub struct MatrixError {
     pub name: String,
     pub values: usize,
+    /// The type the file stores the matrix in.
+    pub ty: TensorType,
     /// ‖W − Ŵ‖² / ‖W‖² (0 for matrices kept as they are).
     pub relative_error: f64,
 }
@@ -26,29 +30,54 @@ pub struct QuantizeReport {
     pub quantized_bytes: u64,
 }
 
-/// `w` after quantising to `ty` and back (f16 rounding for `F16`; `w` itself for `F32` or
-/// rows that do not fill 32-value blocks, which the exporter keeps in f16).
-pub fn round_trip(w: &[f32], cols: usize, ty: GgufType) -> Result<Vec<f32>> {
-    let f16 = |w: &[f32]| w.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect();
-    if ty.is_quantised() && !cols.is_multiple_of(QK) {
-        return Ok(f16(w));
-    }
-    match ty.block_kind() {
-        Some(kind) => Ok(QuantMatrix::quantize(kind, w)?.dequantize()),
-        None if ty == GgufType::F16 => Ok(f16(w)),
-        None => Ok(w.to_vec()),
+impl QuantizeReport {
+    /// How many matrices each type holds, most first (ties by type).
+    pub fn type_counts(&self) -> Vec<(TensorType, usize)> {
+        let mut counts = std::collections::BTreeMap::new();
+        for m in &self.matrices {
+            *counts.entry(m.ty).or_insert(0usize) += 1;
+        }
+        let mut v: Vec<_> = counts.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v
     }
 }
 
-/// Bytes per value of `ty` (blocks included).
-fn bytes_per_value(ty: GgufType) -> f64 {
-    match ty {
-        GgufType::F32 => 4.0,
-        GgufType::F16 => 2.0,
-        GgufType::Q8_0 => 34.0 / 32.0,
-        GgufType::Q4_0 => 18.0 / 32.0,
-        GgufType::Q4_1 => 20.0 / 32.0,
+/// `w` after storing it as `t` and reading it back (f16 rounding for `F16`, `w` itself for
+/// `F32`).
+pub fn round_trip(w: &[f32], t: TensorType) -> Result<Vec<f32>> {
+    fn k<B: GgmlQuantize>(w: &[f32]) -> Result<Vec<f32>> {
+        let b = quantize_to_blocks::<B>(w)?;
+        let mut out = vec![0f32; w.len()];
+        dequantize_blocks(&b, &mut out)?;
+        Ok(out)
     }
+    let blocks = |kind| -> Result<Vec<f32>> { Ok(QuantMatrix::quantize(kind, w)?.dequantize()) };
+    match t {
+        TensorType::F32 => Ok(w.to_vec()),
+        TensorType::F16 => Ok(w.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect()),
+        TensorType::Q8_0 => blocks(BlockKind::Q8_0),
+        TensorType::Q4_0 => blocks(BlockKind::Q4_0),
+        TensorType::Q4_1 => blocks(BlockKind::Q4_1),
+        TensorType::Q5_0 => k::<BlockQ5_0>(w),
+        TensorType::Q5_1 => k::<BlockQ5_1>(w),
+        TensorType::Q4_K => k::<BlockQ4K>(w),
+        TensorType::Q5_K => k::<BlockQ5K>(w),
+        TensorType::Q6_K => k::<BlockQ6K>(w),
+    }
+}
+
+/// The type the GGUF export stores `model`'s tensor `hf_name` (rows of `cols`) in.
+pub fn stored_type(model: &Llama, hf_name: &str, cols: usize, ty: GgufType) -> TensorType {
+    let c = &model.config;
+    let shape = MixShape {
+        layers: c.num_hidden_layers,
+        heads: c.num_attention_heads,
+        kv_heads: c.num_key_value_heads,
+        tied: c.tie_word_embeddings,
+    };
+    let name = gguf_name(hf_name).unwrap_or_else(|| hf_name.to_string());
+    matrix_type(ty, &name, cols, &shape)
 }
 
 /// The error report for quantising every 2-D weight of `model` (block linears, embedding,
@@ -93,7 +122,8 @@ pub fn quantize_report_against(
             }
         };
         let cols = dims[1];
-        let back = round_trip(&w, cols, ty)?;
+        let stored = stored_type(model, &name, cols, ty);
+        let back = round_trip(&w, stored)?;
         let (e, n) = orig
             .iter()
             .zip(&back)
@@ -102,16 +132,11 @@ pub fn quantize_report_against(
             });
         err += e;
         norm += n;
-        // Quantised types keep rows that do not fill blocks in f16.
-        let per = if ty.is_quantised() && cols % QK != 0 {
-            2.0
-        } else {
-            bytes_per_value(ty)
-        };
-        q_bytes += (per * w.len() as f64).round() as u64;
+        q_bytes += (stored.bytes_per_value() * w.len() as f64).round() as u64;
         matrices.push(MatrixError {
             name,
             values: w.len(),
+            ty: stored,
             relative_error: if n > 0.0 { e / n } else { 0.0 },
         });
     }
@@ -163,5 +188,73 @@ mod tests {
             .matrices
             .iter()
             .all(|m| m.relative_error > 0.0 && m.relative_error < 0.05));
+    }
+
+    #[test]
+    fn k_mixes_report_their_per_tensor_types() {
+        // Widths that fill 256-value blocks (k-quants) and one that does not (the head's
+        // rows are 256 long; ffn_down's 384 fall back to Q5_0/Q5_1/Q8_0), 8 layers for
+        // llama.cpp's use_more_bits pattern (layers 0, 3, 6, 7), an untied output.
+        let mut c = slm_model::preset("260k").unwrap();
+        c.hidden_size = 256;
+        c.intermediate_size = 384;
+        c.num_hidden_layers = 8;
+        c.num_attention_heads = 4;
+        c.num_key_value_heads = 2;
+        c.head_dim = 64;
+        c.vocab_size = 64;
+        c.tie_word_embeddings = false;
+        let m = Llama::random(c, 5, &Device::Cpu).unwrap();
+        let r = |ty| quantize_report(&m, ty).unwrap();
+        let (q4, q5, q6) = (r(GgufType::Q4_K_M), r(GgufType::Q5_K_M), r(GgufType::Q6_K));
+        let ty_of = |rep: &QuantizeReport, name: &str| {
+            rep.matrices.iter().find(|x| x.name == name).unwrap().ty
+        };
+        use TensorType as T;
+        for (l, more) in [
+            (0, true),
+            (1, false),
+            (3, true),
+            (4, false),
+            (6, true),
+            (7, true),
+        ] {
+            let v = format!("model.layers.{l}.self_attn.v_proj.weight");
+            let down = format!("model.layers.{l}.mlp.down_proj.weight");
+            assert_eq!(ty_of(&q4, &v), if more { T::Q6_K } else { T::Q4_K }, "{v}");
+            assert_eq!(ty_of(&q5, &v), if more { T::Q6_K } else { T::Q5_K }, "{v}");
+            assert_eq!(
+                ty_of(&q4, &down),
+                if more { T::Q8_0 } else { T::Q5_0 },
+                "{down}"
+            );
+            assert_eq!(
+                ty_of(&q5, &down),
+                if more { T::Q8_0 } else { T::Q5_1 },
+                "{down}"
+            );
+            assert_eq!(ty_of(&q6, &v), T::Q6_K);
+            assert_eq!(ty_of(&q6, &down), T::Q8_0);
+        }
+        assert_eq!(
+            ty_of(&q4, "model.layers.2.self_attn.q_proj.weight"),
+            T::Q4_K
+        );
+        assert_eq!(ty_of(&q4, "model.embed_tokens.weight"), T::Q4_K);
+        assert_eq!(ty_of(&q4, "lm_head.weight"), T::Q6_K);
+        assert_eq!(q4.type_counts()[0], (T::Q4_K, 8 * 6 - 4 + 1));
+        // More bits, less error and more bytes.
+        let (e4, e5, e6) = (
+            q4.overall_relative_error,
+            q5.overall_relative_error,
+            q6.overall_relative_error,
+        );
+        assert!(
+            0.0 < e6 && e6 < e5 && e5 < e4 && e4 < 0.02,
+            "{e4} {e5} {e6}"
+        );
+        assert!(q4.quantized_bytes < q5.quantized_bytes);
+        assert!(q5.quantized_bytes < q6.quantized_bytes);
+        assert!(q6.quantized_bytes * 4 < q6.f32_bytes);
     }
 }
