@@ -172,6 +172,21 @@ fn llama_cpp_k_quant_files_run_natively() {
             tokens.len(),
             agree + ties
         );
+        // Prefill (the whole sequence at once: the blocks through the f32 matmul) lands on
+        // the same last-row logits within the same bound.
+        let mut ps = dec.new_state();
+        let last = dec.prefill(&mut ps, &tokens, 0).unwrap();
+        let row = &theirs[(tokens.len() - 1) * vocab..];
+        let prefill_worst = last
+            .iter()
+            .zip(row)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        println!("{name}: prefill's last row vs llama.cpp: max |Δ logit| {prefill_worst:.4}");
+        assert!(
+            prefill_worst <= 2.0 * quant_effect.max(1e-3),
+            "{name}: prefill logits differ by {prefill_worst}"
+        );
         if name == "F32" {
             assert!(worst < 1e-3, "f32: logits differ by {worst}");
             assert_eq!(ties, 0, "f32: greedy tokens differ");

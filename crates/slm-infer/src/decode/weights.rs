@@ -332,7 +332,8 @@ impl SparseUse {
 /// expand step makes it compute-bound at ~1.0× with AVX2.
 pub const OFFSETS_MIN_SPARSITY: f64 = 0.6;
 
-/// Rows from which a sparse matrix product expands the matrix and uses the dense matmul.
+/// Rows from which a sparse or stored-block matrix product expands the matrix to f32 and uses
+/// the dense matmul.
 const DENSIFY_ROWS: usize = 16;
 
 /// A weight matrix [rows = out, cols = in].
@@ -497,6 +498,16 @@ impl Matrix {
                 }
                 Ok(())
             }
+            // Many rows (prefill): the blocks as f32 once, through the blocked matmul —
+            // per row they cost a full unpack each, which the matmul's reuse outweighs.
+            Self::Rows(m) if n >= DENSIFY_ROWS => linear_fwd(
+                y,
+                x,
+                &m.dequantize(),
+                bias,
+                LinearDims::new(n, m.cols(), m.rows()),
+                false,
+            ),
             Self::Rows(m) => {
                 let rows = m.rows();
                 matmul_rows(m, x, n, xq, y)?;

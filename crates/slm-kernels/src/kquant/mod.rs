@@ -953,17 +953,22 @@ impl RowMatrix {
         self.block_count() * per
     }
 
-    /// The values the blocks stand for, [rows, cols].
+    /// The values the blocks stand for, [rows, cols] (bands of rows across the current
+    /// rayon pool).
     pub fn dequantize(&self) -> Vec<f32> {
         let mut out = vec![0f32; self.rows * self.cols];
-        // The lengths agree by construction.
-        let _ = match &self.blocks {
-            RowBlocks::Q4K(b) => dequantize_blocks(b, &mut out),
-            RowBlocks::Q5K(b) => dequantize_blocks(b, &mut out),
-            RowBlocks::Q6K(b) => dequantize_blocks(b, &mut out),
-            RowBlocks::Q5_0(b) => dequantize_blocks(b, &mut out),
-            RowBlocks::Q5_1(b) => dequantize_blocks(b, &mut out),
-        };
+        let band = 64 * self.cols;
+        out.par_chunks_mut(band).enumerate().for_each(|(i, ys)| {
+            let n = ys.len();
+            // The lengths agree by construction: whole rows of whole blocks.
+            let _ = match &self.blocks {
+                RowBlocks::Q4K(b) => dequantize_blocks(&b[i * band / QK_K..][..n / QK_K], ys),
+                RowBlocks::Q5K(b) => dequantize_blocks(&b[i * band / QK_K..][..n / QK_K], ys),
+                RowBlocks::Q6K(b) => dequantize_blocks(&b[i * band / QK_K..][..n / QK_K], ys),
+                RowBlocks::Q5_0(b) => dequantize_blocks(&b[i * band / QK..][..n / QK], ys),
+                RowBlocks::Q5_1(b) => dequantize_blocks(&b[i * band / QK..][..n / QK], ys),
+            };
+        });
         out
     }
 
