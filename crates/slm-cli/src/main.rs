@@ -50,7 +50,8 @@ enum Command {
     Distill(cmd::distill::DistillCommand),
     /// Prune a model (magnitude, OBD, Wanda, SparseGPT; unstructured or N:M), or sweep.
     Prune(cmd::prune::PruneArgs),
-    /// Quantise a model's weights (q8_0, q4_1, q4_0) to a GGUF file, with the error per matrix.
+    /// Quantise a model's weights (q8_0, q4_1, q4_0, or llama.cpp's q4_k_m, q5_k_m, q6_k mixes) to a
+    /// GGUF file, with the error per matrix.
     Quantize(cmd::quantize::Args),
     /// Measure speed (medians over repetitions): a model's prefill/decode, the memory
     /// bandwidth, training steps.

@@ -30,9 +30,11 @@ slm export gguf -m runs/quickstart/model --type f16 --out quickstart.gguf"
 pub struct GgufArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Weight type (q4_1: 4-bit with a per-block minimum, 5 bits per weight, more accurate than q4_0).
+    /// Weight type (q4_1: 4-bit with a per-block minimum, 5 bits per weight, more accurate than
+    /// q4_0; q4_k_m, q5_k_m, q6_k: llama.cpp's k-quant mixes, tensor by tensor as llama-quantize
+    /// writes them — see `slm quantize --help`).
     #[arg(long = "type", default_value = "f16",
-          value_parser = choice(&["f32", "f16", "q8_0", "q4_0", "q4_1"], GgufType::parse))]
+          value_parser = choice(&["f32", "f16", "q8_0", "q4_0", "q4_1", "q4_k_m", "q5_k_m", "q6_k"], GgufType::parse))]
     pub weight_type: GgufType,
     /// Output file.
     #[arg(long, short = 'o')]

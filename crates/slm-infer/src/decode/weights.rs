@@ -258,6 +258,11 @@ impl TypePlan {
         }
         let ty = types.first().copied().unwrap_or(self.default);
         if let Some(m) = self.stored_rows(members, ty, &w, cols) {
+            // Q5_0 runs, exactly, as the 8-bit blocks holding the same values (repacked).
+            if let Some(q8) = m.q5_0_as_q8_0() {
+                let q = QuantMatrix::Q8_0(q8);
+                return Ok(Matrix::Quant(InterleavedMatrix::new(&q, rows, cols)?));
+            }
             return Ok(Matrix::Rows(m));
         }
         Matrix::with_sparse(w, rows, cols, ty.widened(), sparse)

@@ -628,12 +628,45 @@ mod avx2 {
         _mm256_loadu_si256(p.as_ptr() as *const __m256i)
     }
 
-    /// Σ m_j·(bsum_2j + bsum_2j+1): the minimums' term of a Q4_K/Q5_K block.
+    /// [`scales_mins`] with four 32-bit masks and shifts (ggml's `kmask` unpacking): the
+    /// eight scales in bytes 0–7, the eight minimums in bytes 8–15.
     #[inline(always)]
-    fn min_sum(m: &[u8; 8], x: &BlockQ8K) -> i32 {
-        (0..8)
-            .map(|j| m[j] as i32 * (x.bsums[2 * j] as i32 + x.bsums[2 * j + 1] as i32))
-            .sum()
+    pub(super) fn scales_mins_packed(s: &[u8; 12]) -> [u8; 16] {
+        const KMASK1: u32 = 0x3f3f_3f3f;
+        const KMASK2: u32 = 0x0f0f_0f0f;
+        const KMASK3: u32 = 0x0303_0303;
+        let w = |i: usize| u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]]);
+        let (u0, u1, u2) = (w(0), w(1), w(2));
+        let t = [
+            u0 & KMASK1,
+            (u2 & KMASK2) | (((u0 >> 6) & KMASK3) << 4),
+            u1 & KMASK1,
+            ((u2 >> 4) & KMASK2) | (((u1 >> 6) & KMASK3) << 4),
+        ];
+        let mut out = [0u8; 16];
+        for (o, v) in out.chunks_exact_mut(4).zip(t) {
+            o.copy_from_slice(&v.to_le_bytes());
+        }
+        out
+    }
+
+    /// Σ_j m_j·(bsum_2j + bsum_2j+1), the minimums' term of a Q4_K/Q5_K block, as four i32
+    /// lanes: pairs of the activation's sums of 16 added (`hadd`), times the eight minimums.
+    #[inline(always)]
+    unsafe fn min_sums(mins: &[u8], x: &BlockQ8K) -> __m128i {
+        let bs = _mm256_loadu_si256(x.bsums.as_ptr() as *const __m256i);
+        let pairs = _mm_hadd_epi16(
+            _mm256_castsi256_si128(bs),
+            _mm256_extracti128_si256::<1>(bs),
+        );
+        let m = _mm_cvtepu8_epi16(_mm_loadl_epi64(mins.as_ptr() as *const __m128i));
+        _mm_madd_epi16(m, pairs)
+    }
+
+    #[inline(always)]
+    unsafe fn hsum128(v: __m128) -> f32 {
+        let s = _mm_add_ps(v, _mm_movehl_ps(v, v));
+        _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
     }
 
     /// The Q4_K/Q5_K block sum Σ_c sc·(lo·x) + sc'·(hi·x) with `fifth(c)` the fifth bits to
@@ -641,7 +674,7 @@ mod avx2 {
     #[inline(always)]
     unsafe fn k4_block(
         qs: &[u8; 128],
-        sc: &[u8; 8],
+        sc: &[u8],
         x: &BlockQ8K,
         mut fifth: impl FnMut(usize) -> (__m256i, __m256i),
     ) -> __m256i {
@@ -670,26 +703,28 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_q4_k(w: &[BlockQ4K], x: &[BlockQ8K]) -> f32 {
         let zero = _mm256_setzero_si256();
-        let (mut acc, mut mins) = (_mm256_setzero_ps(), 0f32);
+        let (mut acc, mut mins) = (_mm256_setzero_ps(), _mm_setzero_ps());
         for (b, a) in w.iter().zip(x) {
-            let (sc, m) = scales_mins(&b.scales);
-            mins += f16_to_f32(b.dmin) * a.d * min_sum(&m, a) as f32;
-            let sumi = k4_block(&b.qs, &sc, a, |_| (zero, zero));
+            let sm = scales_mins_packed(&b.scales);
+            let dmin = _mm_set1_ps(f16_to_f32(b.dmin) * a.d);
+            mins = _mm_fmadd_ps(dmin, _mm_cvtepi32_ps(min_sums(&sm[8..], a)), mins);
+            let sumi = k4_block(&b.qs, &sm, a, |_| (zero, zero));
             let d = _mm256_set1_ps(f16_to_f32(b.d) * a.d);
             acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
         }
-        hsum(acc) - mins
+        hsum(acc) - hsum128(mins)
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_q5_k(w: &[BlockQ5K], x: &[BlockQ8K]) -> f32 {
         let (one, two) = (_mm256_set1_epi8(1), _mm256_set1_epi8(2));
-        let (mut acc, mut mins) = (_mm256_setzero_ps(), 0f32);
+        let (mut acc, mut mins) = (_mm256_setzero_ps(), _mm_setzero_ps());
         for (b, a) in w.iter().zip(x) {
-            let (sc, m) = scales_mins(&b.scales);
-            mins += f16_to_f32(b.dmin) * a.d * min_sum(&m, a) as f32;
+            let sm = scales_mins_packed(&b.scales);
+            let dmin = _mm_set1_ps(f16_to_f32(b.dmin) * a.d);
+            mins = _mm_fmadd_ps(dmin, _mm_cvtepi32_ps(min_sums(&sm[8..], a)), mins);
             let mut hb = load(&b.qh);
-            let sumi = k4_block(&b.qs, &sc, a, |_| {
+            let sumi = k4_block(&b.qs, &sm, a, |_| {
                 // Bits 2c and 2c + 1 of each byte, moved to bit 4 (16).
                 let lo = _mm256_slli_epi16::<4>(_mm256_and_si256(hb, one));
                 let hi = _mm256_slli_epi16::<3>(_mm256_and_si256(hb, two));
@@ -699,7 +734,7 @@ mod avx2 {
             let d = _mm256_set1_ps(f16_to_f32(b.d) * a.d);
             acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
         }
-        hsum(acc) - mins
+        hsum(acc) - hsum128(mins)
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -747,15 +782,12 @@ mod avx2 {
                 }
             }
             // Σ sc·(q − 32)·x = Σ sc·q·x − 32·Σ_j sc_j·bsum_j.
-            let off: i32 = (0..16)
-                .map(|j| b.scales[j] as i32 * a.bsums[j] as i32)
-                .sum();
+            let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.scales.as_ptr() as *const __m128i));
+            let bs = _mm256_loadu_si256(a.bsums.as_ptr() as *const __m256i);
+            let off = _mm256_madd_epi16(sc16, bs);
+            let sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32::<5>(off));
             let d = f16_to_f32(b.d) * a.d;
             acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
-            acc = _mm256_add_ps(
-                acc,
-                _mm256_castps128_ps256(_mm_set_ss(-32.0 * d * off as f32)),
-            );
         }
         hsum(acc)
     }
@@ -970,6 +1002,31 @@ impl RowMatrix {
             };
         });
         out
+    }
+
+    /// A Q5_0 matrix as the Q8_0 blocks that hold exactly its values (q − 16 with the same
+    /// scale): their products with a Q8_0 activation are Q5_0's to the bit (the same integer
+    /// sums, the same scale product), through the repacked 8-bit kernels
+    /// ([`crate::quant_x8`]) — 34 bytes per 32 values instead of 22. None for other types.
+    pub fn q5_0_as_q8_0(&self) -> Option<Vec<BlockQ8_0>> {
+        let RowBlocks::Q5_0(blocks) = &self.blocks else {
+            return None;
+        };
+        Some(
+            blocks
+                .iter()
+                .map(|b| {
+                    let qh = u32::from_le_bytes(b.qh);
+                    let mut qs = [0i8; QK];
+                    for j in 0..16 {
+                        let (v0, v1) = q5_values(&b.qs, qh, j);
+                        qs[j] = (v0 - 16) as i8;
+                        qs[j + 16] = (v1 - 16) as i8;
+                    }
+                    BlockQ8_0 { d: b.d, qs }
+                })
+                .collect(),
+        )
     }
 
     /// Whether the activation is quantised to Q8_K (the k-quants) rather than Q8_0.
@@ -1264,6 +1321,36 @@ mod tests {
                 }
             }
             assert!(matvec_rows(&w, &x[..cols - 1], &mut acts, &mut one).is_err());
+        }
+    }
+
+    #[test]
+    fn q5_0_as_q8_0_is_exact() {
+        let w = rand_matrix("Q5_0", 4, 96, 9);
+        let q8 = w.q5_0_as_q8_0().unwrap();
+        let mut back = vec![0f32; 4 * 96];
+        dequantize_q8_0(&q8, &mut back).unwrap();
+        assert_eq!(back, w.dequantize());
+        let x = rand_vec(96, 10);
+        let mut acts = QuantActs::default();
+        w.quantize_acts(&x, &mut acts).unwrap();
+        for o in 0..4 {
+            let a = w.row_dot(o, 0, &acts);
+            let b = crate::quant::vec_dot_q8_0(&q8[o * 3..o * 3 + 3], &acts.q);
+            assert!((a - b).abs() <= 1e-6 * (1.0 + a.abs()), "{a} vs {b}");
+        }
+        assert!(rand_matrix("Q4_K", 1, 256, 1).q5_0_as_q8_0().is_none());
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn packed_scales_equal_ggml_s_unpacking() {
+        for seed in 0..50 {
+            let b: [u8; 12] = rand_bytes(12, seed).try_into().unwrap();
+            let (sc, m) = scales_mins(&b);
+            let p = avx2::scales_mins_packed(&b);
+            assert_eq!(&p[..8], &sc[..]);
+            assert_eq!(&p[8..], &m[..]);
         }
     }
 
