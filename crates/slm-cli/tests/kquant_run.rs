@@ -40,20 +40,15 @@ fn root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
 
-/// llama.cpp's `llama_model_quantize` of `src` to file type `ftype` (llama.cpp's numbering).
-fn llama_quantize(python: &Path, src: &Path, dst: &Path, ftype: u32) {
-    let script = "import sys, llama_cpp\n\
-                  p = llama_cpp.llama_model_quantize_default_params()\n\
-                  p.ftype = int(sys.argv[3])\n\
-                  p.nthread = 2\n\
-                  rc = llama_cpp.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].encode(), p)\n\
-                  sys.exit(rc)\n";
+/// llama.cpp's own quantiser (tools/reference/llama_quantize.py) of `src` to `ty` (`q4_k_m`).
+fn llama_quantize(python: &Path, src: &Path, dst: &Path, ty: &str) {
     run_ok(
         Command::new(python)
-            .args(["-c", script])
+            .arg(root().join("tools/reference/llama_quantize.py"))
             .arg(src)
             .arg(dst)
-            .arg(ftype.to_string()),
+            .arg(ty)
+            .args(["--threads", "2"]),
     );
 }
 
@@ -75,16 +70,22 @@ fn llama_cpp_k_quant_files_run_natively() {
             .arg("--out")
             .arg(&f32_file),
     );
-    // (llama.cpp file type, its id, block types the file must run as stored)
-    for (name, ftype, stored) in [
-        ("F32", 0, &["f32"][..]),
-        ("Q8_0", 7, &["q8_0"][..]),
-        ("Q4_K_M", 15, &["q4_k", "q6_k", "q8_0"][..]),
-        ("Q5_K_M", 17, &["q5_k", "q6_k", "q5_1"][..]),
-        ("Q6_K", 18, &["q6_k"][..]),
+    // (file, llama.cpp's type, block types the file must run as stored)
+    for (name, ty, stored) in [
+        ("F32", None, &["f32"][..]),
+        ("Q8_0", Some("q8_0"), &["q8_0"][..]),
+        ("Q4_K_M", Some("q4_k_m"), &["q4_k", "q6_k", "q8_0"][..]),
+        ("Q5_K_M", Some("q5_k_m"), &["q5_k", "q6_k", "q5_1"][..]),
+        ("Q6_K", Some("q6_k"), &["q6_k"][..]),
     ] {
-        let file = tmp.path().join(format!("smol-{name}.gguf"));
-        llama_quantize(&python, &f32_file, &file, ftype);
+        let file = match ty {
+            Some(ty) => {
+                let file = tmp.path().join(format!("smol-{name}.gguf"));
+                llama_quantize(&python, &f32_file, &file, ty);
+                file
+            }
+            None => f32_file.clone(),
+        };
         let raw = tmp.path().join(format!("{name}.f32"));
         let report = run_ok(
             Command::new(&python)

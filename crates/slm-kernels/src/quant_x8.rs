@@ -27,7 +27,7 @@
 //! matching 4 activation bytes, the by-element form standing in for the broadcast.
 
 use crate::check_len;
-use crate::kquant::{quantize_q8_k, BlockQ8K, QK_K};
+use crate::kquant::{quantize_q8_k, BlockQ8K, KPairs, QK_K};
 use crate::par::SendPtr;
 use crate::quant::{quantize_q8_0, BlockQ8_0, QuantMatrix, QK};
 use half::f16;
@@ -57,6 +57,9 @@ pub struct QuantActs {
     pub(crate) sum: Vec<i32>,
     /// For the k-quant products ([`crate::kquant`]): the rows as Q8_K super-blocks.
     pub(crate) k: Vec<BlockQ8K>,
+    /// For the AVX-512 Q4_K kernel only: each Q8_K block's quants in the order its registers
+    /// take them ([`crate::kquant::KPairs`]), laid out once per product.
+    pub(crate) k_pairs: Vec<KPairs>,
     /// For the AVX-512 kernels only: each block's quants as the four registers those
     /// kernels multiply with (`Pair` p: dword 2p of the block in lanes 0–7, dword 2p + 1 in
     /// lanes 8–15), laid out once per product instead of once per 8 output rows.
@@ -98,6 +101,7 @@ impl QuantActs {
             d: Vec::with_capacity(blocks),
             sum: Vec::with_capacity(blocks),
             k: Vec::new(),
+            k_pairs: Vec::new(),
             pairs: Vec::new(),
         }
     }
@@ -112,7 +116,13 @@ impl QuantActs {
             )));
         }
         self.k.resize(x.len() / QK_K, BlockQ8K::default());
-        quantize_q8_k(x, &mut self.k)
+        quantize_q8_k(x, &mut self.k)?;
+        self.k_pairs.clear();
+        #[cfg(target_arch = "x86_64")]
+        if group_path() == GroupPath::Avx512Vnni {
+            self.k_pairs.extend(self.k.iter().map(KPairs::of));
+        }
+        Ok(())
     }
 
     /// Quantises `x` (rows of a length divisible by 32, back to back) and summarises its blocks.

@@ -373,6 +373,25 @@ impl GgmlBlock for BlockQ5_1 {
     }
 }
 
+/// A Q8_K block's 256 quants in the order the AVX-512 Q4_K kernel's registers take them: for
+/// each half h, values 128h..+32 and 128h + 64..+32 (the low nibbles of one weight register),
+/// then 128h + 32..+32 and 128h + 96..+32 (its high nibbles).
+#[repr(C, align(64))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KPairs(pub [i8; QK_K]);
+
+impl KPairs {
+    pub fn of(b: &BlockQ8K) -> Self {
+        let mut out = [0i8; QK_K];
+        for h in 0..2 {
+            for (k, from) in [0, 64, 32, 96].into_iter().enumerate() {
+                out[128 * h + 32 * k..][..32].copy_from_slice(&b.qs[128 * h + from..][..32]);
+            }
+        }
+        Self(out)
+    }
+}
+
 /// Blocks of type `B` from GGUF tensor bytes (a whole number of blocks).
 pub fn blocks_from_bytes<B: GgmlBlock>(bytes: &[u8]) -> Result<Vec<B>> {
     if !bytes.len().is_multiple_of(B::BYTES) {
@@ -445,8 +464,23 @@ pub fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8K]) -> Result<()> {
     Ok(())
 }
 
-/// Σ w·x over a Q4_K row and a Q8_K activation row (same block count).
-pub fn dot_q4_k(w: &[BlockQ4K], x: &[BlockQ8K]) -> f32 {
+/// Whether the AVX-512 VNNI k-quant kernels run (the CPU has them and `SLM_QUANT_KERNEL` does
+/// not cap the quantised kernels below them).
+#[cfg(target_arch = "x86_64")]
+fn avx512_path() -> bool {
+    crate::quant_x8::group_path() == crate::quant_x8::GroupPath::Avx512Vnni
+}
+
+/// Σ w·x over a Q4_K row and a Q8_K activation row (same block count); `pairs` is the
+/// activation laid out for the AVX-512 kernel ([`KPairs`], one per block), or empty.
+pub fn dot_q4_k(w: &[BlockQ4K], x: &[BlockQ8K], pairs: &[KPairs]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if avx512_path() && pairs.len() == x.len() {
+        // SAFETY: the AVX-512 path is only chosen when the CPU has its features.
+        return unsafe { avx512::dot_q4_k(w, x, pairs) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = pairs;
     #[cfg(target_arch = "x86_64")]
     if crate::quant::has_avx2() {
         // SAFETY: features detected; the kernel zips the two rows.
@@ -467,6 +501,11 @@ pub fn dot_q5_k(w: &[BlockQ5K], x: &[BlockQ8K]) -> f32 {
 
 /// Σ w·x over a Q6_K row and a Q8_K activation row.
 pub fn dot_q6_k(w: &[BlockQ6K], x: &[BlockQ8K]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if avx512_path() {
+        // SAFETY: as above.
+        return unsafe { avx512::dot_q6_k(w, x) };
+    }
     #[cfg(target_arch = "x86_64")]
     if crate::quant::has_avx2() {
         // SAFETY: as above.
@@ -653,7 +692,7 @@ mod avx2 {
     /// Σ_j m_j·(bsum_2j + bsum_2j+1), the minimums' term of a Q4_K/Q5_K block, as four i32
     /// lanes: pairs of the activation's sums of 16 added (`hadd`), times the eight minimums.
     #[inline(always)]
-    unsafe fn min_sums(mins: &[u8], x: &BlockQ8K) -> __m128i {
+    pub(super) unsafe fn min_sums(mins: &[u8], x: &BlockQ8K) -> __m128i {
         let bs = _mm256_loadu_si256(x.bsums.as_ptr() as *const __m256i);
         let pairs = _mm_hadd_epi16(
             _mm256_castsi256_si128(bs),
@@ -664,7 +703,7 @@ mod avx2 {
     }
 
     #[inline(always)]
-    unsafe fn hsum128(v: __m128) -> f32 {
+    pub(super) unsafe fn hsum128(v: __m128) -> f32 {
         let s = _mm_add_ps(v, _mm_movehl_ps(v, v));
         _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
     }
@@ -848,6 +887,116 @@ mod avx2 {
             mins += f16_to_f32(b.m) * dx * s as f32;
         }
         hsum(acc) + mins
+    }
+}
+
+/// AVX-512 VNNI twins of the Q4_K and Q6_K kernels: 64 weight bytes per register, `vpdpbusd`
+/// for the 4-product sums, each 32-bit lane scaled by its sub-block's scale (`vpmulld` with
+/// the scales spread by `vpermd`), one FMA per block.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::avx2::{hsum128, min_sums, scales_mins_packed};
+    use super::*;
+    use std::arch::x86_64::*;
+
+    /// Lanes 0–7 take element `a` of a register, lanes 8–15 element `b` (a `vpermd` index).
+    #[inline(always)]
+    unsafe fn halves(a: i32, b: i32) -> __m512i {
+        _mm512_set_epi32(b, b, b, b, b, b, b, b, a, a, a, a, a, a, a, a)
+    }
+
+    /// Four lanes each of elements `a`..`a + 4`.
+    #[inline(always)]
+    unsafe fn quarters(a: i32) -> __m512i {
+        let (b, c, d) = (a + 1, a + 2, a + 3);
+        _mm512_set_epi32(d, d, d, d, c, c, c, c, b, b, b, b, a, a, a, a)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub unsafe fn dot_q4_k(w: &[BlockQ4K], x: &[BlockQ8K], pairs: &[KPairs]) -> f32 {
+        let m4 = _mm512_set1_epi8(0x0F);
+        let zero = _mm512_setzero_si512();
+        // Register h (chunks 2h, 2h + 1): low nibbles are sub-blocks 4h and 4h + 2, high
+        // nibbles 4h + 1 and 4h + 3.
+        let idx = [(halves(0, 2), halves(1, 3)), (halves(4, 6), halves(5, 7))];
+        let (mut acc, mut mins) = (_mm512_setzero_ps(), _mm_setzero_ps());
+        for ((b, a), p) in w.iter().zip(x).zip(pairs) {
+            let sm = scales_mins_packed(&b.scales);
+            let dmin = _mm_set1_ps(f16_to_f32(b.dmin) * a.d);
+            mins = _mm_fmadd_ps(dmin, _mm_cvtepi32_ps(min_sums(&sm[8..], a)), mins);
+            let sc = _mm512_cvtepu8_epi32(_mm_loadu_si128(sm.as_ptr() as *const __m128i));
+            let mut sumi = zero;
+            for (h, (il, ih)) in idx.iter().enumerate() {
+                let q = _mm512_loadu_si512(b.qs.as_ptr().add(64 * h) as *const _);
+                let lo = _mm512_and_si512(q, m4);
+                let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(q), m4);
+                let xs = p.0.as_ptr().add(128 * h);
+                let pl = _mm512_dpbusd_epi32(zero, lo, _mm512_load_si512(xs as *const _));
+                let ph = _mm512_dpbusd_epi32(zero, hi, _mm512_load_si512(xs.add(64) as *const _));
+                sumi = _mm512_add_epi32(
+                    sumi,
+                    _mm512_mullo_epi32(pl, _mm512_permutexvar_epi32(*il, sc)),
+                );
+                sumi = _mm512_add_epi32(
+                    sumi,
+                    _mm512_mullo_epi32(ph, _mm512_permutexvar_epi32(*ih, sc)),
+                );
+            }
+            let d = _mm512_set1_ps(f16_to_f32(b.d) * a.d);
+            acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi), acc);
+        }
+        _mm512_reduce_add_ps(acc) - hsum128(mins)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub unsafe fn dot_q6_k(w: &[BlockQ6K], x: &[BlockQ8K]) -> f32 {
+        let m4 = _mm512_set1_epi8(0x0F);
+        let m3 = _mm512_set1_epi8(0x03);
+        let zero = _mm512_setzero_si512();
+        let mut acc = _mm512_setzero_ps();
+        for (b, a) in w.iter().zip(x) {
+            let sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(b.scales.as_ptr() as *const __m128i));
+            let mut sumi = zero;
+            for h in 0..2 {
+                // ql[64h..64h + 64]: low nibbles are values 0..64 of the half, high nibbles
+                // values 64..128; their top two bits come from qh (bits 0–1 for values
+                // 0..32, 2–3 for 32..64, 4–5 for 64..96, 6–7 for 96..128).
+                let q = _mm512_loadu_si512(b.ql.as_ptr().add(64 * h) as *const _);
+                let hh = _mm256_loadu_si256(b.qh.as_ptr().add(32 * h) as *const __m256i);
+                let h01 =
+                    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(hh), _mm256_srli_epi16::<2>(hh));
+                let h23 = _mm512_srli_epi16::<4>(h01);
+                let v01 = _mm512_or_si512(
+                    _mm512_and_si512(q, m4),
+                    _mm512_slli_epi16::<4>(_mm512_and_si512(h01, m3)),
+                );
+                let v23 = _mm512_or_si512(
+                    _mm512_and_si512(_mm512_srli_epi16::<4>(q), m4),
+                    _mm512_slli_epi16::<4>(_mm512_and_si512(h23, m3)),
+                );
+                let xs = a.qs.as_ptr().add(128 * h);
+                let p01 = _mm512_dpbusd_epi32(zero, v01, _mm512_loadu_si512(xs as *const _));
+                let p23 =
+                    _mm512_dpbusd_epi32(zero, v23, _mm512_loadu_si512(xs.add(64) as *const _));
+                let s = 8 * h as i32;
+                sumi = _mm512_add_epi32(
+                    sumi,
+                    _mm512_mullo_epi32(p01, _mm512_permutexvar_epi32(quarters(s), sc)),
+                );
+                sumi = _mm512_add_epi32(
+                    sumi,
+                    _mm512_mullo_epi32(p23, _mm512_permutexvar_epi32(quarters(s + 4), sc)),
+                );
+            }
+            // Σ sc·(q − 32)·x = Σ sc·q·x − 32·Σ_j sc_j·bsum_j.
+            let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.scales.as_ptr() as *const __m128i));
+            let bs = _mm256_loadu_si256(a.bsums.as_ptr() as *const __m256i);
+            let off = _mm256_slli_epi32::<5>(_mm256_madd_epi16(sc16, bs));
+            let sumi = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(off));
+            let d = _mm512_set1_ps(f16_to_f32(b.d) * a.d);
+            acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi), acc);
+        }
+        _mm512_reduce_add_ps(acc)
     }
 }
 
@@ -1052,7 +1201,8 @@ impl RowMatrix {
         match &self.blocks {
             RowBlocks::Q4K(b) => {
                 let nb = self.cols / QK_K;
-                dot_q4_k(&b[o * nb..][..nb], &acts.k[r * nb..][..nb])
+                let pairs = acts.k_pairs.get(r * nb..(r + 1) * nb).unwrap_or(&[]);
+                dot_q4_k(&b[o * nb..][..nb], &acts.k[r * nb..][..nb], pairs)
             }
             RowBlocks::Q5K(b) => {
                 let nb = self.cols / QK_K;
@@ -1270,6 +1420,29 @@ mod tests {
                 let mut acts = QuantActs::default();
                 w.quantize_acts(&x, &mut acts).unwrap();
                 for (o, &r) in want.iter().enumerate() {
+                    // Every x86 path the CPU has: AVX-512 (dispatched where present), AVX2.
+                    #[cfg(target_arch = "x86_64")]
+                    if crate::quant::has_avx2() {
+                        let nb = cols / QK_K;
+                        // SAFETY: AVX2 detected; both rows hold nb blocks.
+                        let avx2 = unsafe {
+                            match &w.blocks {
+                                RowBlocks::Q4K(b) => {
+                                    Some(avx2::dot_q4_k(&b[o * nb..][..nb], &acts.k))
+                                }
+                                RowBlocks::Q6K(b) => {
+                                    Some(avx2::dot_q6_k(&b[o * nb..][..nb], &acts.k))
+                                }
+                                _ => None,
+                            }
+                        };
+                        if let Some(v) = avx2 {
+                            assert!(
+                                (v as f64 - r).abs() <= 1e-4 * (1.0 + r.abs()),
+                                "{ty} avx2 row {o}: {v} vs {r}"
+                            );
+                        }
+                    }
                     let fast = w.row_dot(o, 0, &acts);
                     let nb = |per| cols / per;
                     let slow = match &w.blocks {
