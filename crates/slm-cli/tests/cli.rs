@@ -957,7 +957,7 @@ fn choice_options_are_checked_while_parsing() {
         (
             vec!["export", "gguf", "-m", "x", "--type", "q2", "--out", "y"],
             "'q2'",
-            "[possible values: f32, f16, q8_0, q4_0, q4_1]",
+            "[possible values: f32, f16, q8_0, q4_0, q4_1, q4_k_m, q5_k_m, q6_k]",
         ),
         (
             vec![
