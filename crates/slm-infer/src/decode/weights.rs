@@ -801,6 +801,48 @@ mod tests {
         );
     }
 
+    /// A file's own blocks run as stored while they stand for the model's values, and give
+    /// way to the widened type once the model changed (e.g. a merged adapter).
+    #[test]
+    fn stored_blocks_run_only_while_they_hold_the_model_s_values() {
+        use slm_kernels::kquant::quantize::quantize_to_blocks;
+        use slm_kernels::kquant::{blocks_to_bytes, BlockQ5_1, RowMatrix};
+        let original = crate::testutil::tiny_llama(96, true, false, 32, 4);
+        let name = "model.layers.0.mlp.down_proj.weight";
+        let mut tensors: HashMap<String, candle_core::Tensor> =
+            original.tensors().into_iter().collect();
+        let (rows, cols) = tensors[name].dims2().unwrap();
+        let values = values(&tensors, name).unwrap();
+        let blocks: Vec<BlockQ5_1> = quantize_to_blocks(&values).unwrap();
+        let bytes: Arc<[u8]> = Arc::from(blocks_to_bytes(&blocks));
+        // The model as read from a Q5_1 file: its values are the blocks'.
+        let stored_values = RowMatrix::from_ggml("Q5_1", &bytes, rows, cols)
+            .unwrap()
+            .dequantize();
+        tensors.insert(
+            name.to_string(),
+            candle_core::Tensor::from_vec(stored_values, (rows, cols), &candle_core::Device::Cpu)
+                .unwrap(),
+        );
+        let from_file = Llama::from_tensors(
+            original.config.clone(),
+            tensors,
+            std::path::Path::new("test"),
+        )
+        .unwrap();
+        let plan = TypeChoice::Auto
+            .plan(
+                &stored(&[(name, "Q5_1")]),
+                &[(name.to_string(), bytes)].into_iter().collect(),
+            )
+            .unwrap();
+        let w = Weights::from_llama(&from_file, &plan, SparseUse::Off).unwrap();
+        assert_eq!(w.layers[0].wdown.kind(), "q5_1");
+        // The same plan on values the blocks do not hold: quantised again, at Q8_0.
+        let w = Weights::from_llama(&original, &plan, SparseUse::Off).unwrap();
+        assert_eq!(w.layers[0].wdown.kind(), "q8_0");
+    }
+
     #[test]
     fn type_choice_parses_auto_and_the_fixed_types() {
         assert_eq!(TypeChoice::parse("auto").unwrap(), TypeChoice::Auto);
