@@ -609,6 +609,7 @@ mod avx2 {
         let qp = quants.as_ptr();
         let nb = xs[0].q.len();
         for i in 0..nb {
+            crate::simd::prefetch_ahead(qp.add(8 * i), 4);
             let mut isum = [_mm256_setzero_si256(); R];
             for j in 0..8 {
                 let w = _mm256_load_si256(qp.add(8 * i + j) as *const __m256i);
@@ -647,6 +648,7 @@ mod avx2 {
         let qp = quants.as_ptr();
         let nb = xs[0].q.len();
         for i in 0..nb {
+            crate::simd::prefetch_ahead(qp.add(4 * i), 2);
             // 16-bit partial sums: each maddubs lane is at most 2·15·127, so the 8 of a block
             // (4 chunks × low/high nibbles) stay below 2^15; one widening madd per block.
             let mut s16 = [_mm256_setzero_si256(); R];
@@ -771,6 +773,7 @@ mod avx512 {
         let qp = quants.as_ptr();
         let nb = xs[0].q.len();
         for i in 0..nb {
+            crate::simd::prefetch_ahead(qp.add(8 * i), 4);
             let mut isum = [_mm512_setzero_si512(); R];
             let xb = if spread {
                 [_mm512_setzero_si512(); R]
@@ -818,6 +821,7 @@ mod avx512 {
         let qp = quants.as_ptr();
         let nb = xs[0].q.len();
         for i in 0..nb {
+            crate::simd::prefetch_ahead(qp.add(4 * i), 2);
             let mut isum = [_mm512_setzero_si512(); R];
             let xb = if spread {
                 [_mm512_setzero_si512(); R]

@@ -250,3 +250,18 @@ mod tests {
         assert!((s - want).abs() < 1e-4 * want);
     }
 }
+
+/// Asks for the `lines` cache lines 1 KiB past `p` in a weight stream. The block kernels read
+/// their weights in order, and the hardware prefetcher alone left them waiting on each
+/// block's first load (about half their time); a prefetch this far ahead hides it. A prefetch
+/// never faults, so the address may lie past the end of the matrix.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn prefetch_ahead<T>(p: *const T, lines: usize) {
+    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    let p = (p as *const i8).wrapping_add(1024);
+    for l in 0..lines {
+        // SAFETY: prefetching is a hint: it reads nothing architecturally and never faults.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64 * l)) };
+    }
+}

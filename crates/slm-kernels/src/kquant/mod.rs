@@ -744,6 +744,7 @@ mod avx2 {
         let zero = _mm256_setzero_si256();
         let (mut acc, mut mins) = (_mm256_setzero_ps(), _mm_setzero_ps());
         for (b, a) in w.iter().zip(x) {
+            crate::simd::prefetch_ahead(b, 3);
             let sm = scales_mins_packed(&b.scales);
             let dmin = _mm_set1_ps(f16_to_f32(b.dmin) * a.d);
             mins = _mm_fmadd_ps(dmin, _mm_cvtepi32_ps(min_sums(&sm[8..], a)), mins);
@@ -759,6 +760,7 @@ mod avx2 {
         let (one, two) = (_mm256_set1_epi8(1), _mm256_set1_epi8(2));
         let (mut acc, mut mins) = (_mm256_setzero_ps(), _mm_setzero_ps());
         for (b, a) in w.iter().zip(x) {
+            crate::simd::prefetch_ahead(b, 3);
             let sm = scales_mins_packed(&b.scales);
             let dmin = _mm_set1_ps(f16_to_f32(b.dmin) * a.d);
             mins = _mm_fmadd_ps(dmin, _mm_cvtepi32_ps(min_sums(&sm[8..], a)), mins);
@@ -781,6 +783,7 @@ mod avx2 {
         let m4 = _mm256_set1_epi8(0x0F);
         let mut acc = _mm256_setzero_ps();
         for (b, a) in w.iter().zip(x) {
+            crate::simd::prefetch_ahead(b, 4);
             let mut sumi = _mm256_setzero_si256();
             for h in 0..2 {
                 let qa = load(&b.ql[64 * h..]);
@@ -921,6 +924,7 @@ mod avx512 {
         let idx = [(halves(0, 2), halves(1, 3)), (halves(4, 6), halves(5, 7))];
         let (mut acc, mut mins) = (_mm512_setzero_ps(), _mm_setzero_ps());
         for ((b, a), p) in w.iter().zip(x).zip(pairs) {
+            crate::simd::prefetch_ahead(b, 3);
             let sm = scales_mins_packed(&b.scales);
             let dmin = _mm_set1_ps(f16_to_f32(b.dmin) * a.d);
             mins = _mm_fmadd_ps(dmin, _mm_cvtepi32_ps(min_sums(&sm[8..], a)), mins);
@@ -955,6 +959,7 @@ mod avx512 {
         let zero = _mm512_setzero_si512();
         let mut acc = _mm512_setzero_ps();
         for (b, a) in w.iter().zip(x) {
+            crate::simd::prefetch_ahead(b, 3);
             let sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(b.scales.as_ptr() as *const __m128i));
             let mut sumi = zero;
             for h in 0..2 {
