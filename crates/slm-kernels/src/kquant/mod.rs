@@ -32,6 +32,7 @@ use crate::quant_x8::QuantActs;
 use half::f16;
 use rayon::prelude::*;
 use slm_core::{Error, Result};
+use std::ops::Range;
 
 pub mod quantize;
 
@@ -183,6 +184,33 @@ pub fn scales_mins(s: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
     (sc, m)
 }
 
+/// The 256 unsigned values (0–15, or 0–31 with Q5_K's fifth bits `qh`) of a Q4_K/Q5_K block
+/// in value order: chunk c's byte l holds value 64c + l (low nibble) and 64c + 32 + l (high).
+#[inline(always)]
+fn k4_values(qs: &[u8; 128], qh: Option<&[u8; 32]>) -> [u8; QK_K] {
+    let mut q = [0u8; QK_K];
+    for c in 0..4 {
+        for l in 0..32 {
+            let h = qh.map_or(0, |qh| qh[l] >> (2 * c));
+            q[64 * c + l] = (qs[32 * c + l] & 0xF) | ((h & 1) << 4);
+            q[64 * c + 32 + l] = (qs[32 * c + l] >> 4) | (((h >> 1) & 1) << 4);
+        }
+    }
+    q
+}
+
+/// ggml's Q4_K/Q5_K dequantisation of values `q`: sub-block j's d·sc_j·q − dmin·m_j.
+fn k4_dequantize(d: u16, dmin: u16, scales: &[u8; 12], q: &[u8; QK_K], out: &mut [f32]) {
+    let (d, min) = (f16_to_f32(d), f16_to_f32(dmin));
+    let (sc, m) = scales_mins(scales);
+    for (j, (ys, qs)) in out.chunks_exact_mut(32).zip(q.chunks_exact(32)).enumerate() {
+        let (dj, mj) = (d * sc[j] as f32, min * m[j] as f32);
+        for (y, &v) in ys.iter_mut().zip(qs) {
+            *y = dj * v as f32 - mj;
+        }
+    }
+}
+
 impl GgmlBlock for BlockQ4K {
     const NAME: &'static str = "Q4_K";
     const VALUES: usize = QK_K;
@@ -202,17 +230,8 @@ impl GgmlBlock for BlockQ4K {
         out.extend_from_slice(&self.qs);
     }
     fn dequantize(&self, out: &mut [f32]) {
-        let (d, min) = (f16_to_f32(self.d), f16_to_f32(self.dmin));
-        let (sc, m) = scales_mins(&self.scales);
-        for c in 0..4 {
-            let q = &self.qs[32 * c..32 * c + 32];
-            let (d1, m1) = (d * sc[2 * c] as f32, min * m[2 * c] as f32);
-            let (d2, m2) = (d * sc[2 * c + 1] as f32, min * m[2 * c + 1] as f32);
-            for l in 0..32 {
-                out[64 * c + l] = d1 * (q[l] & 0xF) as f32 - m1;
-                out[64 * c + 32 + l] = d2 * (q[l] >> 4) as f32 - m2;
-            }
-        }
+        let q = k4_values(&self.qs, None);
+        k4_dequantize(self.d, self.dmin, &self.scales, &q, out);
     }
 }
 
@@ -237,19 +256,8 @@ impl GgmlBlock for BlockQ5K {
         out.extend_from_slice(&self.qs);
     }
     fn dequantize(&self, out: &mut [f32]) {
-        let (d, min) = (f16_to_f32(self.d), f16_to_f32(self.dmin));
-        let (sc, m) = scales_mins(&self.scales);
-        for c in 0..4 {
-            let q = &self.qs[32 * c..32 * c + 32];
-            let (d1, m1) = (d * sc[2 * c] as f32, min * m[2 * c] as f32);
-            let (d2, m2) = (d * sc[2 * c + 1] as f32, min * m[2 * c + 1] as f32);
-            for l in 0..32 {
-                let h1 = ((self.qh[l] >> (2 * c)) & 1) << 4;
-                let h2 = ((self.qh[l] >> (2 * c + 1)) & 1) << 4;
-                out[64 * c + l] = d1 * ((q[l] & 0xF) | h1) as f32 - m1;
-                out[64 * c + 32 + l] = d2 * ((q[l] >> 4) | h2) as f32 - m2;
-            }
-        }
+        let q = k4_values(&self.qs, Some(&self.qh));
+        k4_dequantize(self.d, self.dmin, &self.scales, &q, out);
     }
 }
 
@@ -552,37 +560,24 @@ pub(crate) mod scalar {
         (isum, msum)
     }
 
+    /// A Q4_K/Q5_K block's contribution: d·d_x·Σ sc·q·x − dmin·d_x·Σ m·x.
+    fn k4_block(d: u16, dmin: u16, scales: &[u8; 12], q: &[u8; QK_K], a: &BlockQ8K) -> f32 {
+        let (isum, msum) = k4_sums(q, scales, a);
+        f16_to_f32(d) * a.d * isum as f32 - f16_to_f32(dmin) * a.d * msum as f32
+    }
+
     pub fn dot_q4_k(w: &[BlockQ4K], x: &[BlockQ8K]) -> f32 {
-        let mut sum = 0f32;
-        for (b, a) in w.iter().zip(x) {
-            let mut q = [0u8; QK_K];
-            for c in 0..4 {
-                for l in 0..32 {
-                    q[64 * c + l] = b.qs[32 * c + l] & 0xF;
-                    q[64 * c + 32 + l] = b.qs[32 * c + l] >> 4;
-                }
-            }
-            let (isum, msum) = k4_sums(&q, &b.scales, a);
-            sum += f16_to_f32(b.d) * a.d * isum as f32 - f16_to_f32(b.dmin) * a.d * msum as f32;
-        }
-        sum
+        w.iter()
+            .zip(x)
+            .map(|(b, a)| k4_block(b.d, b.dmin, &b.scales, &k4_values(&b.qs, None), a))
+            .sum()
     }
 
     pub fn dot_q5_k(w: &[BlockQ5K], x: &[BlockQ8K]) -> f32 {
-        let mut sum = 0f32;
-        for (b, a) in w.iter().zip(x) {
-            let mut q = [0u8; QK_K];
-            for c in 0..4 {
-                for l in 0..32 {
-                    let h = b.qh[l] >> (2 * c);
-                    q[64 * c + l] = (b.qs[32 * c + l] & 0xF) | ((h & 1) << 4);
-                    q[64 * c + 32 + l] = (b.qs[32 * c + l] >> 4) | (((h >> 1) & 1) << 4);
-                }
-            }
-            let (isum, msum) = k4_sums(&q, &b.scales, a);
-            sum += f16_to_f32(b.d) * a.d * isum as f32 - f16_to_f32(b.dmin) * a.d * msum as f32;
-        }
-        sum
+        w.iter()
+            .zip(x)
+            .map(|(b, a)| k4_block(b.d, b.dmin, &b.scales, &k4_values(&b.qs, Some(&b.qh)), a))
+            .sum()
     }
 
     pub fn dot_q6_k(w: &[BlockQ6K], x: &[BlockQ8K]) -> f32 {
@@ -1005,6 +1000,36 @@ mod avx512 {
     }
 }
 
+/// `$body` with `$b` bound to the block slice of whichever type `$blocks` holds.
+macro_rules! with_blocks {
+    ($blocks:expr, $b:ident => $body:expr) => {
+        match $blocks {
+            RowBlocks::Q4K($b) => $body,
+            RowBlocks::Q5K($b) => $body,
+            RowBlocks::Q6K($b) => $body,
+            RowBlocks::Q5_0($b) => $body,
+            RowBlocks::Q5_1($b) => $body,
+        }
+    };
+}
+
+/// GGML's name of blocks `_b`'s type.
+fn name_of<B: GgmlBlock>(_b: &[B]) -> &'static str {
+    B::NAME
+}
+
+/// The GGUF bytes blocks `b` take.
+fn bytes_of<B: GgmlBlock>(b: &[B]) -> usize {
+    b.len() * B::BYTES
+}
+
+/// Rows `rows` of the matrix whose rows of `cols` values are blocks `b`, dequantised into `out`.
+fn dequantize_rows<B: GgmlBlock>(b: &[B], cols: usize, rows: Range<usize>, out: &mut [f32]) {
+    let per_row = cols / B::VALUES;
+    // The lengths agree by construction: whole rows of whole blocks.
+    let _ = dequantize_blocks(&b[rows.start * per_row..rows.end * per_row], out);
+}
+
 /// The blocks of a [`RowMatrix`], row after row.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RowBlocks {
@@ -1108,53 +1133,29 @@ impl RowMatrix {
 
     /// GGML's name of the block type (`Q4_K`).
     pub fn type_name(&self) -> &'static str {
-        match &self.blocks {
-            RowBlocks::Q4K(_) => BlockQ4K::NAME,
-            RowBlocks::Q5K(_) => BlockQ5K::NAME,
-            RowBlocks::Q6K(_) => BlockQ6K::NAME,
-            RowBlocks::Q5_0(_) => BlockQ5_0::NAME,
-            RowBlocks::Q5_1(_) => BlockQ5_1::NAME,
-        }
+        with_blocks!(&self.blocks, b => name_of(b))
     }
 
     fn block_count(&self) -> usize {
-        match &self.blocks {
-            RowBlocks::Q4K(b) => b.len(),
-            RowBlocks::Q5K(b) => b.len(),
-            RowBlocks::Q6K(b) => b.len(),
-            RowBlocks::Q5_0(b) => b.len(),
-            RowBlocks::Q5_1(b) => b.len(),
-        }
+        with_blocks!(&self.blocks, b => b.len())
     }
 
     /// Bytes of weight data (what a matrix-vector product streams).
     pub fn bytes(&self) -> usize {
-        let per = match &self.blocks {
-            RowBlocks::Q4K(_) => BlockQ4K::BYTES,
-            RowBlocks::Q5K(_) => BlockQ5K::BYTES,
-            RowBlocks::Q6K(_) => BlockQ6K::BYTES,
-            RowBlocks::Q5_0(_) => BlockQ5_0::BYTES,
-            RowBlocks::Q5_1(_) => BlockQ5_1::BYTES,
-        };
-        self.block_count() * per
+        with_blocks!(&self.blocks, b => bytes_of(b))
     }
 
-    /// The values the blocks stand for, [rows, cols] (bands of rows across the current
+    /// The values the blocks stand for, [rows, cols] (bands of 64 rows across the current
     /// rayon pool).
     pub fn dequantize(&self) -> Vec<f32> {
+        const BAND: usize = 64;
         let mut out = vec![0f32; self.rows * self.cols];
-        let band = 64 * self.cols;
-        out.par_chunks_mut(band).enumerate().for_each(|(i, ys)| {
-            let n = ys.len();
-            // The lengths agree by construction: whole rows of whole blocks.
-            let _ = match &self.blocks {
-                RowBlocks::Q4K(b) => dequantize_blocks(&b[i * band / QK_K..][..n / QK_K], ys),
-                RowBlocks::Q5K(b) => dequantize_blocks(&b[i * band / QK_K..][..n / QK_K], ys),
-                RowBlocks::Q6K(b) => dequantize_blocks(&b[i * band / QK_K..][..n / QK_K], ys),
-                RowBlocks::Q5_0(b) => dequantize_blocks(&b[i * band / QK..][..n / QK], ys),
-                RowBlocks::Q5_1(b) => dequantize_blocks(&b[i * band / QK..][..n / QK], ys),
-            };
-        });
+        out.par_chunks_mut(BAND * self.cols)
+            .enumerate()
+            .for_each(|(i, ys)| {
+                let rows = i * BAND..i * BAND + ys.len() / self.cols;
+                with_blocks!(&self.blocks, b => dequantize_rows(b, self.cols, rows, ys))
+            });
         out
     }
 
@@ -1371,13 +1372,7 @@ mod tests {
     fn blocks_round_trip_through_bytes() {
         for ty in RowMatrix::TYPES {
             let w = rand_matrix(ty, 3, 512, 7);
-            let bytes = match &w.blocks {
-                RowBlocks::Q4K(b) => blocks_to_bytes(b),
-                RowBlocks::Q5K(b) => blocks_to_bytes(b),
-                RowBlocks::Q6K(b) => blocks_to_bytes(b),
-                RowBlocks::Q5_0(b) => blocks_to_bytes(b),
-                RowBlocks::Q5_1(b) => blocks_to_bytes(b),
-            };
+            let bytes = with_blocks!(&w.blocks, b => blocks_to_bytes(b));
             assert_eq!(bytes.len(), w.bytes(), "{ty}");
             assert_eq!(RowMatrix::from_ggml(ty, &bytes, 3, 512).unwrap(), w, "{ty}");
             assert!(RowMatrix::from_ggml(ty, &bytes[1..], 3, 512).is_err());
