@@ -7,36 +7,17 @@
 //! The llama.cpp side is `tools/reference/llama_quantize.py` (llama-cpp-python's
 //! `llama_model_quantize`); without the reference Python the comparison skips (fails under CI).
 
+mod common;
+
 use candle_core::Device;
+use common::{llama_quantize, run, run_ok, slm};
 use slm_io::gguf::export::GgufType;
-use slm_io::gguf::{read_header, GgufValue};
+use slm_io::gguf::{read_header, tensor_bytes, GgufValue};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 const SMOLLM2: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 const MIXES: [&str; 3] = ["q4_k_m", "q5_k_m", "q6_k"];
-
-fn slm() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_slm"));
-    c.env("RAYON_NUM_THREADS", "2");
-    c
-}
-
-fn run(c: &mut Command) -> (bool, String, String) {
-    let out = c.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn run_ok(c: &mut Command) -> String {
-    let (ok, out, err) = run(c);
-    assert!(ok, "{c:?} failed:\n{out}\n{err}");
-    out
-}
 
 /// A random Llama saved as an f32 GGUF (no vocabulary): `hidden` 256 so most rows fill
 /// k-quant blocks.
@@ -61,53 +42,21 @@ fn random_f32_gguf(
     slm_model::save_gguf(&m, "random", None, GgufType::F32, path).unwrap();
 }
 
-/// Every tensor's (ggml type id, stored bytes) and the file's metadata.
-type Tensors = BTreeMap<String, (u32, Vec<u8>)>;
+/// Every tensor's (GGML type name, stored bytes) and the file's metadata, as slm-io reads them.
+type Tensors = BTreeMap<String, (String, Vec<u8>)>;
 
 fn tensors(path: &Path) -> (Tensors, BTreeMap<String, GgufValue>) {
     let h = read_header(path).unwrap();
     let bytes = std::fs::read(path).unwrap();
-    let mut out = BTreeMap::new();
-    for t in &h.tensors {
-        // (values, bytes) per block of the types these files hold.
-        let (values, block) = match t.type_id {
-            0 => (1, 4),
-            1 => (1, 2),
-            2 => (32, 18),
-            3 => (32, 20),
-            6 => (32, 22),
-            7 => (32, 24),
-            8 => (32, 34),
-            12 => (256, 144),
-            13 => (256, 176),
-            14 => (256, 210),
-            other => panic!("{}: unexpected type {other}", t.name),
-        };
-        let n: u64 = t.dims.iter().product();
-        let start = (h.data_offset + t.offset) as usize;
-        let len = (n / values * block) as usize;
-        out.insert(
-            t.name.clone(),
-            (t.type_id, bytes[start..start + len].to_vec()),
-        );
-    }
+    let out = h
+        .tensors
+        .iter()
+        .map(|t| {
+            let data = tensor_bytes(path, &bytes, &h, t).unwrap();
+            (t.name.clone(), (t.type_name().to_string(), data.to_vec()))
+        })
+        .collect();
     (out, h.metadata)
-}
-
-fn type_name(id: u32) -> &'static str {
-    match id {
-        0 => "F32",
-        1 => "F16",
-        2 => "Q4_0",
-        3 => "Q4_1",
-        6 => "Q5_0",
-        7 => "Q5_1",
-        8 => "Q8_0",
-        12 => "Q4_K",
-        13 => "Q5_K",
-        14 => "Q6_K",
-        _ => "?",
-    }
 }
 
 /// How many tensors of `ours` have llama.cpp's type and bytes, with a line per type:
@@ -131,16 +80,12 @@ fn compare(ours: &Path, theirs: &Path) -> (usize, usize, String) {
     let mut diffs = Vec::new();
     for (name, (ta, da)) in &a {
         let (tb, db) = &b[name];
-        let e = per_type.entry(type_name(*tb)).or_default();
+        let e = per_type.entry(tb.as_str()).or_default();
         e.1 += 1;
         if ta != tb {
-            diffs.push(format!(
-                "{name}: {} (llama.cpp {})",
-                type_name(*ta),
-                type_name(*tb)
-            ));
+            diffs.push(format!("{name}: {ta} (llama.cpp {tb})"));
         } else if da != db {
-            diffs.push(format!("{name}: {} bytes differ", type_name(*ta)));
+            diffs.push(format!("{name}: {ta} bytes differ"));
         } else {
             same += 1;
             e.0 += 1;
@@ -156,7 +101,7 @@ fn compare(ours: &Path, theirs: &Path) -> (usize, usize, String) {
 }
 
 /// `slm quantize` and llama.cpp on the f32 file `f32`, for each k-quant mix.
-fn agree_with_llama_cpp(python: &Path, root: &Path, f32: &Path, dir: &Path, label: &str) {
+fn agree_with_llama_cpp(python: &Path, f32: &Path, dir: &Path, label: &str) {
     for ty in MIXES {
         let ours = dir.join(format!("{label}-slm-{ty}.gguf"));
         let theirs = dir.join(format!("{label}-llamacpp-{ty}.gguf"));
@@ -167,13 +112,7 @@ fn agree_with_llama_cpp(python: &Path, root: &Path, f32: &Path, dir: &Path, labe
                 .arg("--out")
                 .arg(&ours),
         );
-        run_ok(
-            Command::new(python)
-                .arg(root.join("tools/reference/llama_quantize.py"))
-                .arg(f32)
-                .arg(&theirs)
-                .arg(ty),
-        );
+        llama_quantize(python, f32, &theirs, ty);
         let (same, n, summary) = compare(&ours, &theirs);
         println!("{label} {ty}: {same} of {n} tensors byte-identical ({summary})");
         assert_eq!(same, n);
@@ -200,7 +139,7 @@ fn k_mixes_choose_llama_cpps_types() {
     let report: serde_json::Value = serde_json::from_str(&said).unwrap();
     assert_eq!(report["type"], "q4_k_m");
     let (t, meta) = tensors(&out);
-    let ty = |n: &str| type_name(t[n].0);
+    let ty = |n: &str| t[n].0.as_str();
     for l in 0..8 {
         let more = [0, 3, 6, 7].contains(&l);
         assert_eq!(
@@ -272,7 +211,6 @@ fn k_mixes_choose_llama_cpps_types() {
 /// SmolLM2.
 #[test]
 fn k_mixes_match_llama_cpp_byte_for_byte() {
-    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
     let smollm2 = slm_core::testdata::shared_data(SMOLLM2);
     let Some(python) = slm_core::testdata::reference_python(&["llama_cpp"]) else {
         return;
@@ -281,12 +219,12 @@ fn k_mixes_match_llama_cpp_byte_for_byte() {
     // Untied, grouped KV, 8 layers; ffn_down rows of 768 fill k-quant blocks.
     let a = tmp.path().join("a-f32.gguf");
     random_f32_gguf(&a, 8, 768, 2, false, 11);
-    agree_with_llama_cpp(&python, &root, &a, tmp.path(), "random-a");
+    agree_with_llama_cpp(&python, &a, tmp.path(), "random-a");
     // Tied embeddings, 12 layers (more bits: 0, 3, 6, 9, 10, 11), ffn_down rows of 200:
     // not a multiple of 32 either, so f16 in every mix.
     let b = tmp.path().join("b-f32.gguf");
     random_f32_gguf(&b, 12, 200, 4, true, 12);
-    agree_with_llama_cpp(&python, &root, &b, tmp.path(), "random-b");
+    agree_with_llama_cpp(&python, &b, tmp.path(), "random-b");
     // SmolLM2 through slm's f32 export.
     if let Some(model) = smollm2 {
         let f32 = tmp.path().join("smollm2-f32.gguf");
@@ -297,6 +235,6 @@ fn k_mixes_match_llama_cpp_byte_for_byte() {
                 .arg("--out")
                 .arg(&f32),
         );
-        agree_with_llama_cpp(&python, &root, &f32, tmp.path(), "smollm2");
+        agree_with_llama_cpp(&python, &f32, tmp.path(), "smollm2");
     }
 }

@@ -14,43 +14,11 @@
 //! activation quantisation itself. The f32 file agrees with llama.cpp to 2·10⁻⁵ (this test's
 //! first case); a 0.1-logit near-tie can then go either way, as between llama.cpp builds.
 
+mod common;
+
+use common::{llama_quantize, repo_root, run_ok, slm};
 use slm_infer::decode::{Decoder, SparseUse, TypeChoice, WeightType};
-use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn slm() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_slm"));
-    c.env("RAYON_NUM_THREADS", "2");
-    c
-}
-
-fn run_ok(c: &mut Command) -> String {
-    let out = c.output().unwrap();
-    assert!(
-        out.status.success(),
-        "failed: {:?}\nstdout: {}\nstderr: {}",
-        c,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-}
-
-/// llama.cpp's own quantiser (tools/reference/llama_quantize.py) of `src` to `ty` (`q4_k_m`).
-fn llama_quantize(python: &Path, src: &Path, dst: &Path, ty: &str) {
-    run_ok(
-        Command::new(python)
-            .arg(root().join("tools/reference/llama_quantize.py"))
-            .arg(src)
-            .arg(dst)
-            .arg(ty)
-            .args(["--threads", "2"]),
-    );
-}
 
 #[test]
 fn llama_cpp_k_quant_files_run_natively() {
@@ -89,7 +57,7 @@ fn llama_cpp_k_quant_files_run_natively() {
         let raw = tmp.path().join(format!("{name}.f32"));
         let report = run_ok(
             Command::new(&python)
-                .arg(root().join("tools/reference/llamacpp_logits.py"))
+                .arg(repo_root().join("tools/reference/llamacpp_logits.py"))
                 .arg(&file)
                 .arg(&raw)
                 .args([
