@@ -31,7 +31,11 @@ pub fn meta_to_hf(w: &Tensor, n_heads: usize) -> Result<Tensor> {
 /// [`meta_to_hf`] on a matrix of `rows` rows stored as bytes (quantised blocks: each row's
 /// blocks move as a whole).
 pub fn meta_to_hf_rows(raw: &[u8], rows: usize, n_heads: usize) -> Result<Vec<u8>> {
-    if rows == 0 || n_heads == 0 || rows % (2 * n_heads) != 0 || raw.len() % rows != 0 {
+    if rows == 0
+        || n_heads == 0
+        || !rows.is_multiple_of(2 * n_heads)
+        || !raw.len().is_multiple_of(rows)
+    {
         return Err(Error::invalid(format!(
             "RoPE permutation of {} bytes as {rows} rows for {n_heads} heads",
             raw.len()

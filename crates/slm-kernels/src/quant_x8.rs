@@ -107,8 +107,9 @@ impl QuantActs {
     }
 
     /// Quantises `x` (rows of a length divisible by 256, back to back) to Q8_K super-blocks,
-    /// as llama.cpp quantises activations for its k-quant products.
-    pub fn quantize_k(&mut self, x: &[f32]) -> Result<()> {
+    /// as llama.cpp quantises activations for its k-quant products; `for_q4_k`: also lay them
+    /// out for the AVX-512 Q4_K kernel when that path runs (the other kernels read the blocks).
+    pub fn quantize_k(&mut self, x: &[f32], for_q4_k: bool) -> Result<()> {
         if !x.len().is_multiple_of(QK_K) {
             return Err(Error::invalid(format!(
                 "activations: {} values is not a multiple of the {QK_K}-value super-block",
@@ -119,9 +120,11 @@ impl QuantActs {
         quantize_q8_k(x, &mut self.k)?;
         self.k_pairs.clear();
         #[cfg(target_arch = "x86_64")]
-        if group_path() == GroupPath::Avx512Vnni {
+        if for_q4_k && group_path() == GroupPath::Avx512Vnni {
             self.k_pairs.extend(self.k.iter().map(KPairs::of));
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = for_q4_k;
         Ok(())
     }
 

@@ -1195,7 +1195,7 @@ impl RowMatrix {
     /// Quantises the activation rows `x` as this type's products need.
     fn quantize_acts(&self, x: &[f32], acts: &mut QuantActs) -> Result<()> {
         if self.takes_q8_k() {
-            acts.quantize_k(x)
+            acts.quantize_k(x, matches!(self.blocks, RowBlocks::Q4K(_)))
         } else {
             acts.quantize(x)
         }
