@@ -338,7 +338,7 @@ impl SparseUse {
 pub const OFFSETS_MIN_SPARSITY: f64 = 0.6;
 
 /// Rows from which a sparse or stored-block matrix product expands the matrix to f32 and uses
-/// the dense matmul.
+/// the dense matmul (Q4_K: repacks it as Q4_1 tiles, [`RowMatrix::q4_k_as_q4_1`]).
 const DENSIFY_ROWS: usize = 16;
 
 /// A weight matrix [rows = out, cols = in].
@@ -503,16 +503,25 @@ impl Matrix {
                 }
                 Ok(())
             }
-            // Many rows (prefill): the blocks as f32 once, through the blocked matmul —
-            // per row they cost a full unpack each, which the matmul's reuse outweighs.
-            Self::Rows(m) if n >= DENSIFY_ROWS => linear_fwd(
-                y,
-                x,
-                &m.dequantize(),
-                bias,
-                LinearDims::new(n, m.cols(), m.rows()),
-                false,
-            ),
+            // Many rows (prefill): Q4_K as Q4_1 blocks repacked for this chunk (the 4-bit
+            // tiles reuse each weight block across every row), other types as f32 once
+            // through the blocked matmul — per row they cost a full unpack each, which the
+            // matmul's reuse outweighs.
+            Self::Rows(m) if n >= DENSIFY_ROWS => match m.q4_k_as_q4_1() {
+                Some(blocks) => {
+                    let tiles =
+                        InterleavedMatrix::new(&QuantMatrix::Q4_1(blocks), m.rows(), m.cols())?;
+                    Self::Quant(tiles).matmul(x, n, bias, xq, y_t, y)
+                }
+                None => linear_fwd(
+                    y,
+                    x,
+                    &m.dequantize(),
+                    bias,
+                    LinearDims::new(n, m.cols(), m.rows()),
+                    false,
+                ),
+            },
             Self::Rows(m) => {
                 let rows = m.rows();
                 matmul_rows(m, x, n, xq, y)?;

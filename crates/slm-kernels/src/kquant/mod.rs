@@ -27,12 +27,13 @@
 
 use crate::check_len;
 use crate::par::SendPtr;
-use crate::quant::{BlockQ8_0, QK};
+use crate::quant::{BlockQ4_1, BlockQ8_0, QK};
 use crate::quant_x8::QuantActs;
 use half::f16;
 use rayon::prelude::*;
 use slm_core::{Error, Result};
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub mod quantize;
 
@@ -1184,6 +1185,49 @@ impl RowMatrix {
         )
     }
 
+    /// A Q4_K matrix as Q4_1 blocks, one per 32-value sub-block: scale d·sc_j and minimum
+    /// −dmin·m_j rounded to f16 (relative error ≤ 2⁻¹¹ of the sub-block's scale, some 60×
+    /// below the 4-bit rounding itself), the same 4-bit values. For prefill, where the
+    /// repacked Q4_1 tiles ([`crate::quant_x8::matmul_x8`]) reuse each weight block across
+    /// many activation rows. None for other types, or if a scale leaves f16's range.
+    pub fn q4_k_as_q4_1(&self) -> Option<Vec<BlockQ4_1>> {
+        let RowBlocks::Q4K(blocks) = &self.blocks else {
+            return None;
+        };
+        let mut out = vec![BlockQ4_1::default(); blocks.len() * (QK_K / QK)];
+        let finite = AtomicBool::new(true);
+        out.par_chunks_mut(1024)
+            .zip(blocks.par_chunks(1024 / (QK_K / QK)))
+            .for_each(|(ys, bs)| {
+                for (y, b) in ys.chunks_exact_mut(QK_K / QK).zip(bs) {
+                    let (d, dmin) = (f16_to_f32(b.d), f16_to_f32(b.dmin));
+                    let (sc, m) = scales_mins(&b.scales);
+                    for (j, o) in y.iter_mut().enumerate() {
+                        let (scale, min) = (
+                            f16::from_f32(d * sc[j] as f32),
+                            f16::from_f32(-(dmin * m[j] as f32)),
+                        );
+                        if !scale.is_finite() || !min.is_finite() {
+                            finite.store(false, Ordering::Relaxed);
+                        }
+                        o.d = scale.to_bits();
+                        o.m = min.to_bits();
+                        // Chunk c's bytes: sub-block 2c in the low nibbles, 2c + 1 in the high.
+                        let qs = &b.qs[32 * (j / 2)..][..32];
+                        for k in 0..16 {
+                            let (a, b) = (qs[k], qs[k + 16]);
+                            o.qs[k] = if j % 2 == 0 {
+                                (a & 0x0F) | (b << 4)
+                            } else {
+                                (a >> 4) | (b & 0xF0)
+                            };
+                        }
+                    }
+                }
+            });
+        finite.into_inner().then_some(out)
+    }
+
     /// Whether the activation is quantised to Q8_K (the k-quants) rather than Q8_0.
     fn takes_q8_k(&self) -> bool {
         matches!(
@@ -1513,6 +1557,68 @@ mod tests {
             assert!((a - b).abs() <= 1e-6 * (1.0 + a.abs()), "{a} vs {b}");
         }
         assert!(rand_matrix("Q4_K", 1, 256, 1).q5_0_as_q8_0().is_none());
+    }
+
+    #[test]
+    fn q4_k_as_q4_1_holds_its_values_to_f16_scale_rounding() {
+        // 2048 blocks: every scale and min of 0–63 and both nibbles of each byte.
+        let (rows, cols) = (9, 256 * 4);
+        let w = rand_matrix("Q4_K", rows, cols, 21);
+        let q41 = w.q4_k_as_q4_1().unwrap();
+        let mut back = vec![0f32; rows * cols];
+        crate::quant::dequantize_q4_1(&q41, &mut back).unwrap();
+        let want = w.dequantize();
+        let RowBlocks::Q4K(blocks) = &w.blocks else {
+            unreachable!()
+        };
+        for (i, (ys, xs)) in back.chunks_exact(32).zip(want.chunks_exact(32)).enumerate() {
+            let b = &blocks[i / 8];
+            let (sc, m) = scales_mins(&b.scales);
+            let (dj, mj) = (
+                f16_to_f32(b.d) * sc[i % 8] as f32,
+                f16_to_f32(b.dmin) * m[i % 8] as f32,
+            );
+            // f16 keeps 11 significant bits: each of scale and min moves by ≤ 2⁻¹¹ of itself.
+            let bound = (15.0 * dj + mj) * 2f32.powi(-11) + 1e-6;
+            for (y, x) in ys.iter().zip(xs) {
+                assert!(
+                    (y - x).abs() <= bound,
+                    "block {i}: {y} vs {x} (bound {bound})"
+                );
+            }
+        }
+        // Through the repacked tiles, many activation rows at once: the f64 product of these
+        // Q4_1 values with the activation as its Q8_0 blocks hold it.
+        let n = 5;
+        let x = rand_vec(n * cols, 22);
+        let tiles = crate::quant_x8::InterleavedMatrix::new(
+            &crate::quant::QuantMatrix::Q4_1(q41),
+            rows,
+            cols,
+        )
+        .unwrap();
+        let mut y = vec![0f32; n * rows];
+        let mut acts = QuantActs::default();
+        crate::quant_x8::matmul_x8(&tiles, &x, n, &mut acts, &mut y).unwrap();
+        let mut xq = vec![BlockQ8_0::default(); cols / QK];
+        let mut xd = vec![0f32; cols];
+        for r in 0..n {
+            quantize_q8_0(&x[r * cols..][..cols], &mut xq).unwrap();
+            dequantize_q8_0(&xq, &mut xd).unwrap();
+            for o in 0..rows {
+                let terms = back[o * cols..][..cols]
+                    .iter()
+                    .zip(&xd)
+                    .map(|(&a, &b)| a as f64 * b as f64);
+                let (exact, size) = terms.fold((0.0, 0.0), |(s, m), t| (s + t, m + t.abs()));
+                let got = y[r * rows + o] as f64;
+                assert!(
+                    (got - exact).abs() <= 1e-5 * size + 1e-6,
+                    "row {r}, output {o}: {got} vs {exact}"
+                );
+            }
+        }
+        assert!(rand_matrix("Q6_K", 1, 256, 1).q4_k_as_q4_1().is_none());
     }
 
     #[cfg(target_arch = "x86_64")]
