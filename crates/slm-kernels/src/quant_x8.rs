@@ -232,29 +232,62 @@ impl InterleavedMatrix {
             QuantMatrix::Q4_0(_) => Kind::Q4_0,
             QuantMatrix::Q4_1(_) => Kind::Q4_1,
         };
-        let mut scales = Vec::with_capacity(groups * nb * ROWS);
-        let mut mins = Vec::new();
-        let mut quants = Vec::with_capacity(groups * nb * kind.chunks());
-        for g in 0..groups {
+        let chunks = kind.chunks();
+        let mut scales = vec![0u16; groups * nb * ROWS];
+        let mut mins = vec![
+            0u16;
+            if kind == Kind::Q4_1 {
+                groups * nb * ROWS
+            } else {
+                0
+            }
+        ];
+        let mut quants = vec![Chunk::default(); groups * nb * chunks];
+        // Group g's block column i: the 8 rows' scales (and minima), then their quant chunks
+        // (byte `k` of each row's block: Q8_0 weights, or packed Q4 nibble pairs). Groups are
+        // independent: filled in parallel (large models repack ~1 GB at load, and k-quant
+        // prefill repacks once per chunk).
+        let fill = |g: usize, sc: &mut [u16], mn: &mut [u16], qs: &mut [Chunk]| {
             for i in 0..nb {
                 let at = |r: usize| (g * ROWS + r) * nb + i;
-                // Byte `k` of each row's block: Q8_0 weights, or packed Q4 nibble pairs.
+                let (sc, qs) = (&mut sc[i * ROWS..][..ROWS], &mut qs[i * chunks..][..chunks]);
                 match w {
                     QuantMatrix::Q8_0(b) => {
-                        scales.extend((0..ROWS).map(|r| b[at(r)].d));
-                        quants.extend((0..8).map(|j| interleave(j, |r, k| b[at(r)].qs[k] as u8)));
+                        sc.iter_mut().enumerate().for_each(|(r, d)| *d = b[at(r)].d);
+                        for (j, c) in qs.iter_mut().enumerate() {
+                            *c = interleave(j, |r, k| b[at(r)].qs[k] as u8);
+                        }
                     }
                     QuantMatrix::Q4_0(b) => {
-                        scales.extend((0..ROWS).map(|r| b[at(r)].d));
-                        quants.extend((0..4).map(|j| interleave(j, |r, k| b[at(r)].qs[k])));
+                        sc.iter_mut().enumerate().for_each(|(r, d)| *d = b[at(r)].d);
+                        for (j, c) in qs.iter_mut().enumerate() {
+                            *c = interleave(j, |r, k| b[at(r)].qs[k]);
+                        }
                     }
                     QuantMatrix::Q4_1(b) => {
-                        scales.extend((0..ROWS).map(|r| b[at(r)].d));
-                        mins.extend((0..ROWS).map(|r| b[at(r)].m));
-                        quants.extend((0..4).map(|j| interleave(j, |r, k| b[at(r)].qs[k])));
+                        sc.iter_mut().enumerate().for_each(|(r, d)| *d = b[at(r)].d);
+                        let mn = &mut mn[i * ROWS..][..ROWS];
+                        mn.iter_mut().enumerate().for_each(|(r, m)| *m = b[at(r)].m);
+                        for (j, c) in qs.iter_mut().enumerate() {
+                            *c = interleave(j, |r, k| b[at(r)].qs[k]);
+                        }
                     }
                 }
             }
+        };
+        // Per-group slices of the three arrays; a matrix without minima hands out empty ones.
+        let group_mins: Vec<&mut [u16]> = if mins.is_empty() {
+            (0..groups).map(|_| <&mut [u16]>::default()).collect()
+        } else {
+            mins.chunks_mut(nb * ROWS).collect()
+        };
+        if groups > 0 && nb > 0 {
+            scales
+                .par_chunks_mut(nb * ROWS)
+                .zip(quants.par_chunks_mut(nb * chunks))
+                .zip(group_mins)
+                .enumerate()
+                .for_each(|(g, ((sc, qs), mn))| fill(g, sc, mn, qs));
         }
         let tail = match w {
             QuantMatrix::Q8_0(b) => QuantMatrix::Q8_0(b[full * nb..].to_vec()),
