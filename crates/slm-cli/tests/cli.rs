@@ -255,6 +255,14 @@ fn bench_reports_decode_speed_and_bandwidth_as_json() {
         let x = v[key].as_f64().unwrap_or(-1.0);
         assert!(x.is_finite() && x > 0.0, "{key}: {out}");
     }
+    // Which kernels ran: one of each family's names (stories260K's heads are 8 wide, so
+    // decode attention runs AVX2 or the generic loop, never the 16-lane kernel).
+    let kernel = |family: &str| v["kernels"][family].as_str().unwrap_or("").to_string();
+    assert!(
+        ["avx512-vnni", "avx2", "neon", "scalar"].contains(&kernel("quantised").as_str()),
+        "{out}"
+    );
+    assert!(["avx2", "generic"].contains(&kernel("attention").as_str()), "{out}");
     // stories260K: 260,032 f32 parameters, the tied embedding doubling as the head, plus the
     // token's embedding row (64 values).
     assert_eq!(

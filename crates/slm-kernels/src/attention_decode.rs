@@ -203,6 +203,162 @@ mod avx2 {
     head_kernel!(head_f16, u16, p => _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)));
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use crate::simd;
+    use std::arch::x86_64::*;
+
+    /// [`super::avx2`]'s head kernel with 16 lanes: four positions scored per pass, values
+    /// accumulated in up to 8 registers (128 dimensions) per pass over the positions.
+    macro_rules! head_kernel {
+        ($name:ident, $t:ty, $p:ident => $load:expr) => {
+            /// # Safety
+            /// AVX-512 F present; `keys`/`vals` hold `scores.len()` positions of `kv` values,
+            /// `off + qh.len() ≤ kv`, `o.len() = qh.len()`, `qh.len()` a multiple of 16.
+            #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+            #[allow(clippy::too_many_arguments)]
+            pub unsafe fn $name(
+                qh: &[f32],
+                keys: &[$t],
+                vals: &[$t],
+                kv: usize,
+                off: usize,
+                scale: f32,
+                scores: &mut [f32],
+                o: &mut [f32],
+            ) {
+                let e = qh.len();
+                let (kp, vp, qp) = (keys.as_ptr(), vals.as_ptr(), qh.as_ptr());
+                let n = scores.len();
+                let mut t = 0;
+                while t + 4 <= n {
+                    let rows = [0, 1, 2, 3].map(|j| kp.add((t + j) * kv + off));
+                    let mut acc = [_mm512_setzero_ps(); 4];
+                    let mut c = 0;
+                    while c < e {
+                        let qv = _mm512_loadu_ps(qp.add(c));
+                        for j in 0..4 {
+                            let k = {
+                                let $p = rows[j].add(c);
+                                $load
+                            };
+                            acc[j] = _mm512_fmadd_ps(qv, k, acc[j]);
+                        }
+                        c += 16;
+                    }
+                    for j in 0..4 {
+                        *scores.get_unchecked_mut(t + j) = _mm512_reduce_add_ps(acc[j]) * scale;
+                    }
+                    t += 4;
+                }
+                for (t, sc) in scores.iter_mut().enumerate().skip(t) {
+                    let row = kp.add(t * kv + off);
+                    let mut acc = _mm512_setzero_ps();
+                    let mut c = 0;
+                    while c < e {
+                        let k = {
+                            let $p = row.add(c);
+                            $load
+                        };
+                        acc = _mm512_fmadd_ps(_mm512_loadu_ps(qp.add(c)), k, acc);
+                        c += 16;
+                    }
+                    *sc = _mm512_reduce_add_ps(acc) * scale;
+                }
+                let max = simd::max(scores);
+                let sum = simd::exp_shift_sum(scores, max);
+                let op = o.as_mut_ptr();
+                let mut c0 = 0;
+                while c0 < e {
+                    let chunks = ((e - c0) / 16).min(8);
+                    let mut acc = [_mm512_setzero_ps(); 8];
+                    for (t, &p) in scores.iter().enumerate() {
+                        let row = vp.add(t * kv + off + c0);
+                        let pv = _mm512_set1_ps(p);
+                        for (j, a) in acc.iter_mut().enumerate() {
+                            if j < chunks {
+                                let v = {
+                                    let $p = row.add(16 * j);
+                                    $load
+                                };
+                                *a = _mm512_fmadd_ps(pv, v, *a);
+                            }
+                        }
+                    }
+                    for (j, a) in acc.iter().enumerate().take(chunks) {
+                        _mm512_storeu_ps(op.add(c0 + 16 * j), *a);
+                    }
+                    c0 += 16 * chunks;
+                }
+                let inv = 1.0 / sum;
+                o.iter_mut().for_each(|a| *a *= inv);
+            }
+        };
+    }
+
+    head_kernel!(head_f32, f32, p => _mm512_loadu_ps(p));
+    head_kernel!(head_f16, u16, p => _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i)));
+}
+
+/// The name of the head kernel decode attention runs for heads of width `head_dim` on this
+/// CPU (`avx512`, `avx2`, `generic`), as `slm bench --json` reports it.
+pub fn kernel_name(head_dim: usize) -> &'static str {
+    match HeadPath::detect(head_dim) {
+        HeadPath::Avx512 => "avx512",
+        HeadPath::Avx2 => "avx2",
+        HeadPath::Generic => "generic",
+    }
+}
+
+/// Which head kernel runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HeadPath {
+    /// 16 lanes; where the quantised kernels run AVX-512 ([`crate::quant_x8::group_path`],
+    /// so `SLM_QUANT_KERNEL=avx2` caps this too) and heads are a multiple of 16 wide.
+    Avx512,
+    /// 8 lanes (AVX2, FMA, F16C); heads a multiple of 8 wide.
+    Avx2,
+    /// The loop over [`CacheValue`] (the reference).
+    Generic,
+}
+
+impl HeadPath {
+    /// The best path for heads of width `e` on this CPU.
+    fn detect(e: usize) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use crate::quant_x8::{group_path, GroupPath};
+            if e.is_multiple_of(16) && group_path() == GroupPath::Avx512Vnni {
+                return Self::Avx512;
+            }
+            if avx2_heads(e) {
+                return Self::Avx2;
+            }
+        }
+        let _ = e;
+        Self::Generic
+    }
+
+    /// Every path this CPU can run for heads of width `e` (for the tests).
+    #[cfg(test)]
+    fn available(e: usize) -> Vec<Self> {
+        let mut paths = vec![Self::Generic];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if avx2_heads(e) {
+                paths.push(Self::Avx2);
+            }
+            if e.is_multiple_of(16)
+                && avx2_heads(e)
+                && std::arch::is_x86_feature_detected!("avx512f")
+            {
+                paths.push(Self::Avx512);
+            }
+        }
+        paths
+    }
+}
+
 /// Whether the AVX2 head kernels run here for heads of width `e`.
 #[cfg(target_arch = "x86_64")]
 fn avx2_heads(e: usize) -> bool {
@@ -212,9 +368,10 @@ fn avx2_heads(e: usize) -> bool {
         && std::arch::is_x86_feature_detected!("f16c")
 }
 
-/// One head over an f32 cache: the AVX2 kernel where it runs, else the generic loop.
+/// One head over an f32 cache on `path` (one [`HeadPath::detect`] chose, or the tests).
 #[allow(clippy::too_many_arguments)]
 fn head_f32(
+    path: HeadPath,
     qh: &[f32],
     keys: &[f32],
     vals: &[f32],
@@ -224,19 +381,21 @@ fn head_f32(
     scores: &mut [f32],
     o: &mut [f32],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if avx2_heads(qh.len()) {
-        // SAFETY: features detected; `attend_cache` checked the lengths.
-        unsafe { avx2::head_f32(qh, keys, vals, kv, off, scale, scores, o) };
-        return;
+    match path {
+        // SAFETY (both): the path was detected for this head width; `attend_cache` checked
+        // the lengths.
+        #[cfg(target_arch = "x86_64")]
+        HeadPath::Avx512 => unsafe { avx512::head_f32(qh, keys, vals, kv, off, scale, scores, o) },
+        #[cfg(target_arch = "x86_64")]
+        HeadPath::Avx2 => unsafe { avx2::head_f32(qh, keys, vals, kv, off, scale, scores, o) },
+        _ => head_generic(qh, keys, vals, kv, off, scale, scores, o),
     }
-    head_generic(qh, keys, vals, kv, off, scale, scores, o);
 }
 
-/// One head over an f16 cache: F16C where present and `e` is a multiple of 8, else the
-/// generic scalar loop.
+/// One head over an f16 cache on `path`.
 #[allow(clippy::too_many_arguments)]
 fn head_f16(
+    path: HeadPath,
     qh: &[f32],
     keys: &[u16],
     vals: &[u16],
@@ -246,13 +405,14 @@ fn head_f16(
     scores: &mut [f32],
     o: &mut [f32],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if avx2_heads(qh.len()) {
-        // SAFETY: features detected; `attend_cache` checked the lengths.
-        unsafe { avx2::head_f16(qh, keys, vals, kv, off, scale, scores, o) };
-        return;
+    match path {
+        // SAFETY (both): as in `head_f32`.
+        #[cfg(target_arch = "x86_64")]
+        HeadPath::Avx512 => unsafe { avx512::head_f16(qh, keys, vals, kv, off, scale, scores, o) },
+        #[cfg(target_arch = "x86_64")]
+        HeadPath::Avx2 => unsafe { avx2::head_f16(qh, keys, vals, kv, off, scale, scores, o) },
+        _ => head_impl(qh, keys, vals, kv, off, scale, scores, o),
     }
-    head_impl(qh, keys, vals, kv, off, scale, scores, o);
 }
 
 /// Cached keys/values of one layer, positions 0..n, [n, g·e].
@@ -299,6 +459,18 @@ pub fn attend_cache(
     scores: &mut [f32],
     out: &mut [f32],
 ) -> Result<()> {
+    attend_on(HeadPath::detect(s.head_dim), s, q, cache, scores, out)
+}
+
+/// [`attend_cache`] with each head on `path`.
+fn attend_on(
+    path: HeadPath,
+    s: DecodeAttn,
+    q: &[f32],
+    cache: Cache<'_>,
+    scores: &mut [f32],
+    out: &mut [f32],
+) -> Result<()> {
     let (h, g, e) = (s.heads, s.kv_heads, s.head_dim);
     if g == 0 || h % g != 0 || e == 0 {
         return Err(Error::invalid(format!(
@@ -324,8 +496,8 @@ pub fn attend_cache(
         let off = (i / per_group) * e;
         let qh = &q[i * e..(i + 1) * e];
         match cache {
-            Cache::F32 { keys, vals } => head_f32(qh, keys, vals, kv, off, scale, sc, o),
-            Cache::F16 { keys, vals } => head_f16(qh, keys, vals, kv, off, scale, sc, o),
+            Cache::F32 { keys, vals } => head_f32(path, qh, keys, vals, kv, off, scale, sc, o),
+            Cache::F16 { keys, vals } => head_f16(path, qh, keys, vals, kv, off, scale, sc, o),
         }
     };
     let scores = &mut scores[..h * n];
@@ -387,6 +559,9 @@ mod tests {
             (2, 1, 128, 7),
             (3, 3, 48, 10),
             (2, 2, 12, 6),
+            (9, 3, 64, 257),
+            (2, 1, 256, 5),
+            (4, 2, 32, 3),
         ] {
             let s = DecodeAttn {
                 heads: h,
@@ -397,10 +572,22 @@ mod tests {
             let (keys, vals) = (rand_vec(n * g * e, 2), rand_vec(n * g * e, 3));
             let mut scores = vec![0f32; h * n];
             let mut out = vec![0f32; h * e];
-            attend(s, &q, &keys, &vals, &mut scores, &mut out).unwrap();
             let want = naive(s, &q, &keys, &vals);
+            attend(s, &q, &keys, &vals, &mut scores, &mut out).unwrap();
             for (a, b) in out.iter().zip(&want) {
                 assert!((a - b).abs() < 1e-5, "{h}/{g}/{e}/{n}: {a} vs {b}");
+            }
+            // Every path this CPU has, each against the definition.
+            for path in HeadPath::available(e) {
+                out.fill(f32::NAN);
+                let cache = Cache::F32 {
+                    keys: &keys,
+                    vals: &vals,
+                };
+                attend_on(path, s, &q, cache, &mut scores, &mut out).unwrap();
+                for (a, b) in out.iter().zip(&want) {
+                    assert!((a - b).abs() < 1e-5, "{path:?} {h}/{g}/{e}/{n}: {a} vs {b}");
+                }
             }
         }
         // An f16 cache: the definition over the f16-rounded keys and values.
@@ -411,6 +598,8 @@ mod tests {
             (16, 4, 64, 300),
             (2, 1, 128, 7),
             (3, 3, 48, 10),
+            (9, 3, 64, 257),
+            (2, 1, 256, 5),
         ] {
             let s = DecodeAttn {
                 heads: h,
@@ -434,10 +623,20 @@ mod tests {
                 keys: &kb,
                 vals: &vb,
             };
-            attend_cache(s, &q, cache, &mut scores, &mut out).unwrap();
             let want = naive(s, &q, &round(&keys), &round(&vals));
+            attend_cache(s, &q, cache, &mut scores, &mut out).unwrap();
             for (a, b) in out.iter().zip(&want) {
                 assert!((a - b).abs() < 1e-5, "f16 {h}/{g}/{e}/{n}: {a} vs {b}");
+            }
+            for path in HeadPath::available(e) {
+                out.fill(f32::NAN);
+                attend_on(path, s, &q, cache, &mut scores, &mut out).unwrap();
+                for (a, b) in out.iter().zip(&want) {
+                    assert!(
+                        (a - b).abs() < 1e-5,
+                        "f16 {path:?} {h}/{g}/{e}/{n}: {a} vs {b}"
+                    );
+                }
             }
         }
         let s = DecodeAttn {

@@ -128,7 +128,8 @@ pub fn bench_model(
         "weight_bytes_per_token": bytes, "achieved_gb_s": achieved, "bandwidth_gb_s": bw,
         "bandwidth_share": achieved / bw, "ceiling_tok_s": o.batch as f64 * bw * 1e9 / bytes as f64,
         "peak_memory_bytes": peak,
-        "kernels": {"quantised": slm_kernels::quant_x8::group_path().name(), "f32": slm_kernels::simd::f32_path().name()}}),
+        "kernels": {"quantised": slm_kernels::quant_x8::group_path().name(), "f32": slm_kernels::simd::f32_path().name(),
+            "attention": slm_kernels::attention_decode::kernel_name(model.config.head_dim)}}),
     )
 }
 
@@ -152,11 +153,12 @@ pub fn model_text(v: &Value) -> String {
     if let Some(st) = v["storage"].as_str() {
         s += &format!("storage   {st}\n");
     }
-    if let (Some(q), Some(f)) = (
+    if let (Some(q), Some(f), Some(a)) = (
         v["kernels"]["quantised"].as_str(),
         v["kernels"]["f32"].as_str(),
+        v["kernels"]["attention"].as_str(),
     ) {
-        s += &format!("kernels   quantised {q}, f32 {f}\n");
+        s += &format!("kernels   quantised {q}, f32 {f}, attention {a}\n");
     }
     s += &format!(
         "prefill   {:>9.0} tok/s ({}-token prompt)\n",
