@@ -262,7 +262,10 @@ fn bench_reports_decode_speed_and_bandwidth_as_json() {
         ["avx512-vnni", "avx2", "neon", "scalar"].contains(&kernel("quantised").as_str()),
         "{out}"
     );
-    assert!(["avx2", "generic"].contains(&kernel("attention").as_str()), "{out}");
+    assert!(
+        ["avx2", "generic"].contains(&kernel("attention").as_str()),
+        "{out}"
+    );
     // stories260K: 260,032 f32 parameters, the tied embedding doubling as the head, plus the
     // token's embedding row (64 values).
     assert_eq!(
