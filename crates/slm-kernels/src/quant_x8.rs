@@ -57,8 +57,8 @@ pub struct QuantActs {
     pub(crate) sum: Vec<i32>,
     /// For the k-quant products ([`crate::kquant`]): the rows as Q8_K super-blocks.
     pub(crate) k: Vec<BlockQ8K>,
-    /// For the AVX-512 Q4_K kernel only: each Q8_K block's quants in the order its registers
-    /// take them ([`crate::kquant::KPairs`]), laid out once per product.
+    /// For the AVX-512 Q4_K and Q5_K kernels only: each Q8_K block's quants in the order
+    /// their registers take them ([`crate::kquant::KPairs`]), laid out once per product.
     pub(crate) k_pairs: Vec<KPairs>,
     /// For the AVX-512 kernels only: each block's quants as the four registers those
     /// kernels multiply with (`Pair` p: dword 2p of the block in lanes 0–7, dword 2p + 1 in
@@ -108,7 +108,7 @@ impl QuantActs {
 
     /// Quantises `x` (rows of a length divisible by 256, back to back) to Q8_K super-blocks,
     /// as llama.cpp quantises activations for its k-quant products; `for_q4_k`: also lay them
-    /// out for the AVX-512 Q4_K kernel when that path runs (the other kernels read the blocks).
+    /// out for the AVX-512 Q4_K/Q5_K kernels when that path runs (the others read the blocks).
     pub fn quantize_k(&mut self, x: &[f32], for_q4_k: bool) -> Result<()> {
         if !x.len().is_multiple_of(QK_K) {
             return Err(Error::invalid(format!(

@@ -498,8 +498,15 @@ pub fn dot_q4_k(w: &[BlockQ4K], x: &[BlockQ8K], pairs: &[KPairs]) -> f32 {
     scalar::dot_q4_k(w, x)
 }
 
-/// Σ w·x over a Q5_K row and a Q8_K activation row.
-pub fn dot_q5_k(w: &[BlockQ5K], x: &[BlockQ8K]) -> f32 {
+/// Σ w·x over a Q5_K row and a Q8_K activation row; `pairs` as for [`dot_q4_k`].
+pub fn dot_q5_k(w: &[BlockQ5K], x: &[BlockQ8K], pairs: &[KPairs]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if avx512_path() && pairs.len() == x.len() {
+        // SAFETY: the AVX-512 path is only chosen when the CPU has its features.
+        return unsafe { avx512::dot_q5_k(w, x, pairs) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = pairs;
     #[cfg(target_arch = "x86_64")]
     if crate::quant::has_avx2() {
         // SAFETY: as above.
@@ -526,6 +533,11 @@ pub fn dot_q6_k(w: &[BlockQ6K], x: &[BlockQ8K]) -> f32 {
 /// Σ w·x over a Q5_0 row and a Q8_0 activation row.
 pub fn dot_q5_0(w: &[BlockQ5_0], x: &[BlockQ8_0]) -> f32 {
     #[cfg(target_arch = "x86_64")]
+    if avx512_path() {
+        // SAFETY: as above.
+        return unsafe { avx512::dot_q5_0(w, x) };
+    }
+    #[cfg(target_arch = "x86_64")]
     if crate::quant::has_avx2() {
         // SAFETY: as above.
         return unsafe { avx2::dot_q5_0(w, x) };
@@ -535,6 +547,11 @@ pub fn dot_q5_0(w: &[BlockQ5_0], x: &[BlockQ8_0]) -> f32 {
 
 /// Σ w·x over a Q5_1 row and a Q8_0 activation row whose blocks' quants sum to `xsum`.
 pub fn dot_q5_1(w: &[BlockQ5_1], x: &[BlockQ8_0], xsum: &[i32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if avx512_path() {
+        // SAFETY: as above.
+        return unsafe { avx512::dot_q5_1(w, x, xsum) };
+    }
     #[cfg(target_arch = "x86_64")]
     if crate::quant::has_avx2() {
         // SAFETY: as above.
@@ -832,7 +849,7 @@ mod avx2 {
 
     /// A Q5_0/Q5_1 block's 32 unsigned values (0..31), value i in byte i.
     #[inline(always)]
-    unsafe fn q5_bytes(qs: &[u8; 16], qh: [u8; 4]) -> __m256i {
+    pub(super) unsafe fn q5_bytes(qs: &[u8; 16], qh: [u8; 4]) -> __m256i {
         let m4 = _mm_set1_epi8(0x0F);
         let q = _mm_loadu_si128(qs.as_ptr() as *const __m128i);
         let lo = _mm_and_si128(q, m4);
@@ -860,6 +877,7 @@ mod avx2 {
         let sixteen = _mm256_set1_epi8(16);
         let mut acc = _mm256_setzero_ps();
         for (b, a) in w.iter().zip(x) {
+            crate::simd::prefetch_ahead(b, 1);
             let q = q5_bytes(&b.qs, b.qh);
             let xs = load_i8(&a.qs);
             // Σ (q − 16)·x in 16-bit pairs, then 32-bit.
@@ -878,6 +896,7 @@ mod avx2 {
         let ones = _mm256_set1_epi16(1);
         let (mut acc, mut mins) = (_mm256_setzero_ps(), 0f32);
         for ((b, a), &s) in w.iter().zip(x).zip(xsum) {
+            crate::simd::prefetch_ahead(b, 1);
             let q = q5_bytes(&b.qs, b.qh);
             let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, load_i8(&a.qs)), ones);
             let dx = f16_to_f32(a.d);
@@ -889,9 +908,10 @@ mod avx2 {
     }
 }
 
-/// AVX-512 VNNI twins of the Q4_K and Q6_K kernels: 64 weight bytes per register, `vpdpbusd`
-/// for the 4-product sums, each 32-bit lane scaled by its sub-block's scale (`vpmulld` with
-/// the scales spread by `vpermd`), one FMA per block.
+/// AVX-512 VNNI twins of every kernel here. The k-quants: 64 weight bytes per register,
+/// `vpdpbusd` for the 4-product sums, each 32-bit lane scaled by its sub-block's scale
+/// (`vpmulld` with the scales spread by `vpermd`), one FMA per block. Q5_0/Q5_1: two 32-value
+/// blocks per register, each half scaled by its own blocks' scales.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::avx2::{hsum128, min_sums, scales_mins_packed};
@@ -998,6 +1018,137 @@ mod avx512 {
             acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi), acc);
         }
         _mm512_reduce_add_ps(acc)
+    }
+
+    /// 32 words: `a` in the low 16 (bytes 0–31), `b` in the high 16 (bytes 32–63).
+    #[inline(always)]
+    unsafe fn words(a: i16, b: i16) -> __m512i {
+        _mm512_inserti64x4::<1>(
+            _mm512_castsi256_si512(_mm256_set1_epi16(a)),
+            _mm256_set1_epi16(b),
+        )
+    }
+
+    /// The Q4_K kernel with Q5_K's fifth bits: value 64c + l takes bit 2c of `qh[l]`, value
+    /// 64c + 32 + l bit 2c + 1 — so sub-block j's bits are bit j of each `qh` byte, and in
+    /// register h (sub-blocks 4h, 4h + 2 in the low nibbles, 4h + 1, 4h + 3 in the high) the
+    /// two halves of `qh` (repeated) shift by different counts.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub unsafe fn dot_q5_k(w: &[BlockQ5K], x: &[BlockQ8K], pairs: &[KPairs]) -> f32 {
+        let m4 = _mm512_set1_epi8(0x0F);
+        let one = _mm512_set1_epi8(1);
+        let zero = _mm512_setzero_si512();
+        let idx = [(halves(0, 2), halves(1, 3)), (halves(4, 6), halves(5, 7))];
+        let shift = [(words(0, 2), words(1, 3)), (words(4, 6), words(5, 7))];
+        let (mut acc, mut mins) = (_mm512_setzero_ps(), _mm_setzero_ps());
+        for ((b, a), p) in w.iter().zip(x).zip(pairs) {
+            crate::simd::prefetch_ahead(b, 3);
+            let sm = scales_mins_packed(&b.scales);
+            let dmin = _mm_set1_ps(f16_to_f32(b.dmin) * a.d);
+            mins = _mm_fmadd_ps(dmin, _mm_cvtepi32_ps(min_sums(&sm[8..], a)), mins);
+            let sc = _mm512_cvtepu8_epi32(_mm_loadu_si128(sm.as_ptr() as *const __m128i));
+            let qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(b.qh.as_ptr() as *const __m256i));
+            // Bit `s` of each byte (s < 8, per 16-bit word) moved to bit 4.
+            let fifth = |s: __m512i| {
+                _mm512_slli_epi16::<4>(_mm512_and_si512(_mm512_srlv_epi16(qh, s), one))
+            };
+            let mut sumi = zero;
+            for (h, ((il, ih), (sl, sh))) in idx.iter().zip(&shift).enumerate() {
+                let q = _mm512_loadu_si512(b.qs.as_ptr().add(64 * h) as *const _);
+                let lo = _mm512_or_si512(_mm512_and_si512(q, m4), fifth(*sl));
+                let hi =
+                    _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16::<4>(q), m4), fifth(*sh));
+                let xs = p.0.as_ptr().add(128 * h);
+                let pl = _mm512_dpbusd_epi32(zero, lo, _mm512_load_si512(xs as *const _));
+                let ph = _mm512_dpbusd_epi32(zero, hi, _mm512_load_si512(xs.add(64) as *const _));
+                sumi = _mm512_add_epi32(
+                    sumi,
+                    _mm512_mullo_epi32(pl, _mm512_permutexvar_epi32(*il, sc)),
+                );
+                sumi = _mm512_add_epi32(
+                    sumi,
+                    _mm512_mullo_epi32(ph, _mm512_permutexvar_epi32(*ih, sc)),
+                );
+            }
+            let d = _mm512_set1_ps(f16_to_f32(b.d) * a.d);
+            acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi), acc);
+        }
+        _mm512_reduce_add_ps(acc) - hsum128(mins)
+    }
+
+    /// Two 32-value blocks' unsigned 5-bit values (AVX2's unpacking of each) and their
+    /// activations' quants, one block per 256-bit half.
+    #[inline(always)]
+    unsafe fn q5_pair(w: [(&[u8; 16], [u8; 4]); 2], x: [&BlockQ8_0; 2]) -> (__m512i, __m512i) {
+        let q = _mm512_inserti64x4::<1>(
+            _mm512_castsi256_si512(super::avx2::q5_bytes(w[0].0, w[0].1)),
+            super::avx2::q5_bytes(w[1].0, w[1].1),
+        );
+        let xs = _mm512_inserti64x4::<1>(
+            _mm512_castsi256_si512(_mm256_loadu_si256(x[0].qs.as_ptr() as *const __m256i)),
+            _mm256_loadu_si256(x[1].qs.as_ptr() as *const __m256i),
+        );
+        (q, xs)
+    }
+
+    /// Per-half scales: `a` in lanes 0–7, `b` in lanes 8–15.
+    #[inline(always)]
+    unsafe fn scale_halves(a: f32, b: f32) -> __m512 {
+        // (`vinsertf64x4` on the bits: AVX-512 F, where `vinsertf32x8` would need DQ.)
+        _mm512_castpd_ps(_mm512_insertf64x4::<1>(
+            _mm512_castps_pd(_mm512_castps256_ps512(_mm256_set1_ps(a))),
+            _mm256_castps_pd(_mm256_set1_ps(b)),
+        ))
+    }
+
+    /// Q5_0 · Q8_0 two blocks per register: Σ q·x by `vpdpbusd` on the unsigned values, minus
+    /// 16·Σ x (the same `vpdpbusd` on a register of 16s), each half scaled by its blocks'
+    /// scales. An odd last block goes through the AVX2 kernel.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub unsafe fn dot_q5_0(w: &[BlockQ5_0], x: &[BlockQ8_0]) -> f32 {
+        let sixteen = _mm512_set1_epi8(16);
+        let zero = _mm512_setzero_si512();
+        let mut acc = _mm512_setzero_ps();
+        let pairs = w.len().min(x.len()) / 2;
+        for i in 0..pairs {
+            let (b0, b1, a0, a1) = (&w[2 * i], &w[2 * i + 1], &x[2 * i], &x[2 * i + 1]);
+            crate::simd::prefetch_ahead(b0, 1);
+            let (q, xs) = q5_pair([(&b0.qs, b0.qh), (&b1.qs, b1.qh)], [a0, a1]);
+            let p = _mm512_sub_epi32(
+                _mm512_dpbusd_epi32(zero, q, xs),
+                _mm512_dpbusd_epi32(zero, sixteen, xs),
+            );
+            let d = scale_halves(
+                f16_to_f32(b0.d) * f16_to_f32(a0.d),
+                f16_to_f32(b1.d) * f16_to_f32(a1.d),
+            );
+            acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc);
+        }
+        let rest = 2 * pairs;
+        _mm512_reduce_add_ps(acc) + super::avx2::dot_q5_0(&w[rest..], &x[rest..])
+    }
+
+    /// Q5_1 · Q8_0 two blocks per register, as [`dot_q5_0`] without the −16 and with each
+    /// block's minimum times its activation's quant sum.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub unsafe fn dot_q5_1(w: &[BlockQ5_1], x: &[BlockQ8_0], xsum: &[i32]) -> f32 {
+        let zero = _mm512_setzero_si512();
+        let (mut acc, mut mins) = (_mm512_setzero_ps(), 0f32);
+        let pairs = w.len().min(x.len()).min(xsum.len()) / 2;
+        for i in 0..pairs {
+            let (b0, b1, a0, a1) = (&w[2 * i], &w[2 * i + 1], &x[2 * i], &x[2 * i + 1]);
+            crate::simd::prefetch_ahead(b0, 1);
+            let (q, xs) = q5_pair([(&b0.qs, b0.qh), (&b1.qs, b1.qh)], [a0, a1]);
+            let (dx0, dx1) = (f16_to_f32(a0.d), f16_to_f32(a1.d));
+            let d = scale_halves(f16_to_f32(b0.d) * dx0, f16_to_f32(b1.d) * dx1);
+            acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(zero, q, xs)), acc);
+            mins += f16_to_f32(b0.m) * dx0 * xsum[2 * i] as f32
+                + f16_to_f32(b1.m) * dx1 * xsum[2 * i + 1] as f32;
+        }
+        let rest = 2 * pairs;
+        _mm512_reduce_add_ps(acc)
+            + mins
+            + super::avx2::dot_q5_1(&w[rest..], &x[rest..], &xsum[rest..])
     }
 }
 
@@ -1239,7 +1390,10 @@ impl RowMatrix {
     /// Quantises the activation rows `x` as this type's products need.
     fn quantize_acts(&self, x: &[f32], acts: &mut QuantActs) -> Result<()> {
         if self.takes_q8_k() {
-            acts.quantize_k(x, matches!(self.blocks, RowBlocks::Q4K(_)))
+            acts.quantize_k(
+                x,
+                matches!(self.blocks, RowBlocks::Q4K(_) | RowBlocks::Q5K(_)),
+            )
         } else {
             acts.quantize(x)
         }
@@ -1256,7 +1410,8 @@ impl RowMatrix {
             }
             RowBlocks::Q5K(b) => {
                 let nb = self.cols / QK_K;
-                dot_q5_k(&b[o * nb..][..nb], &acts.k[r * nb..][..nb])
+                let pairs = acts.k_pairs.get(r * nb..(r + 1) * nb).unwrap_or(&[]);
+                dot_q5_k(&b[o * nb..][..nb], &acts.k[r * nb..][..nb], pairs)
             }
             RowBlocks::Q6K(b) => {
                 let nb = self.cols / QK_K;
@@ -1457,35 +1612,44 @@ mod tests {
     #[test]
     fn dots_equal_the_dequantised_reference_on_every_path() {
         for ty in RowMatrix::TYPES {
-            for (rows, cols, seed) in [(5, 256, 1u64), (3, 768, 2), (9, 1536, 3)] {
+            // 288 columns: an odd number of 32-value blocks (the AVX-512 Q5_0/Q5_1 kernels
+            // take them two at a time).
+            let shapes = [(5, 256usize, 1u64), (3, 768, 2), (9, 1536, 3), (4, 288, 4)];
+            for (rows, cols, seed) in shapes {
+                if !cols.is_multiple_of(RowMatrix::block_values(ty).unwrap_or(QK_K)) {
+                    continue;
+                }
                 let w = rand_matrix(ty, rows, cols, seed);
                 let x: Vec<f32> = rand_vec(cols, seed + 10).iter().map(|v| v + 0.2).collect();
                 let want = reference(&w, &x);
                 let mut acts = QuantActs::default();
                 w.quantize_acts(&x, &mut acts).unwrap();
                 for (o, &r) in want.iter().enumerate() {
-                    // Every x86 path the CPU has: AVX-512 (dispatched where present), AVX2.
+                    // Every x86 path the CPU has: AVX-512 (dispatched where present), AVX2
+                    // (called directly), and the scalar twin below.
                     #[cfg(target_arch = "x86_64")]
                     if crate::quant::has_avx2() {
                         let nb = cols / QK_K;
                         // SAFETY: AVX2 detected; both rows hold nb blocks.
                         let avx2 = unsafe {
                             match &w.blocks {
-                                RowBlocks::Q4K(b) => {
-                                    Some(avx2::dot_q4_k(&b[o * nb..][..nb], &acts.k))
+                                RowBlocks::Q4K(b) => avx2::dot_q4_k(&b[o * nb..][..nb], &acts.k),
+                                RowBlocks::Q5K(b) => avx2::dot_q5_k(&b[o * nb..][..nb], &acts.k),
+                                RowBlocks::Q6K(b) => avx2::dot_q6_k(&b[o * nb..][..nb], &acts.k),
+                                RowBlocks::Q5_0(b) => {
+                                    let nb = cols / QK;
+                                    avx2::dot_q5_0(&b[o * nb..][..nb], &acts.q)
                                 }
-                                RowBlocks::Q6K(b) => {
-                                    Some(avx2::dot_q6_k(&b[o * nb..][..nb], &acts.k))
+                                RowBlocks::Q5_1(b) => {
+                                    let nb = cols / QK;
+                                    avx2::dot_q5_1(&b[o * nb..][..nb], &acts.q, &acts.sum)
                                 }
-                                _ => None,
                             }
                         };
-                        if let Some(v) = avx2 {
-                            assert!(
-                                (v as f64 - r).abs() <= 1e-4 * (1.0 + r.abs()),
-                                "{ty} avx2 row {o}: {v} vs {r}"
-                            );
-                        }
+                        assert!(
+                            (avx2 as f64 - r).abs() <= 1e-4 * (1.0 + r.abs()),
+                            "{ty} avx2 row {o}: {avx2} vs {r}"
+                        );
                     }
                     let fast = w.row_dot(o, 0, &acts);
                     let nb = |per| cols / per;
