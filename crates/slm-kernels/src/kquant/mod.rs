@@ -449,28 +449,45 @@ pub fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8K]) -> Result<()> {
         )));
     }
     check_len("quantize_q8_k out", out.len(), x.len() / QK_K)?;
-    for (xs, y) in x.chunks_exact(QK_K).zip(out.iter_mut()) {
-        let (mut max, mut amax) = (0f32, 0f32);
-        for &v in xs {
-            if v.abs() > amax {
-                amax = v.abs();
-                max = v;
-            }
-        }
-        if amax == 0.0 {
-            *y = BlockQ8K::default();
-            continue;
-        }
-        let iscale = -127.0 / max;
-        for (q, &v) in y.qs.iter_mut().zip(xs) {
-            *q = nearest_int(iscale * v).min(127) as i8;
-        }
-        for (s, q) in y.bsums.iter_mut().zip(y.qs.chunks_exact(16)) {
-            *s = q.iter().map(|&v| v as i16).sum();
-        }
-        y.d = 1.0 / iscale;
+    #[cfg(target_arch = "x86_64")]
+    if avx512_path() {
+        // SAFETY: the AVX-512 path is only chosen when the CPU has its features; lengths
+        // checked above.
+        unsafe { avx512::quantize_q8_k(x, out) };
+        return Ok(());
     }
+    quantize_q8_k_scalar(x, out);
     Ok(())
+}
+
+/// ggml's `quantize_row_q8_K_ref`: the value of largest magnitude (the first, on ties)
+/// maps to −127, every quant is `nearest_int(−127/max · v)` capped at 127.
+fn quantize_q8_k_scalar(x: &[f32], out: &mut [BlockQ8K]) {
+    for (xs, y) in x.chunks_exact(QK_K).zip(out.iter_mut()) {
+        quantize_q8_k_block(xs, y);
+    }
+}
+
+fn quantize_q8_k_block(xs: &[f32], y: &mut BlockQ8K) {
+    let (mut max, mut amax) = (0f32, 0f32);
+    for &v in xs {
+        if v.abs() > amax {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    if amax == 0.0 {
+        *y = BlockQ8K::default();
+        return;
+    }
+    let iscale = -127.0 / max;
+    for (q, &v) in y.qs.iter_mut().zip(xs) {
+        *q = nearest_int(iscale * v).min(127) as i8;
+    }
+    for (s, q) in y.bsums.iter_mut().zip(y.qs.chunks_exact(16)) {
+        *s = q.iter().map(|&v| v as i16).sum();
+    }
+    y.d = 1.0 / iscale;
 }
 
 /// Whether the AVX-512 VNNI k-quant kernels run (the CPU has them and `SLM_QUANT_KERNEL` does
@@ -929,6 +946,59 @@ mod avx512 {
     unsafe fn quarters(a: i32) -> __m512i {
         let (b, c, d) = (a + 1, a + 2, a + 3);
         _mm512_set_epi32(d, d, d, d, c, c, c, c, b, b, b, b, a, a, a, a)
+    }
+
+    /// [`super::quantize_q8_k_scalar`] 16 values per register, the same blocks bit for bit:
+    /// the first value of largest magnitude found by a compare over the block's maximum,
+    /// `vrndscaleps` to nearest-even standing in for ggml's magic-number rounding (the same
+    /// for |v| < 2²²), the sums of 16 reduced per register. Blocks with a NaN, an infinity
+    /// or only zeros go through the scalar loop.
+    ///
+    /// # Safety
+    /// AVX-512 F present; `out.len()·256 = x.len()`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+    pub unsafe fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
+        const CHUNKS: usize = QK_K / 16;
+        let cap = _mm512_set1_epi32(127);
+        for (xs, y) in x.chunks_exact(QK_K).zip(out.iter_mut()) {
+            let v: [__m512; CHUNKS] =
+                std::array::from_fn(|c| _mm512_loadu_ps(xs.as_ptr().add(16 * c)));
+            // max(|v|, m) keeps m where |v| is NaN, as the scalar comparison skips NaNs.
+            let m = v.iter().fold(_mm512_setzero_ps(), |m, &vc| {
+                _mm512_max_ps(_mm512_abs_ps(vc), m)
+            });
+            let amax = _mm512_reduce_max_ps(m);
+            let nan = v
+                .iter()
+                .any(|&vc| _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(vc, vc) != 0);
+            if amax == 0.0 || !amax.is_finite() || nan {
+                super::quantize_q8_k_block(xs, y);
+                continue;
+            }
+            let target = _mm512_set1_ps(amax);
+            let mut max = amax;
+            for (c, &vc) in v.iter().enumerate() {
+                let hit = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(_mm512_abs_ps(vc), target);
+                if hit != 0 {
+                    max = xs[16 * c + hit.trailing_zeros() as usize];
+                    break;
+                }
+            }
+            let iscale = -127.0 / max;
+            let is = _mm512_set1_ps(iscale);
+            for (c, &vc) in v.iter().enumerate() {
+                let r = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                    _mm512_mul_ps(is, vc),
+                );
+                let q = _mm512_min_epi32(_mm512_cvtps_epi32(r), cap);
+                y.bsums[c] = _mm512_reduce_add_epi32(q) as i16;
+                _mm_storeu_si128(
+                    y.qs.as_mut_ptr().add(16 * c) as *mut __m128i,
+                    _mm512_cvtsepi32_epi8(q),
+                );
+            }
+            y.d = 1.0 / iscale;
+        }
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
@@ -1606,6 +1676,31 @@ mod tests {
         }
         quantize_q8_k(&[0.0; QK_K], &mut q[..1]).unwrap();
         assert_eq!(q[0], BlockQ8K::default());
+        // The AVX-512 twin gives the scalar loop's blocks bit for bit: random values, a
+        // tie of magnitudes with opposite signs (the first wins), exact halves after
+        // scaling (nearest-even), an outlier, zeros and a NaN.
+        #[cfg(target_arch = "x86_64")]
+        if avx512_path() {
+            let mut x = rand_vec(8 * QK_K, 6);
+            x[QK_K + 3] = -5.0;
+            x[QK_K + 200] = 5.0;
+            for (i, v) in x[2 * QK_K..3 * QK_K].iter_mut().enumerate() {
+                *v = (i as f32 - 128.0) * 0.5;
+            }
+            x[3 * QK_K + 17] = 1e4;
+            x[4 * QK_K..5 * QK_K].fill(0.0);
+            x[5 * QK_K + 9] = f32::NAN;
+            x[6 * QK_K + 100] = f32::INFINITY;
+            let (mut a, mut b) = (vec![BlockQ8K::default(); 8], vec![BlockQ8K::default(); 8]);
+            // SAFETY: the AVX-512 path runs here; 8 blocks for 8·256 values.
+            unsafe { avx512::quantize_q8_k(&x, &mut a) };
+            quantize_q8_k_scalar(&x, &mut b);
+            for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+                assert_eq!(a.qs, b.qs, "block {i}");
+                assert_eq!(a.bsums, b.bsums, "block {i}");
+                assert_eq!(a.d.to_bits(), b.d.to_bits(), "block {i}");
+            }
+        }
         assert!(quantize_q8_k(&x[..100], &mut q[..1]).is_err());
     }
 
