@@ -8,7 +8,7 @@
 //! that are themselves parallel tasks use [`gemm_raw`] with `Parallelism::None`.
 
 use crate::check_len;
-use crate::par::{gemm_parallelism, num_threads};
+use crate::par::{gemm_parallelism, num_threads, SendPtr};
 use gemm::Parallelism;
 use rayon::prelude::*;
 use slm_core::Result;
@@ -137,6 +137,35 @@ pub fn linear_fwd(
             }
         }
         read_dst = true;
+    }
+    // Output columns in two bands per thread, each band a single-threaded gemm over all
+    // rows: at prefill sizes (a 256-row chunk, 336M: 377 → 450 tok/s) this beat gemm's own
+    // split of the product by ~18%, and at training sizes (2048 rows) it is level or a little
+    // ahead (docs/PERFORMANCE.md). x is packed once per band instead of once.
+    let threads = num_threads();
+    if threads > 1 && o >= 32 * threads {
+        let band = o.div_ceil(2 * threads).next_multiple_of(16);
+        let yp = SendPtr(y.as_mut_ptr());
+        (0..o.div_ceil(band)).into_par_iter().for_each(|b| {
+            let (j0, cols) = (b * band, band.min(o - b * band));
+            // SAFETY: lengths checked above; band b writes only y's columns j0..j0 + cols
+            // (row stride o) and reads w's rows j0..j0 + cols, so no two bands write the same
+            // element, and y stays mutably borrowed until every band is done.
+            unsafe {
+                gemm_raw(
+                    rows,
+                    cols,
+                    k,
+                    (yp.get().add(j0), o as isize, 1),
+                    read_dst,
+                    (x.as_ptr(), k as isize, 1),
+                    (w.as_ptr().add(j0 * k), 1, k as isize),
+                    1.0,
+                    Parallelism::None,
+                )
+            }
+        });
+        return Ok(());
     }
     // SAFETY: lengths checked above; y is a distinct &mut borrow.
     // x: [rows, k] (rs k, cs 1); wᵀ: element (kk, j) = w[j, kk] (rs 1, cs k).
@@ -374,6 +403,35 @@ mod tests {
         bias_bwd(&mut db, &dy, rows, o).unwrap();
         bias_bwd_naive(&mut dbn, &dy, rows, o);
         assert_close(&db, &dbn, 1e-5, "db");
+    }
+
+    #[test]
+    fn forward_in_column_bands_equals_the_naive_product() {
+        // 300 outputs over 1, 2 and 3 threads: one gemm, then bands of 80 and of 64 (the
+        // last one short), with a bias and accumulating.
+        let (rows, k, o) = (37, 70, 300);
+        let x = rand_vec(rows * k, 11);
+        let w = rand_vec(o * k, 12);
+        let b = rand_vec(o, 13);
+        let d = LinearDims::new(rows, k, o);
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            for accumulate in [false, true] {
+                let (mut y, mut yn) = (rand_vec(rows * o, 14), rand_vec(rows * o, 14));
+                pool.install(|| linear_fwd(&mut y, &x, &w, Some(&b), d, accumulate))
+                    .unwrap();
+                linear_fwd_naive(&mut yn, &x, &w, Some(&b), d, accumulate);
+                assert_close(
+                    &y,
+                    &yn,
+                    1e-4,
+                    &format!("{threads} threads, accumulate {accumulate}"),
+                );
+            }
+        }
     }
 
     #[test]
