@@ -165,3 +165,39 @@ pub(crate) mod testutil {
         );
     }
 }
+
+/// The kernel tests again under every lower path this CPU can be capped to: the unit-test
+/// binary runs itself with `SLM_F32_KERNEL` (the [`dispatch!`] builds) and `SLM_QUANT_KERNEL`
+/// (the quantised group and k-quant kernels, decode attention's 16-lane kernel) set, so every
+/// build and hand-written path the CPU offers meets the naive twins — not only the one it
+/// picks by default.
+#[cfg(test)]
+mod capped_paths {
+    #[test]
+    fn kernel_tests_pass_on_every_capped_path() {
+        if std::env::var_os("SLM_CAPPED_CHILD").is_some() {
+            return;
+        }
+        let mut caps: Vec<(&str, &str)> = vec![("baseline", "scalar")];
+        #[cfg(target_arch = "x86_64")]
+        if crate::simd::f32_path() == crate::simd::F32Path::Avx512 {
+            caps.push(("avx2", "avx2"));
+        }
+        let exe = std::env::current_exe().expect("the test binary's path");
+        for (f32_cap, quant_cap) in caps {
+            let out = std::process::Command::new(&exe)
+                .args(["--skip", "capped_paths", "--test-threads", "2", "-q"])
+                .env("SLM_CAPPED_CHILD", "1")
+                .env("SLM_F32_KERNEL", f32_cap)
+                .env("SLM_QUANT_KERNEL", quant_cap)
+                .output()
+                .expect("run the test binary");
+            assert!(
+                out.status.success(),
+                "kernel tests with SLM_F32_KERNEL={f32_cap} SLM_QUANT_KERNEL={quant_cap}:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}

@@ -65,16 +65,18 @@ impl F32Path {
     }
 }
 
-/// The f32 kernels' build for this CPU; the environment variable `SLM_F32_KERNEL=avx2` caps
-/// it at AVX2 (to time one against the other). Chosen once per process.
+/// The f32 kernels' build for this CPU; the environment variable `SLM_F32_KERNEL` caps it
+/// at `avx2` or `baseline` (to time one against the other, and for the tests to run every
+/// build). Chosen once per process.
 pub fn f32_path() -> F32Path {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as has;
         static PATH: std::sync::OnceLock<F32Path> = std::sync::OnceLock::new();
         *PATH.get_or_init(|| {
-            let capped = std::env::var("SLM_F32_KERNEL").is_ok_and(|v| v == "avx2");
-            let avx2 = has!("avx2") && has!("fma");
+            let cap = std::env::var("SLM_F32_KERNEL").unwrap_or_default();
+            let avx2 = has!("avx2") && has!("fma") && cap != "baseline";
+            let capped = cap == "avx2" || cap == "baseline";
             if !capped && avx2 && has!("avx512f") && has!("avx512vl") {
                 F32Path::Avx512
             } else if avx2 {
