@@ -255,13 +255,15 @@ impl InterleavedMatrix {
                     QuantMatrix::Q8_0(b) => {
                         sc.iter_mut().enumerate().for_each(|(r, d)| *d = b[at(r)].d);
                         for (j, c) in qs.iter_mut().enumerate() {
-                            *c = interleave(j, |r, k| b[at(r)].qs[k] as u8);
+                            *c = interleave(|r| {
+                                std::array::from_fn(|k| b[at(r)].qs[4 * j + k] as u8)
+                            });
                         }
                     }
                     QuantMatrix::Q4_0(b) => {
                         sc.iter_mut().enumerate().for_each(|(r, d)| *d = b[at(r)].d);
                         for (j, c) in qs.iter_mut().enumerate() {
-                            *c = interleave(j, |r, k| b[at(r)].qs[k]);
+                            *c = interleave(|r| std::array::from_fn(|k| b[at(r)].qs[4 * j + k]));
                         }
                     }
                     QuantMatrix::Q4_1(b) => {
@@ -269,7 +271,7 @@ impl InterleavedMatrix {
                         let mn = &mut mn[i * ROWS..][..ROWS];
                         mn.iter_mut().enumerate().for_each(|(r, m)| *m = b[at(r)].m);
                         for (j, c) in qs.iter_mut().enumerate() {
-                            *c = interleave(j, |r, k| b[at(r)].qs[k]);
+                            *c = interleave(|r| std::array::from_fn(|k| b[at(r)].qs[4 * j + k]));
                         }
                     }
                 }
@@ -421,14 +423,13 @@ impl InterleavedMatrix {
     }
 }
 
-/// Chunk `j` of a block column: bytes 4j..4j+4 of each of the 8 rows, `byte(r, k)` being
-/// byte k of row r's block.
-fn interleave(j: usize, byte: impl Fn(usize, usize) -> u8) -> Chunk {
+/// Chunk `j` of a block column: bytes 4j..4j+4 of each of the 8 rows, `word(r)` being
+/// row r's 4 bytes.
+#[inline(always)]
+fn interleave(word: impl Fn(usize) -> [u8; 4]) -> Chunk {
     let mut c = Chunk::default();
-    for r in 0..ROWS {
-        for k in 0..4 {
-            c.0[4 * r + k] = byte(r, 4 * j + k);
-        }
+    for (r, dst) in c.0.chunks_exact_mut(4).enumerate() {
+        dst.copy_from_slice(&word(r));
     }
     c
 }
