@@ -155,7 +155,7 @@ impl BitmaskMatrix {
         let masks = self.row_masks(r);
         let values = &self.values[self.starts[r] as usize..];
         #[cfg(target_arch = "x86_64")]
-        if let Some(kernel) = bitmask_kernel() {
+        if let Some((kernel, _)) = x86_kernels() {
             // SAFETY: features detected; `values` has ≥ 8 readable floats past the row's
             // last non-zero (the padding), `x` holds 8 floats per full mask byte.
             let full = x.len() / 8;
@@ -261,7 +261,7 @@ impl Sparse24Matrix {
         let values = &self.values[r * self.cols / 2..(r + 1) * self.cols / 2];
         let positions = &self.positions[r * steps..(r + 1) * steps];
         #[cfg(target_arch = "x86_64")]
-        if let Some(kernel) = sparse24_kernel() {
+        if let Some((_, kernel)) = x86_kernels() {
             // SAFETY: features detected; values hold 8 and x 16 floats per position word.
             return unsafe { kernel(values, positions, x) };
         }
@@ -300,30 +300,18 @@ fn avx512_sparse() -> bool {
 #[cfg(target_arch = "x86_64")]
 type BitmaskKernel = unsafe fn(&[u8], &[f32], &[f32]) -> (f32, usize);
 
-/// The bitmask kernel this CPU runs: AVX-512 where the f32 kernels run it
-/// ([`crate::simd::f32_path`]), AVX2, or none (the scalar loop).
-#[cfg(target_arch = "x86_64")]
-fn bitmask_kernel() -> Option<BitmaskKernel> {
-    if avx512_sparse() {
-        Some(avx512::bitmask_dot)
-    } else if has_avx2() {
-        Some(avx2::bitmask_dot)
-    } else {
-        None
-    }
-}
-
 /// A row kernel of the 2:4 format.
 #[cfg(target_arch = "x86_64")]
 type Sparse24Kernel = unsafe fn(&[f32], &[u16], &[f32]) -> f32;
 
-/// The 2:4 kernel this CPU runs, chosen as [`bitmask_kernel`].
+/// The bitmask and 2:4 kernels this CPU runs: AVX-512 where [`avx512_sparse`], AVX2, or
+/// none (the scalar loops).
 #[cfg(target_arch = "x86_64")]
-fn sparse24_kernel() -> Option<Sparse24Kernel> {
+fn x86_kernels() -> Option<(BitmaskKernel, Sparse24Kernel)> {
     if avx512_sparse() {
-        Some(avx512::sparse24_dot)
+        Some((avx512::bitmask_dot, avx512::sparse24_dot))
     } else if has_avx2() {
-        Some(avx2::sparse24_dot)
+        Some((avx2::bitmask_dot, avx2::sparse24_dot))
     } else {
         None
     }
@@ -875,7 +863,7 @@ mod tests {
 
     /// Every x86 kernel pair (bitmask, 2:4) this CPU can run, by name.
     #[cfg(target_arch = "x86_64")]
-    fn x86_kernels() -> Vec<(&'static str, BitmaskKernel, Sparse24Kernel)> {
+    fn every_x86_kernel() -> Vec<(&'static str, BitmaskKernel, Sparse24Kernel)> {
         let mut k: Vec<(&'static str, BitmaskKernel, Sparse24Kernel)> = Vec::new();
         if has_avx2() {
             k.push(("avx2", avx2::bitmask_dot, avx2::sparse24_dot));
@@ -914,7 +902,7 @@ mod tests {
                         "avx512 offsets row {}: {} vs {}", r, got, want);
                 }
             }
-            for (name, bitmask, sparse24) in x86_kernels() {
+            for (name, bitmask, sparse24) in every_x86_kernel() {
                 for r in 0..rows {
                     let (masks, values) = (m.row_masks(r), &m.values[m.starts[r] as usize..]);
                     let full = cols / 8;

@@ -1001,39 +1001,100 @@ mod avx512 {
         }
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    pub unsafe fn dot_q4_k(w: &[BlockQ4K], x: &[BlockQ8K], pairs: &[KPairs]) -> f32 {
+    /// One Q4_K/Q5_K super-block into `acc` (16 lanes of d·dx·Σ_j sc_j·Σ q·x) and `mins`
+    /// (dmin·dx·Σ_j m_j·Σ x): 64 weight bytes per register, `vpdpbusd` against the activation
+    /// laid out in register order (`p`), each lane scaled by its sub-block's scale spread by
+    /// `vpermd`. `qh`: Q5_K's fifth bits — value 64c + l takes bit 2c of `qh[l]`, value
+    /// 64c + 32 + l bit 2c + 1, so sub-block j's bits are bit j of each byte, and register h
+    /// (sub-blocks 4h, 4h + 2 in the low nibbles, 4h + 1, 4h + 3 in the high) shifts the two
+    /// halves of `qh` (repeated) by different counts.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn k4_block(
+        (d, dmin): (u16, u16),
+        scales: &[u8; 12],
+        qs: &[u8; 128],
+        qh: Option<&[u8; 32]>,
+        a: &BlockQ8K,
+        p: &KPairs,
+        acc: &mut __m512,
+        mins: &mut __m128,
+    ) {
         let m4 = _mm512_set1_epi8(0x0F);
         let zero = _mm512_setzero_si512();
         // Register h (chunks 2h, 2h + 1): low nibbles are sub-blocks 4h and 4h + 2, high
         // nibbles 4h + 1 and 4h + 3.
         let idx = [(halves(0, 2), halves(1, 3)), (halves(4, 6), halves(5, 7))];
+        let shift = [(words(0, 2), words(1, 3)), (words(4, 6), words(5, 7))];
+        let sm = scales_mins_packed(scales);
+        let dm = _mm_set1_ps(f16_to_f32(dmin) * a.d);
+        *mins = _mm_fmadd_ps(dm, _mm_cvtepi32_ps(min_sums(&sm[8..], a)), *mins);
+        let sc = _mm512_cvtepu8_epi32(_mm_loadu_si128(sm.as_ptr() as *const __m128i));
+        let qh =
+            qh.map(|h| _mm512_broadcast_i64x4(_mm256_loadu_si256(h.as_ptr() as *const __m256i)));
+        // Bit `s` of each byte (s < 8, per 16-bit word) moved to bit 4; nothing for Q4_K.
+        let fifth = |s: __m512i| match qh {
+            Some(qh) => _mm512_slli_epi16::<4>(_mm512_and_si512(
+                _mm512_srlv_epi16(qh, s),
+                _mm512_set1_epi8(1),
+            )),
+            None => zero,
+        };
+        let mut sumi = zero;
+        for (h, ((il, ih), (sl, sh))) in idx.iter().zip(&shift).enumerate() {
+            let q = _mm512_loadu_si512(qs.as_ptr().add(64 * h) as *const _);
+            let lo = _mm512_or_si512(_mm512_and_si512(q, m4), fifth(*sl));
+            let hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16::<4>(q), m4), fifth(*sh));
+            let xs = p.0.as_ptr().add(128 * h);
+            let pl = _mm512_dpbusd_epi32(zero, lo, _mm512_load_si512(xs as *const _));
+            let ph = _mm512_dpbusd_epi32(zero, hi, _mm512_load_si512(xs.add(64) as *const _));
+            sumi = _mm512_add_epi32(
+                sumi,
+                _mm512_mullo_epi32(pl, _mm512_permutexvar_epi32(*il, sc)),
+            );
+            sumi = _mm512_add_epi32(
+                sumi,
+                _mm512_mullo_epi32(ph, _mm512_permutexvar_epi32(*ih, sc)),
+            );
+        }
+        let d = _mm512_set1_ps(f16_to_f32(d) * a.d);
+        *acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi), *acc);
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub unsafe fn dot_q4_k(w: &[BlockQ4K], x: &[BlockQ8K], pairs: &[KPairs]) -> f32 {
         let (mut acc, mut mins) = (_mm512_setzero_ps(), _mm_setzero_ps());
         for ((b, a), p) in w.iter().zip(x).zip(pairs) {
             crate::simd::prefetch_ahead(b, 3);
-            let sm = scales_mins_packed(&b.scales);
-            let dmin = _mm_set1_ps(f16_to_f32(b.dmin) * a.d);
-            mins = _mm_fmadd_ps(dmin, _mm_cvtepi32_ps(min_sums(&sm[8..], a)), mins);
-            let sc = _mm512_cvtepu8_epi32(_mm_loadu_si128(sm.as_ptr() as *const __m128i));
-            let mut sumi = zero;
-            for (h, (il, ih)) in idx.iter().enumerate() {
-                let q = _mm512_loadu_si512(b.qs.as_ptr().add(64 * h) as *const _);
-                let lo = _mm512_and_si512(q, m4);
-                let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(q), m4);
-                let xs = p.0.as_ptr().add(128 * h);
-                let pl = _mm512_dpbusd_epi32(zero, lo, _mm512_load_si512(xs as *const _));
-                let ph = _mm512_dpbusd_epi32(zero, hi, _mm512_load_si512(xs.add(64) as *const _));
-                sumi = _mm512_add_epi32(
-                    sumi,
-                    _mm512_mullo_epi32(pl, _mm512_permutexvar_epi32(*il, sc)),
-                );
-                sumi = _mm512_add_epi32(
-                    sumi,
-                    _mm512_mullo_epi32(ph, _mm512_permutexvar_epi32(*ih, sc)),
-                );
-            }
-            let d = _mm512_set1_ps(f16_to_f32(b.d) * a.d);
-            acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi), acc);
+            k4_block(
+                (b.d, b.dmin),
+                &b.scales,
+                &b.qs,
+                None,
+                a,
+                p,
+                &mut acc,
+                &mut mins,
+            );
+        }
+        _mm512_reduce_add_ps(acc) - hsum128(mins)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub unsafe fn dot_q5_k(w: &[BlockQ5K], x: &[BlockQ8K], pairs: &[KPairs]) -> f32 {
+        let (mut acc, mut mins) = (_mm512_setzero_ps(), _mm_setzero_ps());
+        for ((b, a), p) in w.iter().zip(x).zip(pairs) {
+            crate::simd::prefetch_ahead(b, 3);
+            k4_block(
+                (b.d, b.dmin),
+                &b.scales,
+                &b.qs,
+                Some(&b.qh),
+                a,
+                p,
+                &mut acc,
+                &mut mins,
+            );
         }
         _mm512_reduce_add_ps(acc) - hsum128(mins)
     }
@@ -1097,53 +1158,6 @@ mod avx512 {
             _mm512_castsi256_si512(_mm256_set1_epi16(a)),
             _mm256_set1_epi16(b),
         )
-    }
-
-    /// The Q4_K kernel with Q5_K's fifth bits: value 64c + l takes bit 2c of `qh[l]`, value
-    /// 64c + 32 + l bit 2c + 1 — so sub-block j's bits are bit j of each `qh` byte, and in
-    /// register h (sub-blocks 4h, 4h + 2 in the low nibbles, 4h + 1, 4h + 3 in the high) the
-    /// two halves of `qh` (repeated) shift by different counts.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    pub unsafe fn dot_q5_k(w: &[BlockQ5K], x: &[BlockQ8K], pairs: &[KPairs]) -> f32 {
-        let m4 = _mm512_set1_epi8(0x0F);
-        let one = _mm512_set1_epi8(1);
-        let zero = _mm512_setzero_si512();
-        let idx = [(halves(0, 2), halves(1, 3)), (halves(4, 6), halves(5, 7))];
-        let shift = [(words(0, 2), words(1, 3)), (words(4, 6), words(5, 7))];
-        let (mut acc, mut mins) = (_mm512_setzero_ps(), _mm_setzero_ps());
-        for ((b, a), p) in w.iter().zip(x).zip(pairs) {
-            crate::simd::prefetch_ahead(b, 3);
-            let sm = scales_mins_packed(&b.scales);
-            let dmin = _mm_set1_ps(f16_to_f32(b.dmin) * a.d);
-            mins = _mm_fmadd_ps(dmin, _mm_cvtepi32_ps(min_sums(&sm[8..], a)), mins);
-            let sc = _mm512_cvtepu8_epi32(_mm_loadu_si128(sm.as_ptr() as *const __m128i));
-            let qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(b.qh.as_ptr() as *const __m256i));
-            // Bit `s` of each byte (s < 8, per 16-bit word) moved to bit 4.
-            let fifth = |s: __m512i| {
-                _mm512_slli_epi16::<4>(_mm512_and_si512(_mm512_srlv_epi16(qh, s), one))
-            };
-            let mut sumi = zero;
-            for (h, ((il, ih), (sl, sh))) in idx.iter().zip(&shift).enumerate() {
-                let q = _mm512_loadu_si512(b.qs.as_ptr().add(64 * h) as *const _);
-                let lo = _mm512_or_si512(_mm512_and_si512(q, m4), fifth(*sl));
-                let hi =
-                    _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16::<4>(q), m4), fifth(*sh));
-                let xs = p.0.as_ptr().add(128 * h);
-                let pl = _mm512_dpbusd_epi32(zero, lo, _mm512_load_si512(xs as *const _));
-                let ph = _mm512_dpbusd_epi32(zero, hi, _mm512_load_si512(xs.add(64) as *const _));
-                sumi = _mm512_add_epi32(
-                    sumi,
-                    _mm512_mullo_epi32(pl, _mm512_permutexvar_epi32(*il, sc)),
-                );
-                sumi = _mm512_add_epi32(
-                    sumi,
-                    _mm512_mullo_epi32(ph, _mm512_permutexvar_epi32(*ih, sc)),
-                );
-            }
-            let d = _mm512_set1_ps(f16_to_f32(b.d) * a.d);
-            acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi), acc);
-        }
-        _mm512_reduce_add_ps(acc) - hsum128(mins)
     }
 
     /// Two 32-value blocks' unsigned 5-bit values (AVX2's unpacking of each) and their
