@@ -6,9 +6,10 @@
 //! out[i] = Σ_t softmax_t(q_i·k_t / √e) · v_t
 //! ```
 //! Heads run in parallel on the current rayon pool once there is enough work (long caches).
-//! With AVX2/FMA/F16C and heads a multiple of 8 wide, one kernel (generated for both cache
-//! types) scores four positions per pass and keeps the weighted sum in registers; otherwise the
-//! generic loop runs (the reference for the tests beside the definition in f64). The cache holds f32 or f16
+//! One hand-written kernel (`head_kernel!`, generated for both cache types at 16 lanes with
+//! AVX-512 F and heads a multiple of 16 wide, at 8 lanes with AVX2/FMA/F16C and heads a
+//! multiple of 8) scores four positions per pass and keeps the weighted sum in registers;
+//! otherwise the generic loop runs (the reference for the tests beside the definition in f64). The cache holds f32 or f16
 //! values ([`Cache::F16`]: half the bytes read per position, as llama.cpp's default cache;
 //! converted with F16C). The training kernels in [`crate::attention`] cover whole sequences;
 //! this is the one-query case.
@@ -94,210 +95,154 @@ crate::dispatch!(
             scores: &mut [f32], o: &mut [f32]) => head_impl
 );
 
+/// One head over a cache of `$t` values, `$lanes` per register, each register read by
+/// `$load` (a pointer → register expression in `$p`); `e` a multiple of `$lanes`. The vector
+/// operations come from the module that instantiates it (`zero`, `splat`, `loadu`, `fmadd`,
+/// `storeu`, `hsum` of one register, `sum4`: the four scores' horizontal sums, scaled,
+/// stored at a pointer).
+///
+/// Scores four positions at a time: four independent FMA chains (one chain per position
+/// was bound by FMA latency), each q chunk loaded once for the four, and the four
+/// horizontal sums done together. Values accumulate in up to 8 registers per pass over the
+/// positions (accumulating in memory made each position wait on the last one's store).
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use crate::simd;
-    use std::arch::x86_64::*;
-
-    /// One head over a cache of `$t` values read 8 at a time by `$load` (a pointer → __m256
-    /// expression in `$p`); `e` a multiple of 8.
-    ///
-    /// Scores four positions at a time: four independent FMA chains (one chain per position
-    /// was bound by FMA latency), each q chunk loaded once for the four, and the four
-    /// horizontal sums done together. Values accumulate in registers, 64 dimensions per pass
-    /// over the positions (accumulating in memory made each position wait on the last one's
-    /// store).
-    macro_rules! head_kernel {
-        ($name:ident, $t:ty, $p:ident => $load:expr) => {
-            /// # Safety
-            /// AVX2, FMA and F16C present; `keys`/`vals` hold `scores.len()` positions of `kv`
-            /// values, `off + qh.len() ≤ kv`, `o.len() = qh.len()`, `qh.len()` a multiple of 8.
-            #[target_feature(enable = "avx2,fma,f16c")]
-            #[allow(clippy::too_many_arguments)]
-            pub unsafe fn $name(
-                qh: &[f32],
-                keys: &[$t],
-                vals: &[$t],
-                kv: usize,
-                off: usize,
-                scale: f32,
-                scores: &mut [f32],
-                o: &mut [f32],
-            ) {
-                let e = qh.len();
-                let (kp, vp, qp) = (keys.as_ptr(), vals.as_ptr(), qh.as_ptr());
-                let n = scores.len();
-                let scale4 = _mm_set1_ps(scale);
-                let mut t = 0;
-                while t + 4 <= n {
-                    let rows = [0, 1, 2, 3].map(|j| kp.add((t + j) * kv + off));
-                    let mut acc = [_mm256_setzero_ps(); 4];
-                    let mut c = 0;
-                    while c < e {
-                        let qv = _mm256_loadu_ps(qp.add(c));
-                        for j in 0..4 {
-                            let k = {
-                                let $p = rows[j].add(c);
-                                $load
-                            };
-                            acc[j] = _mm256_fmadd_ps(qv, k, acc[j]);
-                        }
-                        c += 8;
-                    }
-                    // Per 128-bit lane: [Σa, Σb, Σc, Σd] over that lane's half; add the halves.
-                    let s = _mm256_hadd_ps(
-                        _mm256_hadd_ps(acc[0], acc[1]),
-                        _mm256_hadd_ps(acc[2], acc[3]),
-                    );
-                    let s = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-                    _mm_storeu_ps(scores.as_mut_ptr().add(t), _mm_mul_ps(s, scale4));
-                    t += 4;
-                }
-                for (t, sc) in scores.iter_mut().enumerate().skip(t) {
-                    let row = kp.add(t * kv + off);
-                    let mut acc = _mm256_setzero_ps();
-                    // (Plain index loops: `step_by` kept its state on the stack here.)
-                    let mut c = 0;
-                    while c < e {
+macro_rules! head_kernel {
+    ($name:ident, $t:ty, $features:literal, $lanes:literal,
+     zero: $zero:path, splat: $splat:path, loadu: $loadu:path, fmadd: $fmadd:path,
+     storeu: $storeu:path, hsum: $hsum:path, sum4: $sum4:path,
+     $p:ident => $load:expr) => {
+        /// # Safety
+        /// The features named in `target_feature` present; `keys`/`vals` hold
+        /// `scores.len()` positions of `kv` values, `off + qh.len() ≤ kv`,
+        /// `o.len() = qh.len()`, `qh.len()` a multiple of the lane count.
+        #[target_feature(enable = $features)]
+        #[allow(clippy::too_many_arguments)]
+        pub unsafe fn $name(
+            qh: &[f32],
+            keys: &[$t],
+            vals: &[$t],
+            kv: usize,
+            off: usize,
+            scale: f32,
+            scores: &mut [f32],
+            o: &mut [f32],
+        ) {
+            let e = qh.len();
+            let (kp, vp, qp) = (keys.as_ptr(), vals.as_ptr(), qh.as_ptr());
+            let n = scores.len();
+            let mut t = 0;
+            while t + 4 <= n {
+                let rows = [0, 1, 2, 3].map(|j| kp.add((t + j) * kv + off));
+                let mut acc = [$zero(); 4];
+                let mut c = 0;
+                while c < e {
+                    let qv = $loadu(qp.add(c));
+                    for j in 0..4 {
                         let k = {
-                            let $p = row.add(c);
+                            let $p = rows[j].add(c);
                             $load
                         };
-                        acc = _mm256_fmadd_ps(_mm256_loadu_ps(qp.add(c)), k, acc);
-                        c += 8;
+                        acc[j] = $fmadd(qv, k, acc[j]);
                     }
-                    *sc = simd::hsum256(acc) * scale;
+                    c += $lanes;
                 }
-                let max = simd::max(scores);
-                let sum = simd::exp_shift_sum(scores, max);
-                let op = o.as_mut_ptr();
-                let mut c0 = 0;
-                while c0 < e {
-                    let chunks = ((e - c0) / 8).min(8);
-                    let mut acc = [_mm256_setzero_ps(); 8];
-                    for (t, &p) in scores.iter().enumerate() {
-                        let row = vp.add(t * kv + off + c0);
-                        let pv = _mm256_set1_ps(p);
-                        for (j, a) in acc.iter_mut().enumerate() {
-                            if j < chunks {
-                                let v = {
-                                    let $p = row.add(8 * j);
-                                    $load
-                                };
-                                *a = _mm256_fmadd_ps(pv, v, *a);
-                            }
+                $sum4(acc, scale, scores.as_mut_ptr().add(t));
+                t += 4;
+            }
+            for (t, sc) in scores.iter_mut().enumerate().skip(t) {
+                let row = kp.add(t * kv + off);
+                let mut acc = $zero();
+                // (Plain index loops: `step_by` kept its state on the stack here.)
+                let mut c = 0;
+                while c < e {
+                    let k = {
+                        let $p = row.add(c);
+                        $load
+                    };
+                    acc = $fmadd($loadu(qp.add(c)), k, acc);
+                    c += $lanes;
+                }
+                *sc = $hsum(acc) * scale;
+            }
+            let max = crate::simd::max(scores);
+            let sum = crate::simd::exp_shift_sum(scores, max);
+            let op = o.as_mut_ptr();
+            let mut c0 = 0;
+            while c0 < e {
+                let chunks = ((e - c0) / $lanes).min(8);
+                let mut acc = [$zero(); 8];
+                for (t, &p) in scores.iter().enumerate() {
+                    let row = vp.add(t * kv + off + c0);
+                    let pv = $splat(p);
+                    for (j, a) in acc.iter_mut().enumerate() {
+                        if j < chunks {
+                            let v = {
+                                let $p = row.add($lanes * j);
+                                $load
+                            };
+                            *a = $fmadd(pv, v, *a);
                         }
                     }
-                    for (j, a) in acc.iter().enumerate().take(chunks) {
-                        _mm256_storeu_ps(op.add(c0 + 8 * j), *a);
-                    }
-                    c0 += 8 * chunks;
                 }
-                let inv = 1.0 / sum;
-                o.iter_mut().for_each(|a| *a *= inv);
+                for (j, a) in acc.iter().enumerate().take(chunks) {
+                    $storeu(op.add(c0 + $lanes * j), *a);
+                }
+                c0 += $lanes * chunks;
             }
-        };
-    }
-
-    head_kernel!(head_f32, f32, p => _mm256_loadu_ps(p));
-    head_kernel!(head_f16, u16, p => _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)));
+            let inv = 1.0 / sum;
+            o.iter_mut().for_each(|a| *a *= inv);
+        }
+    };
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use crate::simd;
+mod avx2 {
     use std::arch::x86_64::*;
 
-    /// [`super::avx2`]'s head kernel with 16 lanes: four positions scored per pass, values
-    /// accumulated in up to 8 registers (128 dimensions) per pass over the positions.
-    macro_rules! head_kernel {
-        ($name:ident, $t:ty, $p:ident => $load:expr) => {
-            /// # Safety
-            /// AVX-512 F present; `keys`/`vals` hold `scores.len()` positions of `kv` values,
-            /// `off + qh.len() ≤ kv`, `o.len() = qh.len()`, `qh.len()` a multiple of 16.
-            #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-            #[allow(clippy::too_many_arguments)]
-            pub unsafe fn $name(
-                qh: &[f32],
-                keys: &[$t],
-                vals: &[$t],
-                kv: usize,
-                off: usize,
-                scale: f32,
-                scores: &mut [f32],
-                o: &mut [f32],
-            ) {
-                let e = qh.len();
-                let (kp, vp, qp) = (keys.as_ptr(), vals.as_ptr(), qh.as_ptr());
-                let n = scores.len();
-                let mut t = 0;
-                while t + 4 <= n {
-                    let rows = [0, 1, 2, 3].map(|j| kp.add((t + j) * kv + off));
-                    let mut acc = [_mm512_setzero_ps(); 4];
-                    let mut c = 0;
-                    while c < e {
-                        let qv = _mm512_loadu_ps(qp.add(c));
-                        for j in 0..4 {
-                            let k = {
-                                let $p = rows[j].add(c);
-                                $load
-                            };
-                            acc[j] = _mm512_fmadd_ps(qv, k, acc[j]);
-                        }
-                        c += 16;
-                    }
-                    for j in 0..4 {
-                        *scores.get_unchecked_mut(t + j) = _mm512_reduce_add_ps(acc[j]) * scale;
-                    }
-                    t += 4;
-                }
-                for (t, sc) in scores.iter_mut().enumerate().skip(t) {
-                    let row = kp.add(t * kv + off);
-                    let mut acc = _mm512_setzero_ps();
-                    let mut c = 0;
-                    while c < e {
-                        let k = {
-                            let $p = row.add(c);
-                            $load
-                        };
-                        acc = _mm512_fmadd_ps(_mm512_loadu_ps(qp.add(c)), k, acc);
-                        c += 16;
-                    }
-                    *sc = _mm512_reduce_add_ps(acc) * scale;
-                }
-                let max = simd::max(scores);
-                let sum = simd::exp_shift_sum(scores, max);
-                let op = o.as_mut_ptr();
-                let mut c0 = 0;
-                while c0 < e {
-                    let chunks = ((e - c0) / 16).min(8);
-                    let mut acc = [_mm512_setzero_ps(); 8];
-                    for (t, &p) in scores.iter().enumerate() {
-                        let row = vp.add(t * kv + off + c0);
-                        let pv = _mm512_set1_ps(p);
-                        for (j, a) in acc.iter_mut().enumerate() {
-                            if j < chunks {
-                                let v = {
-                                    let $p = row.add(16 * j);
-                                    $load
-                                };
-                                *a = _mm512_fmadd_ps(pv, v, *a);
-                            }
-                        }
-                    }
-                    for (j, a) in acc.iter().enumerate().take(chunks) {
-                        _mm512_storeu_ps(op.add(c0 + 16 * j), *a);
-                    }
-                    c0 += 16 * chunks;
-                }
-                let inv = 1.0 / sum;
-                o.iter_mut().for_each(|a| *a *= inv);
-            }
-        };
+    /// The four positions' sums: per 128-bit lane [Σa, Σb, Σc, Σd] over that lane's half,
+    /// the halves added, scaled, stored at `out`.
+    #[inline(always)]
+    unsafe fn sum4(acc: [__m256; 4], scale: f32, out: *mut f32) {
+        let s = _mm256_hadd_ps(
+            _mm256_hadd_ps(acc[0], acc[1]),
+            _mm256_hadd_ps(acc[2], acc[3]),
+        );
+        let s = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+        _mm_storeu_ps(out, _mm_mul_ps(s, _mm_set1_ps(scale)));
     }
 
-    head_kernel!(head_f32, f32, p => _mm512_loadu_ps(p));
-    head_kernel!(head_f16, u16, p => _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i)));
+    use crate::simd::hsum256;
+    head_kernel!(head_f32, f32, "avx2,fma,f16c", 8,
+        zero: _mm256_setzero_ps, splat: _mm256_set1_ps, loadu: _mm256_loadu_ps,
+        fmadd: _mm256_fmadd_ps, storeu: _mm256_storeu_ps, hsum: hsum256, sum4: sum4,
+        p => _mm256_loadu_ps(p));
+    head_kernel!(head_f16, u16, "avx2,fma,f16c", 8,
+        zero: _mm256_setzero_ps, splat: _mm256_set1_ps, loadu: _mm256_loadu_ps,
+        fmadd: _mm256_fmadd_ps, storeu: _mm256_storeu_ps, hsum: hsum256, sum4: sum4,
+        p => _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)));
+}
+
+/// The same kernel with 16 lanes (AVX-512 F).
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    /// The four positions' sums, scaled, stored at `out`.
+    #[inline(always)]
+    unsafe fn sum4(acc: [__m512; 4], scale: f32, out: *mut f32) {
+        for (j, a) in acc.iter().enumerate() {
+            *out.add(j) = _mm512_reduce_add_ps(*a) * scale;
+        }
+    }
+
+    head_kernel!(head_f32, f32, "avx512f,avx2,fma,f16c", 16,
+        zero: _mm512_setzero_ps, splat: _mm512_set1_ps, loadu: _mm512_loadu_ps,
+        fmadd: _mm512_fmadd_ps, storeu: _mm512_storeu_ps, hsum: _mm512_reduce_add_ps,
+        sum4: sum4, p => _mm512_loadu_ps(p));
+    head_kernel!(head_f16, u16, "avx512f,avx2,fma,f16c", 16,
+        zero: _mm512_setzero_ps, splat: _mm512_set1_ps, loadu: _mm512_loadu_ps,
+        fmadd: _mm512_fmadd_ps, storeu: _mm512_storeu_ps, hsum: _mm512_reduce_add_ps,
+        sum4: sum4, p => _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i)));
 }
 
 /// The name of the head kernel decode attention runs for heads of width `head_dim` on this
