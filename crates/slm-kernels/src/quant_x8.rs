@@ -27,7 +27,7 @@
 //! matching 4 activation bytes, the by-element form standing in for the broadcast.
 
 use crate::check_len;
-use crate::kquant::{quantize_q8_k, BlockQ8K, KPairs, QK_K};
+use crate::kquant::{quantize_q8_k, BlockQ8K, KActs, KPairs, KUnsigned, QK_K};
 use crate::par::SendPtr;
 use crate::quant::{quantize_q8_0, BlockQ8_0, QuantMatrix, QK};
 use half::f16;
@@ -60,6 +60,9 @@ pub struct QuantActs {
     /// For the AVX-512 Q4_K and Q5_K kernels only: each Q8_K block's quants in the order
     /// their registers take them ([`crate::kquant::KPairs`]), laid out once per product.
     pub(crate) k_pairs: Vec<KPairs>,
+    /// For the AVX-512 Q6_K kernel only: each Q8_K block's quants plus 128
+    /// ([`crate::kquant::KUnsigned`]).
+    pub(crate) k_unsigned: Vec<KUnsigned>,
     /// For the AVX-512 kernels only: each block's quants as the four registers those
     /// kernels multiply with (`Pair` p: dword 2p of the block in lanes 0–7, dword 2p + 1 in
     /// lanes 8–15), laid out once per product instead of once per 8 output rows.
@@ -102,14 +105,15 @@ impl QuantActs {
             sum: Vec::with_capacity(blocks),
             k: Vec::new(),
             k_pairs: Vec::new(),
+            k_unsigned: Vec::new(),
             pairs: Vec::new(),
         }
     }
 
     /// Quantises `x` (rows of a length divisible by 256, back to back) to Q8_K super-blocks,
-    /// as llama.cpp quantises activations for its k-quant products; `for_q4_k`: also lay them
-    /// out for the AVX-512 Q4_K/Q5_K kernels when that path runs (the others read the blocks).
-    pub fn quantize_k(&mut self, x: &[f32], for_q4_k: bool) -> Result<()> {
+    /// as llama.cpp quantises activations for its k-quant products; `layout`: what else the
+    /// AVX-512 kernel of the weights' type reads, laid out when that path runs.
+    pub fn quantize_k(&mut self, x: &[f32], layout: KActs) -> Result<()> {
         if !x.len().is_multiple_of(QK_K) {
             return Err(Error::invalid(format!(
                 "activations: {} values is not a multiple of the {QK_K}-value super-block",
@@ -119,12 +123,17 @@ impl QuantActs {
         self.k.resize(x.len() / QK_K, BlockQ8K::default());
         quantize_q8_k(x, &mut self.k)?;
         self.k_pairs.clear();
+        self.k_unsigned.clear();
         #[cfg(target_arch = "x86_64")]
-        if for_q4_k && group_path() == GroupPath::Avx512Vnni {
-            self.k_pairs.extend(self.k.iter().map(KPairs::of));
+        if group_path() == GroupPath::Avx512Vnni {
+            match layout {
+                KActs::Pairs => self.k_pairs.extend(self.k.iter().map(KPairs::of)),
+                KActs::Unsigned => self.k_unsigned.extend(self.k.iter().map(KUnsigned::of)),
+                KActs::Plain => {}
+            }
         }
         #[cfg(not(target_arch = "x86_64"))]
-        let _ = for_q4_k;
+        let _ = layout;
         Ok(())
     }
 

@@ -389,6 +389,30 @@ impl GgmlBlock for BlockQ5_1 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KPairs(pub [i8; QK_K]);
 
+/// What the AVX-512 k-quant kernels read of an activation beside its Q8_K blocks
+/// ([`crate::quant_x8::QuantActs::quantize_k`]; other paths read the blocks alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KActs {
+    Plain,
+    /// [`KPairs`]: the Q4_K and Q5_K kernels.
+    Pairs,
+    /// [`KUnsigned`]: the Q6_K kernel.
+    Unsigned,
+}
+
+/// A Q8_K block's 256 quants plus 128, as unsigned bytes: the AVX-512 Q6_K kernel multiplies
+/// them with the weights' signed q − 32 (`vpdpbusd` takes one unsigned operand), so its
+/// −32 needs no per-row correction through the block sums.
+#[repr(C, align(64))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KUnsigned(pub [u8; QK_K]);
+
+impl KUnsigned {
+    pub fn of(b: &BlockQ8K) -> Self {
+        Self(b.qs.map(|v| (v as u8) ^ 0x80))
+    }
+}
+
 impl KPairs {
     pub fn of(b: &BlockQ8K) -> Self {
         let mut out = [0i8; QK_K];
@@ -501,9 +525,10 @@ fn avx512_path() -> bool {
 /// activation laid out for the AVX-512 kernel ([`KPairs`], one per block), or empty.
 pub fn dot_q4_k(w: &[BlockQ4K], x: &[BlockQ8K], pairs: &[KPairs]) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if avx512_path() && pairs.len() == x.len() {
-        // SAFETY: the AVX-512 path is only chosen when the CPU has its features.
-        return unsafe { avx512::dot_q4_k(w, x, pairs) };
+    if avx512_path() && pairs.len() == x.len() && x.len() >= w.len() {
+        // SAFETY: the AVX-512 path is only chosen when the CPU has its features; both
+        // activation forms hold w.len() blocks.
+        return unsafe { avx512::dot_q4_k(w, [x], [pairs])[0] };
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = pairs;
@@ -518,9 +543,10 @@ pub fn dot_q4_k(w: &[BlockQ4K], x: &[BlockQ8K], pairs: &[KPairs]) -> f32 {
 /// Σ w·x over a Q5_K row and a Q8_K activation row; `pairs` as for [`dot_q4_k`].
 pub fn dot_q5_k(w: &[BlockQ5K], x: &[BlockQ8K], pairs: &[KPairs]) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if avx512_path() && pairs.len() == x.len() {
-        // SAFETY: the AVX-512 path is only chosen when the CPU has its features.
-        return unsafe { avx512::dot_q5_k(w, x, pairs) };
+    if avx512_path() && pairs.len() == x.len() && x.len() >= w.len() {
+        // SAFETY: the AVX-512 path is only chosen when the CPU has its features; both
+        // activation forms hold w.len() blocks.
+        return unsafe { avx512::dot_q5_k(w, [x], [pairs])[0] };
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = pairs;
@@ -532,12 +558,13 @@ pub fn dot_q5_k(w: &[BlockQ5K], x: &[BlockQ8K], pairs: &[KPairs]) -> f32 {
     scalar::dot_q5_k(w, x)
 }
 
-/// Σ w·x over a Q6_K row and a Q8_K activation row.
-pub fn dot_q6_k(w: &[BlockQ6K], x: &[BlockQ8K]) -> f32 {
+/// Σ w·x over a Q6_K row and a Q8_K activation row; `xu` is the activation's quants as
+/// x + 128 for the AVX-512 kernel ([`KUnsigned`], one per block), or empty.
+pub fn dot_q6_k(w: &[BlockQ6K], x: &[BlockQ8K], xu: &[KUnsigned]) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if avx512_path() {
-        // SAFETY: as above.
-        return unsafe { avx512::dot_q6_k(w, x) };
+    if avx512_path() && xu.len() == x.len() && x.len() >= w.len() {
+        // SAFETY: as above; both activation forms hold w.len() blocks.
+        return unsafe { avx512::dot_q6_k(w, [x], [xu])[0] };
     }
     #[cfg(target_arch = "x86_64")]
     if crate::quant::has_avx2() {
@@ -1001,34 +1028,35 @@ mod avx512 {
         }
     }
 
-    /// One Q4_K/Q5_K super-block into `acc` (16 lanes of d·dx·Σ_j sc_j·Σ q·x) and `mins`
-    /// (dmin·dx·Σ_j m_j·Σ x): 64 weight bytes per register, `vpdpbusd` against the activation
-    /// laid out in register order (`p`), each lane scaled by its sub-block's scale spread by
-    /// `vpermd`. `qh`: Q5_K's fifth bits — value 64c + l takes bit 2c of `qh[l]`, value
-    /// 64c + 32 + l bit 2c + 1, so sub-block j's bits are bit j of each byte, and register h
-    /// (sub-blocks 4h, 4h + 2 in the low nibbles, 4h + 1, 4h + 3 in the high) shifts the two
-    /// halves of `qh` (repeated) by different counts.
+    /// One Q4_K/Q5_K super-block unpacked for [`k4_row`]: its values as unsigned bytes in four
+    /// registers (register 2h + 0: the low nibbles of `qs[64h..64h + 64]`, sub-blocks 4h and
+    /// 4h + 2; register 2h + 1: the high nibbles, sub-blocks 4h + 1 and 4h + 3; the activation
+    /// laid out to match, [`KPairs`]); for each register its sub-blocks' scales in the lanes
+    /// that sum them (`vpermd`), as words with a zero high half (for `vpdpwssd`); the packed
+    /// scales and minimums; d and dmin. `qh`: Q5_K's fifth bits — value 64c + l takes bit 2c
+    /// of `qh[l]`, value 64c + 32 + l bit 2c + 1, so sub-block j's bits are bit j of each
+    /// byte, and register h shifts the two halves of `qh` (repeated) by different counts.
+    struct K4Unpacked {
+        v: [__m512i; 4],
+        sc: [__m512i; 4],
+        sm: [u8; 16],
+        d: f32,
+        dmin: f32,
+    }
+
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn k4_block(
+    unsafe fn k4_unpack(
         (d, dmin): (u16, u16),
         scales: &[u8; 12],
         qs: &[u8; 128],
         qh: Option<&[u8; 32]>,
-        a: &BlockQ8K,
-        p: &KPairs,
-        acc: &mut __m512,
-        mins: &mut __m128,
-    ) {
+    ) -> K4Unpacked {
         let m4 = _mm512_set1_epi8(0x0F);
         let zero = _mm512_setzero_si512();
-        // Register h (chunks 2h, 2h + 1): low nibbles are sub-blocks 4h and 4h + 2, high
-        // nibbles 4h + 1 and 4h + 3.
-        let idx = [(halves(0, 2), halves(1, 3)), (halves(4, 6), halves(5, 7))];
-        let shift = [(words(0, 2), words(1, 3)), (words(4, 6), words(5, 7))];
+        let idx = [halves(0, 2), halves(1, 3), halves(4, 6), halves(5, 7)];
+        let shift = [words(0, 2), words(1, 3), words(4, 6), words(5, 7)];
         let sm = scales_mins_packed(scales);
-        let dm = _mm_set1_ps(f16_to_f32(dmin) * a.d);
-        *mins = _mm_fmadd_ps(dm, _mm_cvtepi32_ps(min_sums(&sm[8..], a)), *mins);
+        // The scales are 6-bit: as i32 their high words are zero already.
         let sc = _mm512_cvtepu8_epi32(_mm_loadu_si128(sm.as_ptr() as *const __m128i));
         let qh =
             qh.map(|h| _mm512_broadcast_i64x4(_mm256_loadu_si256(h.as_ptr() as *const __m256i)));
@@ -1040,115 +1068,197 @@ mod avx512 {
             )),
             None => zero,
         };
-        let mut sumi = zero;
-        for (h, ((il, ih), (sl, sh))) in idx.iter().zip(&shift).enumerate() {
+        let mut v = [zero; 4];
+        for h in 0..2 {
             let q = _mm512_loadu_si512(qs.as_ptr().add(64 * h) as *const _);
-            let lo = _mm512_or_si512(_mm512_and_si512(q, m4), fifth(*sl));
-            let hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16::<4>(q), m4), fifth(*sh));
-            let xs = p.0.as_ptr().add(128 * h);
-            let pl = _mm512_dpbusd_epi32(zero, lo, _mm512_load_si512(xs as *const _));
-            let ph = _mm512_dpbusd_epi32(zero, hi, _mm512_load_si512(xs.add(64) as *const _));
-            sumi = _mm512_add_epi32(
-                sumi,
-                _mm512_mullo_epi32(pl, _mm512_permutexvar_epi32(*il, sc)),
-            );
-            sumi = _mm512_add_epi32(
-                sumi,
-                _mm512_mullo_epi32(ph, _mm512_permutexvar_epi32(*ih, sc)),
+            v[2 * h] = _mm512_or_si512(_mm512_and_si512(q, m4), fifth(shift[2 * h]));
+            v[2 * h + 1] = _mm512_or_si512(
+                _mm512_and_si512(_mm512_srli_epi16::<4>(q), m4),
+                fifth(shift[2 * h + 1]),
             );
         }
-        let d = _mm512_set1_ps(f16_to_f32(d) * a.d);
-        *acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi), *acc);
+        K4Unpacked {
+            v,
+            sc: idx.map(|i| _mm512_permutexvar_epi32(i, sc)),
+            sm,
+            d: f16_to_f32(d),
+            dmin: f16_to_f32(dmin),
+        }
     }
 
+    /// One unpacked Q4_K/Q5_K block against one activation block into `acc` (16 lanes of
+    /// d·dx·Σ_j sc_j·Σ q·x) and `mins` (dmin·dx·Σ_j m_j·Σ x): `vpdpbusd` per register
+    /// (|sum| ≤ 4·31·128 < 2¹⁵, its own low word), scaled and added by `vpdpwssd`.
+    #[inline(always)]
+    unsafe fn k4_row(
+        u: &K4Unpacked,
+        a: &BlockQ8K,
+        p: &KPairs,
+        acc: &mut __m512,
+        mins: &mut __m128,
+    ) {
+        let zero = _mm512_setzero_si512();
+        let dm = _mm_set1_ps(u.dmin * a.d);
+        *mins = _mm_fmadd_ps(dm, _mm_cvtepi32_ps(min_sums(&u.sm[8..], a)), *mins);
+        let mut sumi = zero;
+        for k in 0..4 {
+            let x = _mm512_load_si512(p.0.as_ptr().add(64 * k) as *const _);
+            sumi = _mm512_dpwssd_epi32(sumi, _mm512_dpbusd_epi32(zero, u.v[k], x), u.sc[k]);
+        }
+        *acc = _mm512_fmadd_ps(_mm512_set1_ps(u.d * a.d), _mm512_cvtepi32_ps(sumi), *acc);
+    }
+
+    /// Σ w·x of `blocks` Q4_K/Q5_K blocks (`unpack(i)` the i-th) with `R` activation rows at
+    /// once (`R` = 1 for decoding): each block is unpacked once for all of them.
+    #[inline(always)]
+    unsafe fn k4_rows<const R: usize>(
+        blocks: usize,
+        unpack: impl Fn(usize) -> K4Unpacked,
+        x: [&[BlockQ8K]; R],
+        p: [&[KPairs]; R],
+    ) -> [f32; R] {
+        let (mut acc, mut mins) = ([_mm512_setzero_ps(); R], [_mm_setzero_ps(); R]);
+        for i in 0..blocks {
+            let u = unpack(i);
+            for j in 0..R {
+                let (a, pj) = (x[j].get_unchecked(i), p[j].get_unchecked(i));
+                k4_row(&u, a, pj, &mut acc[j], &mut mins[j]);
+            }
+        }
+        std::array::from_fn(|j| _mm512_reduce_add_ps(acc[j]) - hsum128(mins[j]))
+    }
+
+    /// Σ w·x of one Q4_K row with `R` activation rows (their Q8_K blocks and [`KPairs`]).
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL/VNNI present; every `x[j]` and `p[j]` holds at least `w.len()` blocks.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    pub unsafe fn dot_q4_k(w: &[BlockQ4K], x: &[BlockQ8K], pairs: &[KPairs]) -> f32 {
-        let (mut acc, mut mins) = (_mm512_setzero_ps(), _mm_setzero_ps());
-        for ((b, a), p) in w.iter().zip(x).zip(pairs) {
+    pub unsafe fn dot_q4_k<const R: usize>(
+        w: &[BlockQ4K],
+        x: [&[BlockQ8K]; R],
+        p: [&[KPairs]; R],
+    ) -> [f32; R] {
+        let unpack = |i: usize| {
+            let b = w.get_unchecked(i);
             crate::simd::prefetch_ahead(b, 3);
-            k4_block(
-                (b.d, b.dmin),
-                &b.scales,
-                &b.qs,
-                None,
-                a,
-                p,
-                &mut acc,
-                &mut mins,
-            );
-        }
-        _mm512_reduce_add_ps(acc) - hsum128(mins)
+            k4_unpack((b.d, b.dmin), &b.scales, &b.qs, None)
+        };
+        k4_rows(w.len(), unpack, x, p)
     }
 
+    /// Σ w·x of one Q5_K row with `R` activation rows, as [`dot_q4_k`].
+    ///
+    /// # Safety
+    /// As [`dot_q4_k`].
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    pub unsafe fn dot_q5_k(w: &[BlockQ5K], x: &[BlockQ8K], pairs: &[KPairs]) -> f32 {
-        let (mut acc, mut mins) = (_mm512_setzero_ps(), _mm_setzero_ps());
-        for ((b, a), p) in w.iter().zip(x).zip(pairs) {
+    pub unsafe fn dot_q5_k<const R: usize>(
+        w: &[BlockQ5K],
+        x: [&[BlockQ8K]; R],
+        p: [&[KPairs]; R],
+    ) -> [f32; R] {
+        let unpack = |i: usize| {
+            let b = w.get_unchecked(i);
             crate::simd::prefetch_ahead(b, 3);
-            k4_block(
-                (b.d, b.dmin),
-                &b.scales,
-                &b.qs,
-                Some(&b.qh),
-                a,
-                p,
-                &mut acc,
-                &mut mins,
-            );
-        }
-        _mm512_reduce_add_ps(acc) - hsum128(mins)
+            k4_unpack((b.d, b.dmin), &b.scales, &b.qs, Some(&b.qh))
+        };
+        k4_rows(w.len(), unpack, x, p)
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    pub unsafe fn dot_q6_k(w: &[BlockQ6K], x: &[BlockQ8K]) -> f32 {
+    /// One Q6_K super-block unpacked for [`q6_block_sum`]: its 256 values q − 32 as signed
+    /// bytes in four registers (register 2h takes values 0..64 of half h from the low nibbles
+    /// of `ql`, register 2h + 1 values 64..128 from the high nibbles; their top two bits come
+    /// from qh: bits 0–1 for values 0..32, 2–3 for 32..64, 4–5 for 64..96, 6–7 for 96..128);
+    /// for each register the scales of its four 16-value sub-blocks as words in the low half
+    /// of the lanes that sum them, the high half zero (for `vpdpwssd`); and what the
+    /// activations' +128 adds, to start each row's sums from.
+    struct Q6Unpacked {
+        v: [__m512i; 4],
+        sc: [__m512i; 4],
+        /// Lane l: −128 · Σ_k sc · Σ (q − 32) over the 4 values of lane l of register k.
+        start: __m512i,
+        d: f32,
+    }
+
+    #[inline(always)]
+    unsafe fn q6_unpack(b: &BlockQ6K) -> Q6Unpacked {
         let m4 = _mm512_set1_epi8(0x0F);
         let m3 = _mm512_set1_epi8(0x03);
+        let low_words = _mm512_set1_epi32(0xFFFF);
         let zero = _mm512_setzero_si512();
-        let mut acc = _mm512_setzero_ps();
-        for (b, a) in w.iter().zip(x) {
-            crate::simd::prefetch_ahead(b, 3);
-            let sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(b.scales.as_ptr() as *const __m128i));
-            let mut sumi = zero;
-            for h in 0..2 {
-                // ql[64h..64h + 64]: low nibbles are values 0..64 of the half, high nibbles
-                // values 64..128; their top two bits come from qh (bits 0–1 for values
-                // 0..32, 2–3 for 32..64, 4–5 for 64..96, 6–7 for 96..128).
-                let q = _mm512_loadu_si512(b.ql.as_ptr().add(64 * h) as *const _);
-                let hh = _mm256_loadu_si256(b.qh.as_ptr().add(32 * h) as *const __m256i);
-                let h01 =
-                    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(hh), _mm256_srli_epi16::<2>(hh));
-                let h23 = _mm512_srli_epi16::<4>(h01);
-                let v01 = _mm512_or_si512(
-                    _mm512_and_si512(q, m4),
-                    _mm512_slli_epi16::<4>(_mm512_and_si512(h01, m3)),
-                );
-                let v23 = _mm512_or_si512(
-                    _mm512_and_si512(_mm512_srli_epi16::<4>(q), m4),
-                    _mm512_slli_epi16::<4>(_mm512_and_si512(h23, m3)),
-                );
-                let xs = a.qs.as_ptr().add(128 * h);
-                let p01 = _mm512_dpbusd_epi32(zero, v01, _mm512_loadu_si512(xs as *const _));
-                let p23 =
-                    _mm512_dpbusd_epi32(zero, v23, _mm512_loadu_si512(xs.add(64) as *const _));
-                let s = 8 * h as i32;
-                sumi = _mm512_add_epi32(
-                    sumi,
-                    _mm512_mullo_epi32(p01, _mm512_permutexvar_epi32(quarters(s), sc)),
-                );
-                sumi = _mm512_add_epi32(
-                    sumi,
-                    _mm512_mullo_epi32(p23, _mm512_permutexvar_epi32(quarters(s + 4), sc)),
-                );
-            }
-            // Σ sc·(q − 32)·x = Σ sc·q·x − 32·Σ_j sc_j·bsum_j.
-            let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.scales.as_ptr() as *const __m128i));
-            let bs = _mm256_loadu_si256(a.bsums.as_ptr() as *const __m256i);
-            let off = _mm256_slli_epi32::<5>(_mm256_madd_epi16(sc16, bs));
-            let sumi = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(off));
-            let d = _mm512_set1_ps(f16_to_f32(b.d) * a.d);
-            acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi), acc);
+        let sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(b.scales.as_ptr() as *const __m128i));
+        let scw =
+            |k: i32| _mm512_and_si512(_mm512_permutexvar_epi32(quarters(4 * k), sc), low_words);
+        let sc = [scw(0), scw(1), scw(2), scw(3)];
+        let mut v = [zero; 4];
+        for h in 0..2 {
+            let q = _mm512_loadu_si512(b.ql.as_ptr().add(64 * h) as *const _);
+            let hh = _mm256_loadu_si256(b.qh.as_ptr().add(32 * h) as *const __m256i);
+            let h01 =
+                _mm512_inserti64x4::<1>(_mm512_castsi256_si512(hh), _mm256_srli_epi16::<2>(hh));
+            let h23 = _mm512_srli_epi16::<4>(h01);
+            v[2 * h] = _mm512_or_si512(
+                _mm512_and_si512(q, m4),
+                _mm512_slli_epi16::<4>(_mm512_and_si512(h01, m3)),
+            );
+            v[2 * h + 1] = _mm512_or_si512(
+                _mm512_and_si512(_mm512_srli_epi16::<4>(q), m4),
+                _mm512_slli_epi16::<4>(_mm512_and_si512(h23, m3)),
+            );
         }
-        _mm512_reduce_add_ps(acc)
+        let c32 = _mm512_set1_epi8(32);
+        let c128 = _mm512_set1_epi8(-128);
+        let mut plus = zero;
+        for k in 0..4 {
+            v[k] = _mm512_sub_epi8(v[k], c32);
+            plus = _mm512_dpwssd_epi32(plus, _mm512_dpbusd_epi32(zero, c128, v[k]), sc[k]);
+        }
+        Q6Unpacked {
+            v,
+            sc,
+            start: _mm512_sub_epi32(zero, plus),
+            d: f16_to_f32(b.d),
+        }
+    }
+
+    /// Σ sc·(q − 32)·x of one unpacked Q6_K block and one activation block given as x + 128
+    /// ([`KUnsigned`]), in 16 i32 lanes: each register's 4-byte products by `vpdpbusd`
+    /// (|sum| ≤ 4·255·32 < 2¹⁵, so it is its own low word), scaled and added by `vpdpwssd`,
+    /// from the unpacked block's `start`, which takes the +128 back out.
+    #[inline(always)]
+    unsafe fn q6_block_sum(u: &Q6Unpacked, xu: &KUnsigned) -> __m512i {
+        let zero = _mm512_setzero_si512();
+        let mut sumi = u.start;
+        for k in 0..4 {
+            let x = _mm512_load_si512(xu.0.as_ptr().add(64 * k) as *const _);
+            sumi = _mm512_dpwssd_epi32(sumi, _mm512_dpbusd_epi32(zero, x, u.v[k]), u.sc[k]);
+        }
+        sumi
+    }
+
+    /// Σ w·x of one Q6_K row with `R` activation rows at once (`R` = 1 for decoding): each
+    /// block is unpacked once for all of them, which in prefill would otherwise cost as much
+    /// as the products. Row j's activations are its Q8_K blocks `x[j]` (for their scales) and
+    /// the same quants as x + 128 `xu[j]`.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL/VNNI present; every `x[j]` and `xu[j]` holds at least `w.len()` blocks.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub unsafe fn dot_q6_k<const R: usize>(
+        w: &[BlockQ6K],
+        x: [&[BlockQ8K]; R],
+        xu: [&[KUnsigned]; R],
+    ) -> [f32; R] {
+        let mut acc = [_mm512_setzero_ps(); R];
+        for (i, b) in w.iter().enumerate() {
+            crate::simd::prefetch_ahead(b, 3);
+            let u = q6_unpack(b);
+            for j in 0..R {
+                let d = _mm512_set1_ps(u.d * x[j].get_unchecked(i).d);
+                let sumi = q6_block_sum(&u, xu[j].get_unchecked(i));
+                acc[j] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi), acc[j]);
+            }
+        }
+        acc.map(|a| _mm512_reduce_add_ps(a))
     }
 
     /// 32 words: `a` in the low 16 (bytes 0–31), `b` in the high 16 (bytes 32–63).
@@ -1474,13 +1584,59 @@ impl RowMatrix {
     /// Quantises the activation rows `x` as this type's products need.
     fn quantize_acts(&self, x: &[f32], acts: &mut QuantActs) -> Result<()> {
         if self.takes_q8_k() {
-            acts.quantize_k(
-                x,
-                matches!(self.blocks, RowBlocks::Q4K(_) | RowBlocks::Q5K(_)),
-            )
+            let layout = match self.blocks {
+                RowBlocks::Q4K(_) | RowBlocks::Q5K(_) => KActs::Pairs,
+                _ => KActs::Unsigned,
+            };
+            acts.quantize_k(x, layout)
         } else {
             acts.quantize(x)
         }
+    }
+
+    /// Whether [`Self::multi_row_dot`] has a kernel of its own for this type on this CPU
+    /// (the k-quants with AVX-512 VNNI) rather than [`MULTI_ROWS`] calls of
+    /// [`Self::row_dot`]: then [`matmul_rows`] unpacks each weight block once per
+    /// [`MULTI_ROWS`] activation rows, and prefill runs the blocks as they are instead of
+    /// expanding them to f32.
+    pub fn has_multi_row_dot(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if avx512_path() {
+            return self.takes_q8_k();
+        }
+        false
+    }
+
+    /// Row `o`'s dot products with activation rows `r..r + MULTI_ROWS` of `acts`, each equal
+    /// bit for bit to [`Self::row_dot`]'s.
+    #[inline]
+    fn multi_row_dot(&self, o: usize, r: usize, acts: &QuantActs) -> [f32; MULTI_ROWS] {
+        #[cfg(target_arch = "x86_64")]
+        if avx512_path() && self.takes_q8_k() {
+            let nb = self.cols / QK_K;
+            let x: [&[BlockQ8K]; MULTI_ROWS] =
+                std::array::from_fn(|j| &acts.k[(r + j) * nb..][..nb]);
+            let pairs = |j: usize| acts.k_pairs.get((r + j) * nb..(r + j + 1) * nb);
+            let unsigned = |j: usize| acts.k_unsigned.get((r + j) * nb..(r + j + 1) * nb);
+            // SAFETY (each call): the AVX-512 path was detected; every activation row holds
+            // nb blocks in both forms (the slices are bounds-checked above).
+            match &self.blocks {
+                RowBlocks::Q4K(b) if pairs(MULTI_ROWS - 1).is_some() => {
+                    let p = std::array::from_fn(|j| pairs(j).unwrap_or(&[]));
+                    return unsafe { avx512::dot_q4_k(&b[o * nb..][..nb], x, p) };
+                }
+                RowBlocks::Q5K(b) if pairs(MULTI_ROWS - 1).is_some() => {
+                    let p = std::array::from_fn(|j| pairs(j).unwrap_or(&[]));
+                    return unsafe { avx512::dot_q5_k(&b[o * nb..][..nb], x, p) };
+                }
+                RowBlocks::Q6K(b) if unsigned(MULTI_ROWS - 1).is_some() => {
+                    let u = std::array::from_fn(|j| unsigned(j).unwrap_or(&[]));
+                    return unsafe { avx512::dot_q6_k(&b[o * nb..][..nb], x, u) };
+                }
+                _ => {}
+            }
+        }
+        std::array::from_fn(|j| self.row_dot(o, r + j, acts))
     }
 
     /// Row `o`'s dot product with activation row `r` of `acts`.
@@ -1499,7 +1655,8 @@ impl RowMatrix {
             }
             RowBlocks::Q6K(b) => {
                 let nb = self.cols / QK_K;
-                dot_q6_k(&b[o * nb..][..nb], &acts.k[r * nb..][..nb])
+                let xu = acts.k_unsigned.get(r * nb..(r + 1) * nb).unwrap_or(&[]);
+                dot_q6_k(&b[o * nb..][..nb], &acts.k[r * nb..][..nb], xu)
             }
             RowBlocks::Q5_0(b) => {
                 let nb = self.cols / QK;
@@ -1544,6 +1701,9 @@ pub fn matvec_rows(w: &RowMatrix, x: &[f32], acts: &mut QuantActs, y: &mut [f32]
     Ok(())
 }
 
+/// Activation rows [`matmul_rows`] takes at once through [`RowMatrix::multi_row_dot`].
+pub const MULTI_ROWS: usize = 8;
+
 /// Y [n, rows] = X [n, cols]·Wᵀ (prefill, batched decoding): each task takes a band of
 /// output rows and, while those weights stay in cache, every activation row.
 pub fn matmul_rows(
@@ -1564,13 +1724,24 @@ pub fn matmul_rows(
     let per = rows_per_task(w).min(rows.div_ceil(4 * crate::par::num_threads()).max(1));
     let tasks = rows.div_ceil(per);
     let yp = SendPtr(y.as_mut_ptr());
+    let multi = w.has_multi_row_dot();
     (0..tasks).into_par_iter().for_each(|t| {
-        for r in 0..n {
-            for o in t * per..((t + 1) * per).min(rows) {
+        let band = t * per..((t + 1) * per).min(rows);
+        // SAFETY (both writes): y holds n·rows values and r·rows + o < n·rows; a task writes
+        // only its own band of columns o, so no two tasks write the same element, and `y`
+        // stays mutably borrowed until every task is done.
+        let mut r = 0;
+        while multi && r + MULTI_ROWS <= n {
+            for o in band.clone() {
+                for (j, v) in w.multi_row_dot(o, r, acts).into_iter().enumerate() {
+                    unsafe { *yp.get().add((r + j) * rows + o) = v };
+                }
+            }
+            r += MULTI_ROWS;
+        }
+        for r in r..n {
+            for o in band.clone() {
                 let v = w.row_dot(o, r, acts);
-                // SAFETY: y holds n·rows values and r·rows + o < n·rows; a task writes only
-                // its own band of columns o, so no two tasks write the same element, and `y`
-                // stays mutably borrowed until every task is done.
                 unsafe { *yp.get().add(r * rows + o) = v };
             }
         }
@@ -1795,7 +1966,7 @@ mod tests {
     fn products_equal_row_dots_and_split_across_threads() {
         for ty in RowMatrix::TYPES {
             // 300 rows × 1024: above the threading threshold.
-            let (rows, cols, n) = (300, 1024, 5);
+            let (rows, cols, n) = (300, 1024, MULTI_ROWS + 3);
             let w = rand_matrix(ty, rows, cols, 40);
             let x = rand_vec(n * cols, 41);
             let mut acts = QuantActs::default();
@@ -1811,6 +1982,30 @@ mod tests {
                 }
             }
             assert!(matvec_rows(&w, &x[..cols - 1], &mut acts, &mut one).is_err());
+        }
+    }
+
+    /// Prefill's multi-row products (their own kernels where the CPU has them) against the
+    /// one-row dot of each row, bit for bit, at odd block counts.
+    #[test]
+    fn multi_row_dots_equal_one_row_dots() {
+        for ty in RowMatrix::TYPES {
+            for nb in [1, 3, 5] {
+                let cols = nb * QK_K;
+                let w = rand_matrix(ty, 3, cols, 50 + nb as u64);
+                let x = rand_vec((MULTI_ROWS + 3) * cols, 51);
+                let mut acts = QuantActs::default();
+                w.quantize_acts(&x, &mut acts).unwrap();
+                for o in 0..3 {
+                    for r in [0, 3] {
+                        let multi = w.multi_row_dot(o, r, &acts);
+                        let one: Vec<f32> = (r..r + MULTI_ROWS)
+                            .map(|j| w.row_dot(o, j, &acts))
+                            .collect();
+                        assert_eq!(&multi[..], &one[..], "{ty}, {nb} blocks, row {o}");
+                    }
+                }
+            }
         }
     }
 
