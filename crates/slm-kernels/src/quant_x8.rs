@@ -60,8 +60,8 @@ pub struct QuantActs {
     /// For the AVX-512 Q4_K and Q5_K kernels only: each Q8_K block's quants in the order
     /// their registers take them ([`crate::kquant::KPairs`]), laid out once per product.
     pub(crate) k_pairs: Vec<KPairs>,
-    /// For the AVX-512 Q6_K kernel only: each Q8_K block's quants plus 128
-    /// ([`crate::kquant::KUnsigned`]).
+    /// For the AVX-512 Q6_K multi-row kernel only (prefill): each Q8_K block's quants plus
+    /// 128 ([`crate::kquant::KUnsigned`]).
     pub(crate) k_unsigned: Vec<KUnsigned>,
     /// For the AVX-512 kernels only: each block's quants as the four registers those
     /// kernels multiply with (`Pair` p: dword 2p of the block in lanes 0–7, dword 2p + 1 in

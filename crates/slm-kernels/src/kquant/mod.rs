@@ -396,13 +396,13 @@ pub enum KActs {
     Plain,
     /// [`KPairs`]: the Q4_K and Q5_K kernels.
     Pairs,
-    /// [`KUnsigned`]: the Q6_K kernel.
+    /// [`KUnsigned`]: Q6_K's multi-row kernel (prefill).
     Unsigned,
 }
 
-/// A Q8_K block's 256 quants plus 128, as unsigned bytes: the AVX-512 Q6_K kernel multiplies
-/// them with the weights' signed q − 32 (`vpdpbusd` takes one unsigned operand), so its
-/// −32 needs no per-row correction through the block sums.
+/// A Q8_K block's 256 quants plus 128, as unsigned bytes: Q6_K's multi-row kernel multiplies
+/// them with the weights' signed q − 32 (`vpdpbusd` takes one unsigned operand), so a row's
+/// sums need no −32 correction through the block sums.
 #[repr(C, align(64))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KUnsigned(pub [u8; QK_K]);
@@ -558,13 +558,12 @@ pub fn dot_q5_k(w: &[BlockQ5K], x: &[BlockQ8K], pairs: &[KPairs]) -> f32 {
     scalar::dot_q5_k(w, x)
 }
 
-/// Σ w·x over a Q6_K row and a Q8_K activation row; `xu` is the activation's quants as
-/// x + 128 for the AVX-512 kernel ([`KUnsigned`], one per block), or empty.
-pub fn dot_q6_k(w: &[BlockQ6K], x: &[BlockQ8K], xu: &[KUnsigned]) -> f32 {
+/// Σ w·x over a Q6_K row and a Q8_K activation row.
+pub fn dot_q6_k(w: &[BlockQ6K], x: &[BlockQ8K]) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if avx512_path() && xu.len() == x.len() && x.len() >= w.len() {
-        // SAFETY: as above; both activation forms hold w.len() blocks.
-        return unsafe { avx512::dot_q6_k(w, [x], [xu])[0] };
+    if avx512_path() {
+        // SAFETY: as above.
+        return unsafe { avx512::dot_q6_k(w, x) };
     }
     #[cfg(target_arch = "x86_64")]
     if crate::quant::has_avx2() {
@@ -1100,11 +1099,14 @@ mod avx512 {
         let zero = _mm512_setzero_si512();
         let dm = _mm_set1_ps(u.dmin * a.d);
         *mins = _mm_fmadd_ps(dm, _mm_cvtepi32_ps(min_sums(&u.sm[8..], a)), *mins);
-        let mut sumi = zero;
+        // Two chains of two, not one of four: decoding waits on their latency.
+        let mut sums = [zero; 2];
         for k in 0..4 {
             let x = _mm512_load_si512(p.0.as_ptr().add(64 * k) as *const _);
-            sumi = _mm512_dpwssd_epi32(sumi, _mm512_dpbusd_epi32(zero, u.v[k], x), u.sc[k]);
+            let pk = _mm512_dpbusd_epi32(zero, u.v[k], x);
+            sums[k / 2] = _mm512_dpwssd_epi32(sums[k / 2], pk, u.sc[k]);
         }
+        let sumi = _mm512_add_epi32(sums[0], sums[1]);
         *acc = _mm512_fmadd_ps(_mm512_set1_ps(u.d * a.d), _mm512_cvtepi32_ps(sumi), *acc);
     }
 
@@ -1164,18 +1166,17 @@ mod avx512 {
         k4_rows(w.len(), unpack, x, p)
     }
 
-    /// One Q6_K super-block unpacked for [`q6_block_sum`]: its 256 values q − 32 as signed
+    /// One Q6_K super-block unpacked for [`q6_block_sum`]: its 256 values as unsigned 6-bit
     /// bytes in four registers (register 2h takes values 0..64 of half h from the low nibbles
     /// of `ql`, register 2h + 1 values 64..128 from the high nibbles; their top two bits come
-    /// from qh: bits 0–1 for values 0..32, 2–3 for 32..64, 4–5 for 64..96, 6–7 for 96..128);
-    /// for each register the scales of its four 16-value sub-blocks as words in the low half
-    /// of the lanes that sum them, the high half zero (for `vpdpwssd`); and what the
-    /// activations' +128 adds, to start each row's sums from.
+    /// from qh: bits 0–1 for values 0..32, 2–3 for 32..64, 4–5 for 64..96, 6–7 for 96..128),
+    /// and for each register the scales of its four 16-value sub-blocks as words in the low
+    /// half of the lanes that sum them, the high half zero (for `vpdpwssd`).
     struct Q6Unpacked {
         v: [__m512i; 4],
         sc: [__m512i; 4],
-        /// Lane l: −128 · Σ_k sc · Σ (q − 32) over the 4 values of lane l of register k.
-        start: __m512i,
+        /// The 16 scales as words, for the −32 through the activation's sums of 16.
+        sc16: __m256i,
         d: f32,
     }
 
@@ -1184,12 +1185,11 @@ mod avx512 {
         let m4 = _mm512_set1_epi8(0x0F);
         let m3 = _mm512_set1_epi8(0x03);
         let low_words = _mm512_set1_epi32(0xFFFF);
-        let zero = _mm512_setzero_si512();
-        let sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(b.scales.as_ptr() as *const __m128i));
+        let sc_bytes = _mm_loadu_si128(b.scales.as_ptr() as *const __m128i);
+        let sc = _mm512_cvtepi8_epi32(sc_bytes);
         let scw =
             |k: i32| _mm512_and_si512(_mm512_permutexvar_epi32(quarters(4 * k), sc), low_words);
-        let sc = [scw(0), scw(1), scw(2), scw(3)];
-        let mut v = [zero; 4];
+        let mut v = [_mm512_setzero_si512(); 4];
         for h in 0..2 {
             let q = _mm512_loadu_si512(b.ql.as_ptr().add(64 * h) as *const _);
             let hh = _mm256_loadu_si256(b.qh.as_ptr().add(32 * h) as *const __m256i);
@@ -1205,56 +1205,106 @@ mod avx512 {
                 _mm512_slli_epi16::<4>(_mm512_and_si512(h23, m3)),
             );
         }
-        let c32 = _mm512_set1_epi8(32);
-        let c128 = _mm512_set1_epi8(-128);
-        let mut plus = zero;
-        for k in 0..4 {
-            v[k] = _mm512_sub_epi8(v[k], c32);
-            plus = _mm512_dpwssd_epi32(plus, _mm512_dpbusd_epi32(zero, c128, v[k]), sc[k]);
-        }
         Q6Unpacked {
             v,
-            sc,
-            start: _mm512_sub_epi32(zero, plus),
+            sc: [scw(0), scw(1), scw(2), scw(3)],
+            sc16: _mm256_cvtepi8_epi16(sc_bytes),
             d: f16_to_f32(b.d),
         }
     }
 
-    /// Σ sc·(q − 32)·x of one unpacked Q6_K block and one activation block given as x + 128
-    /// ([`KUnsigned`]), in 16 i32 lanes: each register's 4-byte products by `vpdpbusd`
-    /// (|sum| ≤ 4·255·32 < 2¹⁵, so it is its own low word), scaled and added by `vpdpwssd`,
-    /// from the unpacked block's `start`, which takes the +128 back out.
+    /// Σ sc·(q − 32)·x of one unpacked Q6_K block and one Q8_K block, in 16 i32 lanes: each
+    /// register's 4-byte products by `vpdpbusd` (|sum| ≤ 4·63·128 < 2¹⁵, so it is its own low
+    /// word), scaled and added by `vpdpwssd`; the −32 is −32·Σ_j sc_j·bsum_j.
     #[inline(always)]
-    unsafe fn q6_block_sum(u: &Q6Unpacked, xu: &KUnsigned) -> __m512i {
+    unsafe fn q6_block_sum(u: &Q6Unpacked, a: &BlockQ8K) -> __m512i {
         let zero = _mm512_setzero_si512();
-        let mut sumi = u.start;
+        let xs = a.qs.as_ptr();
+        // Two chains of two, not one of four: decoding waits on their latency.
+        let mut sums = [zero; 2];
         for k in 0..4 {
-            let x = _mm512_load_si512(xu.0.as_ptr().add(64 * k) as *const _);
-            sumi = _mm512_dpwssd_epi32(sumi, _mm512_dpbusd_epi32(zero, x, u.v[k]), u.sc[k]);
+            let x = _mm512_loadu_si512(xs.add(64 * k) as *const _);
+            let p = _mm512_dpbusd_epi32(zero, u.v[k], x);
+            sums[k / 2] = _mm512_dpwssd_epi32(sums[k / 2], p, u.sc[k]);
         }
-        sumi
+        let sumi = _mm512_add_epi32(sums[0], sums[1]);
+        let bs = _mm256_loadu_si256(a.bsums.as_ptr() as *const __m256i);
+        let off = _mm256_slli_epi32::<5>(_mm256_madd_epi16(u.sc16, bs));
+        _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(off))
     }
 
-    /// Σ w·x of one Q6_K row with `R` activation rows at once (`R` = 1 for decoding): each
-    /// block is unpacked once for all of them, which in prefill would otherwise cost as much
-    /// as the products. Row j's activations are its Q8_K blocks `x[j]` (for their scales) and
-    /// the same quants as x + 128 `xu[j]`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub unsafe fn dot_q6_k(w: &[BlockQ6K], x: &[BlockQ8K]) -> f32 {
+        let mut acc = _mm512_setzero_ps();
+        for (b, a) in w.iter().zip(x) {
+            crate::simd::prefetch_ahead(b, 3);
+            let u = q6_unpack(b);
+            let d = _mm512_set1_ps(u.d * a.d);
+            acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(q6_block_sum(&u, a)), acc);
+        }
+        _mm512_reduce_add_ps(acc)
+    }
+
+    /// A Q6_K block as prefill's multi-row kernel takes it: the values q − 32 as signed bytes
+    /// (the activations come as x + 128, [`KUnsigned`], so that `vpdpbusd` has its unsigned
+    /// operand), and what the +128 adds, to start each row's sums from: lane l holds
+    /// −128 · Σ_k sc · Σ (q − 32) over the 4 values of lane l of register k. Per block that
+    /// costs more than the sums of 16 of [`q6_block_sum`]; per row, less.
+    struct Q6Signed {
+        v: [__m512i; 4],
+        sc: [__m512i; 4],
+        start: __m512i,
+        d: f32,
+    }
+
+    #[inline(always)]
+    unsafe fn q6_signed(b: &BlockQ6K) -> Q6Signed {
+        let u = q6_unpack(b);
+        let zero = _mm512_setzero_si512();
+        let (c32, c128) = (_mm512_set1_epi8(32), _mm512_set1_epi8(-128));
+        let v = u.v.map(|v| _mm512_sub_epi8(v, c32));
+        let mut plus = [zero; 2];
+        for k in 0..4 {
+            let p = _mm512_dpbusd_epi32(zero, c128, v[k]);
+            plus[k / 2] = _mm512_dpwssd_epi32(plus[k / 2], p, u.sc[k]);
+        }
+        let start = _mm512_sub_epi32(zero, _mm512_add_epi32(plus[0], plus[1]));
+        Q6Signed {
+            v,
+            sc: u.sc,
+            start,
+            d: u.d,
+        }
+    }
+
+    /// [`dot_q6_k`] of one weight row with `R` activation rows at once (prefill): each block
+    /// is unpacked once for all of them, and a row's sums need no −32 correction
+    /// ([`Q6Signed`]): |Σ of 4 products| ≤ 4·255·32 < 2¹⁵, still its own low word for
+    /// `vpdpwssd`. The block sums equal [`dot_q6_k`]'s; spread over other lanes, their f32
+    /// total may differ from it in the last bits.
     ///
     /// # Safety
     /// AVX-512 F/BW/VL/VNNI present; every `x[j]` and `xu[j]` holds at least `w.len()` blocks.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    pub unsafe fn dot_q6_k<const R: usize>(
+    pub unsafe fn dot_q6_k_rows<const R: usize>(
         w: &[BlockQ6K],
         x: [&[BlockQ8K]; R],
         xu: [&[KUnsigned]; R],
     ) -> [f32; R] {
+        let zero = _mm512_setzero_si512();
         let mut acc = [_mm512_setzero_ps(); R];
         for (i, b) in w.iter().enumerate() {
-            crate::simd::prefetch_ahead(b, 3);
-            let u = q6_unpack(b);
+            let u = q6_signed(b);
             for j in 0..R {
+                let xs = xu[j].get_unchecked(i).0.as_ptr();
+                let mut sums = [u.start, zero];
+                for k in 0..4 {
+                    let x = _mm512_load_si512(xs.add(64 * k) as *const _);
+                    let p = _mm512_dpbusd_epi32(zero, x, u.v[k]);
+                    sums[k / 2] = _mm512_dpwssd_epi32(sums[k / 2], p, u.sc[k]);
+                }
+                let sumi = _mm512_add_epi32(sums[0], sums[1]);
                 let d = _mm512_set1_ps(u.d * x[j].get_unchecked(i).d);
-                let sumi = q6_block_sum(&u, xu[j].get_unchecked(i));
                 acc[j] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi), acc[j]);
             }
         }
@@ -1581,12 +1631,14 @@ impl RowMatrix {
         )
     }
 
-    /// Quantises the activation rows `x` as this type's products need.
-    fn quantize_acts(&self, x: &[f32], acts: &mut QuantActs) -> Result<()> {
+    /// Quantises the activation rows `x` as this type's products need; `multi`: also as
+    /// [`Self::multi_row_dot`]'s Q6_K kernel takes them.
+    fn quantize_acts(&self, x: &[f32], acts: &mut QuantActs, multi: bool) -> Result<()> {
         if self.takes_q8_k() {
             let layout = match self.blocks {
                 RowBlocks::Q4K(_) | RowBlocks::Q5K(_) => KActs::Pairs,
-                _ => KActs::Unsigned,
+                RowBlocks::Q6K(_) if multi => KActs::Unsigned,
+                _ => KActs::Plain,
             };
             acts.quantize_k(x, layout)
         } else {
@@ -1607,8 +1659,9 @@ impl RowMatrix {
         false
     }
 
-    /// Row `o`'s dot products with activation rows `r..r + MULTI_ROWS` of `acts`, each equal
-    /// bit for bit to [`Self::row_dot`]'s.
+    /// Row `o`'s dot products with activation rows `r..r + MULTI_ROWS` of `acts`: each equal
+    /// bit for bit to [`Self::row_dot`]'s for Q4_K and Q5_K; for Q6_K the same integer sums
+    /// per block, whose f32 total may differ in the last bits ([`avx512::dot_q6_k_rows`]).
     #[inline]
     fn multi_row_dot(&self, o: usize, r: usize, acts: &QuantActs) -> [f32; MULTI_ROWS] {
         #[cfg(target_arch = "x86_64")]
@@ -1617,9 +1670,8 @@ impl RowMatrix {
             let x: [&[BlockQ8K]; MULTI_ROWS] =
                 std::array::from_fn(|j| &acts.k[(r + j) * nb..][..nb]);
             let pairs = |j: usize| acts.k_pairs.get((r + j) * nb..(r + j + 1) * nb);
-            let unsigned = |j: usize| acts.k_unsigned.get((r + j) * nb..(r + j + 1) * nb);
             // SAFETY (each call): the AVX-512 path was detected; every activation row holds
-            // nb blocks in both forms (the slices are bounds-checked above).
+            // nb blocks (the slices are bounds-checked above), in both forms for Q4_K/Q5_K.
             match &self.blocks {
                 RowBlocks::Q4K(b) if pairs(MULTI_ROWS - 1).is_some() => {
                     let p = std::array::from_fn(|j| pairs(j).unwrap_or(&[]));
@@ -1629,9 +1681,9 @@ impl RowMatrix {
                     let p = std::array::from_fn(|j| pairs(j).unwrap_or(&[]));
                     return unsafe { avx512::dot_q5_k(&b[o * nb..][..nb], x, p) };
                 }
-                RowBlocks::Q6K(b) if unsigned(MULTI_ROWS - 1).is_some() => {
-                    let u = std::array::from_fn(|j| unsigned(j).unwrap_or(&[]));
-                    return unsafe { avx512::dot_q6_k(&b[o * nb..][..nb], x, u) };
+                RowBlocks::Q6K(b) if acts.k_unsigned.len() == acts.k.len() => {
+                    let xu = std::array::from_fn(|j| &acts.k_unsigned[(r + j) * nb..][..nb]);
+                    return unsafe { avx512::dot_q6_k_rows(&b[o * nb..][..nb], x, xu) };
                 }
                 _ => {}
             }
@@ -1655,8 +1707,7 @@ impl RowMatrix {
             }
             RowBlocks::Q6K(b) => {
                 let nb = self.cols / QK_K;
-                let xu = acts.k_unsigned.get(r * nb..(r + 1) * nb).unwrap_or(&[]);
-                dot_q6_k(&b[o * nb..][..nb], &acts.k[r * nb..][..nb], xu)
+                dot_q6_k(&b[o * nb..][..nb], &acts.k[r * nb..][..nb])
             }
             RowBlocks::Q5_0(b) => {
                 let nb = self.cols / QK;
@@ -1684,7 +1735,7 @@ fn rows_per_task(w: &RowMatrix) -> usize {
 pub fn matvec_rows(w: &RowMatrix, x: &[f32], acts: &mut QuantActs, y: &mut [f32]) -> Result<()> {
     check_len("matvec_rows x", x.len(), w.cols)?;
     check_len("matvec_rows y", y.len(), w.rows)?;
-    w.quantize_acts(x, acts)?;
+    w.quantize_acts(x, acts, false)?;
     let acts: &QuantActs = acts;
     if w.bytes() < 64 * 1024 {
         y.iter_mut()
@@ -1719,12 +1770,12 @@ pub fn matmul_rows(
     let rows = w.rows;
     check_len("matmul_rows x", x.len(), n * w.cols)?;
     check_len("matmul_rows y", y.len(), n * rows)?;
-    w.quantize_acts(x, acts)?;
+    let multi = w.has_multi_row_dot() && n >= MULTI_ROWS;
+    w.quantize_acts(x, acts, multi)?;
     let acts: &QuantActs = acts;
     let per = rows_per_task(w).min(rows.div_ceil(4 * crate::par::num_threads()).max(1));
     let tasks = rows.div_ceil(per);
     let yp = SendPtr(y.as_mut_ptr());
-    let multi = w.has_multi_row_dot();
     (0..tasks).into_par_iter().for_each(|t| {
         let band = t * per..((t + 1) * per).min(rows);
         // SAFETY (both writes): y holds n·rows values and r·rows + o < n·rows; a task writes
@@ -1903,7 +1954,7 @@ mod tests {
                 let x: Vec<f32> = rand_vec(cols, seed + 10).iter().map(|v| v + 0.2).collect();
                 let want = reference(&w, &x);
                 let mut acts = QuantActs::default();
-                w.quantize_acts(&x, &mut acts).unwrap();
+                w.quantize_acts(&x, &mut acts, true).unwrap();
                 for (o, &r) in want.iter().enumerate() {
                     // Every x86 path the CPU has: AVX-512 (dispatched where present), AVX2
                     // (called directly), and the scalar twin below.
@@ -1975,7 +2026,11 @@ mod tests {
             let mut one = vec![0f32; rows];
             for r in 0..n {
                 matvec_rows(&w, &x[r * cols..][..cols], &mut acts, &mut one).unwrap();
-                assert_eq!(&y[r * rows..][..rows], &one[..], "{ty} row {r}");
+                if ty == "Q6_K" {
+                    crate::testutil::assert_close(&y[r * rows..][..rows], &one, 1e-6, ty);
+                } else {
+                    assert_eq!(&y[r * rows..][..rows], &one[..], "{ty} row {r}");
+                }
                 let want = reference(&w, &x[r * cols..][..cols]);
                 for (a, b) in one.iter().zip(&want) {
                     assert!((*a as f64 - b).abs() <= 1e-4 * (1.0 + b.abs()), "{ty}");
@@ -1986,7 +2041,8 @@ mod tests {
     }
 
     /// Prefill's multi-row products (their own kernels where the CPU has them) against the
-    /// one-row dot of each row, bit for bit, at odd block counts.
+    /// one-row dot of each row at odd block counts: bit for bit, but for Q6_K's kernel, whose
+    /// block sums lie in other lanes (f32 rounding of the total only).
     #[test]
     fn multi_row_dots_equal_one_row_dots() {
         for ty in RowMatrix::TYPES {
@@ -1995,14 +2051,18 @@ mod tests {
                 let w = rand_matrix(ty, 3, cols, 50 + nb as u64);
                 let x = rand_vec((MULTI_ROWS + 3) * cols, 51);
                 let mut acts = QuantActs::default();
-                w.quantize_acts(&x, &mut acts).unwrap();
+                w.quantize_acts(&x, &mut acts, true).unwrap();
                 for o in 0..3 {
                     for r in [0, 3] {
                         let multi = w.multi_row_dot(o, r, &acts);
                         let one: Vec<f32> = (r..r + MULTI_ROWS)
                             .map(|j| w.row_dot(o, j, &acts))
                             .collect();
-                        assert_eq!(&multi[..], &one[..], "{ty}, {nb} blocks, row {o}");
+                        if ty == "Q6_K" {
+                            crate::testutil::assert_close(&multi, &one, 1e-6, ty);
+                        } else {
+                            assert_eq!(&multi[..], &one[..], "{ty}, {nb} blocks, row {o}");
+                        }
                     }
                 }
             }
@@ -2018,7 +2078,7 @@ mod tests {
         assert_eq!(back, w.dequantize());
         let x = rand_vec(96, 10);
         let mut acts = QuantActs::default();
-        w.quantize_acts(&x, &mut acts).unwrap();
+        w.quantize_acts(&x, &mut acts, true).unwrap();
         for o in 0..4 {
             let a = w.row_dot(o, 0, &acts);
             let b = crate::quant::vec_dot_q8_0(&q8[o * 3..o * 3 + 3], &acts.q);
