@@ -393,6 +393,7 @@ pub struct KPairs(pub [i8; QK_K]);
 /// ([`crate::quant_x8::QuantActs::quantize_k`]; other paths read the blocks alone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KActs {
+    /// The Q8_K blocks alone.
     Plain,
     /// [`KPairs`]: the Q4_K and Q5_K kernels.
     Pairs,
