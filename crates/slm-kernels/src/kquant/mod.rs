@@ -1028,6 +1028,34 @@ mod avx512 {
         }
     }
 
+    /// `start` + Σ_k sc_k · (the 4-byte sums of `a[k]`·`b[k]`, unsigned by signed bytes) in 16
+    /// i32 lanes: `vpdpbusd` per register pair (every caller keeps each lane's sum below 2¹⁵
+    /// in magnitude, so it is its own low word), scaled and added by `vpdpwssd` with `sc[k]`
+    /// (scales as words, high half zero), in two chains of two: decoding waits on their
+    /// latency.
+    #[inline(always)]
+    unsafe fn scaled_dot4(
+        start: __m512i,
+        a: [__m512i; 4],
+        b: [__m512i; 4],
+        sc: &[__m512i; 4],
+    ) -> __m512i {
+        let zero = _mm512_setzero_si512();
+        let mut sums = [start, zero];
+        for k in 0..4 {
+            let p = _mm512_dpbusd_epi32(zero, a[k], b[k]);
+            sums[k / 2] = _mm512_dpwssd_epi32(sums[k / 2], p, sc[k]);
+        }
+        _mm512_add_epi32(sums[0], sums[1])
+    }
+
+    /// 64 bytes at each of `p`, `p + 64`, `p + 128`, `p + 192`.
+    #[inline(always)]
+    unsafe fn load4<T>(p: *const T) -> [__m512i; 4] {
+        let p = p as *const u8;
+        std::array::from_fn(|k| _mm512_loadu_si512(p.add(64 * k) as *const _))
+    }
+
     /// One Q4_K/Q5_K super-block unpacked for [`k4_row`]: its values as unsigned bytes in four
     /// registers (register 2h + 0: the low nibbles of `qs[64h..64h + 64]`, sub-blocks 4h and
     /// 4h + 2; register 2h + 1: the high nibbles, sub-blocks 4h + 1 and 4h + 3; the activation
@@ -1087,8 +1115,8 @@ mod avx512 {
     }
 
     /// One unpacked Q4_K/Q5_K block against one activation block into `acc` (16 lanes of
-    /// d·dx·Σ_j sc_j·Σ q·x) and `mins` (dmin·dx·Σ_j m_j·Σ x): `vpdpbusd` per register
-    /// (|sum| ≤ 4·31·128 < 2¹⁵, its own low word), scaled and added by `vpdpwssd`.
+    /// d·dx·Σ_j sc_j·Σ q·x) and `mins` (dmin·dx·Σ_j m_j·Σ x) through [`scaled_dot4`]
+    /// (|sum| ≤ 4·31·128 < 2¹⁵).
     #[inline(always)]
     unsafe fn k4_row(
         u: &K4Unpacked,
@@ -1097,17 +1125,9 @@ mod avx512 {
         acc: &mut __m512,
         mins: &mut __m128,
     ) {
-        let zero = _mm512_setzero_si512();
         let dm = _mm_set1_ps(u.dmin * a.d);
         *mins = _mm_fmadd_ps(dm, _mm_cvtepi32_ps(min_sums(&u.sm[8..], a)), *mins);
-        // Two chains of two, not one of four: decoding waits on their latency.
-        let mut sums = [zero; 2];
-        for k in 0..4 {
-            let x = _mm512_load_si512(p.0.as_ptr().add(64 * k) as *const _);
-            let pk = _mm512_dpbusd_epi32(zero, u.v[k], x);
-            sums[k / 2] = _mm512_dpwssd_epi32(sums[k / 2], pk, u.sc[k]);
-        }
-        let sumi = _mm512_add_epi32(sums[0], sums[1]);
+        let sumi = scaled_dot4(_mm512_setzero_si512(), u.v, load4(p.0.as_ptr()), &u.sc);
         *acc = _mm512_fmadd_ps(_mm512_set1_ps(u.d * a.d), _mm512_cvtepi32_ps(sumi), *acc);
     }
 
@@ -1215,20 +1235,11 @@ mod avx512 {
     }
 
     /// Σ sc·(q − 32)·x of one unpacked Q6_K block and one Q8_K block, in 16 i32 lanes: each
-    /// register's 4-byte products by `vpdpbusd` (|sum| ≤ 4·63·128 < 2¹⁵, so it is its own low
-    /// word), scaled and added by `vpdpwssd`; the −32 is −32·Σ_j sc_j·bsum_j.
+    /// register's 4-byte products scaled by [`scaled_dot4`] (|sum| ≤ 4·63·128 < 2¹⁵); the −32
+    /// is −32·Σ_j sc_j·bsum_j.
     #[inline(always)]
     unsafe fn q6_block_sum(u: &Q6Unpacked, a: &BlockQ8K) -> __m512i {
-        let zero = _mm512_setzero_si512();
-        let xs = a.qs.as_ptr();
-        // Two chains of two, not one of four: decoding waits on their latency.
-        let mut sums = [zero; 2];
-        for k in 0..4 {
-            let x = _mm512_loadu_si512(xs.add(64 * k) as *const _);
-            let p = _mm512_dpbusd_epi32(zero, u.v[k], x);
-            sums[k / 2] = _mm512_dpwssd_epi32(sums[k / 2], p, u.sc[k]);
-        }
-        let sumi = _mm512_add_epi32(sums[0], sums[1]);
+        let sumi = scaled_dot4(_mm512_setzero_si512(), u.v, load4(a.qs.as_ptr()), &u.sc);
         let bs = _mm256_loadu_si256(a.bsums.as_ptr() as *const __m256i);
         let off = _mm256_slli_epi32::<5>(_mm256_madd_epi16(u.sc16, bs));
         _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(off))
@@ -1264,12 +1275,8 @@ mod avx512 {
         let zero = _mm512_setzero_si512();
         let (c32, c128) = (_mm512_set1_epi8(32), _mm512_set1_epi8(-128));
         let v = u.v.map(|v| _mm512_sub_epi8(v, c32));
-        let mut plus = [zero; 2];
-        for k in 0..4 {
-            let p = _mm512_dpbusd_epi32(zero, c128, v[k]);
-            plus[k / 2] = _mm512_dpwssd_epi32(plus[k / 2], p, u.sc[k]);
-        }
-        let start = _mm512_sub_epi32(zero, _mm512_add_epi32(plus[0], plus[1]));
+        let plus = scaled_dot4(zero, [c128; 4], v, &u.sc);
+        let start = _mm512_sub_epi32(zero, plus);
         Q6Signed {
             v,
             sc: u.sc,
@@ -1292,19 +1299,12 @@ mod avx512 {
         x: [&[BlockQ8K]; R],
         xu: [&[KUnsigned]; R],
     ) -> [f32; R] {
-        let zero = _mm512_setzero_si512();
         let mut acc = [_mm512_setzero_ps(); R];
         for (i, b) in w.iter().enumerate() {
             let u = q6_signed(b);
             for j in 0..R {
-                let xs = xu[j].get_unchecked(i).0.as_ptr();
-                let mut sums = [u.start, zero];
-                for k in 0..4 {
-                    let x = _mm512_load_si512(xs.add(64 * k) as *const _);
-                    let p = _mm512_dpbusd_epi32(zero, x, u.v[k]);
-                    sums[k / 2] = _mm512_dpwssd_epi32(sums[k / 2], p, u.sc[k]);
-                }
-                let sumi = _mm512_add_epi32(sums[0], sums[1]);
+                let xs = load4(xu[j].get_unchecked(i).0.as_ptr());
+                let sumi = scaled_dot4(u.start, xs, u.v, &u.sc);
                 let d = _mm512_set1_ps(u.d * x[j].get_unchecked(i).d);
                 acc[j] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi), acc[j]);
             }
