@@ -505,8 +505,8 @@ impl Matrix {
             }
             // A few rows (batched decoding), or Q6_K's prefill where the CPU has its multi-row
             // kernel (each block unpacked once per 8 activation rows: 336M Q6_K prefill
-            // 316–336 → 360–370 tok/s against expanding to f32, on the Xeon family 6 model
-            // 167, AVX-512, 2 threads).
+            // 297–312 → 324–344 tok/s against expanding to f32, on the Intel(R) Xeon(R)
+            // Processor, family 6 model 167, AVX-512, 2 threads).
             Self::Rows(m)
                 if n < DENSIFY_ROWS || (m.type_name() == "Q6_K" && m.has_multi_row_dot()) =>
             {
@@ -520,7 +520,7 @@ impl Matrix {
             // Many rows (prefill): Q4_K as Q4_1 blocks repacked for this chunk (the 4-bit
             // tiles reuse each weight block across every row; its multi-row kernel measured
             // level with them), other types as f32 once through the blocked matmul (Q5_K's
-            // multi-row kernel measured ~5% below that).
+            // multi-row kernel measured ~5% below that; both on the same Xeon).
             Self::Rows(m) => match m.q4_k_as_q4_1() {
                 Some(blocks) => {
                     let tiles =
